@@ -1,0 +1,1 @@
+"""Audio in: decoding, analysis windows, features."""

@@ -1,0 +1,1 @@
+"""The user's library on disk and its record in SQLite."""

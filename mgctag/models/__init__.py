@@ -1,0 +1,1 @@
+"""Genre networks as plain torch.nn.Modules, and the registry that loads their weights."""

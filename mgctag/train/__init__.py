@@ -1,0 +1,1 @@
+"""Training and evaluation of genre models on a user's own labels."""
