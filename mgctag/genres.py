@@ -1,0 +1,164 @@
+"""Canonical genres: the one place that turns model tags and users' spellings into genre names.
+
+The taxonomy is data (mgctag/data/genres.json), readable and overridable by the user, because every
+library has its own idea of genres. Model tags that are not genres (decades, moods, voices,
+instruments) never become GENRE values; they stay in the database only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+Mode = Literal["fill", "merge", "replace"]
+
+DEFAULT_MAX_GENRES = 3
+DEFAULT_MIN_CONFIDENCE = 0.15
+# A genre far below the track's best one is noise, whatever its absolute score.
+RELATIVE_FLOOR = 0.35
+
+
+def _key(name: str) -> str:
+    """Case- and separator-insensitive key: 'Hip-Hop', 'hip hop' and 'HIP_HOP' are one genre."""
+    return re.sub(r"[\s_\-.]+", " ", name.strip().lower()).strip()
+
+
+@dataclass(frozen=True)
+class Genre:
+    name: str
+    parent: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenreMap:
+    """Canonical genres plus the model-tag → genre table."""
+
+    genres: Mapping[str, Genre]
+    tags: Mapping[str, str]
+    _lookup: Mapping[str, str] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> GenreMap:
+        genres = {
+            name: Genre(name, spec.get("parent"), tuple(spec.get("aliases", ())))
+            for name, spec in data.get("genres", {}).items()
+        }
+        lookup = {_key(alias): g.name for g in genres.values() for alias in g.aliases}
+        lookup.update({_key(g.name): g.name for g in genres.values()})
+        tags = {_key(tag): genre for tag, genre in data.get("tags", {}).items() if genre}
+        unknown = sorted(set(tags.values()) - set(genres))
+        if unknown:
+            raise ValueError(f"genre map: tags point to unknown genres: {', '.join(unknown)}")
+        return cls(genres, tags, lookup)
+
+    @classmethod
+    def load(cls, override: Path | None = None) -> GenreMap:
+        """The bundled map, updated key by key from the user's file (if any)."""
+        data = json.loads(files("mgctag").joinpath("data/genres.json").read_text("utf-8"))
+        path = override or _user_map_path()
+        if path and path.is_file():
+            try:
+                user = json.loads(path.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{path}: not a readable genre map ({exc})") from exc
+            data["genres"] = {**data["genres"], **user.get("genres", {})}
+            data["tags"] = {**data["tags"], **user.get("tags", {})}
+        return cls.from_data(data)
+
+    def normalize(self, name: str) -> str:
+        """The canonical spelling of a genre name; unknown genres keep the user's words, trimmed."""
+        cleaned = " ".join(name.split())
+        return self._lookup.get(_key(cleaned), cleaned)
+
+    def parent(self, genre: str) -> str | None:
+        g = self.genres.get(self.normalize(genre))
+        return g.parent if g else None
+
+    def genre_scores(self, tag_probs: Mapping[str, float]) -> dict[str, float]:
+        """Model tag probabilities → genre scores (a genre is as strong as its strongest tag)."""
+        scores: dict[str, float] = {}
+        for tag, p in tag_probs.items():
+            genre = self.tags.get(_key(tag))
+            if genre is not None:
+                scores[genre] = max(scores.get(genre, 0.0), float(p))
+        return scores
+
+
+def _user_map_path() -> Path | None:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "mgctag" / "genres.json"
+
+
+@cache
+def default_map() -> GenreMap:
+    return GenreMap.load()
+
+
+def normalize_genre(name: str) -> str:
+    """Canonical spelling of one genre name under the default (user-overridable) map."""
+    return default_map().normalize(name)
+
+
+def mean_tag_probs(probs: np.ndarray, labels: Iterable[str]) -> dict[str, float]:
+    """Average per-patch tag probabilities (patches, tags) over the whole track."""
+    mean = np.asarray(probs, dtype=np.float64).mean(axis=0)
+    return {label: round(float(p), 6) for label, p in zip(labels, mean, strict=True)}
+
+
+def combine_models(per_model: Mapping[str, Mapping[str, float]], gmap: GenreMap) -> dict[str, float]:
+    """Genre confidences from several taggers: each genre averages the models that know it.
+
+    MSD knows jazz but not classical, MTT the reverse; averaging a genre with a model that has no tag
+    for it would halve it for no reason.
+    """
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for tags in per_model.values():
+        for genre, score in gmap.genre_scores(tags).items():
+            sums[genre] = sums.get(genre, 0.0) + score
+            counts[genre] = counts.get(genre, 0) + 1
+    return {g: sums[g] / counts[g] for g in sums}
+
+
+def select_genres(
+    scores: Mapping[str, float],
+    *,
+    max_genres: int = DEFAULT_MAX_GENRES,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> list[tuple[str, float]]:
+    """The genres worth writing: strongest first, above the absolute and the relative floor."""
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    if not ranked:
+        return []
+    floor = max(min_confidence, RELATIVE_FLOOR * ranked[0][1])
+    return [(g, round(s, 4)) for g, s in ranked[:max_genres] if s >= floor]
+
+
+def plan_genres(existing: list[str], predicted: list[str], mode: Mode) -> list[str] | None:
+    """The genre values a file should end with, or None when it should not be touched.
+
+    fill: only files without a genre; merge: keep the file's genres and add new ones;
+    replace: the prediction wins. Nothing to write when the result equals what is there.
+    """
+    if mode == "fill":
+        new = [] if existing else list(predicted)
+    elif mode == "merge":
+        seen = {_key(g) for g in existing}
+        new = list(existing) + [g for g in predicted if _key(g) not in seen]
+    elif mode == "replace":
+        new = list(predicted)
+    else:
+        raise ValueError(f"unknown mode {mode!r}: use fill, merge or replace")
+    if not new or new == list(existing):
+        return None
+    return new

@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+
+from mgctag.genres import (
+    GenreMap,
+    combine_models,
+    default_map,
+    mean_tag_probs,
+    normalize_genre,
+    plan_genres,
+    select_genres,
+)
+
+
+def test_normalize_spellings_and_aliases():
+    assert normalize_genre("hip hop") == "Hip-Hop"
+    assert normalize_genre("HIP_HOP") == "Hip-Hop"
+    assert normalize_genre("rnb") == "R&B"
+    assert normalize_genre("Heavy Metal") == "Metal"
+    assert normalize_genre("  Singer/Songwriter ") == "Folk"
+    assert normalize_genre("Vaporwave  Deluxe") == "Vaporwave Deluxe"  # unknown: user's words kept
+
+
+def test_non_genre_tags_never_become_genres():
+    gmap = default_map()
+    scores = gmap.genre_scores({"female vocalists": 0.9, "80s": 0.8, "guitar": 0.7, "rock": 0.2})
+    assert scores == {"Rock": 0.2}
+
+
+def test_genre_is_as_strong_as_its_strongest_tag():
+    scores = default_map().genre_scores({"rock": 0.1, "classic rock": 0.4, "hard rock": 0.3})
+    assert scores == {"Rock": 0.4}
+
+
+def test_combine_averages_only_models_that_know_the_genre():
+    gmap = default_map()
+    msd = {"rock": 0.6, "jazz": 0.3}
+    mtt = {"rock": 0.2, "classical": 0.5}
+    combined = combine_models({"MSD": msd, "MTT": mtt}, gmap)
+    assert combined["Rock"] == pytest.approx(0.4)
+    assert combined["Jazz"] == pytest.approx(0.3)
+    assert combined["Classical"] == pytest.approx(0.5)
+
+
+def test_select_applies_floors_and_limit():
+    scores = {"Rock": 0.8, "Metal": 0.5, "Pop": 0.2, "Jazz": 0.1, "Folk": 0.3}
+    assert select_genres(scores, max_genres=2) == [("Rock", 0.8), ("Metal", 0.5)]
+    # relative floor: 0.35 * 0.8 = 0.28 drops Pop (0.2) even with a low absolute threshold
+    assert [g for g, _ in select_genres(scores, max_genres=5, min_confidence=0.01)] == [
+        "Rock",
+        "Metal",
+        "Folk",
+    ]
+    assert select_genres({"Rock": 0.05}) == []
+
+
+def test_mean_tag_probs():
+    probs = np.array([[0.2, 0.4], [0.4, 0.0]])
+    assert mean_tag_probs(probs, ["a", "b"]) == pytest.approx({"a": 0.3, "b": 0.2})
+
+
+@pytest.mark.parametrize(
+    ("existing", "predicted", "mode", "expected"),
+    [
+        ([], ["Rock"], "fill", ["Rock"]),
+        (["Jazz"], ["Rock"], "fill", None),
+        (["Jazz"], ["Rock", "jazz"], "merge", ["Jazz", "Rock"]),
+        (["Rock"], ["rock"], "merge", None),
+        (["Jazz"], ["Rock"], "replace", ["Rock"]),
+        (["Rock"], ["Rock"], "replace", None),
+        (["Rock"], [], "replace", None),
+    ],
+)
+def test_plan_genres(existing, predicted, mode, expected):
+    assert plan_genres(existing, predicted, mode) == expected
+
+
+def test_user_override_file(tmp_path):
+    path = tmp_path / "genres.json"
+    path.write_text(json.dumps({"genres": {"Chiptune": {"aliases": ["8-bit"]}}, "tags": {"electro": "Chiptune"}}))
+    gmap = GenreMap.load(path)
+    assert gmap.normalize("8 bit") == "Chiptune"
+    assert gmap.genre_scores({"electro": 0.5}) == {"Chiptune": 0.5}
+    assert gmap.normalize("rap") == "Hip-Hop"  # bundled entries still there
+
+
+def test_override_pointing_to_unknown_genre_is_refused(tmp_path):
+    path = tmp_path / "genres.json"
+    path.write_text(json.dumps({"tags": {"rock": "Nope"}}))
+    with pytest.raises(ValueError, match="unknown genres: Nope"):
+        GenreMap.load(path)
