@@ -2,16 +2,382 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from mgctag import config, pipeline
 
 app = typer.Typer(
     name="mgctag",
     help="Tag a local music library with genres by listening to it.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="MGCTAG_DB", help="SQLite database (default: XDG data dir)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+PathsArg = Annotated[list[Path], typer.Argument(help="Files or folders.", exists=False)]
 
 
 @app.callback()
 def main() -> None:
     """Tag a local music library with genres by listening to it."""
+
+
+def open_library(db: Path | None):
+    from mgctag.library.db import Library
+
+    return Library(db or config.default_db_path())
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def print_failures(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        err.print(
+            f"[red]error[/red]: {path}: {reason}", markup=True, highlight=False, soft_wrap=True
+        )
+
+
+class CliProgress(pipeline.Progress):
+    """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = RichProgress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = None
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=self.bar.tasks[self.task].total)
+        self.task = self.bar.add_task(name, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, n)
+
+    def message(self, text: str) -> None:
+        self.bar.console.print(text)
+
+
+@contextmanager
+def interruptible():
+    """Ctrl-C asks the pipeline to stop after the current file instead of killing it mid-write."""
+    stop = pipeline.StopFlag()
+
+    def handler(signum, frame):  # noqa: ARG001
+        if stop:
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("[yellow]stopping after the current file… (Ctrl-C again to abort)[/yellow]")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@app.command()
+def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Record the audio files under PATHS in the database (incremental)."""
+    from mgctag.library.scan import scan as run_scan
+
+    lib = open_library(db)
+    report = run_scan(lib, paths)
+    if json_out:
+        print_json(report.as_dict())
+    else:
+        print_failures([(str(p), r) for p, r in report.failures])
+        out.print(report.summary_line())
+    raise typer.Exit(1 if report.failures else 0)
+
+
+@app.command()
+def tag(
+    paths: PathsArg,
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show planned changes; write nothing.")
+    ] = False,
+    mode: Annotated[
+        str, typer.Option(help="fill: only files without a genre; merge: add; replace: overwrite.")
+    ] = "fill",
+    max_genres: Annotated[int, typer.Option(min=1, help="At most this many genres per file.")] = 3,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Write genres at least this confident.")
+    ] = pipeline.TagOptions.min_confidence,
+    id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
+    keep_mtime: Annotated[
+        bool, typer.Option("--keep-mtime", help="Keep file modification times.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
+    if mode not in ("fill", "merge", "replace"):
+        raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
+    opts = pipeline.TagOptions(
+        mode=mode,  # type: ignore[arg-type]
+        max_genres=max_genres,
+        min_confidence=min_confidence,
+        dry_run=dry_run,
+        id3v23=id3v23,
+        keep_mtime=keep_mtime,
+    )
+    lib = open_library(db)
+    progress = CliProgress(enabled=not json_out and err.is_terminal)
+    with interruptible() as stop, progress.bar:
+        summary = pipeline.tag_paths(lib, paths, opts, progress=progress, stop=stop)
+    if json_out:
+        print_json(summary_dict(summary))
+    else:
+        print_summary(summary, dry_run)
+    raise typer.Exit(130 if summary.interrupted else (1 if summary.failed else 0))
+
+
+def summary_dict(s: pipeline.Summary) -> dict:
+    return {
+        "run_id": s.run_id,
+        "counts": pipeline._counts(s),
+        "interrupted": s.interrupted,
+        "changes": [c.__dict__ for c in s.changes],
+        "failures": [{"path": p, "reason": r} for p, r in s.failures],
+    }
+
+
+def print_summary(s: pipeline.Summary, dry_run: bool) -> None:
+    print_failures(s.failures)
+    if s.changes:
+        table = Table(title="planned changes" if dry_run else "changed")
+        table.add_column("file", overflow="fold")
+        table.add_column("genre before")
+        table.add_column("genre after")
+        for c in s.changes:
+            table.add_row(c.path, "; ".join(c.old) or "—", "; ".join(c.new))
+        out.print(table)
+    verb = "would tag" if dry_run else "tagged"
+    n_changes = len(s.changes) if dry_run else s.tagged
+    out.print(
+        f"analysed {s.analysed}, {verb} {n_changes}, unchanged {s.unchanged}, "
+        f"skipped {s.skipped}, failed {s.failed}"
+        + (" (interrupted)" if s.interrupted else "")
+        + (f"  [dim]run {s.run_id}[/dim]" if s.run_id else "")
+    )
+
+
+def resolve_track(lib, query: str) -> dict:
+    """QUERY as a path, a track id, or text matching artist/title/path (the first match)."""
+    if os.path.exists(query):
+        track = lib.track_by_path(os.path.abspath(query))
+        if track is None:
+            raise UserError(f"{query}: not in the library yet; run `mgctag tag` on it first")
+        return track
+    if query.isdigit() and (track := lib.get_track(int(query))):
+        return track
+    matches = lib.find_tracks(query, limit=2)
+    if not matches:
+        raise UserError(
+            f"{query}: no track matches (give a path, a track id, or artist/title text)"
+        )
+    return matches[0]
+
+
+class UserError(Exception):
+    """A one-line problem with what the user asked for; printed, exit 2."""
+
+
+@app.command()
+def info(
+    query: Annotated[str, typer.Argument(help="A path, a track id, or artist/title text.")],
+    db: DbOption = None,
+    top_tags: Annotated[int, typer.Option(help="Raw model tags to show per model.")] = 10,
+    json_out: JsonOption = False,
+) -> None:
+    """What mgctag knows about one track: genres, raw model tags, the file's own tags."""
+    from mgctag import tags as tagio
+
+    lib = open_library(db)
+    track = _or_exit(resolve_track, lib, query)
+    predictions = lib.get_predictions(track["id"])
+    try:
+        in_file = tagio.read_tags(track["path"]).genres
+    except tagio.TagError as exc:
+        in_file = f"unreadable: {exc.reason}"
+    if json_out:
+        print_json({"track": track, "file_genres": in_file, "predictions": predictions})
+        return
+    out.print(f"[bold]{track.get('artist') or '?'} — {track.get('title') or '?'}[/bold]")
+    out.print(f"path: {track['path']}", highlight=False)
+    out.print(f"status: {track['status']}" + (f" ({track['error']})" if track.get("error") else ""))
+    out.print(f"genre in file: {'; '.join(in_file) if isinstance(in_file, list) else in_file}")
+    if not predictions:
+        out.print("not analysed yet: run `mgctag tag` on it")
+    for model, pred in predictions.items():
+        out.print(f"\n[bold]{model}[/bold] (separator {pred['separator']}, {pred['created_at']})")
+        genres = ", ".join(f"{g} {p:.2f}" for g, p in pred["genres"][:8])
+        out.print(f"  genres: {genres or '—'}")
+        raw = pred["tags"]
+        groups = raw.items() if raw and isinstance(next(iter(raw.values())), dict) else [("", raw)]
+        for name, probs in groups:
+            best = sorted(probs.items(), key=lambda kv: -kv[1])[:top_tags]
+            out.print(f"  {name or 'tags'}: " + ", ".join(f"{t} {p:.2f}" for t, p in best))
+
+
+def _or_exit(fn, *args, **kwargs):
+    """Run fn; a UserError becomes one red line on stderr and exit status 2."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("-n", help="Show the last N runs.")] = 20,
+    json_out: JsonOption = False,
+) -> None:
+    """Past runs: id, time, command, files changed, failures."""
+    lib = open_library(db)
+    rows = lib.list_runs(limit)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table()
+    for col in ("id", "started", "command", "status", "changed", "failed"):
+        table.add_column(col)
+    for r in rows:
+        counts = r.get("counts") or {}
+        changed = counts.get("tagged", counts.get("restored", ""))
+        table.add_row(
+            str(r["id"]),
+            str(r["started_at"])[:19],
+            r["command"],
+            str(r.get("status") or "running"),
+            str(changed),
+            str(counts.get("failed", "")),
+        )
+    out.print(table)
+
+
+@app.command()
+def undo(
+    run_id: Annotated[
+        int | None, typer.Argument(help="The run to undo (see `mgctag runs`).")
+    ] = None,
+    last: Annotated[
+        bool, typer.Option("--last", help="Undo the last run that wrote tags.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be restored.")
+    ] = False,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Restore the exact genre values a run replaced; files changed since are refused."""
+    from mgctag.undo import undo_run
+
+    lib = open_library(db)
+    if run_id is None:
+        if not last:
+            raise typer.BadParameter("give a RUN_ID or --last")
+        run_id = lib.last_run_id("tag")
+        if run_id is None:
+            _or_exit(_raise, UserError("no tag run to undo"))
+    report = undo_run(lib, run_id, dry_run=dry_run)
+    if json_out:
+        print_json({"run": run_id, "undo_run": report.undo_run_id, "items": report.items})
+    else:
+        for item in report.items:
+            line = f"{item.status}: {item.path}: {'; '.join(item.current) or '—'} → "
+            line += "; ".join(item.restore) or "(no genre)"
+            if item.reason:
+                line += f" ({item.reason})"
+            (err if item.status in ("refused", "failed") else out).print(line, highlight=False)
+        out.print(
+            f"run {run_id}: {report.count('restored') or report.count('would restore')} "
+            f"{'to restore' if dry_run else 'restored'}, {report.count('refused')} refused, "
+            f"{report.count('failed')} failed"
+        )
+    raise typer.Exit(1 if report.count("refused") + report.count("failed") else 0)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+@app.command()
+def similar(
+    query: Annotated[
+        list[str], typer.Argument(help="Seed tracks: paths, ids or artist/title text.")
+    ],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many tracks.")] = 10,
+    by: Annotated[str, typer.Option(help="Embedding: mix, drums, bass, other, vocals.")] = "mix",
+    genre: Annotated[str | None, typer.Option(help="Only tracks of this genre.")] = None,
+    exclude_artist: Annotated[bool, typer.Option("--exclude-artist")] = False,
+    exclude_album: Annotated[bool, typer.Option("--exclude-album")] = False,
+    m3u: Annotated[Path | None, typer.Option(help="Also write an M3U8 playlist here.")] = None,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """The tracks most like the seed(s), by cosine similarity of their embeddings."""
+    from mgctag import similar as sim
+
+    lib = open_library(db)
+    seeds = [_or_exit(resolve_track, lib, q)["id"] for q in query]
+    try:
+        hits = sim.similar_tracks(
+            lib,
+            seeds,
+            model=pipeline.DEFAULT_TAGGER,
+            by=by,
+            k=k,
+            genre=genre,
+            exclude_artist=exclude_artist,
+            exclude_album=exclude_album,
+        )
+    except sim.SimilarError as exc:
+        _or_exit(_raise, UserError(str(exc)))
+    if m3u:
+        from mgctag.export import write_m3u
+
+        write_m3u(m3u, hits)
+    if json_out:
+        print_json(hits)
+        return
+    table = Table()
+    for col in ("#", "score", "artist", "title", "path"):
+        table.add_column(col, overflow="fold")
+    for rank, h in enumerate(hits, 1):
+        table.add_row(
+            str(rank), f"{h['score']:.3f}", h.get("artist") or "", h.get("title") or "", h["path"]
+        )
+    out.print(table)

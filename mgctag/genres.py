@@ -115,7 +115,9 @@ def mean_tag_probs(probs: np.ndarray, labels: Iterable[str]) -> dict[str, float]
     return {label: round(float(p), 6) for label, p in zip(labels, mean, strict=True)}
 
 
-def combine_models(per_model: Mapping[str, Mapping[str, float]], gmap: GenreMap) -> dict[str, float]:
+def combine_models(
+    per_model: Mapping[str, Mapping[str, float]], gmap: GenreMap
+) -> dict[str, float]:
     """Genre confidences from several taggers: each genre averages the models that know it.
 
     MSD knows jazz but not classical, MTT the reverse; averaging a genre with a model that has no tag

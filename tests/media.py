@@ -32,7 +32,9 @@ FORMATS: dict[str, tuple[str, str] | None] = {
 }
 
 
-def real_clip(name: str = "Kevin_MacLeod_-_Vibe_Ace", seconds: float = 12.0) -> tuple[np.ndarray, int]:
+def real_clip(
+    name: str = "Kevin_MacLeod_-_Vibe_Ace", seconds: float = 12.0
+) -> tuple[np.ndarray, int]:
     """A real stereo 44.1 kHz recording from ../shared/audio/librosa, as (channels, n) float32."""
     y, sr = sf.read(LIBROSA / f"{name}.hq.ogg", dtype="float32", always_2d=True)
     return np.ascontiguousarray(y[: int(seconds * sr)].T), sr
@@ -51,7 +53,9 @@ def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
         stream = out.add_stream(codec, rate=48000 if codec == "libopus" else sr, layout=layout)
         ctx = stream.codec_context
         ctx.bit_rate = ctx.bit_rate or 128_000
-        resampler = av.AudioResampler(format=ctx.codec.audio_formats[0].name, layout=layout, rate=ctx.rate)
+        resampler = av.AudioResampler(
+            format=ctx.codec.audio_formats[0].name, layout=layout, rate=ctx.rate
+        )
         step = 4096
         for start in range(0, y.shape[1], step):
             frame = av.AudioFrame.from_ndarray(
@@ -68,7 +72,9 @@ def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
     return dest
 
 
-def make_library(root: Path, exts: tuple[str, ...] = tuple(FORMATS), seconds: float = 12.0) -> list[Path]:
+def make_library(
+    root: Path, exts: tuple[str, ...] = tuple(FORMATS), seconds: float = 12.0
+) -> list[Path]:
     """A small real library: the same real clip encoded once per format under `root`."""
     y, sr = real_clip(seconds=seconds)
     root.mkdir(parents=True, exist_ok=True)

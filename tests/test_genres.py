@@ -79,7 +79,11 @@ def test_plan_genres(existing, predicted, mode, expected):
 
 def test_user_override_file(tmp_path):
     path = tmp_path / "genres.json"
-    path.write_text(json.dumps({"genres": {"Chiptune": {"aliases": ["8-bit"]}}, "tags": {"electro": "Chiptune"}}))
+    path.write_text(
+        json.dumps(
+            {"genres": {"Chiptune": {"aliases": ["8-bit"]}}, "tags": {"electro": "Chiptune"}}
+        )
+    )
     gmap = GenreMap.load(path)
     assert gmap.normalize("8 bit") == "Chiptune"
     assert gmap.genre_scores({"electro": 0.5}) == {"Chiptune": 0.5}

@@ -1,1 +1,67 @@
-"""Stem separation: every separator returns drums, bass, other, vocals at the input's rate and length."""
+"""Stem separation: every separator returns drums, bass, other, vocals at the input's rate and length.
+
+`get_separator("auto")` prefers Demucs (when the package and its weights are there), else the
+offline cascade (Spleeter U-Nets + HPSS); `hpss` is the fastest and needs no model at all.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from .base import STEMS, SeparationError, Separator, WeightsUnavailableError
+
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")
+
+__all__ = [
+    "SEPARATORS",
+    "STEMS",
+    "SeparationError",
+    "Separator",
+    "WeightsUnavailableError",
+    "get_separator",
+    "resolve_device",
+]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> cuda, else mps, else cpu; an explicit device that is not there is an error."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SeparationError(f"device {device!r} asked for, but CUDA is not available")
+    return device
+
+
+def get_separator(
+    name: str = "auto", device: str = "auto", model_path: Path | None = None
+) -> Separator:
+    """A ready separator. `model_path` is a Demucs weight file or repo folder (demucs/auto only).
+
+    Under "auto", a Demucs that cannot be had (package missing, no weights, no network) falls
+    back to the cascade with a warning; asking for "demucs" by name raises instead.
+    """
+    if name not in SEPARATORS:
+        raise SeparationError(f"unknown separator {name!r}; choose one of {', '.join(SEPARATORS)}")
+    dev = resolve_device(device)
+    if name in ("auto", "demucs"):
+        from .demucs import DemucsSeparator
+
+        try:
+            return DemucsSeparator.load(device=dev, model_path=model_path)
+        except SeparationError as err:
+            if name == "demucs":
+                raise
+            warnings.warn(f"Demucs unavailable, using the cascade separator: {err}", stacklevel=2)
+    if name == "hpss":
+        from .hpss import HpssSeparator
+
+        return HpssSeparator()
+    from .cascade import CascadeSeparator
+
+    return CascadeSeparator(device=dev)

@@ -1,0 +1,189 @@
+"""Playlists and tables out of mgctag: M3U8, CSV and JSON, safe against whatever the tags contain.
+
+Tag text is user data from anywhere: a newline in a title must not start a new playlist entry, a
+title like `=HYPERLINK(...)` must not run as a spreadsheet formula, and a file is either written
+whole or not at all (written to a temp file beside it, then renamed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+# C0/C1 controls and the Unicode line/paragraph separators some players treat as line breaks.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection" trigger characters
+
+
+class ExportError(Exception):
+    """An export that cannot be written correctly; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class PlaylistEntry:
+    """One playlist line: the file and what the player shows for it."""
+
+    path: str | Path
+    artist: str | None = None
+    title: str | None = None
+    duration: float | None = None
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> PlaylistEntry:
+        """From a track record (a `tracks` row or a `similar_tracks` result)."""
+        return cls(r["path"], r.get("artist"), r.get("title"), r.get("duration"))
+
+
+def one_line(text: Any) -> str:
+    """Tag text flattened to one line: runs of control characters become a single space."""
+    return _CONTROL.sub(" ", "" if text is None else str(text)).strip()
+
+
+@contextmanager
+def _atomic_text(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
+    """A text file that appears at `path` only when fully written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+            yield f
+        # mkstemp makes 0600 files; a playlist should get the usual mode (or keep the old one)
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _m3u_location(entry_path: str | Path, relative_to: str | Path | None) -> str:
+    p = Path(entry_path)
+    loc = str(p.absolute())
+    if relative_to is not None:
+        # on Windows a file on another drive has no relative path: keep the absolute one
+        with suppress(ValueError):
+            loc = os.path.relpath(p.absolute(), Path(relative_to).absolute())
+    if _CONTROL.search(loc):
+        raise ExportError(f"{entry_path}: its path contains a line break or control character")
+    return "./" + loc if loc.startswith("#") else loc  # a leading '#' would read as a comment
+
+
+def _extinf(e: PlaylistEntry) -> str:
+    secs = -1
+    if e.duration is not None and math.isfinite(float(e.duration)):
+        secs = round(float(e.duration))
+    artist, title = one_line(e.artist), one_line(e.title) or Path(e.path).stem
+    label = f"{artist} - {title}" if artist else title
+    return f"#EXTINF:{secs},{label}"
+
+
+def write_m3u(
+    path: str | Path,
+    entries: Iterable[PlaylistEntry | Mapping[str, Any]],
+    relative_to: str | Path | None = None,
+) -> int:
+    """Write an extended M3U8 playlist (UTF-8, LF); returns the number of entries.
+
+    Paths are absolute, or relative to `relative_to` (usually the playlist's own folder, so the
+    playlist and music can move together). Raises ExportError for a path no M3U can hold.
+    """
+    items = [e if isinstance(e, PlaylistEntry) else PlaylistEntry.from_record(e) for e in entries]
+    lines = ["#EXTM3U"]
+    for e in items:
+        lines += [_extinf(e), _m3u_location(e.path, relative_to)]
+    try:
+        with _atomic_text(Path(path), newline="\n") as f:
+            f.write("\n".join(lines) + "\n")
+    except OSError as err:
+        raise ExportError(f"{path}: cannot write playlist: {err.strerror or err}") from err
+    return len(items)
+
+
+def csv_cell(value: Any) -> str | int | float:
+    """A value as a CSV cell: lists joined with '; ', text that a spreadsheet would run as a
+    formula prefixed with an apostrophe. Numbers stay numbers (a negative number is no formula)."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (list, tuple)):
+        value = "; ".join(str(v) for v in value)
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def write_csv(
+    path: str | Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str] | None = None
+) -> int:
+    """Write rows as RFC 4180 CSV (UTF-8, header first, quoted where needed); returns the row count.
+
+    `fields` picks and orders the columns (default: the keys of the first row, in order).
+    """
+    rows = list(rows)
+    cols = list(fields) if fields is not None else list(rows[0]) if rows else []
+    try:
+        with _atomic_text(Path(path), newline="") as f:
+            w = csv.writer(f, lineterminator="\r\n")
+            w.writerow([csv_cell(c) for c in cols])
+            for r in rows:
+                w.writerow([csv_cell(r.get(c)) for c in cols])
+    except OSError as err:
+        raise ExportError(f"{path}: cannot write CSV: {err.strerror or err}") from err
+    return len(rows)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types from what mgctag passes around (numpy scalars/arrays, paths, tuples)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN/Infinity
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def dumps_json(data: Any) -> str:
+    """The one JSON form mgctag prints and writes: UTF-8 text, 2-space indent."""
+    return json.dumps(to_jsonable(data), ensure_ascii=False, indent=2, allow_nan=False)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write `data` (records, a summary...) as a JSON document."""
+    try:
+        with _atomic_text(Path(path), newline="\n") as f:
+            f.write(dumps_json(data) + "\n")
+    except OSError as err:
+        raise ExportError(f"{path}: cannot write JSON: {err.strerror or err}") from err
+
+
+def write_export(path: str | Path, records: Sequence[Mapping[str, Any]], **kw: Any) -> int:
+    """Pick the writer from the extension (.m3u/.m3u8, .csv, .json); returns the record count."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".m3u", ".m3u8"):
+        return write_m3u(path, records, relative_to=kw.get("relative_to"))
+    if suffix == ".csv":
+        return write_csv(path, records, kw.get("fields"))
+    if suffix == ".json":
+        write_json(path, list(records))
+        return len(records)
+    what = suffix or "(none)"
+    raise ExportError(f"{path}: unknown export format {what}: use .m3u8, .csv or .json")

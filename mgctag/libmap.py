@@ -1,0 +1,542 @@
+"""A map of the library: embeddings laid out in 2-D, drawn as a PNG and as an interactive HTML page.
+
+The layout is t-SNE (scikit-learn, cosine metric), as in the seed paper's map of genres. The HTML
+page is a single self-contained file (a small canvas viewer, no network, no CDN) so it can be
+mailed or opened from disk; tag text goes in only as escaped JSON data read with JSON.parse and
+shown with textContent, and a Content-Security-Policy lets only the page's own script run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgctag.similar import LibraryLike, library_index, track_genres
+
+UNKNOWN = "unknown"
+_UNKNOWN_COLOR = "#9e9e9e"
+
+
+class MapError(Exception):
+    """A map that cannot be made; the message is one line for the user."""
+
+
+# ---- layout ------------------------------------------------------------------------------------
+
+
+def layout_2d(
+    matrix: np.ndarray, method: str = "tsne", seed: int = 0, threads: int | None = None
+) -> np.ndarray:
+    """(n, 2) float32 coordinates for (n, d) embeddings; similar rows land near each other.
+
+    `method`: "tsne" (default), "pca" (fast, linear) or "umap" (if umap-learn is installed).
+    `threads` caps OpenMP threads: t-SNE's many short parallel loops slow down badly when the
+    cores are busy with other work (18x on a loaded 2-core box; see docs/similar.md).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        return _layout(np.asarray(matrix, dtype=np.float32), method, seed)
+
+
+def _layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+    n = len(x)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    if n < 4 or method == "pca":
+        return _pca_2d(x)
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(
+            2, perplexity=min(30.0, (n - 1) / 3), metric="cosine", init="pca", random_state=seed
+        )
+        return tsne.fit_transform(x).astype(np.float32)
+    if method == "umap":
+        try:
+            import umap
+        except ImportError as e:
+            raise MapError("the umap layout needs umap-learn: pip install umap-learn") from e
+        return umap.UMAP(metric="cosine", random_state=seed).fit_transform(x).astype(np.float32)
+    raise MapError(f"unknown layout {method!r}: use tsne, pca or umap")
+
+
+def _pca_2d(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    out = np.zeros((len(x), 2), dtype=np.float32)
+    proj = centred @ vt[:2].T
+    out[:, : proj.shape[1]] = proj
+    return out
+
+
+# ---- colours shared by the PNG and the HTML page -----------------------------------------------
+
+
+def primary_genre(record: dict) -> str:
+    """The genre a point is coloured by: the track's first genre."""
+    g = track_genres(record)
+    return g[0] if g else UNKNOWN
+
+
+def genre_order(labels: Sequence[str]) -> list[str]:
+    """Genres by count (most first), 'unknown' last: the legend order."""
+    counts = Counter(labels)
+    names = sorted(counts, key=lambda g: (g == UNKNOWN, -counts[g], g.casefold()))
+    return names
+
+
+def genre_colors(names: Sequence[str]) -> dict[str, str]:
+    """A distinct hex colour per genre (tab20, then tab20b/tab20c), grey for 'unknown'."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    palette = [to_hex(c) for cmap in ("tab20", "tab20b", "tab20c") for c in colormaps[cmap].colors]
+    palette = palette[0::2] + palette[1::2]  # strong shades first, light ones after
+    known = [g for g in names if g != UNKNOWN]
+    out = {g: palette[i % len(palette)] for i, g in enumerate(known)}
+    if UNKNOWN in names:
+        out[UNKNOWN] = _UNKNOWN_COLOR
+    return out
+
+
+# ---- PNG ---------------------------------------------------------------------------------------
+
+
+def _figure(size: tuple[float, float]):
+    """A pyplot-free Agg figure: no global state, no display needed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def map_png(
+    points: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "Library map"
+) -> Path:
+    """Scatter plot of the layout coloured by genre, with a legend (top 20 genres named)."""
+    points = np.asarray(points)
+    if len(points) != len(labels):
+        raise ValueError(f"{len(points)} points but {len(labels)} labels")
+    labels = [lab or UNKNOWN for lab in labels]
+    names = genre_order(labels)
+    colors = genre_colors(names)
+    fig = _figure((10, 7.5))
+    ax = fig.add_axes((0.03, 0.04, 0.72, 0.9))
+    lab = np.asarray(labels, dtype=object)
+    size = float(np.clip(3000 / max(len(points), 1), 4, 40))
+    for g in reversed(names):  # biggest genres drawn last, on top
+        sel = lab == g
+        named = names.index(g) < 20
+        ax.scatter(
+            *points[sel].T,
+            s=size,
+            c=colors[g],
+            label=f"{g} ({sel.sum()})" if named else None,
+            linewidths=0,
+            alpha=0.85,
+        )
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    handles, texts = ax.get_legend_handles_labels()
+    fig.legend(
+        handles[::-1],
+        texts[::-1],
+        loc="center left",
+        bbox_to_anchor=(0.76, 0.5),
+        frameon=False,
+        markerscale=max(1.0, 30 / size) ** 0.5,
+        fontsize=9,
+    )
+    fig.savefig(path)
+    return Path(path)
+
+
+# ---- genre similarity --------------------------------------------------------------------------
+
+
+def genre_similarity(
+    matrix: np.ndarray, genres: Sequence[str | Sequence[str]], min_tracks: int = 1
+) -> tuple[list[str], np.ndarray]:
+    """Average cosine between the tracks of each pair of genres, from unit-row embeddings.
+
+    `genres[i]` is row i's genre or list of genres (a track counts in each). Off the diagonal the
+    entry is the mean over all cross pairs, which is the dot product of the two genre means; on
+    the diagonal self-pairs are left out (NaN for a genre with one track).
+    """
+    x = np.asarray(matrix, dtype=np.float64)
+    per_row = [[g] if isinstance(g, str) else list(g) for g in genres]
+    counts = Counter(g for gs in per_row for g in set(gs))
+    names = sorted((g for g, c in counts.items() if c >= min_tracks), key=lambda g: (-counts[g], g))
+    col = {g: i for i, g in enumerate(names)}
+    member = np.zeros((len(x), len(names)))
+    for i, gs in enumerate(per_row):
+        for g in set(gs):
+            if g in col:
+                member[i, col[g]] = 1
+    sums = member.T @ x  # (genres, d): sum of each genre's vectors
+    n = member.sum(axis=0)
+    sim = (sums @ sums.T) / np.outer(n, n)
+    self_dots = member.T @ np.einsum("ij,ij->i", x, x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diag = (np.einsum("ij,ij->i", sums, sums) - self_dots) / (n * (n - 1))
+    sim[np.diag_indices_from(sim)] = np.where(n > 1, diag, np.nan)
+    return names, sim
+
+
+def genre_heatmap_png(names: Sequence[str], sim: np.ndarray, path: str | Path) -> Path:
+    """Heatmap of genre_similarity, values written in the cells when there are few genres."""
+    k = len(names)
+    side = float(np.clip(0.45 * k + 2.5, 5, 16))
+    fig = _figure((side + 1.5, side))
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(sim), cmap="viridis")
+    ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_title("Average cosine similarity between genres")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if np.isfinite(sim[i, j]):
+                    dark = sim[i, j] < (np.nanmin(sim) + np.nanmax(sim)) / 2
+                    ax.text(
+                        j,
+                        i,
+                        f"{sim[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if dark else "black",
+                    )
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+# ---- HTML --------------------------------------------------------------------------------------
+
+
+def json_for_html(data: Any) -> str:
+    """JSON that is inert inside a <script> element: no '<', '>', '&' or JS line separators."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(ch, esc)
+    return text
+
+
+def _unit_square(points: np.ndarray) -> np.ndarray:
+    """Points scaled into [0, 1]^2, aspect kept, centred."""
+    p = np.asarray(points, dtype=np.float64)
+    if len(p) == 0:
+        return p.reshape(0, 2)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    span = float((hi - lo).max()) or 1.0
+    return (p - (lo + hi) / 2) / span + 0.5
+
+
+def map_html(
+    points: np.ndarray, records: Sequence[dict], path: str | Path, title: str = "mgctag library map"
+) -> Path:
+    """One self-contained interactive page: hover shows artist/title/genres, click shows and copies
+    the path, wheel zooms, drag pans, legend entries toggle genres."""
+    if len(points) != len(records):
+        raise ValueError(f"{len(points)} points but {len(records)} records")
+    labels = [primary_genre(r) for r in records]
+    names = genre_order(labels)
+    colors = genre_colors(names)
+    index = {g: i for i, g in enumerate(names)}
+    xy = _unit_square(points)
+    data = {
+        "genres": names,
+        "colors": [colors[g] for g in names],
+        "x": [round(float(v), 5) for v in xy[:, 0]],
+        "y": [round(float(v), 5) for v in xy[:, 1]],
+        "g": [index[g] for g in labels],
+        "artist": [str(r.get("artist") or "") for r in records],
+        "title": [str(r.get("title") or Path(str(r.get("path", ""))).stem) for r in records],
+        "tags": [", ".join(track_genres(r)) for r in records],
+        "path": [str(r.get("path") or "") for r in records],
+    }
+    script = _VIEWER_JS
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    page = _PAGE.format(
+        title=html.escape(title),
+        csp=f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'",
+        css=_VIEWER_CSS,
+        data=json_for_html(data),
+        script=script,
+    )
+    Path(path).write_text(page, encoding="utf-8")
+    return Path(path)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<main>
+<canvas id="map" aria-label="map of the library"></canvas>
+<div id="tip" hidden></div>
+</main>
+<aside>
+<h1>{title}</h1>
+<p class="help">Wheel: zoom. Drag: pan. Click a point: show and copy its path.
+Click a genre: hide or show it.</p>
+<div class="buttons"><button id="all">All</button><button id="none">None</button>
+<button id="reset">Reset view</button></div>
+<ul id="legend"></ul>
+<section id="info"><p class="help">No track selected.</p></section>
+</aside>
+<script type="application/json" id="mgc-data">{data}</script>
+<script>{script}</script>
+</body>
+</html>
+"""
+
+_VIEWER_CSS = """
+html,body{margin:0;height:100%;font:13px system-ui,sans-serif;color:#222;background:#fff}
+body{display:flex}
+main{flex:1;position:relative;min-width:0}
+canvas{display:block;width:100%;height:100%;cursor:crosshair}
+aside{width:280px;overflow:auto;border-left:1px solid #ddd;padding:8px 12px;box-sizing:border-box}
+h1{font-size:15px;margin:4px 0}
+.help{color:#666;margin:4px 0}
+.buttons button{margin:2px 4px 6px 0}
+#legend{list-style:none;padding:0;margin:0}
+#legend li{display:flex;align-items:center;gap:6px;padding:2px 4px;cursor:pointer;user-select:none}
+#legend li:hover{background:#f0f0f0}
+#legend li.off{opacity:.35;text-decoration:line-through}
+#legend .sw{width:12px;height:12px;border-radius:50%;flex:none}
+#legend .n{margin-left:auto;color:#888}
+#tip{position:absolute;pointer-events:none;background:rgba(255,255,255,.95);border:1px solid #bbb;
+ padding:4px 6px;border-radius:3px;max-width:320px;box-shadow:0 1px 4px rgba(0,0,0,.2)}
+#tip b,#info b{display:block}
+#info{margin-top:10px;border-top:1px solid #ddd;padding-top:6px;word-break:break-all}
+#info code{display:block;background:#f5f5f5;padding:4px;user-select:all}
+"""
+
+# A small canvas viewer. Every string from the data goes into the page through textContent.
+_VIEWER_JS = r"""
+"use strict";
+(() => {
+const D = JSON.parse(document.getElementById("mgc-data").textContent);
+const N = D.x.length, canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
+const tip = document.getElementById("tip"), info = document.getElementById("info");
+const hidden = new Set();
+let view = {cx: 0.5, cy: 0.5, zoom: 1}, W = 0, H = 0, S = 1, hover = -1, selected = -1;
+let drawn = 0;
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+const sx = (i) => (D.x[i] - view.cx) * view.zoom * S + W / 2;
+const sy = (i) => (view.cy - D.y[i]) * view.zoom * S + H / 2;
+const radius = () => {
+  const base = 3 * Math.sqrt(view.zoom) * Math.min(1, 60 / Math.sqrt(N + 1));
+  return Math.max(2, Math.min(6, base));
+};
+
+function resize() {
+  const r = canvas.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
+  W = r.width; H = r.height; S = Math.min(W, H) * 0.92;
+  canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  draw();
+}
+
+function draw() {
+  ctx.clearRect(0, 0, W, H);
+  const r = radius();
+  drawn = 0;
+  for (let g = D.genres.length - 1; g >= 0; g--) {
+    if (hidden.has(g)) continue;
+    ctx.fillStyle = D.colors[g];
+    ctx.beginPath();
+    for (let i = 0; i < N; i++) {
+      if (D.g[i] !== g) continue;
+      const x = sx(i), y = sy(i);
+      if (x < -r || y < -r || x > W + r || y > H + r) continue;
+      ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI);
+      drawn++;
+    }
+    ctx.fill();
+  }
+  for (const [i, color] of [[hover, "#000"], [selected, "#d00"]]) {
+    if (i < 0 || hidden.has(D.g[i])) continue;
+    ctx.strokeStyle = color; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.arc(sx(i), sy(i), r + 3, 0, 2 * Math.PI); ctx.stroke();
+  }
+  canvas.dataset.drawn = String(drawn);
+}
+
+function nearest(px, py) {
+  const r = radius() + 4;
+  let best = -1, bd = r * r;
+  for (let i = 0; i < N; i++) {
+    if (hidden.has(D.g[i])) continue;
+    const dx = sx(i) - px, dy = sy(i) - py, d = dx * dx + dy * dy;
+    if (d <= bd) { bd = d; best = i; }
+  }
+  return best;
+}
+
+function describe(box, i) {
+  const tags = el("div", D.tags[i] || "no genre");
+  box.replaceChildren(el("b", D.title[i]), el("span", D.artist[i]), tags);
+}
+
+function copy(text) {
+  const fallback = () => {
+    const t = el("textarea"); t.value = text; document.body.append(t); t.select();
+    try { document.execCommand("copy"); } catch (e) { /* selection stays for Ctrl-C */ }
+    t.remove();
+  };
+  if (!navigator.clipboard || !window.isSecureContext) return fallback();
+  navigator.clipboard.writeText(text).catch(fallback);
+}
+
+function select(i) {
+  selected = i;
+  if (i < 0) { info.replaceChildren(el("p", "No track selected.", "help")); draw(); return; }
+  describe(info, i);
+  info.append(el("code", D.path[i]), el("p", "Path copied to the clipboard.", "help"));
+  copy(D.path[i]);
+  draw();
+}
+
+function legend() {
+  const ul = document.getElementById("legend"), counts = D.genres.map(() => 0);
+  for (const g of D.g) counts[g]++;
+  ul.replaceChildren(...D.genres.map((name, g) => {
+    const li = el("li"), sw = el("span", undefined, "sw");
+    sw.style.background = D.colors[g];
+    li.append(sw, el("span", name), el("span", String(counts[g]), "n"));
+    li.dataset.genre = String(g);
+    li.setAttribute("role", "button");
+    li.setAttribute("aria-pressed", "true");
+    li.addEventListener("click", () => toggle(g));
+    return li;
+  }));
+}
+
+function toggle(g, show) {
+  const on = show === undefined ? hidden.has(g) : show;
+  if (on) hidden.delete(g); else hidden.add(g);
+  const li = document.querySelector(`#legend li[data-genre="${g}"]`);
+  li.classList.toggle("off", !on);
+  li.setAttribute("aria-pressed", String(on));
+  draw();
+}
+
+let drag = null;
+canvas.addEventListener("mousedown", (e) => { drag = {x: e.offsetX, y: e.offsetY, moved: false}; });
+window.addEventListener("mouseup", (e) => {
+  if (drag && !drag.moved && e.target === canvas) select(nearest(e.offsetX, e.offsetY));
+  drag = null;
+});
+canvas.addEventListener("mousemove", (e) => {
+  if (drag) {
+    const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    if (drag.moved) {
+      view.cx -= dx / (view.zoom * S); view.cy += dy / (view.zoom * S);
+      drag.x = e.offsetX; drag.y = e.offsetY; tip.hidden = true; draw(); return;
+    }
+  }
+  const i = nearest(e.offsetX, e.offsetY);
+  if (i !== hover) { hover = i; draw(); }
+  if (i < 0) { tip.hidden = true; return; }
+  describe(tip, i);
+  tip.hidden = false;
+  tip.style.left = Math.min(e.offsetX + 14, W - tip.offsetWidth - 4) + "px";
+  tip.style.top = Math.min(e.offsetY + 14, H - tip.offsetHeight - 4) + "px";
+});
+canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; draw(); });
+canvas.addEventListener("wheel", (e) => {
+  e.preventDefault();
+  const f = Math.exp(-e.deltaY * 0.0015), z = Math.min(500, Math.max(0.5, view.zoom * f));
+  const ox = e.offsetX - W / 2, oy = e.offsetY - H / 2;
+  const wx = view.cx + ox / (view.zoom * S), wy = view.cy - oy / (view.zoom * S);
+  view = {cx: wx - ox / (z * S), cy: wy + oy / (z * S), zoom: z};
+  draw();
+}, {passive: false});
+const onClick = (id, fn) => document.getElementById(id).addEventListener("click", fn);
+onClick("reset", () => { view = {cx: 0.5, cy: 0.5, zoom: 1}; draw(); });
+onClick("all", () => D.genres.forEach((_, g) => toggle(g, true)));
+onClick("none", () => D.genres.forEach((_, g) => toggle(g, false)));
+window.addEventListener("resize", resize);
+legend();
+resize();
+// for scripts and tests (scripts/check_map_browser.py): counts and canvas coordinates
+window.mgcMap = {points: N, drawn: () => drawn, screen: (i) => [sx(i), sy(i)], toggle, select};
+})();
+"""
+
+
+# ---- the `map` command ---------------------------------------------------------------------------
+
+
+def make_map(
+    lib: LibraryLike,
+    out_png: str | Path | None = None,
+    out_html: str | Path | None = None,
+    *,
+    model: str,
+    by: str = "mix",
+    method: str = "tsne",
+    heatmap_png: str | Path | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """The `map` command: lay out `model`'s `by`-stem embeddings and write the requested files.
+
+    Returns a summary (track and genre counts, files written) for the CLI to print. Raises
+    MapError (or similar.SimilarError when there are no embeddings) with a one-line message.
+    """
+    li = library_index(lib, model, by)
+    points = layout_2d(li.index.matrix, method, threads=threads)
+    labels = [primary_genre(r) for r in li.records]
+    jobs = []
+    if out_png:
+        jobs.append(
+            (out_png, lambda p: map_png(points, labels, p, f"Library map ({by}, {method})"))
+        )
+    if out_html:
+        jobs.append((out_html, lambda p: map_html(points, li.records, p)))
+    if heatmap_png:
+        names, sim = genre_similarity(li.index.matrix, [track_genres(r) for r in li.records])
+        if names:
+            jobs.append((heatmap_png, lambda p: genre_heatmap_png(names, sim, p)))
+    written = []
+    for path, write in jobs:
+        try:
+            written.append(str(write(path)))
+        except OSError as e:
+            raise MapError(f"{path}: cannot write: {e.strerror or e}") from e
+    return {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}

@@ -1,0 +1,225 @@
+"""Model weights (safetensors) + model cards (JSON), bundled with mgctag or trained by the user.
+
+A model is two files side by side: ``NAME.safetensors`` (the state dict) and ``NAME.json`` (its
+card: architecture, labels, preprocessing, provenance, licence, quality). Only safetensors are ever
+loaded, because pickled checkpoints (.pt/.pth/.ckpt/.pkl) can run arbitrary code when opened.
+Loaded models are cached per process so the pipeline never loads a model per track.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mgctag import config
+from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
+from mgctag.models.ecapa import EcapaTdnn
+from mgctag.models.mobilenet import MobileNetV2
+from mgctag.models.musicnn import Musicnn, Vgg
+from mgctag.models.stemcnn import StemCnn
+from mgctag.models.swishnet import SwishNet
+from mgctag.train.heads import GenreHead
+
+# arch name (as written in model cards) -> nn.Module class built with the card's arch_args.
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "genre_head": GenreHead,
+    "musicnn": Musicnn,
+    "vgg": Vgg,
+    "stemcnn": StemCnn,
+    "ecapa_tdnn": EcapaTdnn,
+    "swishnet": SwishNet,
+    "cnn2d": Cnn2d,
+    "cnn1d": Cnn1d,
+    "crnn": Crnn,
+    "mobilenetv2": MobileNetV2,
+}
+
+PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib", ".npy", ".npz"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ModelError(Exception):
+    """A model that cannot be found or loaded; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is and how to feed it, as stored in NAME.json next to NAME.safetensors."""
+
+    name: str
+    arch: str
+    labels: list[str]
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    licence: dict[str, Any] = field(default_factory=dict)
+    published: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # any other keys, kept round-trip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        missing = {"name", "arch", "labels"} - data.keys()
+        if missing:
+            raise ModelError(f"model card lacks {', '.join(sorted(missing))}")
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**{k: v for k, v in data.items() if k in known}, extra=extra)
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: unreadable model card ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ModelError(f"{path}: model card is not a JSON object")
+        try:
+            return cls.from_dict(data)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {**{k: v for k, v in data.items() if k != "extra"}, **data["extra"]}
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """Size of the embedding the model returns beside its logits, if the card says."""
+        return self.outputs.get("embedding_dim")
+
+
+def _search_dirs() -> list[Path]:
+    return [config.bundled_weights_dir(), config.user_models_dir()]
+
+
+def resolve(name: str | os.PathLike) -> Path:
+    """The .safetensors file for a model name (bundled first, then user) or an explicit path."""
+    path = Path(name)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelError(
+            f"{path}: refusing to load {path.suffix} weights (pickles can run code); "
+            "convert them to .safetensors with a model card"
+        )
+    if path.suffix == ".safetensors" or len(path.parts) > 1:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        if path.suffix != ".safetensors":
+            raise ModelError(f"{path}: not a .safetensors file")
+        return path
+    for folder in _search_dirs():
+        candidate = folder / f"{name}.safetensors"
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(card.name for card in list_models()) or "none"
+    raise ModelError(f"{name}: unknown model (available: {known})")
+
+
+def build(card: ModelCard) -> nn.Module:
+    """An untrained module of the card's architecture."""
+    if card.arch not in ARCHITECTURES:
+        raise ModelError(f"{card.name}: unknown architecture {card.arch!r}")
+    return ARCHITECTURES[card.arch](**card.arch_args)
+
+
+_CACHE: dict[tuple[str, int, str], tuple[nn.Module, ModelCard]] = {}
+_CACHE_LOCK = Lock()
+
+
+def load_model(
+    name: str | os.PathLike, *, device: str | torch.device = "cpu", cache: bool = True
+) -> tuple[nn.Module, ModelCard]:
+    """Load a model in eval mode with its card; by name (bundled, then user dir) or by path.
+
+    With cache=True (the default) the same module object is returned for the same file and device
+    for the life of the process: treat it as read-only (use cache=False to get a copy to train).
+    """
+    path = resolve(name).resolve()
+    key = (str(path), path.stat().st_mtime_ns, str(torch.device(device)))
+    with _CACHE_LOCK:
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        loaded = _load(path, torch.device(device))
+        if cache:
+            _CACHE[key] = loaded
+        return loaded
+
+
+def _load(path: Path, device: torch.device) -> tuple[nn.Module, ModelCard]:
+    card_path = path.with_suffix(".json")
+    if not card_path.is_file():
+        raise ModelError(f"{path}: no model card ({card_path.name}) beside it")
+    card = ModelCard.read(card_path)
+    module = build(card)
+    try:
+        state = load_file(path, device=str(device))
+        module.load_state_dict(state, strict=True)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ModelError(f"{path}: weights do not fit {card.arch} ({reason})") from exc
+    return module.to(device).eval(), card
+
+
+def clear_cache() -> None:
+    """Forget loaded models (after a user model was retrained in place, for instance)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def list_models() -> list[ModelCard]:
+    """Cards of every bundled and user model that has both files, bundled first."""
+    cards: list[ModelCard] = []
+    for folder in _search_dirs():
+        if not folder.is_dir():
+            continue
+        for card_path in sorted(folder.glob("*.json")):
+            if not card_path.with_suffix(".safetensors").is_file():
+                continue
+            try:
+                cards.append(ModelCard.read(card_path))
+            except ModelError:
+                continue  # a broken card must not hide the others; load_model names the problem
+    return cards
+
+
+def _atomic_write(dest: Path, write) -> None:
+    """Write through a temp file in the same folder, then rename: never a half-written model."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is not a secret
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(module: nn.Module, card: ModelCard, dest_dir: Path) -> Path:
+    """Write DEST_DIR/NAME.safetensors + NAME.json; return the .safetensors path."""
+    if not _NAME_RE.match(card.name):
+        raise ModelError(f"{card.name!r}: model names may use letters, digits, '.', '_', '-'")
+    if card.arch not in ARCHITECTURES or not isinstance(module, ARCHITECTURES[card.arch]):
+        raise ModelError(f"{card.name}: module is {type(module).__name__}, card says {card.arch}")
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    weights = dest_dir / f"{card.name}.safetensors"
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    meta = {"name": card.name, "arch": card.arch}
+    _atomic_write(weights, lambda p: save_file(state, str(p), metadata=meta))
+    text = json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    _atomic_write(weights.with_suffix(".json"), lambda p: p.write_text(text, encoding="utf-8"))
+    clear_cache()
+    return weights

@@ -1,0 +1,389 @@
+"""Knowledge distillation: teach the seed-paper networks musicnn's genre judgement.
+
+There are no genre labels for the unlabelled audio the bundled students learn from, so the teacher
+(musicnn MSD + MTT, tags mapped to canonical genres by `mgctag.genres`) provides soft targets per
+3 s patch; its argmax is the hard label. The loss is Hinton et al.'s: KL divergence between the
+temperature-softened teacher and student distributions (scaled by T^2 so its gradients keep their
+size as T changes), mixed with cross-entropy on the hard labels. The stem CNN paper's L1 + L2 weight
+penalties and class weights are here too, so every student trains through one loss.
+
+This module is the loss, the teacher targets, the feature cache and a resumable training loop;
+`scripts/train_bundled.py` drives it to reproduce the bundled weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mgctag.audio import decode, features, segment
+from mgctag.genres import GenreMap, combine_models
+from mgctag.models.registry import load_model
+from mgctag.separate import STEMS, Separator
+
+
+def soften(probs: torch.Tensor, T: float) -> torch.Tensor:
+    """The distribution at temperature T: softmax(log(p) / T), i.e. p^(1/T) renormalised."""
+    return torch.softmax(torch.log(probs.clamp(min=1e-8)) / T, dim=-1)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    labels: torch.Tensor,
+    T: float = 2.0,
+    alpha: float = 0.5,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels).
+
+    `teacher_probs` (batch, classes) are the teacher's class probabilities (rows summing to 1);
+    `labels` (batch,) are hard class ids, -1 where there is none (that row only counts in the soft
+    term). `class_weights` reweights the hard term, for unbalanced genres.
+    """
+    if not 0.0 <= alpha <= 1.0 or T <= 0:
+        raise ValueError(f"need 0 <= alpha <= 1 and T > 0, got alpha={alpha}, T={T}")
+    soft = F.kl_div(
+        F.log_softmax(student_logits / T, dim=-1), soften(teacher_probs, T), reduction="batchmean"
+    )
+    loss = alpha * T * T * soft
+    if alpha < 1.0 and bool((labels >= 0).any()):
+        hard = F.cross_entropy(student_logits, labels, weight=class_weights, ignore_index=-1)
+        loss = loss + (1.0 - alpha) * hard
+    return loss
+
+
+def weight_penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor:
+    """l1 * sum|w| + l2 * sum w^2 over convolution and dense weights (not biases, not norms)."""
+    weights = [p for p in model.parameters() if p.dim() > 1]  # norms and biases are 1-D
+    return sum((l1 * w.abs().sum() + l2 * w.pow(2).sum() for w in weights), torch.zeros(()))
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """'Balanced' weights n / (k * count) per class; classes never seen get weight 0."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    seen = counts > 0
+    w = np.zeros(n_classes)
+    w[seen] = counts.sum() / (seen.sum() * counts[seen])
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+# --- teacher targets --------------------------------------------------------------------------
+
+TEACHERS = ("MSD_musicnn", "MTT_musicnn")
+
+
+def teacher_classes(gmap: GenreMap, teacher_labels: Mapping[str, Sequence[str]]) -> list[str]:
+    """The canonical genres some teacher tag maps to, in taxonomy order: the students' classes."""
+    reachable = {
+        g
+        for labels in teacher_labels.values()
+        for g in gmap.genre_scores(dict.fromkeys(labels, 1.0))
+    }
+    return [g for g in gmap.genres if g in reachable]
+
+
+def teacher_targets(
+    tag_probs: Mapping[str, np.ndarray],
+    teacher_labels: Mapping[str, Sequence[str]],
+    gmap: GenreMap,
+    classes: Sequence[str],
+) -> np.ndarray:
+    """Per patch: the teachers' tag probabilities → genre scores (`combine_models`) → a distribution.
+
+    `tag_probs[model]` is (patches, tags) sigmoid output; returns (patches, len(classes)) rows
+    summing to 1, so the soft target says which genre musicnn finds *most* likely, and by how much.
+    """
+    n = len(next(iter(tag_probs.values())))
+    out = np.zeros((n, len(classes)), dtype=np.float32)
+    index = {g: i for i, g in enumerate(classes)}
+    for p in range(n):
+        per_model = {
+            m: dict(zip(teacher_labels[m], probs[p].tolist(), strict=True))
+            for m, probs in tag_probs.items()
+        }
+        for genre, score in combine_models(per_model, gmap).items():
+            if genre in index:
+                out[p, index[genre]] = score
+    out += 1e-6  # no genre is impossible; keeps log(p) finite
+    return out / out.sum(axis=1, keepdims=True)
+
+
+class Teacher:
+    """musicnn MSD + MTT from the registry: (patches, 187, 96) log-mel → tag probabilities."""
+
+    def __init__(self, names: Sequence[str] = TEACHERS) -> None:
+        loaded = {n: load_model(n) for n in names}
+        self.models = {n: m for n, (m, _) in loaded.items()}
+        self.labels = {n: list(card.labels) for n, (_, card) in loaded.items()}
+
+    @torch.inference_mode()
+    def __call__(self, mel: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
+        return {n: torch.sigmoid(m(x)[0]).numpy() for n, m in self.models.items()}
+
+
+# --- feature cache ----------------------------------------------------------------------------
+
+DECODE_SR = 44100  # the cascade separator's rate: decode once, separate, then go to 16 kHz
+
+
+def _to_model_rate(y: np.ndarray, sr: int) -> np.ndarray:
+    """(channels, n) at sr → mono at 16 kHz, the way `decode.load(path, 16000)` does it."""
+    mono = y.mean(axis=0) if y.ndim == 2 else y
+    return librosa.resample(mono, orig_sr=sr, target_sr=features.SR, res_type="soxr_hq")
+
+
+def window_features(
+    y: np.ndarray, sr: int, separator: Separator | None
+) -> dict[str, np.ndarray] | None:
+    """One (channels, n) window → aligned 187-frame patches: mel, mfcc and (with a separator) stems.
+
+    Returns None for a window too short to give a full patch: a repeat-padded patch is fine for
+    tagging one short track but is a poor training example.
+    """
+    mix = _to_model_rate(y, sr)
+    mel = features.log_mel(mix)
+    if len(mel) < features.PATCH_FRAMES:
+        return None
+    out = {"mel": features.patches(mel), "mfcc": features.patches(features.mfcc(mix))}
+    if separator is not None:
+        stems = separator.separate(y, sr)
+        out["stems"] = np.stack(
+            [features.patches(features.log_mel(_to_model_rate(stems[s], sr))) for s in STEMS],
+            axis=1,
+        )  # (patches, 4, 187, 96) in STEMS order
+    return out
+
+
+def cache_name(path: Path) -> str:
+    """A cache file name that changes when the file does (path, size, mtime)."""
+    st = path.stat()
+    return hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+
+
+def cache_track(
+    path: Path,
+    cache_dir: Path,
+    teacher: Teacher,
+    separator: Separator | None,
+    *,
+    windows: int = 3,
+    window_seconds: float = 10.0,
+) -> Path | None:
+    """Features + teacher tag probabilities for one file's windows, saved once as .npz.
+
+    An existing cache file is reused (so an interrupted run resumes); None when the file has no
+    usable audio. Raises `DecodeError` for files that cannot be decoded.
+    """
+    dest = cache_dir / f"{cache_name(path)}.npz"
+    if dest.exists():
+        return dest
+    spans = segment.plan_windows(decode.probe(path).duration, n=windows, length=window_seconds)
+    audio = decode.load_windows(path, DECODE_SR, spans, mono=False)
+    kept = segment.select_windows(spans, audio)
+    parts = [
+        f
+        for w in kept
+        if not w.silent
+        for f in [window_features(w.audio, DECODE_SR, separator)]
+        if f
+    ]
+    if not parts:
+        return None
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    probs = teacher(arrays["mel"])
+    arrays = {
+        k: v.astype(np.float16) for k, v in arrays.items()
+    }  # halves the cache; ample precision
+    arrays.update({f"teacher.{n}": p for n, p in probs.items()})
+    tmp = dest.with_suffix(".tmp.npz")
+    np.savez(tmp, source=np.array(str(path)), **arrays)
+    tmp.replace(dest)
+    return dest
+
+
+# --- dataset ------------------------------------------------------------------------------------
+
+INPUTS = ("mel", "stems", "mfcc")  # what a student reads; see each model's docstring
+
+
+@dataclass
+class PatchSet:
+    """Cached patches of many tracks, with the teacher's soft targets and hard labels."""
+
+    inputs: dict[str, torch.Tensor]  # "mel" (N,187,96), "mfcc" (N,187,20), "stems" (N,4,187,96)
+    teacher: torch.Tensor  # (N, classes), rows sum to 1
+    labels: torch.Tensor  # (N,) teacher argmax
+    track: np.ndarray  # (N,) index into sources, to split by track, never by patch
+    sources: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, mask: np.ndarray) -> PatchSet:
+        idx = torch.from_numpy(np.flatnonzero(mask))
+        kept = np.unique(self.track[mask])
+        remap = np.full(len(self.sources), -1)
+        remap[kept] = np.arange(len(kept))
+        return PatchSet(
+            {k: v[idx] for k, v in self.inputs.items()},
+            self.teacher[idx],
+            self.labels[idx],
+            remap[self.track[mask]],
+            [self.sources[i] for i in kept],
+        )
+
+
+def load_patches(
+    files: Sequence[Path],
+    teacher_labels: Mapping[str, Sequence[str]],
+    gmap: GenreMap,
+    classes: Sequence[str],
+) -> PatchSet:
+    """Read cache files into one PatchSet (features stay float16 in memory until batched)."""
+    inputs: dict[str, list[np.ndarray]] = {}
+    targets, tracks, sources = [], [], []
+    for i, f in enumerate(files):
+        with np.load(f) as z:
+            for key in INPUTS:
+                if key in z:
+                    inputs.setdefault(key, []).append(z[key])
+            probs = {m: z[f"teacher.{m}"] for m in teacher_labels}
+            sources.append(str(z["source"]))
+        targets.append(teacher_targets(probs, teacher_labels, gmap, classes))
+        tracks.append(np.full(len(targets[-1]), i))
+    teacher = torch.from_numpy(np.concatenate(targets))
+    return PatchSet(
+        {k: torch.from_numpy(np.concatenate(v)) for k, v in inputs.items() if len(v) == len(files)},
+        teacher,
+        teacher.argmax(dim=1),
+        np.concatenate(tracks),
+        sources,
+    )
+
+
+def student_input(data: PatchSet, kind: str, stems: Sequence[str] = STEMS[:3]) -> torch.Tensor:
+    """The tensor a student reads: mix log-mel, chosen stems' log-mels, or MFCCs."""
+    if kind == "stems":
+        return data.inputs["stems"][:, [STEMS.index(s) for s in stems]]
+    return data.inputs[kind]
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a student's training run (stored in its model card)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    T: float = 2.0
+    alpha: float = 0.7
+    l1: float = 0.0
+    l2: float = 0.0
+    balance: bool = True  # class weights on the hard term
+    seed: int = 0
+
+
+def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
+                    history: list[dict]) -> None:  # fmt: skip
+    """Model + Adam state as safetensors, progress as JSON beside it, both written atomically."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = opt.state_dict()
+    for pid, slots in state["state"].items():
+        for name, value in slots.items():
+            tensors[f"opt.{pid}.{name}"] = torch.as_tensor(value).contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    meta = {"epoch": epoch, "history": history, "param_groups": state["param_groups"]}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+
+
+def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    """Restore what `save_checkpoint` wrote; returns (last finished epoch, history)."""
+    tensors = load_file(str(path))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, pid, name = key.split(".", 2)
+            slots.setdefault(int(pid), {})[name] = value
+    opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    return meta["epoch"], meta["history"]
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, teacher: torch.Tensor, batch: int = 64) -> dict:
+    """Top-1 agreement with the teacher and mean KL(teacher || student), in eval mode."""
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(x[i : i + batch].float())[0] for i in range(0, len(x), batch)])
+    logp = F.log_softmax(logits, dim=1)
+    kl = (teacher * (torch.log(teacher) - logp)).sum(dim=1).mean()
+    agree = (logits.argmax(1) == teacher.argmax(1)).float().mean()
+    return {"agreement": round(float(agree), 4), "kl": round(float(kl), 4)}
+
+
+def train_student(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    cfg: TrainConfig,
+    checkpoint: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Distil into `model` from (inputs, teacher probs, labels); resumes from `checkpoint`.
+
+    The checkpoint is rewritten after every epoch, so killing the process loses at most one
+    epoch. Returns the per-epoch history (train loss, validation agreement/KL).
+    """
+    x, teacher, labels = train
+    torch.manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start, history = 0, []
+    if checkpoint is not None and checkpoint.exists():
+        start, history = load_checkpoint(checkpoint, model, opt)
+        log(f"resumed {checkpoint.name} after epoch {start}")
+    weights = class_weights(labels.numpy(), teacher.shape[1]) if cfg.balance else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(start + 1, cfg.epochs + 1):
+        order = torch.randperm(len(x), generator=gen)  # same order on resume after epoch k
+        if epoch <= start:
+            continue
+        model.train()
+        total = 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            logits, _ = model(x[idx].float())
+            loss = distillation_loss(logits, teacher[idx], labels[idx], cfg.T, cfg.alpha, weights)
+            if cfg.l1 or cfg.l2:
+                loss = loss + weight_penalty(model, cfg.l1, cfg.l2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        row = {"epoch": epoch, "loss": round(total / len(x), 5)}
+        if val is not None:
+            row.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
+        history.append(row)
+        log(json.dumps(row))
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, opt, epoch, history)
+    model.eval()
+    return history

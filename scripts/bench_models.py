@@ -1,0 +1,105 @@
+"""Parameters and CPU time per 10 s analysis window for every genre network, as a markdown table.
+
+A 10 s window at 16 kHz is cut the way the pipeline feeds models: log-mel (or MFCC) of the window,
+then non-overlapping 187-frame patches (3 of them) in one batch. Stem models get 3 channels; the
+time to separate the stems is not included (see the separators' own benchmark). Feature time is a
+row of its own. Weights are random: cost does not depend on their values.
+
+    python scripts/bench_models.py --threads 2 --repeats 20 > /tmp/bench_models.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mgctag.audio import decode, features
+from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
+from mgctag.models.ecapa import EcapaTdnn
+from mgctag.models.mobilenet import MobileNetV2
+from mgctag.models.musicnn import Musicnn
+from mgctag.models.stemcnn import StemCnn
+from mgctag.models.swishnet import SwishNet
+
+CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
+N = 16  # classes: about the number of canonical genres musicnn's tags reach
+
+# (row name, builder, input kind, what it is)
+ROWS: list[tuple[str, Callable[[], nn.Module], str, str]] = [
+    ("musicnn (reference)", lambda: Musicnn(50), "mel", "the teacher, MSD/MTT port"),
+    ("stemcnn", lambda: StemCnn(N), "stems", "stem CNN, 3x3 conv, drums+bass+other"),
+    ("stemcnn separable", lambda: StemCnn(N, separable=True), "stems", "stem CNN, depthwise sep."),
+    ("stemcnn mix", lambda: StemCnn(N, in_channels=1, separable=True), "mel", "1-spectrogram base"),
+    ("ecapa_tdnn", lambda: EcapaTdnn(N), "mel", "ECAPA-TDNN C=256"),
+    (
+        "ecapa_tdnn ccs+fsa",
+        lambda: EcapaTdnn(N, cont=192, stop=64, n_bands=3, shared_frontend=True),
+        "mel",
+        "CCS s=64 c=192, FSA 3 shared bands",
+    ),
+    ("swishnet slim", lambda: SwishNet(N, width=1), "mfcc", "20 MFCC"),
+    ("swishnet wide", lambda: SwishNet(N, width=2), "mfcc", "20 MFCC"),
+    ("cnn2d shallow", lambda: Cnn2d(N), "mel", "2 conv blocks"),
+    ("cnn2d deep", lambda: Cnn2d(N, channels=(32, 64, 128, 128, 256)), "mel", "5 conv blocks"),
+    ("cnn1d", lambda: Cnn1d(N), "mel", "conv over time"),
+    ("crnn", lambda: Crnn(N), "mel", "4 conv + 2 LSTM"),
+    ("mobilenetv2", lambda: MobileNetV2(N), "mel", "width 1.0"),
+    ("mobilenetv2 x0.5", lambda: MobileNetV2(N, width=0.5), "mel", "width 0.5"),
+]
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of fn() in ms, after two warm-up calls."""
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    y = decode.load(CLIP, features.SR, duration=10.0)
+    mel = features.patches(features.log_mel(y))
+    inputs = {
+        "mel": torch.from_numpy(mel),
+        "stems": torch.from_numpy(np.repeat(mel[:, None], 3, axis=1)),
+        "mfcc": torch.from_numpy(features.patches(features.mfcc(y))),
+    }
+    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}; "
+          f"10 s window = {tuple(inputs['mel'].shape)} patches\n")  # fmt: skip
+    print("| model | params | ms / 10 s window | input | notes |")
+    print("|---|---:|---:|---|---|")
+    feat_ms = median_ms(lambda: features.patches(features.log_mel(y)), args.repeats)
+    mfcc_ms = median_ms(lambda: features.patches(features.mfcc(y)), args.repeats)
+    print(f"| log-mel features | - | {feat_ms:.1f} | 10 s audio | per stem for stem models |")
+    print(f"| MFCC features | - | {mfcc_ms:.1f} | 10 s audio | |")
+    for name, build, kind, notes in ROWS:
+        model = build().eval()
+        params = sum(p.numel() for p in model.parameters())
+        with torch.inference_mode():
+            ms = median_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
+        shape = "x".join(str(s) for s in inputs[kind].shape)
+        print(f"| {name} | {params:,} | {ms:.1f} | {kind} {shape} | {notes} |")
+
+
+if __name__ == "__main__":
+    main()

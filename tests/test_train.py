@@ -1,0 +1,359 @@
+"""Training and evaluation on personal labels, on real audio features and real files.
+
+The features are MFCC statistics (mean and std of 20 coefficients) of the 70 real MUSDB18 previews,
+decoded with PyAV from ../shared and cached in /tmp: a cheap, real stand-in for musicnn embeddings
+that does separate genres. Artists come from the file names ("Artist - Title.stem.mp4").
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import av
+import librosa
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from mgctag.genres import normalize_genre
+from mgctag.library.db import Library
+from mgctag.models import registry
+from mgctag.train.evaluate import compute_metrics, evaluate_protocol, learning_curve
+from mgctag.train.heads import GenreHead, TrainConfig, predict_proba, train_head
+from mgctag.train.labels import (
+    LabelError,
+    build_label_set,
+    dataset_from_library,
+    group_key,
+    label_counts,
+    labels_from_tags,
+    merge_rare,
+    read_label_csv,
+)
+from mgctag.train.report import (
+    save_confusion_json,
+    save_confusion_png,
+    to_json,
+    user_model_card,
+)
+from mgctag.train.splits import (
+    SplitError,
+    find_split_files,
+    kfold_splits,
+    leaked_groups,
+    split_from_files,
+    trial_splits,
+)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+MUSDB = SHARED / "audio" / "musdb18-7s"
+GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
+CACHE = Path("/tmp/mgctag-test-cache/musdb_mfcc20_v1.npz")
+
+
+def _decode_mix(path: Path, sr: int = 22050) -> np.ndarray:
+    """Stream 0 (the mixture) of a .stem.mp4 as mono float32 at `sr`."""
+    out = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        for frame in container.decode(container.streams.audio[0]):
+            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out)
+
+
+def _mfcc_stats(path: Path) -> np.ndarray:
+    mfcc = librosa.feature.mfcc(y=_decode_mix(path), sr=22050, n_mfcc=20)
+    return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def musdb() -> dict:
+    """names, raw genres, artists and MFCC features of the 70 previews (features cached in /tmp)."""
+    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
+        rows = sorted((r["file"], r["genre"]) for r in csv.DictReader(f))
+    names = [n for n, _ in rows]
+    if CACHE.is_file():
+        cached = np.load(CACHE)
+        assert list(cached["names"]) == names
+        X = cached["X"]
+    else:
+        X = np.stack([_mfcc_stats(MUSDB / "train" / n) for n in names])
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(CACHE, names=np.array(names), X=X)
+    return {
+        "names": names,
+        "genres": [g for _, g in rows],
+        "artists": [n.split(" - ")[0] for n in names],
+        "X": X,
+    }
+
+
+@pytest.fixture(scope="module")
+def dataset(musdb: dict) -> dict:
+    """The learning-curve protocol's labels: normalised, genres under 5 tracks merged into parent."""
+    pairs = labels_from_tags(zip(musdb["names"], ([g] for g in musdb["genres"]), strict=True))
+    labels = build_label_set(merge_rare(pairs, min_count=5), min_count=5)
+    assert labels.paths == musdb["names"]  # nothing dropped: every track keeps a genre
+    groups = np.array([group_key(a, None, n) for a, n in zip(musdb["artists"], musdb["names"])])
+    return {"X": musdb["X"], "Y": labels.matrix(), "labels": labels.labels, "groups": groups}
+
+
+# --- labels ---
+
+
+def test_labels_from_tags_normalise_and_leave_out_rare_classes():
+    tracks = [
+        ("a.mp3", ["Hip Hop"]),
+        ("b.mp3", ["hip-hop"]),
+        ("c.mp3", ["HIPHOP; Jazz"]),
+        ("d.mp3", ["Jazz"]),
+        ("e.mp3", ["Polka"]),
+        ("f.mp3", None),
+        ("g.mp3", ["  "]),
+    ]
+    pairs = labels_from_tags(tracks)
+    assert [p for p, _ in pairs] == ["a.mp3", "b.mp3", "c.mp3", "d.mp3", "e.mp3"]
+    assert pairs[2][1] == ["Hip-Hop", "Jazz"]
+    counts = label_counts([g for _, g in pairs], min_count=2)
+    assert counts.counts == {"Hip-Hop": 3, "Jazz": 2, "Polka": 1}
+    assert counts.dropped == {"Polka": 1} and counts.kept == ["Hip-Hop", "Jazz"]
+    labels = build_label_set(pairs, min_count=2)
+    assert labels.labels == ["Hip-Hop", "Jazz"] and labels.n_unlabelled == 1
+    assert labels.multi_label
+    assert labels.matrix().tolist() == [[1, 0], [1, 0], [1, 1], [0, 1]]
+
+
+def test_merge_rare_lifts_into_parent_then_other():
+    pairs = [(f"{i}", ["Metal"]) for i in range(2)] + [(f"r{i}", ["Rock"]) for i in range(3)]
+    pairs += [("j", ["Jazz"])]
+    merged = dict(merge_rare(pairs, min_count=5))
+    assert merged["0"] == ["Rock"] and merged["r0"] == ["Rock"]  # Metal's parent is Rock: 5 now
+    assert merged["j"] == ["Other"]  # Jazz has no parent
+
+
+def test_label_csv_real_musdb_file(musdb: dict):
+    known = [str(MUSDB / "train" / n) for n in musdb["names"]]
+    pairs = read_label_csv(MUSDB / "genres.csv", known_paths=known, base_dir=MUSDB / "train")
+    assert len(pairs) == 70
+    got = dict(pairs)
+    name = "ANiMAL - Clinic A.stem.mp4"
+    assert got[str(MUSDB / "train" / name)] == [normalize_genre("Rap")]
+
+
+def test_label_csv_several_genres_and_suffix_paths(tmp_path: Path):
+    known = ["/music/A/x.flac", "/music/B/y.mp3", "/music/C/y.mp3"]
+    src = tmp_path / "labels.csv"
+    src.write_text("path,genre\nA/x.flac,Rock\nA/x.flac,jazz\nB/y.mp3,Folk;Hip Hop\n")
+    pairs = dict(read_label_csv(src, known_paths=known))
+    assert pairs == {"/music/A/x.flac": ["Rock", "Jazz"], "/music/B/y.mp3": ["Folk", "Hip-Hop"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("path,genre\n/music/a.mp3,Rock\n/music/zzz.mp3,Rock\n", ":3: unknown path '/music/zzz.mp3'"),
+        ("/music/a.mp3,Rock\n/music/b.mp3,  \n", ":2: empty genre for '/music/b.mp3'"),
+        ("path,genre\n/music/a.mp3\n", ":2: expected a path and a genre"),
+        ("path,genre\n,Rock\n", ":2: empty path"),
+        ("path,genre\n", ": no label rows found"),
+    ],
+)
+def test_label_csv_errors_name_file_and_line(tmp_path: Path, body: str, message: str):
+    src = tmp_path / "labels.csv"
+    src.write_text(body)
+    with pytest.raises(LabelError) as err:
+        read_label_csv(src, known_paths=["/music/a.mp3", "/music/b.mp3"])
+    assert str(err.value).startswith(str(src)) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_label_csv_unreadable(tmp_path: Path):
+    src = tmp_path / "labels.csv"
+    src.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(LabelError, match="cannot read labels CSV"):
+        read_label_csv(src)
+    with pytest.raises(LabelError, match="cannot read"):
+        read_label_csv(tmp_path / "missing.csv")
+
+
+# --- splits ---
+
+
+def test_kfold_grouped_stratified_no_leak(dataset: dict):
+    folds = kfold_splits(dataset["Y"], dataset["groups"], k=5, seed=3)
+    assert len(folds) == 5
+    tested = np.concatenate([f.test for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(dataset["Y"])))
+    for fold in folds:
+        assert leaked_groups(fold, dataset["groups"]) == set()
+        assert len(np.intersect1d(fold.train, fold.test)) == 0
+    again = kfold_splits(dataset["Y"], dataset["groups"], k=5, seed=3)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again, strict=True))
+
+
+def test_trials_count_size_and_no_leak(dataset: dict):
+    trials = trial_splits(dataset["Y"], dataset["groups"], n_trials=7, test_size=0.25, seed=1)
+    assert len(trials) == 7
+    assert len({tuple(t.test) for t in trials}) > 1  # different draws
+    for t in trials:
+        assert leaked_groups(t, dataset["groups"]) == set()
+        assert 0.1 < len(t.test) / len(dataset["Y"]) < 0.45
+
+
+def test_leak_detector_catches_a_shared_artist(dataset: dict):
+    g = dataset["groups"]
+    first = np.flatnonzero(g == "artist:animal")
+    assert len(first) == 3
+    split = kfold_splits(dataset["Y"], g, k=5)[0]
+    bad = type(split)("bad", np.array([first[0]]), np.array([first[1]]))
+    assert leaked_groups(bad, g) == {"artist:animal"}
+
+
+def test_too_few_groups(dataset: dict):
+    with pytest.raises(SplitError, match="only 2 artist/album group"):
+        kfold_splits(dataset["Y"][:4], np.array(["a", "a", "b", "b"]), k=3)
+
+
+def test_split_files_gtzan_fault_filtered_lists():
+    files = find_split_files(GTZAN_SPLITS, variant="filtered")
+    assert set(files) == {"train", "valid", "test"}
+    listed = [e for f in files.values() for e in f.read_text().split()]
+    # The user's copy: converted to FLAC, in another root, one genre folder missing entirely.
+    paths = [f"/home/u/GTZAN/genres/{e[:-4]}.flac" for e in listed if not e.startswith("reggae/")]
+    split = split_from_files(paths, files)
+    n_reggae = sum(e.startswith("reggae/") for e in listed)
+    assert (len(split.train), len(split.valid), len(split.test)) == (443, 197, 290) or n_reggae
+    assert len(split.train) + len(split.valid) + len(split.test) == len(paths)
+    assert split.unmatched == n_reggae > 0
+    assert len(set(split.train) | set(split.valid) | set(split.test)) == len(paths)
+
+
+def test_split_files_errors(tmp_path: Path):
+    (tmp_path / "train.txt").write_text("rock/a.wav\nrock/b.wav\n")
+    (tmp_path / "test.txt").write_text("rock/b.wav\n")
+    paths = ["/m/rock/a.mp3", "/m/rock/b.mp3"]
+    with pytest.raises(SplitError, match="also in the train list"):
+        split_from_files(paths, find_split_files(tmp_path))
+    (tmp_path / "test.txt").write_text("jazz/q.wav\n")
+    with pytest.raises(SplitError, match="none of its 1 files"):
+        split_from_files(paths, find_split_files(tmp_path))
+    with pytest.raises(SplitError, match="needs at least a train"):
+        find_split_files(tmp_path / "nowhere")
+
+
+# --- heads and evaluation ---
+
+
+def test_head_beats_chance_on_real_features(dataset: dict):
+    report = evaluate_protocol(
+        dataset["X"], dataset["Y"], dataset["labels"], dataset["groups"], protocol="kfold", k=5
+    )
+    majority = dataset["Y"].sum(axis=0).max() / len(dataset["Y"])
+    acc, _ = report.accuracy
+    assert len(report.folds) == 5 and report.pooled.n == len(dataset["Y"])
+    assert acc > majority + 0.1, (acc, majority)
+    assert report.pooled.macro_f1 > 1.0 / len(dataset["labels"]) + 0.1
+    assert all(f.leaked_groups == 0 for f in report.folds)
+    data = json.loads(to_json(report))
+    assert data["protocol"] == "kfold" and data["train_config"]["seed"] == 0
+    assert np.array(data["pooled"]["confusion"]).sum() == len(dataset["Y"])
+
+
+def test_trials_protocol_mean_std(dataset: dict):
+    report = evaluate_protocol(
+        dataset["X"], dataset["Y"], dataset["labels"], dataset["groups"],
+        protocol="trials", n_trials=4, test_size=0.3, seed=2,
+    )  # fmt: skip
+    assert len(report.folds) == 4 and report.params == {"n_trials": 4, "test_size": 0.3}
+    mean, std = report.macro_f1
+    assert mean == pytest.approx(np.mean([f.test.macro_f1 for f in report.folds]))
+    assert std > 0
+
+
+def test_mlp_and_adam_train(dataset: dict):
+    X, Y, labels = dataset["X"], dataset["Y"], dataset["labels"]
+    mlp, rep = train_head(X, Y, labels, hidden=32, seed=1)
+    assert rep.iterations > 0 and rep.train_accuracy > 0.9 and not rep.multi_label
+    P = predict_proba(mlp, X)
+    assert P.shape == (70, len(labels)) and np.allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    _, rep_adam = train_head(X, Y, labels, optimizer="adam", epochs=50, dropout=0.2, hidden=16)
+    assert rep_adam.train_accuracy > 1.0 / len(labels)
+
+
+def test_multi_label_head_uses_sigmoid(dataset: dict):
+    X, Y = dataset["X"], dataset["Y"].copy()
+    Y[:10, 0] = 1.0  # first ten tracks also carry the first genre
+    head, rep = train_head(X, Y, dataset["labels"])
+    assert rep.multi_label and head.multi_label
+    P = predict_proba(head, X)
+    assert not np.allclose(P.sum(axis=1), 1.0)
+    m = compute_metrics(Y, P, dataset["labels"], multi_label=True)
+    assert 0.0 < m.macro_f1 <= 1.0 and np.array(m.confusion).sum() >= len(Y)
+
+
+def test_bad_training_input(dataset: dict):
+    with pytest.raises(ValueError, match="do not match"):
+        train_head(dataset["X"], dataset["Y"][:, :2], dataset["labels"])
+    with pytest.raises(ValueError, match="dropout needs"):
+        train_head(dataset["X"], dataset["Y"], dataset["labels"], dropout=0.5)
+
+
+def test_save_load_round_trip_identical(tmp_path: Path, dataset: dict, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    X, Y, labels = dataset["X"], dataset["Y"], dataset["labels"]
+    head, rep = train_head(X, Y, labels, hidden=16, seed=4)
+    card = user_model_card(
+        "my-genres", head, rep, embedding_model="mfcc20", stems=["mix"], metrics={"k": 1}
+    )
+    weights = registry.save_model(head, registry.ModelCard.from_dict(card), tmp_path / "models")
+    loaded, loaded_card = registry.load_model(weights, cache=False)
+    assert isinstance(loaded, GenreHead) and loaded_card.labels == labels
+    assert np.array_equal(predict_proba(loaded, X), predict_proba(head, X))
+    assert loaded_card.preprocessing["embedding_model"] == "mfcc20"
+    assert loaded_card.to_dict()["source"]["seed"] == 4
+
+
+# --- library adapter, reports, learning curve ---
+
+
+def test_dataset_from_real_library(tmp_path: Path, musdb: dict):
+    lib = Library(tmp_path / "lib.db")
+    for name, genre, artist, x in zip(
+        musdb["names"], musdb["genres"], musdb["artists"], musdb["X"], strict=True
+    ):
+        path = f"/music/{name}"
+        tid = lib.upsert_track({"path": path, "artist": artist, "genres": [genre], "status": "ok"})
+        if not name.startswith("Young Griffo"):  # three tracks not analysed yet
+            lib.save_analysis(tid, "mfcc20", "none", {}, [], {"mix": x, "vocals": -x})
+    data = dataset_from_library(lib, model="mfcc20", stems=("mix", "vocals"), min_count=5)
+    lib.close()
+    assert data.n_without_embedding == 3 and data.X.shape[1] == 80
+    assert set(data.labels) == {"Folk", "Hip-Hop", "Metal", "Pop", "Pop/Rock", "Rock"}
+    assert data.label_set.counts.dropped == {"Electronic": 4, "Jazz": 3, "Country": 2}
+    row = data.paths.index("/music/ANiMAL - Clinic A.stem.mp4")
+    x = musdb["X"][musdb["names"].index("ANiMAL - Clinic A.stem.mp4")]
+    assert np.allclose(data.X[row], np.concatenate([x, -x]))
+    assert data.groups[row] == "artist:animal"
+
+
+def test_confusion_png_and_json(tmp_path: Path, dataset: dict):
+    cm = [[5, 1, 0], [2, 3, 0], [0, 0, 4]]
+    png = save_confusion_png(cm, ["Rock", "Jazz", "Folk"], tmp_path / "cm.png", title="test")
+    image = imread(png)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01
+    data = json.loads(save_confusion_json(cm, ["Rock", "Jazz", "Folk"], tmp_path / "cm.json").read_text())
+    assert data["matrix"] == cm and data["labels"] == ["Rock", "Jazz", "Folk"]
+
+
+def test_learning_curve_small(dataset: dict):
+    curve = learning_curve(
+        dataset["X"], dataset["Y"], dataset["labels"], dataset["groups"],
+        sizes=(1, 5, None), repeats=3, seed=0, config=TrainConfig(),
+    )  # fmt: skip
+    assert [p.per_class for p in curve.points] == [1, 5, None]
+    n = [p.n_train_mean for p in curve.points]
+    assert n[0] <= len(dataset["labels"]) < n[1] < n[2]
+    assert curve.points[-1].accuracy[0] > curve.points[0].accuracy[0] - 0.05
