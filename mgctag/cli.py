@@ -47,8 +47,31 @@ def open_library(db: Path | None):
     return Library(db or config.default_db_path())
 
 
+def run() -> None:
+    """The console script: expected problems become one red line and exit status 2."""
+    from mgctag.library.db import LibraryError
+    from mgctag.library.scan import ScanError
+    from mgctag.models.registry import ModelError
+
+    try:
+        app()
+    except (UserError, LibraryError, ScanError, ModelError) as exc:
+        err.print(f"[red]error[/red]: {_printable(str(exc))}", highlight=False)
+        sys.exit(2)
+
+
+def _printable(text: str) -> str:
+    """Paths from non-UTF-8 file names carry surrogates; show them escaped instead of crashing."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def print_json(data: object) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=_jsonable)
+    sys.stdout.write(_printable(text) + "\n")
+
+
+def _jsonable(obj: object) -> object:
+    return obj.__dict__ if hasattr(obj, "__dict__") else str(obj)
 
 
 def print_failures(failures: list[tuple[str, str]]) -> None:
@@ -224,7 +247,7 @@ def info(
     from mgctag import tags as tagio
 
     lib = open_library(db)
-    track = _or_exit(resolve_track, lib, query)
+    track = resolve_track(lib, query)
     predictions = lib.get_predictions(track["id"])
     try:
         in_file = tagio.read_tags(track["path"]).genres
@@ -248,15 +271,6 @@ def info(
         for name, probs in groups:
             best = sorted(probs.items(), key=lambda kv: -kv[1])[:top_tags]
             out.print(f"  {name or 'tags'}: " + ", ".join(f"{t} {p:.2f}" for t, p in best))
-
-
-def _or_exit(fn, *args, **kwargs):
-    """Run fn; a UserError becomes one red line on stderr and exit status 2."""
-    try:
-        return fn(*args, **kwargs)
-    except UserError as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -311,7 +325,7 @@ def undo(
             raise typer.BadParameter("give a RUN_ID or --last")
         run_id = lib.last_run_id("tag")
         if run_id is None:
-            _or_exit(_raise, UserError("no tag run to undo"))
+            raise UserError("no tag run to undo")
     report = undo_run(lib, run_id, dry_run=dry_run)
     if json_out:
         print_json({"run": run_id, "undo_run": report.undo_run_id, "items": report.items})
@@ -328,10 +342,6 @@ def undo(
             f"{report.count('failed')} failed"
         )
     raise typer.Exit(1 if report.count("refused") + report.count("failed") else 0)
-
-
-def _raise(exc: Exception) -> None:
-    raise exc
 
 
 @app.command()
@@ -352,7 +362,7 @@ def similar(
     from mgctag import similar as sim
 
     lib = open_library(db)
-    seeds = [_or_exit(resolve_track, lib, q)["id"] for q in query]
+    seeds = [resolve_track(lib, q)["id"] for q in query]
     try:
         hits = sim.similar_tracks(
             lib,
@@ -365,7 +375,7 @@ def similar(
             exclude_album=exclude_album,
         )
     except sim.SimilarError as exc:
-        _or_exit(_raise, UserError(str(exc)))
+        raise UserError(str(exc)) from None
     if m3u:
         from mgctag.export import write_m3u
 

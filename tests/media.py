@@ -44,8 +44,10 @@ def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
     """Encode (channels, n) float32 audio to `dest` in the format its extension names."""
     ext = ext or ("alac.m4a" if dest.name.endswith(".alac.m4a") else dest.suffix.lstrip("."))
     spec = FORMATS[ext]
-    if spec is None:
-        sf.write(dest, y.T, sr, format="OGG", subtype="VORBIS")
+    if spec is None:  # in blocks: one long sf.write of Vorbis crashes libsndfile 1.2.2
+        with sf.SoundFile(dest, "w", sr, y.shape[0], format="OGG", subtype="VORBIS") as f:
+            for start in range(0, y.shape[1], sr):
+                f.write(y[:, start : start + sr].T)
         return dest
     container, codec = spec
     layout = "stereo" if y.shape[0] == 2 else "mono"
