@@ -25,8 +25,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
     Path | None,
@@ -391,3 +391,62 @@ def similar(
             str(rank), f"{h['score']:.3f}", h.get("artist") or "", h.get("title") or "", h["path"]
         )
     out.print(table)
+
+
+@app.command()
+def separate(
+    files: Annotated[list[Path], typer.Argument(help="Audio files to split into stems.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Writes OUT/<track>/<stem>.<format>.")
+    ] = Path("separated"),
+    fmt: Annotated[str, typer.Option("--format", help="flac or wav (24-bit).")] = "flac",
+    separator: Annotated[
+        str, typer.Option(help="auto (demucs if it can run, else cascade), demucs, cascade, hpss.")
+    ] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    separator_model: Annotated[
+        str | None,
+        typer.Option(
+            "--separator-model",
+            help="Demucs weights: a file, a --repo style folder, or a name (htdemucs_ft...).",
+        ),
+    ] = None,
+) -> None:
+    """Split each FILE into drums, bass, other and vocals stem files."""
+    import warnings
+
+    from mgctag.audio.decode import DecodeError
+    from mgctag.separate import SeparationError, get_separator
+    from mgctag.separate.files import FORMATS, separate_file
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter("use flac or wav", param_hint="--format")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            sep = get_separator(separator, device, separator_model)
+        except SeparationError as exc:
+            raise UserError(str(exc)) from None
+    for w in caught:
+        err.print(f"[yellow]warning[/yellow]: {_printable(str(w.message))}", highlight=False)
+    progress = CliProgress(enabled=err.is_terminal)
+    done, failures = [], []
+    with progress.bar:
+        progress.stage(f"separating ({sep.name})", total=len(files))
+        for path in files:
+            try:
+                done.append(separate_file(path, out_dir, sep, fmt))
+            except (DecodeError, SeparationError, OSError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, DecodeError) else str(exc)
+                failures.append((_printable(str(path)), reason))
+            progress.advance()
+    print_failures(failures)
+    audio = sum(d.duration for d in done)
+    wall = sum(d.seconds for d in done)
+    speed = f", {audio / wall:.1f}x real time" if wall > 0 else ""
+    out.print(
+        f"separated {len(done)} file(s) with {sep.name} into {out_dir}{speed}; "
+        f"failed {len(failures)}",
+        highlight=False,
+    )
+    raise typer.Exit(1 if failures else 0)

@@ -2,10 +2,9 @@
 
 soundfile (libsndfile) reads WAV/AIFF/FLAC/Ogg Vorbis/Opus/MP3 with frame-accurate seeking and is
 what librosa uses, so its output matches the musicnn reference waveforms; PyAV (the FFmpeg in its
-wheel) reads everything else (AAC/ALAC in MP4, WMA, ...) and what libsndfile refuses (some truncated
-files).
-Downmix (mean of channels) and resampling (soxr "HQ", length ceil(n * ratio)) follow
-`librosa.load(path, sr=..., mono=True)` exactly.
+wheel) reads everything else (AAC/ALAC in MP4, WMA, ...) and what libsndfile refuses (some
+truncated files). Downmix (mean of channels) and resampling (soxr "HQ", length ceil(n * ratio))
+follow `librosa.load(path, sr=..., mono=True)` exactly.
 
 Every decode is bounded: reads are capped at `MAX_SECONDS` of audio, PyAV gives up after
 `MAX_BAD_PACKETS` undecodable packets in a row, and the loops check a wall-clock budget of
@@ -239,7 +238,7 @@ _SF_CODECS = {
 
 
 def _sf_probe(path: Path) -> AudioInfo:
-    info = sf.info(str(path))
+    info = sf.info(os.fsencode(path))
     if info.frames <= 0:
         raise DecodeError(path, "contains no audio samples")
     codec, bits = _SF_CODECS.get(info.subtype, (info.subtype.lower(), None))
@@ -264,7 +263,7 @@ def _sf_read(
     if stream != 0:
         raise DecodeError(path, f"has no audio stream {stream} (it has 1)")
     out = []
-    with sf.SoundFile(str(path)) as f:
+    with sf.SoundFile(os.fsencode(path)) as f:
         rate = f.samplerate
         for offset, duration in windows:
             start, count = _span_frames(offset, duration, rate)

@@ -1,0 +1,142 @@
+"""End to end through the CLI: real audio in every format, real models, a real SQLite file, real writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgctag import tags
+from mgctag.cli import app
+from mgctag.library.db import Library
+from media import FORMATS, make_library
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    """One real 12 s clip in every format (encoded once per module)."""
+    return make_library(tmp_path_factory.mktemp("pristine"), exts=tuple(FORMATS))[0].parent
+
+
+@pytest.fixture
+def library(pristine, tmp_path) -> Path:
+    lib = tmp_path / "Music"
+    shutil.copytree(pristine, lib)
+    return lib
+
+
+def mgctag(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def genres_on_disk(folder: Path) -> dict[str, list[str]]:
+    return {p.name: tags.read_tags(p).genres for p in sorted(folder.iterdir())}
+
+
+def test_tag_writes_genres_into_every_format(library, tmp_path):
+    db = tmp_path / "lib.db"
+    code, output = mgctag("tag", library, "--db", db, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["counts"]["analysed"] == len(FORMATS)
+    assert report["counts"]["tagged"] == len(FORMATS)
+    written = genres_on_disk(library)
+    assert all(written.values()), written
+    # the same audio in every format: the formats agree on the top genre
+    assert len({g[0] for g in written.values()}) == 1
+    # every prediction and embedding is in the database
+    lib = Library(db)
+    ids, matrix = lib.embedding_matrix("musicnn")
+    assert matrix.shape == (len(FORMATS), 200)
+    assert abs(float((matrix**2).sum(axis=1).mean()) - 1.0) < 1e-4
+
+
+def test_dry_run_writes_nothing(library, tmp_path):
+    before = {p.name: p.read_bytes() for p in library.iterdir()}
+    code, output = mgctag("tag", library, "--db", tmp_path / "lib.db", "--dry-run", "--json")
+    assert code == 0
+    planned = json.loads(output)["changes"]
+    assert len(planned) == len(FORMATS) and not any(c["written"] for c in planned)
+    assert {p.name: p.read_bytes() for p in library.iterdir()} == before
+
+
+def test_modes_fill_merge_replace(library, tmp_path):
+    db = tmp_path / "lib.db"
+    mp3, flac = library / "vibe_ace.mp3", library / "vibe_ace.flac"
+    tags.write_genres(mp3, ["Polka"])
+    mgctag("tag", library, "--db", db)  # fill: the file with a genre keeps it
+    assert tags.read_tags(mp3).genres == ["Polka"]
+    predicted = tags.read_tags(flac).genres
+    assert predicted
+
+    mgctag("tag", library, "--db", db, "--mode", "merge")
+    assert tags.read_tags(mp3).genres == ["Polka", *predicted]
+
+    mgctag("tag", library, "--db", db, "--mode", "replace", "--max-genres", "1")
+    assert tags.read_tags(mp3).genres == predicted[:1]
+    assert tags.read_tags(flac).genres == predicted[:1]
+
+
+def test_rescan_is_incremental_and_notices_changes(library, tmp_path):
+    db = tmp_path / "lib.db"
+    mgctag("tag", library, "--db", db)
+    code, output = mgctag("tag", library, "--db", db, "--json")
+    counts = json.loads(output)["counts"]
+    assert code == 0 and counts["analysed"] == 0 and counts["tagged"] == 0
+    # the tool's own writes do not make files look changed; a new file is analysed
+    shutil.copy(library / "vibe_ace.wav", library / "copy.wav")
+    code, output = mgctag("tag", library, "--db", db, "--json")
+    assert json.loads(output)["counts"]["analysed"] == 1
+
+
+def test_corrupt_file_among_good_ones(library, tmp_path):
+    (library / "broken.mp3").write_bytes(b"this is not audio at all" * 100)
+    (library / "empty.flac").write_bytes(b"")
+    code, output = mgctag("tag", library, "--db", tmp_path / "lib.db", "--json")
+    report = json.loads(output)
+    assert code == 1
+    assert report["counts"]["tagged"] == len(FORMATS)
+    failed = {Path(f["path"]).name: f["reason"] for f in report["failures"]}
+    assert set(failed) == {"broken.mp3", "empty.flac"}
+    assert all(failed.values())
+    assert (library / "broken.mp3").read_bytes() == b"this is not audio at all" * 100
+
+
+def test_info_similar_runs_undo(library, tmp_path):
+    db = tmp_path / "lib.db"
+    mgctag("tag", library, "--db", db)
+    code, output = mgctag("info", library / "vibe_ace.flac", "--db", db, "--json")
+    info = json.loads(output)
+    assert code == 0 and info["predictions"]["musicnn"]["genres"]
+    assert set(info["predictions"]["musicnn"]["tags"]) == {"MSD_musicnn", "MTT_musicnn"}
+
+    code, output = mgctag("similar", library / "vibe_ace.flac", "-k", "3", "--db", db, "--json")
+    hits = json.loads(output)
+    assert code == 0 and len(hits) == 3
+    assert all(Path(h["path"]).name != "vibe_ace.flac" for h in hits)
+    assert hits[0]["score"] > 0.95  # the same recording in another format
+
+    code, output = mgctag("undo", "--last", "--db", db)
+    assert code == 0, output
+    assert not any(genres_on_disk(library).values())
+
+
+def test_console_script_reports_user_errors_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from mgctag.cli import run; run()", "scan", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env={"MGCTAG_DB": str(tmp_path / "x.db"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such file or folder"]
