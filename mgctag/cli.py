@@ -161,11 +161,21 @@ def tag(
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
     ] = False,
+    stems: Annotated[
+        str, typer.Option(help="Separate stems first: auto (GPU + Demucs, else config), on, off.")
+    ] = "auto",
+    separator: Annotated[str, typer.Option(help="auto, demucs, cascade or hpss.")] = "auto",
+    separator_model: Annotated[
+        Path | None, typer.Option(help="Demucs weight file or repo folder.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     json_out: JsonOption = False,
 ) -> None:
     """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
     if mode not in ("fill", "merge", "replace"):
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
+    if stems not in ("auto", "on", "off"):
+        raise typer.BadParameter("use auto, on or off", param_hint="--stems")
     opts = pipeline.TagOptions(
         mode=mode,  # type: ignore[arg-type]
         max_genres=max_genres,
@@ -173,6 +183,10 @@ def tag(
         dry_run=dry_run,
         id3v23=id3v23,
         keep_mtime=keep_mtime,
+        stems=stems,
+        separator=separator,
+        separator_model=separator_model,
+        device=device,
     )
     lib = open_library(db)
     progress = CliProgress(enabled=not json_out and err.is_terminal)

@@ -6,7 +6,10 @@ Precedence: command-line option > environment variable > XDG default.
 from __future__ import annotations
 
 import os
+import tomllib
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 APP = "mgctag"
 
@@ -33,3 +36,28 @@ def bundled_weights_dir() -> Path:
     from importlib.resources import files
 
     return Path(str(files("mgctag.weights")))
+
+
+def config_path() -> Path:
+    """~/.config/mgctag/config.toml (XDG config dir)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / APP / "config.toml"
+
+
+@cache
+def _config_file() -> dict[str, Any]:
+    path = config_path()
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable config file ({exc})") from exc
+
+
+def setting(section: str, key: str, default: Any) -> Any:
+    """MGCTAG_<KEY> from the environment, else [section] key from config.toml, else `default`."""
+    env = os.environ.get(f"MGCTAG_{key.upper()}")
+    if env is not None:
+        return env
+    return _config_file().get(section, {}).get(key, default)

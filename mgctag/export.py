@@ -136,7 +136,8 @@ def write_csv(
     try:
         with _atomic_text(Path(path), newline="") as f:
             w = csv.writer(f, lineterminator="\r\n")
-            w.writerow([csv_cell(c) for c in cols])
+            if cols:
+                w.writerow([csv_cell(c) for c in cols])
             for r in rows:
                 w.writerow([csv_cell(r.get(c)) for c in cols])
     except OSError as err:

@@ -171,9 +171,10 @@ def genre_similarity(
 ) -> tuple[list[str], np.ndarray]:
     """Average cosine between the tracks of each pair of genres, from unit-row embeddings.
 
-    `genres[i]` is row i's genre or list of genres (a track counts in each). Off the diagonal the
-    entry is the mean over all cross pairs, which is the dot product of the two genre means; on
-    the diagonal self-pairs are left out (NaN for a genre with one track).
+    `genres[i]` is row i's genre or list of genres (a track counts in each). Entry (a, b) is the
+    mean of x_i . x_j over i in a, j in b, i != j, computed from genre sums in one product:
+    (sum_a . sum_b - sum of |x_i|^2 over shared tracks) / (n_a n_b - n_shared). NaN where no
+    such pair exists (a genre with a single track, on the diagonal).
     """
     x = np.asarray(matrix, dtype=np.float64)
     per_row = [[g] if isinstance(g, str) else list(g) for g in genres]
@@ -186,12 +187,12 @@ def genre_similarity(
             if g in col:
                 member[i, col[g]] = 1
     sums = member.T @ x  # (genres, d): sum of each genre's vectors
+    shared = member.T @ member  # tracks in both genres (the count itself on the diagonal)
+    self_dots = member.T @ (member * np.einsum("ij,ij->i", x, x)[:, None])
     n = member.sum(axis=0)
-    sim = (sums @ sums.T) / np.outer(n, n)
-    self_dots = member.T @ np.einsum("ij,ij->i", x, x)
+    pairs = np.outer(n, n) - shared
     with np.errstate(invalid="ignore", divide="ignore"):
-        diag = (np.einsum("ij,ij->i", sums, sums) - self_dots) / (n * (n - 1))
-    sim[np.diag_indices_from(sim)] = np.where(n > 1, diag, np.nan)
+        sim = np.where(pairs > 0, (sums @ sums.T - self_dots) / pairs, np.nan)
     return names, sim
 
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgctag import tags
+from mgctag import config, tags
 from mgctag.audio import decode, features, segment
 from mgctag.genres import GenreMap, Mode, combine_models, default_map, mean_tag_probs, plan_genres
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
 from mgctag.models.registry import load_model
+from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
 
 SAMPLE_RATE = 16000
 DEFAULT_TAGGER = "musicnn"
@@ -46,7 +47,10 @@ class TagOptions:
     windows: int = 3
     window_seconds: float = 10.0
     batch_patches: int = 60
-    device: str = "cpu"
+    device: str = "auto"
+    stems: str = "off"  # "on", "off" or "auto" (see resolve_stems)
+    separator: str = "auto"
+    separator_model: Path | None = None
 
 
 @dataclass
@@ -107,7 +111,8 @@ class Prepared:
     """One track's model input, made by the decode worker."""
 
     track: dict
-    patches: np.ndarray | None = None  # (n, 187, 96)
+    patches: np.ndarray | None = None  # (n, 187, 96) of the mix
+    stem_patches: dict[str, np.ndarray] = field(default_factory=dict)
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -136,27 +141,74 @@ class MusicnnTagger:
             out[model_name] = (torch.sigmoid(logits).cpu().numpy(), emb.cpu().numpy())
         return out
 
+    @torch.inference_mode()
+    def embed(self, patches: np.ndarray) -> np.ndarray:
+        """(n, 187, 96) patches → (n, d) embeddings of the embedding model alone (for stems)."""
+        _, emb = self.models[EMBEDDING_MODEL](torch.from_numpy(patches).to(self.device))
+        return emb.cpu().numpy()
 
-def prepare(track: dict, opts: TagOptions) -> Prepared:
-    """Decode the analysis windows of one track and turn them into musicnn patches."""
+
+def choose_separator(opts: TagOptions) -> Separator | None:
+    """The separator for this run, or None when stems are off.
+
+    "auto" separates when a GPU and Demucs weights are there; otherwise the user's setting decides
+    (`stems = "on"` under [tag] in ~/.config/mgctag/config.toml, or MGCTAG_STEMS=on), because on a
+    CPU even the offline cascade costs several seconds a track.
+    """
+    if opts.stems == "off":
+        return None
+    if opts.stems == "auto":
+        if torch.cuda.is_available() and opts.separator in ("auto", "demucs"):
+            try:
+                return get_separator("demucs", opts.device, opts.separator_model)
+            except SeparationError:
+                pass
+        if str(config.setting("tag", "stems", "off")).lower() not in ("on", "true", "1", "yes"):
+            return None
+    return get_separator(opts.separator, opts.device, opts.separator_model)
+
+
+def _patches(y: np.ndarray) -> np.ndarray:
+    return features.patches(features.log_mel(y, SAMPLE_RATE))
+
+
+def prepare(track: dict, opts: TagOptions, separator: Separator | None = None) -> Prepared:
+    """Decode one track's analysis windows (and separate them) into musicnn patches."""
     t0 = time.perf_counter()
     path = track["path"]
+    rate = separator.sample_rate if separator else SAMPLE_RATE
     try:
         duration = track.get("duration") or decode.probe(path).duration
         windows = segment.plan_windows(duration, n=opts.windows, length=opts.window_seconds)
-        audio = decode.load_windows(path, SAMPLE_RATE, windows)
+        audio = decode.load_windows(path, rate, windows, mono=separator is None)
     except decode.DecodeError as exc:
         return Prepared(track, error=exc.reason)
     except OSError as exc:
         return Prepared(track, error=exc.strerror or str(exc))
-    t1 = time.perf_counter()
-    kept = segment.select_windows(windows, audio)
-    mels = [features.patches(features.log_mel(w.audio, SAMPLE_RATE)) for w in kept]
-    mels = [m for m in mels if len(m)]
-    if not mels:
+    seconds = {"decode": time.perf_counter() - t0}
+    mix = [decode.convert(y, rate, SAMPLE_RATE) for y in audio] if separator else audio
+    audible = {w.offset for w in segment.select_windows(windows, mix)}
+    kept = [i for i, (offset, _) in enumerate(windows) if offset in audible]
+    mix_patches = [_patches(mix[i]) for i in kept]
+    kept = [i for i, p in zip(kept, mix_patches, strict=True) if len(p)]
+    if not kept:
         return Prepared(track, error="no audio to analyse")
-    t2 = time.perf_counter()
-    return Prepared(track, np.concatenate(mels), seconds={"decode": t1 - t0, "features": t2 - t1})
+    item = Prepared(track, np.concatenate([p for p in mix_patches if len(p)]), seconds=seconds)
+    if separator:
+        t1 = time.perf_counter()
+        try:
+            stems = separator.separate_batch([audio[i] for i in kept], rate)
+        except SeparationError as exc:
+            return Prepared(track, error=f"separation failed: {exc}")
+        seconds["separation"] = time.perf_counter() - t1
+        item.stem_patches = {
+            stem: np.concatenate(
+                [_patches(decode.convert(s[stem], rate, SAMPLE_RATE)) for s in stems]
+            )
+            for stem in STEMS
+        }
+    seconds["features"] = time.perf_counter() - t0 - sum(seconds.values())
+    return item
 
 
 def _prefetch(
@@ -182,11 +234,12 @@ def analyse(
     progress: Progress,
     stop: StopFlag,
     gmap: GenreMap,
+    separator: Separator | None = None,
 ) -> None:
     """Analyse tracks in batches of patches across tracks; store each track's result."""
     progress.stage("analysing", len(tracks))
     batch: list[Prepared] = []
-    for item in _prefetch(tracks, lambda t: prepare(t, opts), depth=4):
+    for item in _prefetch(tracks, lambda t: prepare(t, opts, separator), depth=4):
         if stop:
             break
         for stage, seconds in item.seconds.items():
@@ -197,36 +250,60 @@ def analyse(
             continue
         batch.append(item)
         if sum(len(p.patches) for p in batch) >= opts.batch_patches:
-            _run_batch(lib, batch, tagger, summary, gmap)
+            _run_batch(lib, batch, tagger, summary, gmap, separator)
             progress.advance(len(batch))
             batch = []
     if batch and not stop:
-        _run_batch(lib, batch, tagger, summary, gmap)
+        _run_batch(lib, batch, tagger, summary, gmap, separator)
         progress.advance(len(batch))
 
 
 def _run_batch(
-    lib: Library, batch: list[Prepared], tagger: MusicnnTagger, summary: Summary, gmap: GenreMap
+    lib: Library,
+    batch: list[Prepared],
+    tagger: MusicnnTagger,
+    summary: Summary,
+    gmap: GenreMap,
+    separator: Separator | None,
 ) -> None:
     t0 = time.perf_counter()
     outputs = tagger(np.concatenate([p.patches for p in batch]))
+    stem_embs = {
+        stem: _split(
+            tagger.embed(np.concatenate([p.stem_patches[stem] for p in batch])), batch, stem
+        )
+        for stem in (STEMS if separator else ())
+    }
     summary.stage_seconds["models"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     start = 0
-    for item in batch:
+    for i, item in enumerate(batch):
         n = len(item.patches)
         per_model = {
             name: mean_tag_probs(probs[start : start + n], tagger.labels[name])
             for name, (probs, _) in outputs.items()
         }
-        emb = outputs[EMBEDDING_MODEL][1][start : start + n].mean(axis=0)
-        emb = (emb / (np.linalg.norm(emb) or 1.0)).astype(np.float32)
+        embeddings = {"mix": _unit_mean(outputs[EMBEDDING_MODEL][1][start : start + n])}
+        embeddings.update({stem: _unit_mean(parts[i]) for stem, parts in stem_embs.items()})
         scores = combine_models(per_model, gmap)
         genres = sorted(scores.items(), key=lambda kv: -kv[1])
-        lib.save_analysis(item.track["id"], tagger.name, "none", per_model, genres, {"mix": emb})
+        sep_name = separator.name if separator else "none"
+        lib.save_analysis(item.track["id"], tagger.name, sep_name, per_model, genres, embeddings)
         summary.analysed += 1
         start += n
     summary.stage_seconds["db"] += time.perf_counter() - t1
+
+
+def _split(rows: np.ndarray, batch: list[Prepared], stem: str) -> list[np.ndarray]:
+    """Rows of a batched forward pass, given back to their tracks."""
+    bounds = np.cumsum([len(p.stem_patches[stem]) for p in batch])[:-1]
+    return np.split(rows, bounds)
+
+
+def _unit_mean(rows: np.ndarray) -> np.ndarray:
+    """A track's embedding: the mean over its patches, L2-normalised (cosine = dot product)."""
+    v = rows.mean(axis=0)
+    return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -253,8 +330,19 @@ def write_tags(
     progress: Progress,
     stop: StopFlag,
 ) -> None:
-    """Apply the planned genre change to each file (or only report it under --dry-run)."""
+    """Apply the planned genre change to each file (or only report it under --dry-run).
+
+    Each file is re-checked, planned and written under its mgctag lock, with the change journaled
+    before the file is touched (mgctag/undo.py), so a kill at any moment or a second mgctag process
+    never leaves a change that undo cannot see. Writes a killed run left pending are settled and its
+    stale temporary copies removed first.
+    """
+    from mgctag import undo as journal
+
     progress.stage("writing" if not opts.dry_run else "planning", len(tracks))
+    if not opts.dry_run:
+        journal.settle_pending(lib)
+        _clean_stale_temps(tracks)
     for track in tracks:
         if stop:
             break
@@ -263,32 +351,80 @@ def write_tags(
         if predicted is None:
             summary.skipped += 1
             continue
-        path = track["path"]
         t0 = time.perf_counter()
-        try:
-            current = tags.read_tags(path).genres
-        except tags.TagError as exc:
-            _record_failure(lib, summary, path, "read tags", exc.reason)
-            continue
-        new = plan_genres(current, predicted, opts.mode)
-        if new is None:
-            summary.unchanged += 1
-            continue
         if opts.dry_run:
-            summary.changes.append(Change(path, current, new, written=False))
+            _write_one(lib, track, predicted, opts, summary)
             continue
         try:
-            tags.write_genres(path, new, id3v23=opts.id3v23, keep_mtime=opts.keep_mtime)
-        except tags.TagWriteError as exc:
-            _record_failure(lib, summary, path, "write", exc.reason)
+            with journal.file_lock(lib, track["path"], stop=stop):
+                _write_one(lib, track, predicted, opts, summary)
+        except journal.FileBusyError as exc:
+            if stop:
+                break
+            _record_failure(lib, summary, track["path"], "write", exc.reason)
             continue
-        st = os.stat(path)
-        lib.record_write(
-            summary.run_id, track["id"], path, current, new, st.st_size, st.st_mtime_ns
-        )
-        summary.changes.append(Change(path, current, new, written=True))
-        summary.tagged += 1
+        except Exception as exc:  # a bug on one odd file must not end the run; its entry settles
+            _record_failure(lib, summary, track["path"], "write", f"internal error: {exc!r}")
+            continue
         summary.stage_seconds["tag write"] += time.perf_counter() - t0
+
+
+def _write_one(
+    lib: Library, track: dict, predicted: list[str], opts: TagOptions, summary: Summary
+) -> None:
+    """Plan and write one file (lock held): a file changed since the scan is left alone."""
+    from mgctag import undo as journal
+
+    path = track["path"]
+    row = lib.get_track(track["id"]) or track  # another mgctag may have written it meanwhile
+    try:
+        st = os.stat(path)
+        current = tags.read_tags(path).genres
+    except FileNotFoundError:
+        _record_failure(lib, summary, path, "read tags", "the file is gone since the scan")
+        return
+    except OSError as exc:
+        _record_failure(lib, summary, path, "read tags", exc.strerror or str(exc))
+        return
+    except tags.TagError as exc:
+        _record_failure(lib, summary, path, "read tags", exc.reason)
+        return
+    if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime"]):
+        reason = "the file changed since it was scanned; not written (run mgctag again)"
+        _record_failure(lib, summary, path, "write", reason)
+        return
+    new = plan_genres(current, predicted, opts.mode)
+    if new is None:
+        summary.unchanged += 1
+        return
+    if opts.dry_run:
+        summary.changes.append(Change(path, current, new, written=False))
+        return
+    try:
+        journal.journaled_write(
+            lib,
+            summary.run_id,
+            track["id"],
+            path,
+            current,
+            new,
+            id3v23=opts.id3v23,
+            keep_mtime=opts.keep_mtime,
+        )
+    except tags.TagWriteError as exc:
+        _record_failure(lib, summary, path, "write", exc.reason)
+        return
+    summary.changes.append(Change(path, current, new, written=True))
+    summary.tagged += 1
+
+
+def _clean_stale_temps(tracks: Sequence[dict]) -> None:
+    """Remove temporary copies a killed mgctag left beside these tracks (old enough to be dead)."""
+    for folder in sorted({os.path.dirname(t["path"]) for t in tracks}):
+        try:
+            tags.cleanup_stale_temps(folder, recursive=False)
+        except OSError:
+            continue
 
 
 def _record_failure(lib: Library, summary: Summary, path: str, stage: str, reason: str) -> None:
@@ -311,7 +447,7 @@ def tag_paths(
 ) -> Summary:
     """The main job: scan the roots, analyse new/changed tracks, write genre tags."""
     progress = progress or Progress()
-    stop = stop or StopFlag()
+    stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy
     summary = Summary()
     roots = [Path(os.path.abspath(r)) for r in roots]
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **opts.__dict__})
@@ -323,10 +459,13 @@ def tag_paths(
         for path, reason in report.failures:
             summary.fail(str(path), reason)
         tagger_name = DEFAULT_TAGGER
-        todo = lib.tracks_needing_analysis(tagger_name, roots)
+        separator = choose_separator(opts)
+        todo = lib.tracks_needing_analysis(
+            tagger_name, roots, separator=separator.name if separator else None
+        )
         if todo and not stop:
-            tagger = MusicnnTagger(opts.device)
-            analyse(lib, todo, tagger, opts, summary, progress, stop, default_map())
+            tagger = MusicnnTagger(resolve_device(opts.device))
+            analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
         tracks = list(lib.iter_tracks(roots))
         write_tags(lib, tracks, tagger_name, opts, summary, progress, stop)
     finally:

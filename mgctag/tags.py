@@ -316,7 +316,7 @@ def _os_reason(e: OSError) -> str:
 
 def _temp_copy(real: Path) -> Path:
     """Copy `real` to a hidden temp file in its own folder (same filesystem: rename is atomic)."""
-    stem = real.name.encode()[:120].decode(errors="ignore")  # stay under NAME_MAX
+    stem = os.fsdecode(os.fsencode(real.name)[:120])  # under NAME_MAX; any name encoding
     fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=TEMP_SUFFIX, dir=real.parent)
     tmp = Path(name)
     try:

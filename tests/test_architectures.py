@@ -20,13 +20,25 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag.audio import decode, features
+from mgctag.genres import GenreMap
 from mgctag.models import registry
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn, predict_tta
 from mgctag.models.mobilenet import TAPS, MobileNetV2
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
-from mgctag.train.distill import class_weights, distillation_loss, weight_penalty
+from mgctag.train.distill import (
+    Teacher,
+    TrainConfig,
+    cache_track,
+    class_weights,
+    distillation_loss,
+    load_patches,
+    student_input,
+    teacher_classes,
+    train_student,
+    weight_penalty,
+)
 
 N_CLASSES = 4
 MIX_CLIPS = (
@@ -329,3 +341,33 @@ def test_penalty_and_class_weights():
     assert weight_penalty(model) == 0
     w = class_weights(np.array([0, 0, 0, 1, -1, 2]), N_CLASSES)
     assert w.tolist() == pytest.approx([5 / 9, 5 / 3, 5 / 3, 0.0])
+
+
+def test_cache_teacher_targets_and_resumable_training(tmp_path: Path):
+    """Real clip → cached features + real musicnn teacher → a student trains, stops, resumes."""
+    teacher = Teacher()
+    gmap = GenreMap.load()
+    classes = teacher_classes(gmap, teacher.labels)
+    assert "Rock" in classes and "Classical" in classes
+    files = [
+        cache_track(LIBROSA / f"{name}.ogg", tmp_path, teacher, None, windows=1, window_seconds=4.0)
+        for name in MIX_CLIPS[:2]
+    ]
+    assert all(f is not None and f.exists() for f in files)
+    data = load_patches(files, teacher.labels, gmap, classes)
+    assert data.inputs["mel"].shape == (2, 187, 96) and data.inputs["mfcc"].shape == (2, 187, 20)
+    assert torch.allclose(data.teacher.sum(1), torch.ones(2), atol=1e-5)
+    # the orchestra recording sounds classical to musicnn, more than the funky Vibe Ace does
+    k = classes.index("Classical")
+    assert data.teacher[1, k] > data.teacher[0, k]
+
+    x, cfg = student_input(data, "mfcc"), TrainConfig(epochs=2, batch_size=2, lr=1e-2)
+    ckpt = tmp_path / "ckpt.safetensors"
+    first = train_student(SwishNet(len(classes)), (x, data.teacher, data.labels), None, cfg, ckpt)
+    logs: list[str] = []
+    cfg.epochs = 3
+    resumed = SwishNet(len(classes))
+    history = train_student(resumed, (x, data.teacher, data.labels), (x, data.teacher), cfg, ckpt,
+                            log=logs.append)  # fmt: skip
+    assert "after epoch 2" in logs[0] and [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[:2] == first and "val_agreement" in history[2]

@@ -15,6 +15,7 @@ import av
 import librosa
 import numpy as np
 import pytest
+import soundfile as sf
 from matplotlib.image import imread
 
 from mgctag.genres import normalize_genre
@@ -50,7 +51,18 @@ from mgctag.train.splits import (
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MUSDB = SHARED / "audio" / "musdb18-7s"
 GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
+LIBROSA = SHARED / "audio" / "librosa"
 CACHE = Path("/tmp/mgctag-test-cache/musdb_mfcc20_v1.npz")
+SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]  # three LibriSpeech readers
+MUSIC = [
+    "147793__setuniman__sweet-waltz-0i-22mi",
+    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
+    "Karissa_Hobbs_-_Lets_Go_Fishin",
+    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
+    "Kevin_MacLeod_-_Vibe_Ace",
+    "admiralbob77_-_Choice_-_Drum-bass",
+]
 
 
 def _decode_mix(path: Path, sr: int = 22050) -> np.ndarray:
@@ -93,12 +105,34 @@ def musdb() -> dict:
 
 @pytest.fixture(scope="module")
 def dataset(musdb: dict) -> dict:
-    """The learning-curve protocol's labels: normalised, genres under 5 tracks merged into parent."""
+    """Learning-curve labels: normalised; genres with under 5 tracks merged into their parent."""
     pairs = labels_from_tags(zip(musdb["names"], ([g] for g in musdb["genres"]), strict=True))
     labels = build_label_set(merge_rare(pairs, min_count=5), min_count=5)
     assert labels.paths == musdb["names"]  # nothing dropped: every track keeps a genre
-    groups = np.array([group_key(a, None, n) for a, n in zip(musdb["artists"], musdb["names"])])
+    groups = np.array(
+        [group_key(a, None, n) for a, n in zip(musdb["artists"], musdb["names"], strict=True)]
+    )
     return {"X": musdb["X"], "Y": labels.matrix(), "labels": labels.labels, "groups": groups}
+
+
+@pytest.fixture(scope="module")
+def speech_music() -> dict:
+    """3-s windows (4 per recording) of 3 speech and 7 music recordings; group = recording."""
+    X, y, groups = [], [], []
+    for cls, names in enumerate((SPEECH, MUSIC)):
+        for name in names:
+            audio, sr = sf.read(LIBROSA / f"{name}.ogg", dtype="float32")
+            for start in range(0, min(len(audio) - 3 * sr, 12 * sr) + 1, 3 * sr):
+                mfcc = librosa.feature.mfcc(y=audio[start : start + 3 * sr], sr=sr, n_mfcc=20)
+                X.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
+                y.append(cls)
+                groups.append(name)
+    return {
+        "X": np.array(X, np.float32),
+        "Y": np.eye(2, dtype=np.float32)[y],
+        "groups": np.array(groups),
+        "labels": ["speech", "music"],
+    }
 
 
 # --- labels ---
@@ -154,7 +188,7 @@ def test_label_csv_several_genres_and_suffix_paths(tmp_path: Path):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("path,genre\n/music/a.mp3,Rock\n/music/zzz.mp3,Rock\n", ":3: unknown path '/music/zzz.mp3'"),
+        ("path,genre\n/music/a.mp3,Rock\n/music/zz.mp3,Rock\n", ":3: unknown path '/music/zz.mp3'"),
         ("/music/a.mp3,Rock\n/music/b.mp3,  \n", ":2: empty genre for '/music/b.mp3'"),
         ("path,genre\n/music/a.mp3\n", ":2: expected a path and a genre"),
         ("path,genre\n,Rock\n", ":2: empty path"),
@@ -247,19 +281,29 @@ def test_split_files_errors(tmp_path: Path):
 # --- heads and evaluation ---
 
 
-def test_head_beats_chance_on_real_features(dataset: dict):
+def test_head_beats_chance_on_real_features(speech_music: dict):
+    """Recordings never straddle a split, so this is speech vs music on unseen recordings."""
+    d = speech_music
+    report = evaluate_protocol(d["X"], d["Y"], d["labels"], d["groups"], protocol="kfold", k=3)
+    majority = d["Y"].sum(axis=0).max() / len(d["Y"])
+    assert len(report.folds) == 3 and all(f.leaked_groups == 0 for f in report.folds)
+    assert report.pooled.accuracy > max(0.9, majority + 0.15), (report.pooled.accuracy, majority)
+    assert report.pooled.macro_f1 > 0.85
+
+
+def test_kfold_protocol_report_on_musdb(dataset: dict):
     report = evaluate_protocol(
         dataset["X"], dataset["Y"], dataset["labels"], dataset["groups"], protocol="kfold", k=5
     )
-    majority = dataset["Y"].sum(axis=0).max() / len(dataset["Y"])
-    acc, _ = report.accuracy
     assert len(report.folds) == 5 and report.pooled.n == len(dataset["Y"])
-    assert acc > majority + 0.1, (acc, majority)
-    assert report.pooled.macro_f1 > 1.0 / len(dataset["labels"]) + 0.1
+    assert sum(f.test.n for f in report.folds) == len(dataset["Y"])
     assert all(f.leaked_groups == 0 for f in report.folds)
     data = json.loads(to_json(report))
     assert data["protocol"] == "kfold" and data["train_config"]["seed"] == 0
+    assert data["params"] == {"k": 5} and data["n_groups"] == len(set(dataset["groups"]))
     assert np.array(data["pooled"]["confusion"]).sum() == len(dataset["Y"])
+    per = data["pooled"]["per_genre"]
+    assert sum(v["support"] for v in per.values()) == len(dataset["Y"])
 
 
 def test_trials_protocol_mean_std(dataset: dict):
@@ -344,7 +388,8 @@ def test_confusion_png_and_json(tmp_path: Path, dataset: dict):
     png = save_confusion_png(cm, ["Rock", "Jazz", "Folk"], tmp_path / "cm.png", title="test")
     image = imread(png)
     assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.01
-    data = json.loads(save_confusion_json(cm, ["Rock", "Jazz", "Folk"], tmp_path / "cm.json").read_text())
+    saved = save_confusion_json(cm, ["Rock", "Jazz", "Folk"], tmp_path / "cm.json")
+    data = json.loads(saved.read_text())
     assert data["matrix"] == cm and data["labels"] == ["Rock", "Jazz", "Folk"]
 
 

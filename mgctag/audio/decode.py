@@ -124,6 +124,11 @@ def load_windows(
     return [_finish(y, rate, sr, mono) for y in native]
 
 
+def convert(y: np.ndarray, rate: int, sr: int | None, *, mono: bool = True) -> np.ndarray:
+    """Audio already in memory → mono/stereo at `sr`, exactly as `load` would have returned it."""
+    return _finish(np.atleast_2d(np.asarray(y, np.float32)), rate, sr, mono)
+
+
 # --- shared helpers --------------------------------------------------------------------------
 
 

@@ -138,7 +138,24 @@ def _v2_keys_and_indexes(db: sqlite_utils.Database) -> None:
     db["failures"].create_index(["run_id"], index_name="failures_run")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_keys_and_indexes]
+def _v3_write_ahead(db: sqlite_utils.Database) -> None:
+    """Write-ahead journal: a write is recorded as pending before the file is touched.
+
+    A SIGKILL between the rename and the journal insert used to leave a changed file with no entry
+    (undo could not restore it). `state` is 'pending' until the write is confirmed ('done') or known
+    not to have happened ('failed'); `reverts` links an undo's own write to the write it reverts.
+    Rows journaled before v3 were all done.
+    """
+    db.execute("ALTER TABLE writes ADD COLUMN state TEXT NOT NULL DEFAULT 'done'")
+    db.execute("ALTER TABLE writes ADD COLUMN reverts INTEGER REFERENCES writes(id)")
+    db.execute("CREATE INDEX writes_pending ON writes(state) WHERE state = 'pending'")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial,
+    _v2_keys_and_indexes,
+    _v3_write_ahead,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 TRACK_COLUMNS = frozenset(
@@ -624,6 +641,60 @@ class Library:
             "UPDATE predictions SET analysis_key = ? WHERE track_id = ? AND analysis_key = ?",
             [new, track_id, old],
         )
+
+    def begin_write(
+        self,
+        run_id: int | None,
+        track_id: int | None,
+        path: str | os.PathLike,
+        old: Sequence[str],
+        new: Sequence[str],
+        *,
+        reverts: int | None = None,
+    ) -> int:
+        """Journal a tag write as pending *before* the file is touched; returns its id.
+
+        Confirm it with `confirm_write` once the file holds `new`, or `fail_write` if it was not
+        written. A pending entry left by a killed process is settled by reading the file.
+        """
+        with self.transaction():
+            return self._exec(
+                "INSERT INTO writes (run_id, track_id, path, old, new, state, reverts)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?) RETURNING id",
+                [run_id, track_id, _db_path(path), _dumps(list(old)), _dumps(list(new)), reverts],
+            ).fetchone()[0]
+
+    def confirm_write(
+        self, write_id: int, size_after: int, mtime_after: int, *, payload_hash: str | None = None
+    ) -> None:
+        """The file now holds the pending write's genres: mark it done (and what it reverts
+        undone) and move its track to the file's new size/mtime, in one transaction."""
+        with self.transaction():
+            row = self._exec(
+                "UPDATE writes SET state = 'done', written_at = ?, size_after = ?,"
+                " mtime_after = ?, payload_hash = coalesce(?, payload_hash)"
+                " WHERE id = ? RETURNING track_id, new, reverts",
+                [_now(), size_after, mtime_after, payload_hash, write_id],
+            ).fetchone()
+            if row is None:
+                raise LibraryError(f"no journaled write with id {write_id}")
+            track_id, new, reverts = row
+            if reverts is not None:
+                self._exec(
+                    "UPDATE writes SET undone_at = coalesce(undone_at, ?) WHERE id = ?",
+                    [_now(), reverts],
+                )
+            if track_id is not None:
+                self._own_change(track_id, size_after, mtime_after, genres=json.loads(new))
+
+    def fail_write(self, write_id: int) -> None:
+        """The pending write did not happen (the file is as it was)."""
+        with self.transaction():
+            self._exec("UPDATE writes SET state = 'failed' WHERE id = ?", [write_id])
+
+    def pending_writes(self) -> list[dict[str, Any]]:
+        """Writes journaled as pending: in flight in another process, or left by a killed one."""
+        return self._rows("SELECT * FROM writes WHERE state = 'pending' ORDER BY id")
 
     def writes_for_run(self, run_id: int) -> list[dict[str, Any]]:
         """The journal of one run, in the order the writes happened."""

@@ -236,6 +236,9 @@ def _scan_file(
     base = {"path": path, "size": st.st_size, "mtime": st.st_mtime_ns}
     try:
         columns = _read(path)
+        # Another mgctag may have written the tags since the walk's stat: store the file as read.
+        now = os.stat(path)
+        base.update(size=now.st_size, mtime=now.st_mtime_ns)
     except FILE_ERRORS as exc:
         reason = _reason(exc)
         track_id = lib.upsert_track({**base, "status": "failed", "error": reason})

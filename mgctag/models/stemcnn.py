@@ -3,10 +3,11 @@
 Seed paper: music genre classification with source separation and depthwise separable convolutions.
 Each stem gives one log-mel channel, in `mgctag.separate.base.STEMS` order (drums, bass, other,
 then vocals when ``in_channels=4``); a small CNN of two convolution + max-pooling layers (batch
-norm after each convolution) and dropout 0.5 before the classifier. ``separable=True`` swaps each 3x3 convolution for a depthwise 3x3 + pointwise 1x1 pair,
-which is where the paper's parameter and compute savings come from. ``in_channels=1`` on the mix is
-the paper's one-spectrogram baseline. Its L1 + L2 penalties and class weights live in the training
-loss (`mgctag.train.distill.weight_penalty`, `class_weights`), not here.
+norm after each convolution) and dropout 0.5 before the classifier. ``separable=True`` swaps each
+3x3 convolution for a depthwise 3x3 + pointwise 1x1 pair, which is where the paper's parameter and
+compute savings come from. ``in_channels=1`` on the mix is the paper's one-spectrogram baseline.
+Its L1 + L2 penalties and class weights live in the training loss
+(`mgctag.train.distill.weight_penalty`, `class_weights`), not here.
 
 Input: log-mel ``(batch, in_channels, frames, n_mels)`` from `mgctag.audio.features.log_mel`
 (a ``(batch, frames, n_mels)`` tensor is accepted when ``in_channels == 1``). Any number of frames

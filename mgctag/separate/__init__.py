@@ -1,4 +1,4 @@
-"""Stem separation: every separator returns drums, bass, other, vocals at the input's rate and length.
+"""Stem separation: every separator returns drums, bass, other, vocals at the input's rate, length.
 
 `get_separator("auto")` prefers Demucs (when the package and its weights are there), else the
 offline cascade (Spleeter U-Nets + HPSS); `hpss` is the fastest and needs no model at all.

@@ -34,21 +34,29 @@ class Separator(ABC):
 
     def separate(self, y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
         """Stems of `y` (mono `(n,)` or `(channels, n)`), each with the shape and rate of `y`."""
+        return self._finish(self._separate(self._prepare(y, sr)), y, sr)
+
+    def separate_batch(self, windows: list[np.ndarray], sr: int) -> list[dict[str, np.ndarray]]:
+        """Stems for several windows; backends that gain from batching override this."""
+        return [self.separate(w, sr) for w in windows]
+
+    def _prepare(self, y: np.ndarray, sr: int) -> np.ndarray:
+        """`(channels, n)` float32 at the native rate, or a SeparationError saying what is wrong."""
         x = _as_channels(y)
-        native = x if sr == self.sample_rate else _resample(x, sr, self.sample_rate)
-        stems = self._separate(native)
+        return x if sr == self.sample_rate else _resample(x, sr, self.sample_rate)
+
+    def _finish(
+        self, stems: dict[str, np.ndarray], y: np.ndarray, sr: int
+    ) -> dict[str, np.ndarray]:
+        """Stems back at the caller's rate, length and shape."""
         out: dict[str, np.ndarray] = {}
         for stem in STEMS:
             s = stems[stem]
             if sr != self.sample_rate:
                 s = _resample(s, self.sample_rate, sr)
-            s = librosa.util.fix_length(s, size=x.shape[-1], axis=-1)
-            out[stem] = np.ascontiguousarray(s.reshape(y.shape), dtype=np.float32)
+            s = librosa.util.fix_length(s, size=np.shape(y)[-1], axis=-1)
+            out[stem] = np.ascontiguousarray(s.reshape(np.shape(y)), dtype=np.float32)
         return out
-
-    def separate_batch(self, windows: list[np.ndarray], sr: int) -> list[dict[str, np.ndarray]]:
-        """Stems for several windows; backends that gain from batching override this."""
-        return [self.separate(w, sr) for w in windows]
 
     @abstractmethod
     def _separate(self, y: np.ndarray) -> dict[str, np.ndarray]:

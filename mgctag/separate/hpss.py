@@ -19,14 +19,16 @@ KERNEL = 31  # median filter length (frames along time, bins along frequency), l
 
 
 def band_split(n_fft: int, sr: int, crossover_hz: float) -> torch.Tensor:
-    """Per-bin weight of the low band: 1 below the crossover, a half-octave cosine fade around it."""
+    """Per-bin weight of the low band: 1 below the crossover, a half-octave cosine fade."""
     freqs = torch.from_numpy(librosa.fft_frequencies(sr=sr, n_fft=n_fft)).float()
     octaves = torch.log2(freqs.clamp(min=1.0) / crossover_hz)  # 0 at the crossover
     t = ((octaves + 0.25) / 0.5).clamp(0.0, 1.0)
     return (0.5 + 0.5 * torch.cos(torch.pi * t))[:, None]  # (bins, 1)
 
 
-def hpss_masks(mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def hpss_masks(
+    mag: torch.Tensor, time_kernel: int = KERNEL, freq_kernel: int = KERNEL
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Soft (harmonic, percussive) masks of `mag` (..., bins, frames), summing to one.
 
     The same as `librosa.decompose.hpss(mag, kernel_size=31, power=2, mask=True)`, but with
@@ -37,21 +39,22 @@ def hpss_masks(mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         import bottleneck
     except ImportError:
-        h, p = librosa.decompose.hpss(x, kernel_size=KERNEL, power=2.0, mask=True)
+        kernel = (time_kernel, freq_kernel)
+        h, p = librosa.decompose.hpss(x, kernel_size=kernel, power=2.0, mask=True)
         return torch.from_numpy(h), torch.from_numpy(p)
-    harmonic = _running_median(bottleneck, x, axis=-1)
-    percussive = _running_median(bottleneck, x, axis=-2)
+    harmonic = _running_median(bottleneck, x, time_kernel, axis=-1)
+    percussive = _running_median(bottleneck, x, freq_kernel, axis=-2)
     h = librosa.util.softmask(harmonic, percussive, power=2.0, split_zeros=True)
     return torch.from_numpy(h), torch.from_numpy(1.0 - h)
 
 
-def _running_median(bottleneck, x: np.ndarray, axis: int) -> np.ndarray:
-    """Centred median filter of length KERNEL along `axis`, edges mirrored as scipy's "reflect"."""
-    half = KERNEL // 2
+def _running_median(bottleneck, x: np.ndarray, kernel: int, axis: int) -> np.ndarray:
+    """Centred median filter along `axis`, edges mirrored as scipy's "reflect" (odd `kernel`)."""
+    half = kernel // 2
     pad = [(0, 0)] * x.ndim
     pad[axis] = (half, half)
-    moved = bottleneck.move_median(np.pad(x, pad, mode="symmetric"), KERNEL, axis=axis)
-    return np.take(moved, np.arange(KERNEL - 1, moved.shape[axis]), axis=axis)
+    moved = bottleneck.move_median(np.pad(x, pad, mode="symmetric"), kernel, axis=axis)
+    return np.take(moved, np.arange(kernel - 1, moved.shape[axis]), axis=axis)
 
 
 def stem_masks(

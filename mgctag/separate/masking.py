@@ -46,7 +46,7 @@ class MaskSeparator(Separator):
             core = slice(core_lo - lo, core_hi - lo)
             stems = torch.stack([masks[stem][..., core] * spec[..., core] for stem in STEMS])
             self._overlap_add(out, stems, core_lo)
-        return dict(zip(STEMS, out.numpy()))
+        return dict(zip(STEMS, out.numpy(), strict=True))
 
     @abstractmethod
     def masks(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -41,12 +41,14 @@ class UNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         ins = (2, *ENCODER[:-1])
-        self.enc = nn.ModuleList(nn.Conv2d(i, o, 5, stride=2) for i, o in zip(ins, ENCODER))
+        self.enc = nn.ModuleList(
+            nn.Conv2d(i, o, 5, stride=2) for i, o in zip(ins, ENCODER, strict=True)
+        )
         self.enc_bn = nn.ModuleList(_bn(o) for o in ENCODER[:-1])
         outs = (*reversed(ENCODER[:-1]), 1)
         dec_ins = (ENCODER[-1], *(2 * o for o in reversed(ENCODER[:-1])))
         self.dec = nn.ModuleList(
-            nn.ConvTranspose2d(i, o, 5, stride=2) for i, o in zip(dec_ins, outs)
+            nn.ConvTranspose2d(i, o, 5, stride=2) for i, o in zip(dec_ins, outs, strict=True)
         )
         self.dec_bn = nn.ModuleList(_bn(o) for o in outs)
         self.mask = nn.Conv2d(1, 2, 4, dilation=2)
@@ -60,7 +62,7 @@ class UNet(nn.Module):
             if i < len(self.enc_bn):
                 x = F.leaky_relu(self.enc_bn[i](c), 0.2)
         x = skips.pop()
-        for i, (deconv, bn) in enumerate(zip(self.dec, self.dec_bn)):
+        for i, (deconv, bn) in enumerate(zip(self.dec, self.dec_bn, strict=True)):
             u = deconv(x)
             u = bn(F.relu(u[..., 1 : 1 + 2 * x.shape[-2], 1 : 1 + 2 * x.shape[-1]]))
             x = torch.cat([skips.pop(), u], dim=1) if i < len(self.dec) - 1 else u

@@ -100,7 +100,7 @@ def teacher_targets(
     gmap: GenreMap,
     classes: Sequence[str],
 ) -> np.ndarray:
-    """Per patch: the teachers' tag probabilities → genre scores (`combine_models`) → a distribution.
+    """Per patch: teachers' tag probabilities → genre scores (`combine_models`) → a distribution.
 
     `tag_probs[model]` is (patches, tags) sigmoid output; returns (patches, len(classes)) rows
     summing to 1, so the soft target says which genre musicnn finds *most* likely, and by how much.
@@ -192,21 +192,17 @@ def cache_track(
         return dest
     spans = segment.plan_windows(decode.probe(path).duration, n=windows, length=window_seconds)
     audio = decode.load_windows(path, DECODE_SR, spans, mono=False)
-    kept = segment.select_windows(spans, audio)
-    parts = [
-        f
-        for w in kept
-        if not w.silent
-        for f in [window_features(w.audio, DECODE_SR, separator)]
-        if f
-    ]
+    parts = []
+    for w in segment.select_windows(spans, audio):
+        feats = None if w.silent else window_features(w.audio, DECODE_SR, separator)
+        if feats:
+            parts.append(feats)
     if not parts:
         return None
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     probs = teacher(arrays["mel"])
-    arrays = {
-        k: v.astype(np.float16) for k, v in arrays.items()
-    }  # halves the cache; ample precision
+    # float16 halves the cache and is ample for log-mels and MFCCs
+    arrays = {k: v.astype(np.float16) for k, v in arrays.items()}
     arrays.update({f"teacher.{n}": p for n, p in probs.items()})
     tmp = dest.with_suffix(".tmp.npz")
     np.savez(tmp, source=np.array(str(path)), **arrays)
@@ -362,8 +358,8 @@ def train_student(
         log(f"resumed {checkpoint.name} after epoch {start}")
     weights = class_weights(labels.numpy(), teacher.shape[1]) if cfg.balance else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(start + 1, cfg.epochs + 1):
-        order = torch.randperm(len(x), generator=gen)  # same order on resume after epoch k
+    for epoch in range(1, cfg.epochs + 1):
+        order = torch.randperm(len(x), generator=gen)  # drawn every epoch: same order on resume
         if epoch <= start:
             continue
         model.train()

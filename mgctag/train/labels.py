@@ -183,8 +183,8 @@ def merge_rare(
     parent: Callable[[str], str | None] | None = None,
     other: str = "Other",
 ) -> list[Pair]:
-    """Fold genres with fewer than `min_count` tracks into their parent in the taxonomy (or `other`
-    when they have none), repeating while a parent is itself rare: keeps the tracks, loses detail."""
+    """Fold genres with fewer than `min_count` tracks into their taxonomy parent (or `other` when
+    they have none), repeating while a parent is itself rare: keeps the tracks, loses detail."""
     parent = parent or _default_parent
     pairs = [(p, list(g)) for p, g in pairs]
     for _ in range(16):  # taxonomies are shallow; this bounds a cycle in a user's map

@@ -1,0 +1,172 @@
+"""Benchmarks for mgctag.train: head training time, and a learning curve on real audio.
+
+    python scripts/bench_train.py speed [--sizes 1000 10000] [--dims 200 1000] [--out FILE.json]
+    python scripts/bench_train.py curve [--features FILE.npz] [--repeats 20] [--out FILE.json]
+
+`speed` trains heads on synthetic embeddings shaped like musicnn's (200-d mix, or 1000-d mix + four
+stems, L2-normalised, 20 genres) and reports wall time. `curve` measures accuracy and macro-F1 vs
+labelled tracks per genre on the 70 MUSDB18 previews in ../shared, with grouped (artist) hold-outs;
+features are MFCC statistics by default, or any `names`/`X` arrays saved in an .npz (for instance
+musicnn embeddings of the same files), so the lead can rerun it on real embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mgctag.train.evaluate import compute_metrics, learning_curve
+from mgctag.train.heads import TrainConfig, predict_proba, train_head
+from mgctag.train.labels import build_label_set, group_key, labels_from_tags, merge_rare
+
+MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "musdb18-7s"
+MFCC_CACHE = Path("/tmp/mgctag-test-cache/musdb_mfcc20_v1.npz")
+
+
+def synthetic(n: int, d: int, n_classes: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Noisy class clusters on the unit sphere: separable, but not trivially."""
+    centres = rng.standard_normal((n_classes, d)).astype(np.float32)
+    y = rng.integers(0, n_classes, n)
+    X = centres[y] + 4.0 * rng.standard_normal((n, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.eye(n_classes, dtype=np.float32)[y]
+
+
+def speed(args: argparse.Namespace) -> list[dict]:
+    rows = []
+    labels = [f"g{i}" for i in range(args.classes)]
+    for d in args.dims:
+        for n in args.sizes:
+            rng = np.random.default_rng(0)
+            X, Y = synthetic(n + 2000, d, args.classes, rng)
+            for hidden in args.hidden:
+                cpu = time.process_time()
+                head, rep = train_head(X[:n], Y[:n], labels, hidden=hidden, seed=0)
+                cpu = time.process_time() - cpu
+                test = compute_metrics(Y[n:], predict_proba(head, X[n:]), labels, multi_label=False)
+                row = {
+                    "n": n,
+                    "dim": d,
+                    "classes": args.classes,
+                    "hidden": hidden,
+                    "seconds": round(rep.seconds, 3),
+                    "cpu_seconds": round(cpu, 3),
+                    "iterations": rep.iterations,
+                    "train_acc": round(rep.train_accuracy, 3),
+                    "heldout_acc": round(test.accuracy, 3),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print("\n| tracks | dim | head | wall s | CPU s | L-BFGS iters | held-out acc |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        head = "logistic" if r["hidden"] == 0 else f"MLP {r['hidden']}"
+        print(
+            f"| {r['n']} | {r['dim']} | {head} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} "
+            f"| {r['iterations']} "
+            f"| {r['heldout_acc']:.3f} |"
+        )
+    return rows
+
+
+def _decode_mix(path: Path, sr: int = 22050) -> np.ndarray:
+    import av
+
+    out = []
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        for frame in container.decode(container.streams.audio[0]):
+            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out)
+
+
+def mfcc_features(names: list[str]) -> np.ndarray:
+    """Mean and std of 20 MFCCs of each preview's mixture (same recipe and cache as the tests)."""
+    if MFCC_CACHE.is_file():
+        cached = np.load(MFCC_CACHE)
+        if list(cached["names"]) == names:
+            return cached["X"]
+    import librosa
+
+    feats = []
+    for name in names:
+        mfcc = librosa.feature.mfcc(y=_decode_mix(MUSDB / "train" / name), sr=22050, n_mfcc=20)
+        feats.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
+    X = np.stack(feats).astype(np.float32)
+    MFCC_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(MFCC_CACHE, names=np.array(names), X=X)
+    return X
+
+
+def curve(args: argparse.Namespace) -> dict:
+    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
+        genre = {r["file"]: r["genre"] for r in csv.DictReader(f)}
+    names = sorted(genre)
+    if args.features:
+        data = np.load(args.features)
+        index = {n: i for i, n in enumerate(data["names"].tolist())}
+        X = data["X"][[index[n] for n in names]].astype(np.float32)
+    else:
+        X = mfcc_features(names)
+    pairs = labels_from_tags((n, [genre[n]]) for n in names)
+    label_set = build_label_set(merge_rare(pairs, min_count=5), min_count=5)
+    Y = label_set.matrix()
+    groups = np.array([group_key(n.split(" - ")[0], None, n) for n in names])
+    sizes = [None if s == "all" else int(s) for s in args.per_class]
+    result = learning_curve(
+        X, Y, label_set.labels, groups, sizes=sizes, repeats=args.repeats,
+        test_size=args.test_size, seed=args.seed, config=TrainConfig(hidden=args.hidden_curve),
+    )  # fmt: skip
+    counts = dict(zip(label_set.labels, Y.sum(axis=0).astype(int).tolist(), strict=True))
+    print(f"classes: {counts}; artists: {len(set(groups))}; features: {X.shape[1]}-d")
+    print(f"chance (uniform over {len(counts)} classes): {1 / len(counts):.3f}")
+    print("\n| per genre | train tracks (mean) | accuracy | macro-F1 |")
+    print("|---:|---:|---|---|")
+    for p in result.points:
+        size = "all" if p.per_class is None else p.per_class
+        print(
+            f"| {size} | {p.n_train_mean:.1f} | {p.accuracy[0]:.3f} ± {p.accuracy[1]:.3f} "
+            f"| {p.macro_f1[0]:.3f} ± {p.macro_f1[1]:.3f} |"
+        )
+    return {"classes": counts, "curve": result.to_dict()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("speed")
+    sp.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    sp.add_argument("--dims", type=int, nargs="+", default=[200, 1000])
+    sp.add_argument("--hidden", type=int, nargs="+", default=[0, 256])
+    sp.add_argument("--classes", type=int, default=20)
+    cp = sub.add_parser("curve")
+    cp.add_argument("--features", type=Path, help=".npz with names (file names) and X (n, d)")
+    cp.add_argument("--per-class", nargs="+", default=["1", "2", "5", "10", "20", "all"])
+    cp.add_argument("--repeats", type=int, default=20)
+    cp.add_argument("--test-size", type=float, default=0.3)
+    cp.add_argument("--hidden-curve", type=int, default=0)
+    cp.add_argument("--seed", type=int, default=0)
+    for p in (sp, cp):
+        p.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} torch threads available"
+    )
+    start = time.perf_counter()
+    result = speed(args) if args.cmd == "speed" else curve(args)
+    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

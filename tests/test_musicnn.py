@@ -1,0 +1,111 @@
+"""The PyTorch musicnn / VGG ports against the original TensorFlow outputs (fixture), and on real
+music through the whole feature path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import torch
+
+from mgctag.audio.features import log_mel, patches
+from mgctag.models.musicnn import Musicnn, Vgg
+from mgctag.models.registry import load_model
+from tests.media import real_clip
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/musicnn/reference.npz"
+CLIPS = ["vibe_ace", "hungarian_dance", "drum_bass", "lets_go_fishin"]
+MODELS = ["MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg"]
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return np.load(FIXTURE)
+
+
+def run(model: torch.nn.Module, logmel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.inference_mode():
+        logits, emb = model(torch.from_numpy(patches(logmel)))
+    return torch.sigmoid(logits).numpy(), emb.numpy()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parity_from_reference_log_mels(ref, name):
+    model, card = load_model(name)
+    assert len(card.labels) == 50
+    for clip in CLIPS:
+        probs, emb = run(model, ref[f"{clip}__logmel"])
+        assert np.abs(probs - ref[f"{clip}__{name}__taggram"]).max() <= 1e-4
+        if name.endswith("musicnn"):
+            assert emb.shape == (4, 200)
+            assert np.abs(emb - ref[f"{clip}__{name}__penultimate"]).max() <= 1e-4
+        else:
+            assert emb.shape == (4, 256)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parity_from_waveforms_through_our_log_mel(ref, name):
+    model, _ = load_model(name)
+    for clip in CLIPS:
+        probs, emb = run(model, log_mel(ref[f"{clip}__y16k"]))
+        assert np.abs(probs - ref[f"{clip}__{name}__taggram"]).max() <= 1e-3
+        if name.endswith("musicnn"):
+            assert np.abs(emb - ref[f"{clip}__{name}__penultimate"]).max() <= 1e-3
+
+
+@pytest.mark.parametrize("name", ["MTT_musicnn", "MSD_vgg"])
+def test_fused_inference_equals_literal_op_order(ref, name):
+    """The pool-first / taps fast path must equal TF's literal conv->relu->bn->pool order."""
+    model, _ = load_model(name, cache=False)
+    x = torch.from_numpy(patches(ref["drum_bass__logmel"]))
+    with torch.inference_mode():
+        fast = model(x)
+        for module in model.modules():
+            if hasattr(module, "fused"):
+                module.fused = False
+        literal = model(x)
+    for a, b in zip(fast, literal, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_musicnn_accepts_other_patch_lengths(ref):
+    model, _ = load_model("MSD_musicnn")
+    x = torch.from_numpy(ref["vibe_ace__logmel"][None, :300].copy())
+    with torch.inference_mode():
+        logits, emb = model(x)
+    assert logits.shape == (1, 50) and emb.shape == (1, 200)
+
+
+@pytest.mark.parametrize("cls, dim", [(Musicnn, 200), (Vgg, 256)])
+def test_training_mode_runs_and_backpropagates(cls, dim):
+    torch.manual_seed(0)
+    model = cls(n_tags=7).train()
+    x = torch.randn(3, 187, 96)
+    logits, emb = model(x)
+    assert logits.shape == (3, 7) and emb.shape == (3, dim)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def tags_of(name: str, clip: str, top: int) -> list[str]:
+    """Top tags of a real recording: stereo 44.1 kHz file -> 16 kHz mono -> log-mel -> model."""
+    y, sr = real_clip(clip, seconds=12.0)
+    mono = librosa.resample(y.mean(axis=0), orig_sr=sr, target_sr=16000)
+    model, card = load_model(name)
+    probs, _ = run(model, log_mel(mono))
+    order = np.argsort(probs.mean(axis=0))[::-1][:top]
+    return [card.labels[i] for i in order]
+
+
+def test_string_orchestra_is_classical_strings_in_mtt():
+    top = tags_of(
+        "MTT_musicnn", "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)", 3
+    )
+    assert {"classical", "strings"} & set(top), top
+
+
+def test_drum_and_bass_loop_is_electronic_in_msd():
+    top = tags_of("MSD_musicnn", "admiralbob77_-_Choice_-_Drum-bass", 5)
+    assert {"electronic", "electronica", "electro", "dance"} & set(top), top
