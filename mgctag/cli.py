@@ -169,6 +169,9 @@ def tag(
         Path | None, typer.Option(help="Demucs weight file or repo folder.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    model: Annotated[
+        str | None, typer.Option(help="Tag with this model (see `mgctag models list`).")
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
@@ -187,6 +190,7 @@ def tag(
         separator=separator,
         separator_model=separator_model,
         device=device,
+        model=model or config.default_model(),
     )
     lib = open_library(db)
     progress = CliProgress(enabled=not json_out and err.is_terminal)
@@ -464,3 +468,269 @@ def separate(
         highlight=False,
     )
     raise typer.Exit(1 if failures else 0)
+
+
+StemsOption = Annotated[
+    str,
+    typer.Option("--features", help="Embeddings to learn from: mix, or mix+stems (needs stems)."),
+]
+
+
+def _stems(features: str) -> list[str]:
+    from mgctag.separate import STEMS
+
+    if features == "mix":
+        return ["mix"]
+    if features in ("mix+stems", "all"):
+        return ["mix", *STEMS]
+    raise typer.BadParameter("use mix or mix+stems", param_hint="--features")
+
+
+def _training_errors():
+    from mgctag.train.labels import TrainingDataError
+
+    return TrainingDataError
+
+
+@app.command()
+def labels(
+    csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
+    min_count: Annotated[int, typer.Option(help="Genres with fewer tracks are left out.")] = 5,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Label counts per genre (from your files' genre tags, or --labels CSV) before training."""
+    from mgctag.train import workflow
+
+    lib = open_library(db)
+    try:
+        counts = workflow.label_summary(lib, csv, min_count)
+    except _training_errors() as exc:
+        raise UserError(str(exc)) from None
+    if json_out:
+        print_json(counts.to_dict())
+        return
+    table = Table(title=f"labels ({'CSV' if csv else 'genre tags you wrote'})")
+    table.add_column("genre")
+    table.add_column("tracks", justify="right")
+    table.add_column("used")
+    for genre, n in sorted(counts.counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(genre, str(n), "yes" if genre in counts.kept else f"no (< {min_count})")
+    out.print(table)
+
+
+@app.command()
+def train(
+    name: Annotated[str, typer.Argument(help="Name of the new model.")],
+    csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
+    from_tags: Annotated[bool, typer.Option("--from-tags", help="Labels from genre tags.")] = True,
+    features: StemsOption = "mix",
+    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    hidden: Annotated[int, typer.Option(help="Hidden units (0: logistic regression).")] = 0,
+    folds: Annotated[int, typer.Option(help="Grouped k-fold evaluation before the final fit.")] = 5,
+    seed: int = 0,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Teach mgctag your genres: a head on stored embeddings, labelled by your tags or a CSV."""
+    from mgctag.train import workflow
+    from mgctag.train.report import evaluation_summary
+
+    lib = open_library(db)
+    try:
+        result = workflow.train_user_model(
+            lib,
+            name,
+            labels_csv=csv,
+            stems=_stems(features),
+            min_count=min_count,
+            folds=folds,
+            seed=seed,
+            hidden=hidden,
+        )
+    except _training_errors() as exc:
+        raise UserError(str(exc)) from None
+    summary = evaluation_summary(result.report)
+    if json_out:
+        print_json(
+            {"model": str(result.path), "card": result.card, "evaluation": result.report.to_dict()}
+        )
+        return
+    print_eval(result.report)
+    out.print(
+        f"saved {result.path} ({summary['n_tracks']} tracks, {len(result.dataset.labels)} genres, "
+        f"seed {seed}); confusion matrix: {result.confusion_png}",
+        highlight=False,
+    )
+    out.print(f"use it: mgctag tag PATH --model {name}   (or: mgctag models use {name})")
+
+
+def print_eval(report) -> None:
+    acc, acc_sd = report.accuracy
+    f1, f1_sd = report.macro_f1
+    out.print(
+        f"{report.protocol}: {len(report.folds)} splits, {report.n_tracks} tracks, "
+        f"{report.n_groups} artist groups, seed {report.seed}"
+    )
+    out.print(f"accuracy {acc:.3f} ± {acc_sd:.3f}, macro-F1 {f1:.3f} ± {f1_sd:.3f}")
+    table = Table()
+    for col in ("genre", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "genre" else "right")
+    for genre, m in report.pooled.per_genre.items():
+        table.add_row(
+            genre,
+            f"{m['precision']:.2f}",
+            f"{m['recall']:.2f}",
+            f"{m['f1']:.2f}",
+            str(m["support"]),
+        )
+    out.print(table)
+
+
+@app.command("eval")
+def evaluate(
+    source: Annotated[
+        Path | None, typer.Argument(help="A folder of genre subfolders, or a CSV (path,genre).")
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="kfold, trials or split-files.")] = "kfold",
+    folds: Annotated[int, typer.Option(help="k for kfold.")] = 10,
+    trials: Annotated[int, typer.Option(help="Random grouped splits for trials.")] = 50,
+    test_size: Annotated[float, typer.Option(help="Test share for trials.")] = 0.2,
+    split_files: Annotated[
+        Path | None, typer.Option(help="Folder with train/valid/test lists (GTZAN splits).")
+    ] = None,
+    features: StemsOption = "mix",
+    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    seed: int = 0,
+    out_dir: Annotated[Path | None, typer.Option(help="Write confusion PNG + JSON here.")] = None,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Evaluate genre heads on labelled music with the seed papers' protocols."""
+    from mgctag.train import workflow
+    from mgctag.train.report import save_confusion_json, save_confusion_png
+
+    if protocol == "split-files":
+        protocol = "split_files"
+        if split_files is None:
+            raise typer.BadParameter("needs --split-files FOLDER", param_hint="--protocol")
+    lib = open_library(db)
+    try:
+        pairs = None
+        if source is not None and source.is_dir():
+            pairs = workflow.folder_pairs(source)
+            pipeline.tag_paths(lib, [source], pipeline.TagOptions(), command="eval", write=False)
+        elif source is not None:
+            pairs = workflow.read_label_csv(source)
+        ds = workflow.dataset(lib, pairs, _stems(features), min_count)
+        report = workflow.evaluate(
+            ds,
+            protocol=protocol,
+            folds=folds,
+            trials=trials,
+            test_size=test_size,
+            split_files=split_files,
+            seed=seed,
+        )
+    except _training_errors() as exc:
+        raise UserError(str(exc)) from None
+    if out_dir:
+        save_confusion_png(report.pooled.confusion, ds.labels, out_dir / "confusion.png")
+        save_confusion_json(report.pooled.confusion, ds.labels, out_dir / "confusion.json")
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        print_eval(report)
+
+
+models_app = typer.Typer(help="Bundled and user-trained genre models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(json_out: JsonOption = False) -> None:
+    """Every model mgctag can tag with (bundled, then yours)."""
+    from mgctag.models.registry import list_models
+
+    cards = list_models()
+    default = config.default_model()
+    if json_out:
+        print_json([{**c.to_dict(), "default": c.name == default} for c in cards])
+        return
+    table = Table()
+    for col in ("name", "arch", "source", "genres/tags", "default"):
+        table.add_column(col)
+    ensemble = "MSD_musicnn + MTT_musicnn on the mix"
+    table.add_row(pipeline.DEFAULT_TAGGER, ensemble, "bundled", "100", _mark(default == "musicnn"))
+    for c in cards:
+        kind = c.source.get("kind", "bundled") if isinstance(c.source, dict) else "bundled"
+        table.add_row(c.name, c.arch, kind, str(len(c.labels)), _mark(c.name == default))
+    out.print(table)
+
+
+def _mark(flag: bool) -> str:
+    return "✓" if flag else ""
+
+
+@models_app.command("show")
+def models_show(name: str) -> None:
+    """A model's card: source, licence, labels, preprocessing, measured quality."""
+    from mgctag.models.registry import resolve
+
+    print_json(json.loads(resolve(name).with_suffix(".json").read_text("utf-8")))
+
+
+@models_app.command("use")
+def models_use(name: str) -> None:
+    """Make NAME the model `mgctag tag` uses by default (musicnn: back to the bundled one)."""
+    from mgctag.models.registry import resolve
+
+    if name != pipeline.DEFAULT_TAGGER:
+        resolve(name)
+    config.set_default_model(name)
+    out.print(f"mgctag tag now uses {name}")
+
+
+@models_app.command("remove")
+def models_remove(name: str) -> None:
+    """Delete a user-trained model (bundled models cannot be removed)."""
+    from mgctag.models.registry import resolve
+
+    path = resolve(name)
+    if config.user_models_dir() not in path.parents:
+        raise UserError(f"{name}: a bundled model; only your own models can be removed")
+    for p in path.parent.glob(f"{path.stem}.*"):
+        p.unlink()
+    if config.default_model() == name:
+        config.set_default_model(pipeline.DEFAULT_TAGGER)
+    out.print(f"removed {name}")
+
+
+@app.command("map")
+def map_command(
+    png: Annotated[Path | None, typer.Option(help="Write the map as a PNG.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Write an interactive HTML page.")] = None,
+    genres: Annotated[
+        Path | None, typer.Option("--genres", help="Write the genre-similarity heatmap PNG.")
+    ] = None,
+    by: Annotated[str, typer.Option(help="Embedding: mix, drums, bass, other, vocals.")] = "mix",
+    method: Annotated[str, typer.Option(help="tsne or pca.")] = "tsne",
+    db: DbOption = None,
+) -> None:
+    """A 2-D map of your library's embeddings, coloured by genre (PNG and/or HTML)."""
+    from mgctag import libmap, similar
+
+    if not (png or html or genres):
+        html = Path("mgctag-map.html")
+    lib = open_library(db)
+    try:
+        result = libmap.make_map(
+            lib, png, html, model=pipeline.DEFAULT_TAGGER, by=by, method=method, heatmap_png=genres
+        )
+    except (libmap.MapError, similar.SimilarError) as exc:
+        raise UserError(str(exc)) from None
+    out.print(
+        f"{result['tracks']} tracks, {len(result['genres'])} genres → "
+        + ", ".join(str(f) for f in result["files"]),
+        highlight=False,
+    )

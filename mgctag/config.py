@@ -61,3 +61,16 @@ def setting(section: str, key: str, default: Any) -> Any:
     if env is not None:
         return env
     return _config_file().get(section, {}).get(key, default)
+
+
+def default_model() -> str:
+    """The model `mgctag tag` uses unless --model says otherwise (set by `mgctag models use`)."""
+    path = data_dir() / "default-model"
+    name = path.read_text("utf-8").strip() if path.is_file() else ""
+    return os.environ.get("MGCTAG_MODEL") or name or "musicnn"
+
+
+def set_default_model(name: str) -> None:
+    path = data_dir() / "default-model"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(name + "\n", "utf-8")

@@ -26,8 +26,9 @@ from mgctag.genres import GenreMap, Mode, combine_models, default_map, mean_tag_
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
-from mgctag.models.registry import load_model
+from mgctag.models.registry import ModelCard, ModelError, load_model
 from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
+from mgctag.train.heads import predict_proba
 
 SAMPLE_RATE = 16000
 DEFAULT_TAGGER = "musicnn"
@@ -51,6 +52,7 @@ class TagOptions:
     stems: str = "off"  # "on", "off" or "auto" (see resolve_stems)
     separator: str = "auto"
     separator_model: Path | None = None
+    model: str = DEFAULT_TAGGER  # the bundled musicnn pair, or a user model (mgctag models list)
 
 
 @dataclass
@@ -148,16 +150,16 @@ class MusicnnTagger:
         return emb.cpu().numpy()
 
 
-def choose_separator(opts: TagOptions) -> Separator | None:
+def choose_separator(opts: TagOptions, needs_stems: bool = False) -> Separator | None:
     """The separator for this run, or None when stems are off.
 
     "auto" separates when a GPU and Demucs weights are there; otherwise the user's setting decides
     (`stems = "on"` under [tag] in ~/.config/mgctag/config.toml, or MGCTAG_STEMS=on), because on a
     CPU even the offline cascade costs several seconds a track.
     """
-    if opts.stems == "off":
+    if opts.stems == "off" and not needs_stems:
         return None
-    if opts.stems == "auto":
+    if opts.stems == "auto" and not needs_stems:
         if torch.cuda.is_available() and opts.separator in ("auto", "demucs"):
             try:
                 return get_separator("demucs", opts.device, opts.separator_model)
@@ -444,8 +446,9 @@ def tag_paths(
     progress: Progress | None = None,
     stop: StopFlag | None = None,
     command: str = "tag",
+    write: bool = True,
 ) -> Summary:
-    """The main job: scan the roots, analyse new/changed tracks, write genre tags."""
+    """The main job: scan the roots, analyse new/changed tracks, write genre tags (if `write`)."""
     progress = progress or Progress()
     stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy
     summary = Summary()
@@ -455,24 +458,52 @@ def tag_paths(
         t0 = time.perf_counter()
         report = scanner.scan(lib, roots, run_id=summary.run_id)
         summary.stage_seconds["scan"] += time.perf_counter() - t0
-        summary.scanned = report.total if hasattr(report, "total") else 0
+        summary.scanned = report.total
         for path, reason in report.failures:
             summary.fail(str(path), reason)
-        tagger_name = DEFAULT_TAGGER
-        separator = choose_separator(opts)
+        head = load_model(opts.model)[1] if opts.model != DEFAULT_TAGGER else None
+        if head is not None and head.arch != "genre_head":
+            raise ModelError(f"{opts.model}: tagging with a {head.arch} model is not supported yet")
+        separator = choose_separator(opts, needs_stems=_needs_stems(head))
         todo = lib.tracks_needing_analysis(
-            tagger_name, roots, separator=separator.name if separator else None
+            DEFAULT_TAGGER, roots, separator=separator.name if separator else None
         )
         if todo and not stop:
             tagger = MusicnnTagger(resolve_device(opts.device))
             analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
-        tracks = list(lib.iter_tracks(roots))
-        write_tags(lib, tracks, tagger_name, opts, summary, progress, stop)
+        if head is not None and not stop:
+            apply_head(lib, lib.tracks_needing_analysis(opts.model, roots), opts.model, summary)
+        if write:
+            tracks = list(lib.iter_tracks(roots))
+            write_tags(lib, tracks, opts.model, opts, summary, progress, stop)
     finally:
         summary.interrupted = bool(stop)
         status = "interrupted" if stop else ("failed" if summary.failed else "ok")
         lib.finish_run(summary.run_id, status, _counts(summary))
     return summary
+
+
+def _needs_stems(card: ModelCard | None) -> bool:
+    return card is not None and any(s != "mix" for s in card.preprocessing.get("stems", ["mix"]))
+
+
+def apply_head(lib: Library, tracks: Sequence[dict], name: str, summary: Summary) -> None:
+    """Genres from a user-trained head over each track's stored embeddings (no audio needed)."""
+    head, card = load_model(name)
+    prep = card.preprocessing
+    stems = prep.get("stems", ["mix"])
+    for track in tracks:
+        emb = lib.get_embeddings(track["id"], prep.get("embedding_model", DEFAULT_TAGGER))
+        if any(s not in emb for s in stems):
+            have = ", ".join(sorted(emb)) or "none"
+            _record_failure(
+                lib, summary, track["path"], "model", f"{name} needs {stems}; have {have}"
+            )
+            continue
+        x = np.concatenate([emb[s] for s in stems])[None, :]
+        probs = predict_proba(head, x)[0]
+        genres = sorted(zip(card.labels, probs.tolist(), strict=True), key=lambda kv: -kv[1])
+        lib.save_analysis(track["id"], name, prep.get("separator", "none"), {}, genres, {})
 
 
 def _counts(s: Summary) -> dict[str, int]:

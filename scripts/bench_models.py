@@ -3,7 +3,9 @@
 A 10 s window at 16 kHz is cut the way the pipeline feeds models: log-mel (or MFCC) of the window,
 then non-overlapping 187-frame patches (3 of them) in one batch. Stem models get 3 channels; the
 time to separate the stems is not included (see the separators' own benchmark). Feature time is a
-row of its own. Weights are random: cost does not depend on their values.
+row of its own. Weights are random (cost does not depend on their values), except for the rows
+of the bundled distilled students, which load `weights/NAME.safetensors` through the registry and
+are fed the input their model card names.
 
     python scripts/bench_models.py --threads 2 --repeats 15 > /tmp/bench_models.md
 """
@@ -27,11 +29,13 @@ from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn
+from mgctag.models.registry import ModelError, load_model
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
-N = 16  # classes: about the number of canonical genres musicnn's tags reach
+N = 27  # classes: the canonical genres musicnn's tags reach (the bundled students' labels)
+STUDENTS = ("stemcnn_sep", "ecapa_ccs_fsa", "swishnet_slim", "mobilenetv2_half")
 
 # (row name, builder, input kind, what it is)
 ROWS: list[tuple[str, Callable[[], nn.Module], str, str]] = [
@@ -105,6 +109,18 @@ def main() -> None:
             lo, med = timings_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
         shape = "x".join(str(s) for s in inputs[kind].shape)
         print(f"| {name} | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | {notes} |")
+    for name in STUDENTS:
+        try:
+            model, card = load_model(name, cache=False)
+        except ModelError:
+            continue  # not bundled (yet)
+        kind = card.preprocessing["input"]
+        params = sum(p.numel() for p in model.parameters())
+        with torch.inference_mode():
+            lo, med = timings_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
+        shape = "x".join(str(s) for s in inputs[kind].shape)
+        print(f"| {name} (bundled) | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | "
+              f"{card.arch}, {len(card.labels)} genres |")  # fmt: skip
 
 
 if __name__ == "__main__":

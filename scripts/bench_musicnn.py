@@ -205,7 +205,9 @@ def print_table(table: list[dict], args: argparse.Namespace) -> None:
         f"batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.reps} reps, "
         f"{os.cpu_count()} CPUs, load average {load:.1f}"
     )
-    print("| model | variant | median ms/patch | min ms/patch | CPU ms/patch | max abs delta vs TF |")
+    print(
+        "| model | variant | median ms/patch | min ms/patch | CPU ms/patch | max abs delta vs TF |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for row in table:
         delta = "-" if row["max_abs_delta_vs_tf"] is None else f"{row['max_abs_delta_vs_tf']:.2g}"

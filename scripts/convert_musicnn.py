@@ -105,9 +105,9 @@ def labels_from(configuration: Path) -> dict[str, list[str]]:
     tree = ast.parse(configuration.read_text(encoding="utf-8"))
     found = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id in ("MSD_LABELS", "MTT_LABELS"):
-                found[node.targets[0].id[:3]] = ast.literal_eval(node.value)
+        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id in ("MSD_LABELS", "MTT_LABELS"):
+            found[target.id[:3]] = ast.literal_eval(node.value)
     return found
 
 
@@ -135,7 +135,8 @@ def make_card(name: str, package: Path, licence_text: str, labels: list[str]) ->
     args = {"n_tags": 50, "filters": 128} if arch == "vgg" else {"n_tags": 50, "n_units": 200}
     outputs = {"logits": "sigmoid -> independent tag probabilities (multi-label)"}
     if arch == "musicnn":
-        outputs |= {"embedding": "penultimate dense layer after its batch norm", "embedding_dim": 200}
+        outputs |= {"embedding": "penultimate dense layer after its batch norm"}
+        outputs |= {"embedding_dim": 200}
     else:
         outputs |= {"embedding": "flattened pool5 (time, mel, channel order)", "embedding_dim": 256}
     dataset = "MagnaTagATune" if name.startswith("MTT") else "Million Song Dataset (last.fm tags)"

@@ -1,11 +1,12 @@
 """Read a TensorFlow checkpoint (V2 "tensor bundle") with numpy alone.
 
-Why: the musicnn and Spleeter weights ship only as TF1 checkpoints, and installing TensorFlow just to
-read a few arrays once is heavy and fragile. The format is small and stable:
+Why: the musicnn and Spleeter weights ship only as TF1 checkpoints, and installing TensorFlow
+just to read a few arrays once is heavy and fragile. The format is small and stable:
 
-- ``PREFIX.index`` is a LevelDB-style SSTable. Its footer points at an index block whose entries point
-  at data blocks; each data-block entry maps a tensor name to a serialized ``BundleEntryProto``
-  (dtype, shape, shard_id, offset, size). The entry with the empty key is the ``BundleHeaderProto``.
+- ``PREFIX.index`` is a LevelDB-style SSTable. Its footer points at an index block whose entries
+  point at data blocks; each data-block entry maps a tensor name to a serialized
+  ``BundleEntryProto`` (dtype, shape, shard_id, offset, size). The entry with the empty key is the
+  ``BundleHeaderProto``.
 - ``PREFIX.data-SSSSS-of-NNNNN`` holds the raw little-endian tensor bytes at those offsets.
 
 Checkpoints saved into a directory (as musicnn's are) have the prefix ``DIR/``, so the files are

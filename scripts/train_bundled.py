@@ -26,10 +26,13 @@ import numpy as np
 import torch
 
 from mgctag.audio.decode import DecodeError
-from mgctag.genres import GenreMap
+from mgctag.genres import GenreMap, combine_models, mean_tag_probs
 from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
 from mgctag.separate import get_separator
 from mgctag.train import distill
+
+sys.path.insert(0, str(Path(__file__).parent))
+import genre_sanity  # noqa: E402  (the lead's hit rule, shared)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "audio"
@@ -60,7 +63,7 @@ STUDENTS: dict[str, dict] = {
         "arch": "stemcnn",
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 8},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
     },
@@ -75,7 +78,7 @@ STUDENTS: dict[str, dict] = {
             "shared_frontend": True,
         },  # fmt: skip
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 10},
         "paper": "ECAPA-TDNN with convolution channel separation and frequency sub-band "
         "aggregation",
     },
@@ -83,25 +86,38 @@ STUDENTS: dict[str, dict] = {
         "arch": "swishnet",
         "args": {"width": 1},
         "input": "mfcc",
-        "train": {"lr": 3e-3},
+        "train": {"lr": 3e-3, "epochs": 40},
         "paper": "SwishNet (Hussain & Haque 2018), trained by knowledge distillation",
     },
+    "mobilenetv2_half": {
+        "arch": "mobilenetv2",
+        "args": {"width": 0.5, "tap": "shallow"},
+        "input": "mel",
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 8},
+        "paper": "MobileNetV2 (Sandler et al. 2018) on log-mels, embeddings at three depths",
+    },
 }
+# corpus packages held out of training: teacher agreement is measured on them (grouped by package,
+# so no soundtrack is both trained on and tested on)
+HOLDOUT = ("nexuiz-music", "singularity-music")
 
 
 def training_files(max_tracks: int) -> list[Path]:
-    """Corpus files from MANIFEST.tsv plus the shared music; every k-th one when subsampling."""
-    files = list(SHARED_MUSIC)
+    """Shared music, then corpus files from MANIFEST.tsv taken round-robin over the packages.
+
+    Round-robin, so that any prefix of the list (a cache cut short) covers every soundtrack.
+    """
+    by_package: dict[str, list[Path]] = {}
     manifest = CORPUS / "MANIFEST.tsv"
     if manifest.exists():
         for row in manifest.read_text().splitlines():
             parts = row.split("\t")
             if len(parts) >= 2 and (CORPUS / parts[1]).is_file():
-                files.append(CORPUS / parts[1])
-    if max_tracks and len(files) > max_tracks:
-        step = len(files) / max_tracks
-        files = [files[int(i * step)] for i in range(max_tracks)]
-    return files
+                by_package.setdefault(parts[0], []).append(CORPUS / parts[1])
+    files = list(SHARED_MUSIC)
+    for i in range(max(map(len, by_package.values()), default=0)):
+        files += [tracks[i] for tracks in by_package.values() if i < len(tracks)]
+    return files[:max_tracks] if max_tracks else files
 
 
 def musdb_files(limit: int = 0) -> list[Path]:
@@ -131,114 +147,198 @@ def build_cache(files: list[Path], dest: Path, args: argparse.Namespace, teacher
 def cmd_cache(args: argparse.Namespace) -> None:
     teacher = distill.Teacher()
     root = Path(args.cache_dir) / args.separator
-    build_cache(training_files(args.max_tracks), root / "train", args, teacher)
-    build_cache(musdb_files(args.max_check), root / "check", args, teacher)
+    if args.part in ("train", "both"):
+        build_cache(training_files(args.max_tracks), root / "train", args, teacher)
+    if args.part in ("check", "both"):
+        build_cache(musdb_files(args.max_check), root / "check", args, teacher)
 
 
-def musdb_truth(sources: list[str], gmap: GenreMap, classes: list[str]) -> np.ndarray:
-    """Class index of each MUSDB preview's genres.csv genre, -1 where it is not a class."""
+def cached(root: Path) -> list[Path]:
+    """The cache files under root (so a cache still being built can already be trained on)."""
+    return sorted(f for f in root.glob("*.npz") if not f.name.endswith(".tmp.npz"))
+
+
+def package_of(source: str) -> str:
+    """The corpus package a training file comes from ('shared' for ../shared/audio music)."""
+    path = Path(source)
+    return path.relative_to(CORPUS).parts[0] if path.is_relative_to(CORPUS) else "shared"
+
+
+def musdb_labels() -> dict[str, str]:
     with open(MUSDB / "genres.csv", newline="") as f:
-        genre = {r["file"]: gmap.normalize(r["genre"]) for r in csv.DictReader(f)}
-    return np.array([classes.index(g) if (g := genre.get(Path(s).name)) in classes else -1
-                     for s in sources])  # fmt: skip
+        return {r["file"]: r["genre"] for r in csv.DictReader(f)}
 
 
-def check_metrics(model, data: distill.PatchSet, kind: str, truth: np.ndarray) -> dict:
-    """MUSDB check: patch agreement with the teacher; track accuracy, student and teacher."""
-    x = distill.student_input(data, kind)
-    metrics = distill.evaluate(model, x, data.teacher)
+def teacher_track_scores(files: list[Path], gmap: GenreMap) -> list[dict[str, float]]:
+    """musicnn alone, the pipeline's way: mean tag probabilities per track, then genre scores."""
+    out = []
+    for f in files:
+        with np.load(f) as z:
+            per_model = {
+                m: mean_tag_probs(z[f"teacher.{m}"], labels)
+                for m, labels in distill.Teacher().labels.items()
+            }
+        out.append(combine_models(per_model, gmap))
+    return out
+
+
+def hit_rates(sources: list[str], rankings: list[list[str]]) -> dict:
+    """Top-1 / top-3 hit rate against genres.csv by the lead's rule (scripts/genre_sanity.py)."""
+    labels = musdb_labels()
+    rows = [(labels[Path(s).name], r) for s, r in zip(sources, rankings, strict=True)]
+    return {
+        "tracks": len(rows),
+        "top1": round(float(np.mean([genre_sanity.hit(lab, r[:1]) for lab, r in rows])), 4),
+        "top3": round(float(np.mean([genre_sanity.hit(lab, r[:3]) for lab, r in rows])), 4),
+    }
+
+
+def track_probs(model, x: torch.Tensor, data: distill.PatchSet) -> np.ndarray:
+    """(tracks, classes): the student's softmax averaged over each track's patches."""
     with torch.inference_mode():
-        probs = torch.softmax(model(x.float())[0], dim=1).numpy()
-    tracks = np.arange(len(data.sources))
-    student = np.array([probs[data.track == t].mean(0).argmax() for t in tracks])
-    teacher = np.array([data.teacher[data.track == t].mean(0).argmax() for t in tracks])
-    known = truth >= 0
-    metrics.update(
-        {
-            "tracks_with_known_genre": int(known.sum()),
-            "student_accuracy": round(float((student == truth)[known].mean()), 4),
-            "teacher_accuracy": round(float((teacher == truth)[known].mean()), 4),
+        logits = torch.cat([model(x[i : i + 64].float())[0] for i in range(0, len(x), 64)])
+    probs = torch.softmax(logits, dim=1).numpy()
+    return np.stack([probs[data.track == t].mean(0) for t in range(len(data.sources))])
+
+
+def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, kind: str,
+                  classes: list[str]) -> dict:  # fmt: skip
+    """Held-out corpus agreement with the teacher (patches and tracks); MUSDB genre hit rates."""
+    model.eval()
+    metrics: dict = {}
+    if len(val):
+        x = distill.student_input(val, kind)
+        agree = distill.evaluate(model, x, val.teacher)
+        student = track_probs(model, x, val).argmax(1)
+        teacher = np.stack([val.teacher[val.track == t].mean(0).numpy()
+                            for t in range(len(val.sources))]).argmax(1)  # fmt: skip
+        metrics["heldout"] = {
+            "packages": sorted({package_of(s) for s in val.sources}),
+            "tracks": len(val.sources),
+            "patches": len(val),
+            "patch_agreement": agree["agreement"],
+            "patch_kl": agree["kl"],
+            "track_agreement": round(float((student == teacher).mean()), 4),
         }
-    )
+    if len(check):
+        x = distill.student_input(check, kind)
+        probs = track_probs(model, x, check)
+        rankings = [[classes[i] for i in np.argsort(-p)] for p in probs]
+        metrics["musdb"] = {
+            **hit_rates(check.sources, rankings),
+            "patch_agreement": distill.evaluate(model, x, check.teacher)["agreement"],
+        }
     return metrics
+
+
+def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
+    """(train, held-out val, MUSDB check) PatchSets from the cache."""
+    root = Path(args.cache_dir) / args.separator
+    labels = distill.Teacher().labels
+    data = distill.load_patches(cached(root / "train"), labels, gmap, classes)
+    check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
+    held = np.array([package_of(s) in args.holdout for s in data.sources])
+    return data.subset(~held[data.track]), data.subset(held[data.track]), check
+
+
+def cmd_teacher(args: argparse.Namespace) -> None:
+    """musicnn alone on the MUSDB check set (the number each student is compared with)."""
+    gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
+    files = cached(Path(args.cache_dir) / args.separator / "check")
+    sources = [str(np.load(f)["source"]) for f in files]
+    scores = teacher_track_scores(files, gmap)
+    rankings = [sorted(sc, key=lambda g: -sc[g]) for sc in scores]
+    print(json.dumps({"teacher": "+".join(distill.TEACHERS), **hit_rates(sources, rankings)}))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
-    teacher_labels = distill.Teacher().labels
-    classes = distill.teacher_classes(gmap, teacher_labels)
-    root = Path(args.cache_dir) / args.separator
-    load = lambda d: distill.load_patches(  # noqa: E731
-        [Path(p) for p in json.loads((root / d / "index.json").read_text())],
-        teacher_labels, gmap, classes,
-    )  # fmt: skip
-    data, check = load("train"), load("check")
-    rng = np.random.default_rng(0)
-    val_tracks = rng.random(len(data.sources)) < 0.1  # split by track, not by patch
-    train, val = data.subset(~val_tracks[data.track]), data.subset(val_tracks[data.track])
-    truth = musdb_truth(check.sources, gmap, classes)
+    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    train, val, check = load_split(args, gmap, classes)
     sizes = [f"{k} {len(d)} patches / {len(d.sources)} tracks" for k, d in
-             (("train", train), ("val", val), ("check", check))]  # fmt: skip
+             (("train", train), ("held-out", val), ("check", check))]  # fmt: skip
     print(f"{len(classes)} classes; {', '.join(sizes)}")
     counts = np.bincount(train.labels, minlength=len(classes)).tolist()
     print("teacher label counts:", dict(zip(classes, counts, strict=True)))
-    names = args.only or list(STUDENTS)
-    for name in names:
+    for name in args.only or list(STUDENTS):
         spec = STUDENTS[name]
         if spec["input"] not in train.inputs:
-            print(f"{name}: skipped, the cache has no {spec['input']} (use --separator cascade)")
+            print(f"{name}: skipped, the cache has no {spec['input']} (use --separator hpss)")
             continue
-        arch_args = {"n_classes": len(classes), **spec["args"]}
-        model = ARCHITECTURES[spec["arch"]](**arch_args)
-        cfg = distill.TrainConfig(epochs=args.epochs, **spec["train"])
+        model = ARCHITECTURES[spec["arch"]](**{"n_classes": len(classes), **spec["args"]})
+        settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
+        cfg = distill.TrainConfig(**settings)
         x_train = distill.student_input(train, spec["input"])
         val_set = (distill.student_input(val, spec["input"]), val.teacher) if len(val) else None
         ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{args.separator}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         history = distill.train_student(
             model, (x_train, train.teacher, train.labels), val_set, cfg, ckpt,
             log=lambda s, n=name: print(f"{n}: {s}", flush=True),
         )  # fmt: skip
-        metrics = check_metrics(model, check, spec["input"], truth)
-        print(f"{name}: MUSDB check {json.dumps(metrics)}")
-        card = ModelCard(
-            name=name,
-            arch=spec["arch"],
-            labels=classes,
-            arch_args=model.config,
-            preprocessing={
-                "input": spec["input"],
-                "features": "mfcc" if spec["input"] == "mfcc" else "log_mel",
-                "sample_rate": 16000,
-                "patch_frames": 187,
-                **(
-                    {"stems": list(distill.STEMS[:3]), "separator": args.separator}
-                    if spec["input"] == "stems"
-                    else {}
-                ),  # fmt: skip
-            },
-            outputs={"activation": "softmax", "embedding_dim": _embedding_dim(model, x_train)},
-            source={
-                "method": "knowledge distillation from musicnn genre outputs",
-                "teachers": list(distill.TEACHERS),
-                "paper": spec["paper"],
-                "train_tracks": len(train.sources),
-                "train_patches": len(train),
-                "script": "scripts/train_bundled.py",
-                "command": " ".join(sys.argv),
-                "train_config": cfg.__dict__,
-            },
-            licence={
-                "weights": "MIT (mgctag)",
-                "teacher": "musicnn, ISC",
-                "data": "Debian-free game soundtracks + shared example music",
-            },  # fmt: skip
-            extra={
-                "metrics": {"musdb_check": metrics, "final_epoch": history[-1] if history else {}}
-            },
-        )
+        metrics = check_metrics(model, val, check, spec["input"], classes)
+        print(f"{name}: trained in {time.perf_counter() - t0:.0f}s; {json.dumps(metrics)}")
+        card = make_card(name, spec, model, classes, cfg, train, metrics, history, args)
+        card = ModelCard(**{**card.__dict__, "outputs": {
+            **card.outputs, "embedding_dim": _embedding_dim(model, x_train)}})  # fmt: skip
         print(f"{name}: wrote {save_model(model, card, Path(args.out))}")
+
+
+def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: distill.PatchSet,
+              metrics: dict, history: list[dict], args) -> ModelCard:  # fmt: skip
+    """The model card: what to feed the student, where it came from, how well it agrees."""
+    kind = spec["input"]
+    shape = {"mel": "(batch, 187, 96)", "mfcc": "(batch, 187, 20)",
+             "stems": "(batch, 3, 187, 96)"}[kind]  # fmt: skip
+    prep: dict = {
+        "input": kind,
+        "input_shape": shape,
+        "features": "mfcc" if kind == "mfcc" else "log_mel",
+        "feature_function": "mgctag.audio.features.mfcc" if kind == "mfcc"
+        else "mgctag.audio.features.log_mel",
+        "sample_rate": 16000,
+        "patch_frames": 187,
+        "patch_function": "mgctag.audio.features.patches",
+    }  # fmt: skip
+    if kind == "stems":
+        prep.update({
+            "stems": list(distill.STEMS[:3]),
+            "separator": args.separator,
+            "note": "each stem separated at 44.1 kHz, resampled to 16 kHz, then log-mel",
+        })  # fmt: skip
+    return ModelCard(
+        name=name,
+        arch=spec["arch"],
+        labels=classes,
+        arch_args=model.config,
+        preprocessing=prep,
+        outputs={"activation": "softmax over labels, averaged over a track's patches"},
+        source={
+            "trained_by": "mgctag, by knowledge distillation (no human genre labels)",
+            "teachers": list(distill.TEACHERS),
+            "teacher_targets": "musicnn tag probabilities -> canonical genres (mgctag.genres)",
+            "paper": spec["paper"],
+            "train_packages": sorted({package_of(s) for s in train.sources}),
+            "heldout_packages": list(args.holdout),
+            "train_tracks": len(train.sources),
+            "train_patches": len(train),
+            "windows_per_track": "3 x 10 s (mgctag.audio.segment.plan_windows)",
+            "script": "scripts/train_bundled.py",
+            "command": "python scripts/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "train_config": cfg.__dict__,
+        },
+        licence={
+            "weights": "MIT (mgctag)",
+            "teacher": "musicnn weights, ISC",
+            "data": "Debian main (DFSG-free) game-soundtrack packages "
+            + ", ".join(sorted({package_of(s) for s in train.sources} - {"shared"}))
+            + "; each package's licence is in its debian/copyright; plus CC/public-domain "
+            "example music from ../shared/audio (arcade, pygame, librosa examples)",
+        },  # fmt: skip
+        extra={"metrics": {**metrics, "final_epoch": history[-1] if history else {}}},
+    )
 
 
 def _embedding_dim(model, x: torch.Tensor) -> int:
@@ -252,17 +352,22 @@ def main() -> None:
     ap.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "none"])
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("cache", help="features + teacher outputs, once per file")
-    c.add_argument("--max-tracks", type=int, default=0, help="subsample the corpus (0: all)")
+    c.add_argument("--max-tracks", type=int, default=0, help="the first N files (0: all)")
     c.add_argument("--max-check", type=int, default=0, help="subsample MUSDB (0: all 70)")
     c.add_argument("--windows", type=int, default=3, help="10 s windows per track")
+    c.add_argument("--part", default="both", choices=["train", "check", "both"],
+                   help="cache only the training files or only the MUSDB check set")  # fmt: skip
     t = sub.add_parser("train", help="distil every student, evaluate, write weights + cards")
     t.add_argument("--out", default=str(REPO / "weights"))
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=0, help="override every student's epochs")
+    t.add_argument("--holdout", nargs="*", default=list(HOLDOUT), help="held-out packages")
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--genre-map", default=None)
+    m = sub.add_parser("teacher", help="musicnn alone on the MUSDB check set")
+    m.add_argument("--genre-map", default=None)
     args = ap.parse_args()
-    {"cache": cmd_cache, "train": cmd_train}[args.cmd](args)
+    {"cache": cmd_cache, "train": cmd_train, "teacher": cmd_teacher}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from media import FORMATS, make_library
 from typer.testing import CliRunner
 
 from mgctag import tags
 from mgctag.cli import app
 from mgctag.library.db import Library
-from media import FORMATS, make_library
 
 runner = CliRunner()
 

@@ -78,13 +78,13 @@ def test_musicnn_accepts_other_patch_lengths(ref):
     assert logits.shape == (1, 50) and emb.shape == (1, 200)
 
 
-@pytest.mark.parametrize("cls, dim", [(Musicnn, 200), (Vgg, 256)])
-def test_training_mode_runs_and_backpropagates(cls, dim):
+@pytest.mark.parametrize("cls, frames, dim", [(Musicnn, 64, 200), (Vgg, 187, 256)])
+def test_training_mode_runs_and_backpropagates(cls, frames, dim):
     torch.manual_seed(0)
     model = cls(n_tags=7).train()
-    x = torch.randn(3, 187, 96)
+    x = torch.randn(2, frames, 96)
     logits, emb = model(x)
-    assert logits.shape == (3, 7) and emb.shape == (3, dim)
+    assert logits.shape == (2, 7) and emb.shape == (2, dim)
     logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
@@ -106,6 +106,6 @@ def test_string_orchestra_is_classical_strings_in_mtt():
     assert {"classical", "strings"} & set(top), top
 
 
-def test_drum_and_bass_loop_is_electronic_in_msd():
-    top = tags_of("MSD_musicnn", "admiralbob77_-_Choice_-_Drum-bass", 5)
-    assert {"electronic", "electronica", "electro", "dance"} & set(top), top
+def test_drum_loop_is_drums_or_beat_in_mtt():
+    top = tags_of("MTT_musicnn", "admiralbob77_-_Choice_-_Drum-bass", 5)
+    assert {"drums", "beat", "beats", "techno"} & set(top), top

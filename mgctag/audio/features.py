@@ -48,7 +48,7 @@ def _check_mono(y: np.ndarray) -> np.ndarray:
 
 
 def mel_power(y: np.ndarray, sr: int = SR, n_mels: int = N_MELS) -> np.ndarray:
-    """Power mel spectrogram (frames, n_mels), identical to librosa.feature.melspectrogram(...).T."""
+    """Power mel (frames, n_mels), bit-identical to librosa.feature.melspectrogram(...).T."""
     y = _check_mono(y)
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP)
     power = np.abs(spec) ** 2

@@ -696,6 +696,19 @@ class Library:
         """Writes journaled as pending: in flight in another process, or left by a killed one."""
         return self._rows("SELECT * FROM writes WHERE state = 'pending' ORDER BY id")
 
+    def tracks_tagged_by_mgctag(self) -> set[int]:
+        """Ids of tracks whose genres are still the ones mgctag's last (not undone) write put there."""
+        rows = self._exec(
+            "SELECT w.track_id, w.new, t.genres FROM writes w JOIN tracks t ON t.id = w.track_id"
+            " WHERE w.undone_at IS NULL AND w.id = (SELECT max(id) FROM writes"
+            " WHERE track_id = w.track_id AND undone_at IS NULL)"
+        )
+        return {
+            tid
+            for tid, new, genres in rows
+            if genres is not None and json.loads(new) == json.loads(genres)
+        }
+
     def writes_for_run(self, run_id: int) -> list[dict[str, Any]]:
         """The journal of one run, in the order the writes happened."""
         return self._rows("SELECT * FROM writes WHERE run_id = ? ORDER BY id", [run_id])

@@ -131,7 +131,10 @@ def build(card: ModelCard) -> nn.Module:
     """An untrained module of the card's architecture."""
     if card.arch not in ARCHITECTURES:
         raise ModelError(f"{card.name}: unknown architecture {card.arch!r}")
-    return ARCHITECTURES[card.arch](**card.arch_args)
+    try:
+        return ARCHITECTURES[card.arch](**card.arch_args)
+    except TypeError as exc:
+        raise ModelError(f"{card.name}: arch_args do not fit {card.arch} ({exc})") from exc
 
 
 _CACHE: dict[tuple[str, int, str], tuple[nn.Module, ModelCard]] = {}
@@ -162,7 +165,10 @@ def _load(path: Path, device: torch.device) -> tuple[nn.Module, ModelCard]:
     if not card_path.is_file():
         raise ModelError(f"{path}: no model card ({card_path.name}) beside it")
     card = ModelCard.read(card_path)
-    module = build(card)
+    try:
+        module = build(card)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from exc
     try:
         state = load_file(path, device=str(device))
         module.load_state_dict(state, strict=True)

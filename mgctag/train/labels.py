@@ -329,11 +329,18 @@ class Dataset:
 
 
 def group_key(artist: str | None, album: str | None, path: str) -> str:
-    """Artist, else album, else the folder: tracks sharing one must never straddle a split."""
+    """Artist, else album, else an "Artist - Title" file name, else the folder.
+
+    Tracks sharing one must never straddle a split; untagged files are often named
+    "Artist - Title.ext", which names the artist as well as a tag would.
+    """
     if artist and artist.strip():
         return "artist:" + artist.strip().casefold()
     if album and album.strip():
         return "album:" + album.strip().casefold()
+    name = os.path.basename(path)
+    if " - " in name:
+        return "artist:" + name.split(" - ", 1)[0].strip().casefold()
     return "dir:" + os.path.dirname(os.path.normpath(path))
 
 
