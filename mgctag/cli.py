@@ -730,7 +730,7 @@ def map_command(
     except (libmap.MapError, similar.SimilarError) as exc:
         raise UserError(str(exc)) from None
     out.print(
-        f"{result['tracks']} tracks, {len(result['genres'])} genres → "
+        f"{result['tracks']} tracks, {result['genres']} genres → "
         + ", ".join(str(f) for f in result["files"]),
         highlight=False,
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgctag import config, tags
+from mgctag import config, journal, tags
 from mgctag.audio import decode, features, segment
 from mgctag.genres import GenreMap, Mode, combine_models, default_map, mean_tag_probs, plan_genres
 from mgctag.genres import select_genres as _select
@@ -189,7 +189,10 @@ def prepare(track: dict, opts: TagOptions, separator: Separator | None = None) -
         return Prepared(track, error=exc.strerror or str(exc))
     seconds = {"decode": time.perf_counter() - t0}
     mix = [decode.convert(y, rate, SAMPLE_RATE) for y in audio] if separator else audio
-    audible = {w.offset for w in segment.select_windows(windows, mix)}
+    chosen = segment.select_windows(windows, mix)
+    if chosen and all(w.silent for w in chosen):
+        return Prepared(track, error="silent: nothing audible to analyse", seconds=seconds)
+    audible = {w.offset for w in chosen}
     kept = [i for i, (offset, _) in enumerate(windows) if offset in audible]
     mix_patches = [_patches(mix[i]) for i in kept]
     kept = [i for i, p in zip(kept, mix_patches, strict=True) if len(p)]
@@ -335,15 +338,12 @@ def write_tags(
     """Apply the planned genre change to each file (or only report it under --dry-run).
 
     Each file is re-checked, planned and written under its mgctag lock, with the change journaled
-    before the file is touched (mgctag/undo.py), so a kill at any moment or a second mgctag process
+    before the file is touched (mgctag/journal.py), so a kill at any moment or a second mgctag process
     never leaves a change that undo cannot see. Writes a killed run left pending are settled and its
     stale temporary copies removed first.
     """
-    from mgctag import undo as journal
-
     progress.stage("writing" if not opts.dry_run else "planning", len(tracks))
     if not opts.dry_run:
-        journal.settle_pending(lib)
         _clean_stale_temps(tracks)
     for track in tracks:
         if stop:
@@ -375,8 +375,6 @@ def _write_one(
     lib: Library, track: dict, predicted: list[str], opts: TagOptions, summary: Summary
 ) -> None:
     """Plan and write one file (lock held): a file changed since the scan is left alone."""
-    from mgctag import undo as journal
-
     path = track["path"]
     row = lib.get_track(track["id"]) or track  # another mgctag may have written it meanwhile
     try:
@@ -455,6 +453,8 @@ def tag_paths(
     roots = [Path(os.path.abspath(r)) for r in roots]
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **opts.__dict__})
     try:
+        if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
+            journal.settle_pending(lib)
         t0 = time.perf_counter()
         report = scanner.scan(lib, roots, run_id=summary.run_id)
         summary.stage_seconds["scan"] += time.perf_counter() - t0

@@ -11,7 +11,8 @@ frameworks are timed in alternating rounds under the same machine load. Inputs a
 patches from the musicnn fixture. Every row also reports the max |delta| of its sigmoid outputs
 against TensorFlow's on the same batch, so a fast but wrong variant shows up at once.
 
-Without --tf-python only the port rows are printed.
+Without --tf-python only the port rows are printed. OMP_WAIT_POLICY defaults to PASSIVE (see
+below); run with OMP_WAIT_POLICY=ACTIVE to see libgomp's default.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# libgomp's default busy-waiting makes PyTorch's 2 OpenMP threads burn a core spinning whenever
+# the other is descheduled, which on a shared machine doubles the port's time; TF's own thread
+# pool does not spin. Set before torch is imported (mgctag's CLI should do the same).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FIXTURE = Path("/work/shared/fixtures/musicnn/reference.npz")
 TF_LOG = Path("/tmp/bench_musicnn_tf.log")
@@ -203,7 +209,8 @@ def print_table(table: list[dict], args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     print(
         f"batch {args.batch}, {args.threads} threads, {args.rounds} rounds x {args.reps} reps, "
-        f"{os.cpu_count()} CPUs, load average {load:.1f}"
+        f"{os.cpu_count()} CPUs, load average {load:.1f}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
     )
     print(
         "| model | variant | median ms/patch | min ms/patch | CPU ms/patch | max abs delta vs TF |"

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from media import LIBROSA, encode, real_clip  # noqa: E402
 
-from mgctag import tags, undo  # noqa: E402
+from mgctag import journal, tags, undo  # noqa: E402
 from mgctag.audio import decode  # noqa: E402
 from mgctag.library.db import Library  # noqa: E402
 
@@ -48,7 +48,7 @@ def build(root: Path, n: int, seconds: float) -> list[Path]:
     ]
 
 
-def journal(lib: Library) -> list[dict]:
+def journal_rows(lib: Library) -> list[dict]:
     return [w for r in lib.list_runs() for w in lib.writes_for_run(r["id"])]
 
 
@@ -75,12 +75,12 @@ def _holds(path: str, genres: list[str]) -> bool:
 
 def kill_once(args: list[str], lib: Library, rng: random.Random) -> dict:
     """One run, killed in the write stage after a random number of writes or at a random time."""
-    before = len(journal(lib))
+    before = len(journal_rows(lib))
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     start = time.monotonic()
     if rng.random() < 0.6:
         target, where = before + rng.randint(1, 6), "write stage"
-        while len(journal(lib)) < target and proc.poll() is None:
+        while len(journal_rows(lib)) < target and proc.poll() is None:
             time.sleep(0.003)
         time.sleep(rng.uniform(0.0, 0.05))
     else:
@@ -133,14 +133,14 @@ def main() -> int:
     if final.returncode != 0:
         problems.append(f"final run exited {final.returncode}: {final.stderr[-500:]}")
     check(files, payload, seen, problems)
-    done = [w for w in journal(lib) if w["state"] == "done"]
+    done = [w for w in journal_rows(lib) if w["state"] == "done"]
     tagged = [p for p in files if tags.read_tags(p).genres]
     if sorted(w["path"] for w in done) != sorted(map(str, tagged)):
         problems.append("journal does not match the tagged files one to one")
     leftovers = {
         "pending": len(lib.pending_writes()),
         "temps": len(list(root.rglob("*" + tags.TEMP_SUFFIX))),
-        "locks": len(list((db.parent / undo.LOCK_DIR).glob("*"))),
+        "locks": len(list((db.parent / journal.LOCK_DIR).glob("*"))),
     }
     if any(leftovers.values()):
         problems.append(f"left over after the final run: {leftovers}")

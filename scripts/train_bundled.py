@@ -148,7 +148,8 @@ def cmd_cache(args: argparse.Namespace) -> None:
     teacher = distill.Teacher()
     root = Path(args.cache_dir) / args.separator
     if args.part in ("train", "both"):
-        build_cache(training_files(args.max_tracks), root / "train", args, teacher)
+        files = training_files(args.max_tracks)
+        build_cache(files[::-1] if args.reverse else files, root / "train", args, teacher)
     if args.part in ("check", "both"):
         build_cache(musdb_files(args.max_check), root / "check", args, teacher)
 
@@ -201,13 +202,13 @@ def track_probs(model, x: torch.Tensor, data: distill.PatchSet) -> np.ndarray:
     return np.stack([probs[data.track == t].mean(0) for t in range(len(data.sources))])
 
 
-def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, kind: str,
+def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: dict,
                   classes: list[str]) -> dict:  # fmt: skip
     """Held-out corpus agreement with the teacher (patches and tracks); MUSDB genre hit rates."""
     model.eval()
     metrics: dict = {}
     if len(val):
-        x = distill.student_input(val, kind)
+        x = distill.prepare_input(distill.student_input(val, prep["input"]), prep)
         agree = distill.evaluate(model, x, val.teacher)
         student = track_probs(model, x, val).argmax(1)
         teacher = np.stack([val.teacher[val.track == t].mean(0).numpy()
@@ -221,7 +222,7 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, kind: s
             "track_agreement": round(float((student == teacher).mean()), 4),
         }
     if len(check):
-        x = distill.student_input(check, kind)
+        x = distill.prepare_input(distill.student_input(check, prep["input"]), prep)
         probs = track_probs(model, x, check)
         rankings = [[classes[i] for i in np.argsort(-p)] for p in probs]
         metrics["musdb"] = {
@@ -235,10 +236,16 @@ def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     """(train, held-out val, MUSDB check) PatchSets from the cache."""
     root = Path(args.cache_dir) / args.separator
     labels = distill.Teacher().labels
-    data = distill.load_patches(cached(root / "train"), labels, gmap, classes)
+    files = [f for f in cached(root / "train") if _patch_count(f) >= args.min_patches]
+    data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
     held = np.array([package_of(s) in args.holdout for s in data.sources])
     return data.subset(~held[data.track]), data.subset(held[data.track]), check
+
+
+def _patch_count(cache_file: Path) -> int:
+    with np.load(cache_file) as z:
+        return len(z["mel"])
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
@@ -269,8 +276,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         model = ARCHITECTURES[spec["arch"]](**{"n_classes": len(classes), **spec["args"]})
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
         cfg = distill.TrainConfig(**settings)
-        x_train = distill.student_input(train, spec["input"])
-        val_set = (distill.student_input(val, spec["input"]), val.teacher) if len(val) else None
+        prep = preprocessing(spec["input"], train, args.separator)
+        x_train = distill.prepare_input(distill.student_input(train, spec["input"]), prep)
+        x_val = distill.prepare_input(distill.student_input(val, spec["input"]), prep)
+        val_set = (x_val, val.teacher) if len(val) else None
         ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{args.separator}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -278,36 +287,42 @@ def cmd_train(args: argparse.Namespace) -> None:
             model, (x_train, train.teacher, train.labels), val_set, cfg, ckpt,
             log=lambda s, n=name: print(f"{n}: {s}", flush=True),
         )  # fmt: skip
-        metrics = check_metrics(model, val, check, spec["input"], classes)
-        print(f"{name}: trained in {time.perf_counter() - t0:.0f}s; {json.dumps(metrics)}")
-        card = make_card(name, spec, model, classes, cfg, train, metrics, history, args)
+        metrics = check_metrics(model, val, check, prep, classes)
+        metrics["train_seconds"] = round(time.perf_counter() - t0)
+        print(f"{name}: {json.dumps(metrics)}")
+        card = make_card(name, spec, model, classes, cfg, train, prep, metrics, history, args)
         card = ModelCard(**{**card.__dict__, "outputs": {
             **card.outputs, "embedding_dim": _embedding_dim(model, x_train)}})  # fmt: skip
         print(f"{name}: wrote {save_model(model, card, Path(args.out))}")
 
 
-def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: distill.PatchSet,
-              metrics: dict, history: list[dict], args) -> ModelCard:  # fmt: skip
-    """The model card: what to feed the student, where it came from, how well it agrees."""
-    kind = spec["input"]
+def preprocessing(kind: str, train: distill.PatchSet, separator: str) -> dict:
+    """What the pipeline must compute for a student (`distill.prepare_input` applies it)."""
     shape = {"mel": "(batch, 187, 96)", "mfcc": "(batch, 187, 20)",
              "stems": "(batch, 3, 187, 96)"}[kind]  # fmt: skip
     prep: dict = {
         "input": kind,
         "input_shape": shape,
-        "features": "mfcc" if kind == "mfcc" else "log_mel",
-        "feature_function": "mgctag.audio.features.mfcc" if kind == "mfcc"
+        "features": "mgctag.audio.features.mfcc" if kind == "mfcc"
         else "mgctag.audio.features.log_mel",
         "sample_rate": 16000,
         "patch_frames": 187,
-        "patch_function": "mgctag.audio.features.patches",
+        "patches": "mgctag.audio.features.patches",
     }  # fmt: skip
     if kind == "stems":
         prep.update({
             "stems": list(distill.STEMS[:3]),
-            "separator": args.separator,
-            "note": "each stem separated at 44.1 kHz, resampled to 16 kHz, then log-mel",
+            "separator": separator,
+            "stem_features": "separated at 44.1 kHz, each stem resampled to 16 kHz, then log-mel",
         })  # fmt: skip
+    if kind == "mfcc":
+        prep["standardize"] = distill.standardizer(distill.student_input(train, kind))
+    return prep
+
+
+def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: distill.PatchSet,
+              prep: dict, metrics: dict, history: list[dict], args) -> ModelCard:  # fmt: skip
+    """The model card: what to feed the student, where it came from, how well it agrees."""
     return ModelCard(
         name=name,
         arch=spec["arch"],
@@ -357,9 +372,13 @@ def main() -> None:
     c.add_argument("--windows", type=int, default=3, help="10 s windows per track")
     c.add_argument("--part", default="both", choices=["train", "check", "both"],
                    help="cache only the training files or only the MUSDB check set")  # fmt: skip
+    c.add_argument("--reverse", action="store_true",
+                   help="from the end of the list (a 2nd process beside the 1st)")  # fmt: skip
     t = sub.add_parser("train", help="distil every student, evaluate, write weights + cards")
     t.add_argument("--out", default=str(REPO / "weights"))
     t.add_argument("--epochs", type=int, default=0, help="override every student's epochs")
+    t.add_argument("--min-patches", type=int, default=3,
+                   help="skip files with fewer 3 s patches (sound effects)")  # fmt: skip
     t.add_argument("--holdout", nargs="*", default=list(HOLDOUT), help="held-out packages")
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)

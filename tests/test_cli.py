@@ -140,3 +140,14 @@ def test_console_script_reports_user_errors_in_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such file or folder"]
+
+
+def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
+    db = tmp_path / "lib.db"
+    mgctag("tag", library, "--db", db)
+    png, html, heat = tmp_path / "map.png", tmp_path / "map.html", tmp_path / "genres.png"
+    code, output = mgctag("map", "--png", png, "--html", html, "--genres", heat, "--db", db)
+    assert code == 0, output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and heat.read_bytes()[:4] == b"\x89PNG"
+    page = html.read_text("utf-8")
+    assert page.count("vibe_ace") >= len(FORMATS) and "<script" in page and "http" not in page

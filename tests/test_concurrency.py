@@ -16,7 +16,7 @@ from pathlib import Path
 
 from media import encode, real_clip
 
-from mgctag import tags, undo
+from mgctag import journal, tags
 from mgctag.library.db import Library
 from mgctag.pipeline import TagOptions, predicted_genres
 
@@ -92,7 +92,7 @@ def _count_under_lock(db: str, target: str, counter: str, n: int) -> None:
     """Read-modify-write a counter n times under the mgctag lock (a race would lose updates)."""
     with Library(db) as lib:
         for _ in range(n):
-            with undo.file_lock(lib, target, timeout=120):
+            with journal.file_lock(lib, target, timeout=120):
                 value = int(Path(counter).read_text())
                 time.sleep(0.001)
                 Path(counter).write_text(str(value + 1))
@@ -115,4 +115,4 @@ def test_file_lock_gives_mutual_exclusion_across_processes(tmp_path: Path) -> No
         p.join(300)
         assert p.exitcode == 0
     assert counter.read_text() == "160"
-    assert list((tmp_path / undo.LOCK_DIR).iterdir()) == []
+    assert list((tmp_path / journal.LOCK_DIR).iterdir()) == []

@@ -22,7 +22,7 @@ from mutagen.flac import FLAC
 from mutagen.id3 import ID3, TCON
 from mutagen.oggvorbis import OggVorbis
 
-from mgctag import tags, undo
+from mgctag import journal, tags, undo
 from mgctag.audio import decode
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
@@ -63,7 +63,7 @@ def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     )
 
 
-def journal(lib: Library) -> list[dict]:
+def journal_rows(lib: Library) -> list[dict]:
     return [w for r in lib.list_runs() for w in lib.writes_for_run(r["id"])]
 
 
@@ -86,7 +86,7 @@ def _check_files(files: list[Path], payload: dict[Path, str], seen: dict[Path, l
 
 def _kill_when(proc: subprocess.Popen, lib: Library, base: int, k: int, rng: random.Random) -> bool:
     """SIGKILL once `k` more writes are journaled (plus a random few ms); False if it finished."""
-    while len(journal(lib)) < base + k:
+    while len(journal_rows(lib)) < base + k:
         if proc.poll() is not None:
             return False
         time.sleep(0.005)
@@ -108,7 +108,7 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     for attempt in range(3):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if attempt < 2:  # in the write stage, after a random number of files
-            kills += _kill_when(proc, lib, len(journal(lib)), rng.randint(1, 5), rng)
+            kills += _kill_when(proc, lib, len(journal_rows(lib)), rng.randint(1, 5), rng)
         else:  # anywhere in start-up, scan or analysis
             try:
                 proc.wait(rng.uniform(0.5, 6.0))
@@ -138,8 +138,8 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     _check_files(files, payload, seen)
     assert lib.pending_writes() == []
     assert temps(root) == []
-    assert list((db.parent / undo.LOCK_DIR).iterdir()) == []
-    done = [w for w in journal(lib) if w["state"] == "done"]
+    assert list((db.parent / journal.LOCK_DIR).iterdir()) == []
+    done = [w for w in journal_rows(lib) if w["state"] == "done"]
     tagged = {p for p in files if tags.read_tags(p).genres}
     assert len(tagged) >= 15
     assert sorted(w["path"] for w in done) == sorted(map(str, tagged))  # one entry per file
@@ -172,8 +172,8 @@ def test_pending_entries_are_settled_by_what_the_file_holds(tmp_path: Path) -> N
         tags.write_genres(a, ["Jazz"])  # renamed over; the confirm never came (SIGKILL here)
         lib.begin_write(run, ids[b], b, [], ["Rock"])  # killed before the rename
         lib.begin_write(run, ids[c], c, [], ["Funk"])
-        with undo.file_lock(lib, c):  # c's write is still in flight in "another process"
-            settled = {s.path: s.outcome for s in undo.settle_pending(lib)}
+        with journal.file_lock(lib, c):  # c's write is still in flight in "another process"
+            settled = {s.path: s.outcome for s in journal.settle_pending(lib)}
         assert settled == {str(a): "done", str(b): "not written"}
         assert [w["path"] for w in lib.pending_writes()] == [str(c)]
         st = os.stat(a)
@@ -198,13 +198,18 @@ def test_file_lock_excludes_a_second_holder_and_cleans_up(tmp_path: Path) -> Non
     link = tmp_path / "link.flac"
     link.symlink_to(path)
     with Library(tmp_path / "lib.db") as lib:
-        assert undo.lock_path(lib, link) == undo.lock_path(lib, path)  # one lock per real file
-        held, busy = undo.file_lock(lib, path), pytest.raises(undo.FileBusyError, match="busy")
-        with held, busy, undo.file_lock(lib, link, timeout=0.2):
+        assert journal.lock_path(lib, link) == journal.lock_path(
+            lib, path
+        )  # one lock per real file
+        held, busy = (
+            journal.file_lock(lib, path),
+            pytest.raises(journal.FileBusyError, match="busy"),
+        )
+        with held, busy, journal.file_lock(lib, link, timeout=0.2):
             pass
-        with undo.file_lock(lib, link, timeout=0.2):
+        with journal.file_lock(lib, link, timeout=0.2):
             pass
-        assert list((tmp_path / undo.LOCK_DIR).iterdir()) == []
+        assert list((tmp_path / journal.LOCK_DIR).iterdir()) == []
 
 
 # --- Ctrl-C -------------------------------------------------------------------------------------
@@ -218,14 +223,14 @@ def test_ctrl_c_stops_after_the_current_file_and_exits_130(tmp_path: Path) -> No
     files = sorted(make_library(root, 6, seconds=3.0))
     before = {p: sha(p) for p in files}
     lib = Library(db)
-    with undo.file_lock(lib, files[2]):
+    with journal.file_lock(lib, files[2]):
         proc = subprocess.Popen(
             [*CLI, "tag", str(root), "--db", str(db), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        while len([w for w in journal(lib) if w["state"] == "done"]) < 2:
+        while len([w for w in journal_rows(lib) if w["state"] == "done"]) < 2:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)

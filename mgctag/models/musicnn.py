@@ -17,6 +17,8 @@ False`` on a block to get TF's literal op order):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,7 +60,10 @@ def taps_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> to
 
 
 def relu_bn_pool(
-    conv_fn, conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, pool_fn
+    conv_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    conv: nn.Conv2d,
+    bn: nn.modules.batchnorm._BatchNorm,
+    pool_fn: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """pool(bn(relu(conv(...)))) for max pooling, in eval mode, computed as pool first.
 

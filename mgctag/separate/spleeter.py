@@ -9,7 +9,6 @@ above the network's 1024 bins). Weights come from `weights/spleeter_2stems.safet
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -108,8 +107,3 @@ def load_spleeter(path: Path | None = None) -> Spleeter2Stems:
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)
     return model.to(memory_format=torch.channels_last).eval()  # ~30% faster convs on CPU
-
-
-def model_card(path: Path) -> dict:
-    """The JSON card beside a weights file."""
-    return json.loads(path.with_suffix(".json").read_text())

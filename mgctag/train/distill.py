@@ -277,6 +277,33 @@ def student_input(data: PatchSet, kind: str, stems: Sequence[str] = STEMS[:3]) -
     return data.inputs[kind]
 
 
+def standardizer(x: torch.Tensor) -> dict[str, list[float]]:
+    """Per-feature mean and std over patches and frames, for a card's `preprocessing.standardize`.
+
+    MFCCs are in dB (c0 is around -300 with a spread of 100): fed raw, they saturate a gated
+    network's first tanh/sigmoid, so the MFCC student reads them standardised with training stats.
+    """
+    flat = x.float().reshape(-1, x.shape[-1])
+    return {
+        "mean": [round(v, 5) for v in flat.mean(0).tolist()],
+        "std": [round(v, 5) for v in flat.std(0).clamp(min=1e-3).tolist()],
+    }
+
+
+def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch.Tensor:
+    """Feature patches → the float32 tensor a distilled student reads, as its card says.
+
+    `x` is mel or MFCC patches (n, 187, bins) or stacked stem patches (n, stems, 187, 96) in
+    `STEMS` order; stems beyond the card's `stems` are dropped, `standardize` is applied.
+    """
+    x = torch.as_tensor(x).float()
+    if preprocessing.get("input") == "stems":
+        x = x[:, : len(preprocessing["stems"])]
+    if stats := preprocessing.get("standardize"):
+        x = (x - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
+    return x
+
+
 # --- training -----------------------------------------------------------------------------------
 
 
@@ -293,6 +320,7 @@ class TrainConfig:
     l1: float = 0.0
     l2: float = 0.0
     balance: bool = True  # class weights on the hard term
+    max_class_weight: float = 5.0  # a genre the teacher names once must not drown the rest
     seed: int = 0
 
 
@@ -356,7 +384,9 @@ def train_student(
     if checkpoint is not None and checkpoint.exists():
         start, history = load_checkpoint(checkpoint, model, opt)
         log(f"resumed {checkpoint.name} after epoch {start}")
-    weights = class_weights(labels.numpy(), teacher.shape[1]) if cfg.balance else None
+    weights = None
+    if cfg.balance:
+        weights = class_weights(labels.numpy(), teacher.shape[1]).clamp(max=cfg.max_class_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(x), generator=gen)  # drawn every epoch: same order on resume

@@ -1,0 +1,68 @@
+"""The bundled distilled students load from weights/ and tag real music the way their cards say.
+
+Each student is fed exactly what its card's `preprocessing.input` names (mix log-mel, MFCC, or
+HPSS stem log-mels), computed by the same `distill.window_features` its training data came from,
+on a 4 s excerpt of a real string-orchestra recording; the musicnn teacher is run on the same
+patches, and the student must rank the teacher's first genre among its own top three.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mgctag.audio import decode
+from mgctag.genres import GenreMap
+from mgctag.models.registry import load_model
+from mgctag.separate import get_separator
+from mgctag.train import distill
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "audio"
+CLIP = (
+    SHARED
+    / "librosa"
+    / "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).hq.ogg"
+)
+STUDENTS = ("ecapa_ccs_fsa", "swishnet_slim", "stemcnn_sep")
+SHAPES = {"mel": (187, 96), "mfcc": (187, 20), "stems": (3, 187, 96)}
+
+
+@pytest.fixture(scope="module")
+def window() -> dict[str, np.ndarray]:
+    """Mel, MFCC and HPSS-stem patches of 4 s of real music, as the training cache made them."""
+    y = decode.load(CLIP, distill.DECODE_SR, offset=20.0, duration=4.0, mono=False)
+    feats = distill.window_features(y, distill.DECODE_SR, get_separator("hpss", "cpu"))
+    assert feats is not None
+    return feats
+
+
+@pytest.fixture(scope="module")
+def teacher_top(window) -> str:
+    """musicnn's (MSD + MTT) first genre for the excerpt, through the same genre mapping."""
+    teacher = distill.Teacher()
+    gmap = GenreMap.load()
+    classes = distill.teacher_classes(gmap, teacher.labels)
+    targets = distill.teacher_targets(teacher(window["mel"]), teacher.labels, gmap, classes)
+    return classes[int(targets.mean(axis=0).argmax())]
+
+
+@pytest.mark.parametrize("name", STUDENTS)
+def test_bundled_student_predicts_like_its_card(name, window, teacher_top):
+    model, card = load_model(name, cache=False)
+    kind = card.preprocessing["input"]
+    x = distill.prepare_input(window[kind], card.preprocessing)
+    assert x.shape[1:] == SHAPES[kind]
+    labels = distill.teacher_classes(GenreMap.load(), distill.Teacher().labels)
+    assert card.labels == labels  # canonical genres, in taxonomy order
+    assert card.source["teachers"] == list(distill.TEACHERS)
+    with torch.inference_mode():
+        logits, emb = model(x)
+    assert logits.shape == (len(x), len(card.labels))
+    assert emb.shape == (len(x), card.embedding_dim)
+    probs = torch.softmax(logits, dim=1).mean(dim=0)
+    assert torch.isfinite(probs).all()
+    top3 = [card.labels[i] for i in probs.argsort(descending=True)[:3]]
+    assert teacher_top in top3, f"{name}: teacher says {teacher_top}, student's top 3 {top3}"
