@@ -139,7 +139,9 @@ def test_console_script_reports_user_errors_in_one_line(tmp_path):
         env={"MGCTAG_DB": str(tmp_path / "x.db"), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope'}: no such file or folder"]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nope'}: no such file or folder"
+    ]
 
 
 def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
@@ -150,4 +152,5 @@ def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
     assert code == 0, output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and heat.read_bytes()[:4] == b"\x89PNG"
     page = html.read_text("utf-8")
-    assert page.count("vibe_ace") >= len(FORMATS) and "<script" in page and "http" not in page
+    assert page.count("vibe_ace") >= len(FORMATS) and "<script" in page
+    assert "http://" not in page and "https://" not in page  # self-contained, no network
