@@ -120,8 +120,8 @@ def combine_models(
 ) -> dict[str, float]:
     """Genre confidences from several taggers: each genre averages the models that know it.
 
-    MSD knows jazz but not classical, MTT the reverse; averaging a genre with a model that has no tag
-    for it would halve it for no reason.
+    MSD knows jazz but not classical, MTT the reverse; averaging a genre with a model that has
+    no tag for it would halve it for no reason.
     """
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}

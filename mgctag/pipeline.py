@@ -135,7 +135,7 @@ class MusicnnTagger:
 
     @torch.inference_mode()
     def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """(n, 187, 96) log-mel patches → per model: tag probabilities (n, 50), embeddings (n, d)."""
+        """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings."""
         x = torch.from_numpy(patches).to(self.device)
         out = {}
         for model_name, module in self.models.items():
@@ -338,7 +338,7 @@ def write_tags(
     """Apply the planned genre change to each file (or only report it under --dry-run).
 
     Each file is re-checked, planned and written under its mgctag lock, with the change journaled
-    before the file is touched (mgctag/journal.py), so a kill at any moment or a second mgctag process
+    before the file is touched (mgctag/journal.py), so a kill at any moment or a second process
     never leaves a change that undo cannot see. Writes a killed run left pending are settled and its
     stale temporary copies removed first.
     """

@@ -1,7 +1,7 @@
 """Undo a run: put back the exact genre values the journal says a run replaced.
 
-A file edited since mgctag wrote it (its size or mtime moved, or its genres are no longer what mgctag
-wrote) is refused and reported, never overwritten: the user's later edit wins.
+A file edited since mgctag wrote it (its size or mtime moved, or its genres are no longer what
+mgctag wrote) is refused and reported, never overwritten: the user's later edit wins.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Throughput of `mgctag tag` on a real library: tracks/min, peak memory, seconds per stage.
 
     bash ../shared/corpus/fetch-debian-music.sh /work/corpus small
-    python scripts/bench_tag.py /work/corpus/{wesnoth-1.16,warzone2100,nexuiz}-music --lib /tmp/bench-lib --tracks 120
+    python scripts/bench_tag.py /work/corpus/{wesnoth-1.16,warzone2100,nexuiz}-music \
+        --lib /tmp/bench-lib --tracks 120
 
-Copies the corpus tracks into --lib, transcoding a share of them to MP3, FLAC and M4A (PyAV) so every
-common format is covered, then runs the real pipeline (default settings, no stems) on a fresh
+Copies the corpus tracks into --lib, transcoding a share of them to MP3, FLAC and M4A (PyAV) so
+every common format is covered, then runs the real pipeline (default settings, no stems) on a fresh
 database and prints one table. `--sweep` also shows the speed vs. agreement trade-off of the number
 and length of analysis windows (agreement: top genre and embedding cosine vs. a 6 x 10 s reference).
 """
@@ -98,7 +99,10 @@ def sweep(lib_dir: Path, n: int) -> None:
         ids, emb = lib.embedding_matrix(pipeline.DEFAULT_TAGGER)
         top = {i: lib.get_predictions(int(i))[pipeline.DEFAULT_TAGGER]["genres"][0][0] for i in ids}
         paths = {int(i): lib.get_track(int(i))["path"] for i in ids}
-        results[(windows, seconds)] = (wall, {paths[int(i)]: (top[i], e) for i, e in zip(ids, emb)})
+        results[(windows, seconds)] = (
+            wall,
+            {paths[int(i)]: (top[i], e) for i, e in zip(ids, emb, strict=True)},
+        )
     ref = results[plans[0]][1]
     print("| windows | tracks/min | top-1 genre = reference | embedding cosine to reference |")
     print("|---|---:|---:|---:|")
@@ -118,7 +122,8 @@ def main() -> None:
     args = ap.parse_args()
     files = build_library(args.corpus, args.lib, args.tracks)
     print(
-        f"library: {args.lib} ({len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB)"
+        f"library: {args.lib} ({len(files)} files,"
+        f" {sum(f.stat().st_size for f in files) / 1e6:.0f} MB)"
     )
     # replace mode writes every file, so the tag-write stage is measured on each run
     summary, wall, _ = run(args.lib, pipeline.TagOptions(mode="replace"))

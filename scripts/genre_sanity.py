@@ -3,8 +3,8 @@
     python scripts/genre_sanity.py ../shared/audio > /tmp/genre_sanity.md
 
 Prints a Markdown table per collection and, for the MUSDB previews, the top-1/top-3 hit rate against
-genres.csv. A label matches a predicted genre when they normalise to the same canonical genre, or the
-prediction's parent is the label (Metal counts for Rock); "Pop/Rock" matches Pop or Rock.
+genres.csv. A label matches a predicted genre when they normalise to the same canonical genre, or
+the prediction's parent is the label (Metal counts for Rock); "Pop/Rock" matches Pop or Rock.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def main() -> None:
         top3.append(hit(label, ranked[:3]))
         mark = ("✓" if top1[-1] else "·", "✓" if top3[-1] else "·")
         print(
-            f"| {name.removesuffix('.stem.mp4')} | {label} | {fmt(scores)} | {mark[0]} | {mark[1]} |"
+            f"| {name.removesuffix('.stem.mp4')} | {label} | {fmt(scores)}"
+            f" | {mark[0]} | {mark[1]} |"
         )
     print(
         f"\nMUSDB previews: top-1 hit rate {np.mean(top1):.1%}, top-3 hit rate {np.mean(top3):.1%}"

@@ -1,7 +1,7 @@
 """Make real test audio in every format mgctag handles, from real recordings in ../shared/audio.
 
-Tests must never write into ../shared, and the repo keeps no audio: files are encoded on the fly into a
-temp dir with PyAV (FFmpeg's encoders ship in its wheel).
+Tests must never write into ../shared, and the repo keeps no audio: files are encoded on the fly
+into a temp dir with PyAV (FFmpeg's encoders ship in its wheel).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ AUDIO = SHARED / "audio"
 LIBROSA = AUDIO / "librosa"
 MUSDB = AUDIO / "musdb18-7s"
 
-# ext -> (container format, codec); None means soundfile writes it (libsndfile's own Vorbis encoder).
+# ext -> (container, codec); None: soundfile writes it (libsndfile's own Vorbis encoder).
 FORMATS: dict[str, tuple[str, str] | None] = {
     "mp3": ("mp3", "libmp3lame"),
     "flac": ("flac", "flac"),

@@ -1,4 +1,4 @@
-"""End to end through the CLI: real audio in every format, real models, a real SQLite file, real writes."""
+"""End to end through the CLI: real audio in every format, real models, SQLite, real writes."""
 
 from __future__ import annotations
 

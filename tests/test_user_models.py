@@ -1,4 +1,4 @@
-"""Retraining on personal labels, end to end: tags → train → tag the rest → evaluate (real audio)."""
+"""Retraining on personal labels end to end: tags → train → tag the rest → evaluate."""
 
 from __future__ import annotations
 

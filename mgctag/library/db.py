@@ -697,7 +697,7 @@ class Library:
         return self._rows("SELECT * FROM writes WHERE state = 'pending' ORDER BY id")
 
     def tracks_tagged_by_mgctag(self) -> set[int]:
-        """Ids of tracks whose genres are still the ones mgctag's last (not undone) write put there."""
+        """Tracks whose genres are still what mgctag's last (not undone) write put there."""
         rows = self._exec(
             "SELECT w.track_id, w.new, t.genres FROM writes w JOIN tracks t ON t.id = w.track_id"
             " WHERE w.undone_at IS NULL AND w.id = (SELECT max(id) FROM writes"

@@ -150,7 +150,7 @@ def train_user_model(
 
 
 def _separator_of(lib: Library, ds: Dataset) -> str:
-    """The separator that made the stems a head is trained on (stems of different separators differ)."""
+    """The separator behind a head's stem embeddings (stems of different separators differ)."""
     seps = {lib.get_predictions(int(i))[pipeline.DEFAULT_TAGGER]["separator"] for i in ds.track_ids}
     if len(seps) > 1:
         raise LabelError(
