@@ -27,14 +27,11 @@ from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
 from mgctag.models.registry import ModelCard, ModelError, load_model
+from mgctag.models.tagger import DEFAULT_TAGGER, EMBEDDING_MODEL, MusicnnTagger
 from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
 from mgctag.train.heads import predict_proba
 
 SAMPLE_RATE = 16000
-DEFAULT_TAGGER = "musicnn"
-# The bundled tagger: both musicnn ports on the mix; MSD's penultimate layer is the track embedding.
-MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
-EMBEDDING_MODEL = "MSD_musicnn"
 
 
 @dataclass
@@ -117,37 +114,6 @@ class Prepared:
     stem_patches: dict[str, np.ndarray] = field(default_factory=dict)
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-class MusicnnTagger:
-    """The bundled tagger: MSD_musicnn + MTT_musicnn, batched, on one device."""
-
-    name = DEFAULT_TAGGER
-
-    def __init__(self, device: str = "cpu") -> None:
-        self.models = {}
-        self.labels = {}
-        for model_name in MUSICNN_MODELS:
-            module, card = load_model(model_name, device=device)
-            self.models[model_name] = module
-            self.labels[model_name] = list(card.labels)
-        self.device = device
-
-    @torch.inference_mode()
-    def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings."""
-        x = torch.from_numpy(patches).to(self.device)
-        out = {}
-        for model_name, module in self.models.items():
-            logits, emb = module(x)
-            out[model_name] = (torch.sigmoid(logits).cpu().numpy(), emb.cpu().numpy())
-        return out
-
-    @torch.inference_mode()
-    def embed(self, patches: np.ndarray) -> np.ndarray:
-        """(n, 187, 96) patches → (n, d) embeddings of the embedding model alone (for stems)."""
-        _, emb = self.models[EMBEDDING_MODEL](torch.from_numpy(patches).to(self.device))
-        return emb.cpu().numpy()
 
 
 def choose_separator(opts: TagOptions, needs_stems: bool = False) -> Separator | None:

@@ -5,9 +5,10 @@
 
 `speed` trains heads on synthetic embeddings shaped like musicnn's (200-d mix, or 1000-d mix + four
 stems, L2-normalised, 20 genres) and reports wall time. `curve` measures accuracy and macro-F1 vs
-labelled tracks per genre on the 70 MUSDB18 previews in ../shared, with grouped (artist) hold-outs;
-features are MFCC statistics by default, or any `names`/`X` arrays saved in an .npz (for instance
-musicnn embeddings of the same files), so the lead can rerun it on real embeddings.
+labelled tracks per class with grouped hold-outs: by default on the 70 MUSDB18 previews in ../shared
+(genres, artist groups) with MFCC statistics; with `--features` on any `names`/`X` arrays of those
+previews, or on an .npz from `scripts/eval_similarity.py features` (real musicnn embeddings of the
+MUSDB previews or of the Debian corpus, labelled by package), `--embedding mix` or `concat`.
 """
 
 from __future__ import annotations
@@ -106,29 +107,47 @@ def mfcc_features(names: list[str]) -> np.ndarray:
     return X
 
 
-def curve(args: argparse.Namespace) -> dict:
+def _curve_data(args: argparse.Namespace) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """names, one label each, groups and features: MUSDB + MFCCs, or an .npz of embeddings.
+
+    An .npz from `scripts/eval_similarity.py features` carries its own `labels` and `groups`
+    (MUSDB genres and artists, or corpus packages and files) and `X_<embedding>` matrices; an older
+    .npz with only `names`/`X` is matched to the MUSDB previews by file name.
+    """
     with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
         genre = {r["file"]: r["genre"] for r in csv.DictReader(f)}
+    if args.features is None:
+        names = sorted(genre)
+        groups = [n.split(" - ")[0] for n in names]
+        return names, [genre[n] for n in names], np.array(groups), mfcc_features(names)
+    data = np.load(args.features)
+    names = data["names"].tolist()
+    if "labels" in data.files:
+        X = data[f"X_{args.embedding}"] if args.embedding else data["X"]
+        return names, data["labels"].tolist(), data["groups"], X.astype(np.float32)
+    index = {n: i for i, n in enumerate(names)}
     names = sorted(genre)
-    if args.features:
-        data = np.load(args.features)
-        index = {n: i for i, n in enumerate(data["names"].tolist())}
-        X = data["X"][[index[n] for n in names]].astype(np.float32)
-    else:
-        X = mfcc_features(names)
-    pairs = labels_from_tags((n, [genre[n]]) for n in names)
+    groups = np.array([n.split(" - ")[0] for n in names])
+    return names, [genre[n] for n in names], groups, data["X"][[index[n] for n in names]]
+
+
+def curve(args: argparse.Namespace) -> dict:
+    names, labels, group_names, X = _curve_data(args)
+    pairs = labels_from_tags(zip(names, ([g] for g in labels), strict=True))
     label_set = build_label_set(merge_rare(pairs, min_count=5), min_count=5)
-    Y = label_set.matrix()
-    groups = np.array([group_key(n.split(" - ")[0], None, n) for n in names])
+    row = {n: i for i, n in enumerate(names)}
+    keep = np.array([row[p] for p in label_set.paths])
+    X, Y = np.asarray(X, np.float32)[keep], label_set.matrix()
+    groups = np.array([group_key(str(group_names[i]), None, names[i]) for i in keep])
     sizes = [None if s == "all" else int(s) for s in args.per_class]
     result = learning_curve(
         X, Y, label_set.labels, groups, sizes=sizes, repeats=args.repeats,
         test_size=args.test_size, seed=args.seed, config=TrainConfig(hidden=args.hidden_curve),
     )  # fmt: skip
     counts = dict(zip(label_set.labels, Y.sum(axis=0).astype(int).tolist(), strict=True))
-    print(f"classes: {counts}; artists: {len(set(groups))}; features: {X.shape[1]}-d")
+    print(f"classes: {counts}; groups: {len(set(groups))}; features: {X.shape[1]}-d")
     print(f"chance (uniform over {len(counts)} classes): {1 / len(counts):.3f}")
-    print("\n| per genre | train tracks (mean) | accuracy | macro-F1 |")
+    print("\n| per class | train tracks (mean) | accuracy | macro-F1 |")
     print("|---:|---:|---|---|")
     for p in result.points:
         size = "all" if p.per_class is None else p.per_class
@@ -136,7 +155,7 @@ def curve(args: argparse.Namespace) -> dict:
             f"| {size} | {p.n_train_mean:.1f} | {p.accuracy[0]:.3f} ± {p.accuracy[1]:.3f} "
             f"| {p.macro_f1[0]:.3f} ± {p.macro_f1[1]:.3f} |"
         )
-    return {"classes": counts, "curve": result.to_dict()}
+    return {"classes": counts, "features": str(args.features), "curve": result.to_dict()}
 
 
 def main() -> None:
@@ -148,7 +167,10 @@ def main() -> None:
     sp.add_argument("--hidden", type=int, nargs="+", default=[0, 256])
     sp.add_argument("--classes", type=int, default=20)
     cp = sub.add_parser("curve")
-    cp.add_argument("--features", type=Path, help=".npz with names (file names) and X (n, d)")
+    cp.add_argument("--features", type=Path, help=".npz: names + X, or eval_similarity's")
+    cp.add_argument(
+        "--embedding", default="mix", help="which X_<name> of such an .npz: mix, concat"
+    )
     cp.add_argument("--per-class", nargs="+", default=["1", "2", "5", "10", "20", "all"])
     cp.add_argument("--repeats", type=int, default=20)
     cp.add_argument("--test-size", type=float, default=0.3)

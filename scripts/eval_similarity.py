@@ -1,0 +1,280 @@
+"""How well do musicnn embeddings find the same track and the same soundtrack? (issue 7)
+
+    python scripts/eval_similarity.py eval [--corpus /work/corpus] [--separator cascade|hpss|none]
+        [--cache /tmp/mgctag-eval-sim] [--limit N] [--out FILE.json]
+    python scripts/eval_similarity.py features corpus|musdb [--separator ...] --out FILE.npz
+
+`eval` takes two different 10 s excerpts of every corpus track (centred at 30 % and 70 % of the
+duration; tracks under 40 s are skipped), embeds each with the pipeline's own stages (decode only
+the window, separate into stems, musicnn log-mel patches, MSD_musicnn penultimate layer, mean over
+patches, L2 norm), queries each track's excerpt A among all tracks' excerpts B and reports, per
+embedding (mix, each stem, mix + stems concatenated): recall@1 / recall@10 of finding the same
+track, and precision@10 of neighbours from the same soundtrack package (the track itself excluded).
+
+`features` writes an .npz (`names`, `labels`, `groups`, `X_mix`, `X_concat`) that
+`scripts/bench_train.py curve --features` reads for learning curves: corpus tracks (both excerpts'
+patches pooled, labelled by package, grouped by file) or the 70 MUSDB18 previews (one 7 s window).
+
+Embeddings are cached per file under --cache, so reruns (and `features` after `eval`) are cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mgctag.audio import decode
+from mgctag.pipeline import SAMPLE_RATE, MusicnnTagger, _patches, _unit_mean
+from mgctag.separate import STEMS, Separator, get_separator
+
+CORPUS = Path("/work/corpus")
+MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "musdb18-7s"
+EXCERPT_SECONDS = 10.0
+CENTRES = (0.3, 0.7)
+MIN_DURATION = 40.0
+KINDS = ("mix", *STEMS, "concat")
+
+
+def excerpt_windows(duration: float) -> list[tuple[float, float]] | None:
+    """Two non-overlapping 10 s windows centred at 30 % and 70 %; None for tracks under 40 s."""
+    if duration < MIN_DURATION:
+        return None
+    return [(round(c * duration - EXCERPT_SECONDS / 2, 3), EXCERPT_SECONDS) for c in CENTRES]
+
+
+def window_patches(
+    path: Path, windows: list[tuple[float, float]], separator: Separator | None
+) -> list[dict[str, np.ndarray]]:
+    """Per window: musicnn patches of the mix and (with a separator) of each stem, as prepare()."""
+    rate = separator.sample_rate if separator else SAMPLE_RATE
+    audio = decode.load_windows(path, rate, windows, mono=separator is None)
+    out = []
+    for y in audio:
+        mix = decode.convert(y, rate, SAMPLE_RATE) if separator else y
+        item = {"mix": _patches(mix)}
+        if separator:
+            stems = separator.separate(y, rate)
+            for stem in STEMS:
+                item[stem] = _patches(decode.convert(stems[stem], rate, SAMPLE_RATE))
+        out.append(item)
+    return out
+
+
+def patch_embeddings(
+    tagger: MusicnnTagger, patches: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per-patch MSD_musicnn embeddings (n, 200) for each stem of one window."""
+    return {stem: tagger.embed(p) for stem, p in patches.items()}
+
+
+def concat(vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """mix + stems, each unit length, concatenated and renormalised (equal weight per stem)."""
+    return _unit_mean(np.concatenate([vectors[k] for k in ("mix", *STEMS)])[None])
+
+
+def cached_rows(
+    path: Path,
+    windows: list[tuple[float, float]],
+    tagger: MusicnnTagger,
+    separator: Separator | None,
+    cache: Path,
+) -> list[dict[str, np.ndarray]]:
+    """Per-window per-patch embeddings, from the cache when this file + windows + separator ran."""
+    sep = separator.name if separator else "none"
+    key = hashlib.sha1(f"{path}|{windows}|{sep}".encode()).hexdigest()[:16]
+    file = cache / f"{sep}-{key}.npz"
+    if file.is_file():
+        data = np.load(file)
+        return [
+            {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{i}/")}
+            for i in range(len(windows))
+        ]
+    rows = [patch_embeddings(tagger, p) for p in window_patches(path, windows, separator)]
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp.npz")
+    np.savez(tmp, **{f"{i}/{k}": v for i, r in enumerate(rows) for k, v in r.items()})
+    tmp.replace(file)
+    return rows
+
+
+def track_vectors(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One embedding per stem (+ concat) from the patches of the given windows, as the pipeline."""
+    vec = {k: _unit_mean(np.concatenate([r[k] for r in rows])) for k in rows[0]}
+    if "vocals" in vec:
+        vec["concat"] = concat(vec)
+    return vec
+
+
+# --- corpus ------------------------------------------------------------------------------------
+
+
+def corpus_tracks(root: Path, limit: int | None) -> list[tuple[Path, str]]:
+    """(path, package) from MANIFEST.tsv, in its order."""
+    rows = []
+    for line in (root / "MANIFEST.tsv").read_text().splitlines():
+        package, rel, *_ = line.split("\t")
+        rows.append((root / rel, package))
+    return rows[:limit] if limit else rows
+
+
+def embed_corpus(args: argparse.Namespace) -> list[dict]:
+    """Per usable corpus track: package, path and per-excerpt vectors (A, B) for every kind."""
+    tagger, separator = _models(args.separator)
+    tracks, skipped, failed = [], 0, 0
+    start = time.perf_counter()
+    todo = corpus_tracks(args.corpus, args.limit)
+    for n, (path, package) in enumerate(todo, 1):
+        try:
+            windows = excerpt_windows(decode.probe(path).duration)
+            if windows is None:
+                skipped += 1
+                continue
+            rows = cached_rows(path, windows, tagger, separator, args.cache)
+        except decode.DecodeError as exc:
+            print(f"skip {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        tracks.append(
+            {
+                "path": str(path),
+                "package": package,
+                "rows": rows,
+                "A": track_vectors(rows[:1]),
+                "B": track_vectors(rows[1:]),
+            }
+        )
+        if n % 20 == 0:
+            print(f"  {n}/{len(todo)} files, {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"tracks: {len(tracks)} used, {skipped} under {MIN_DURATION:.0f} s, {failed} failed")
+    return tracks
+
+
+def _models(separator: str) -> tuple[MusicnnTagger, Separator | None]:
+    sep = None if separator == "none" else get_separator(separator, "cpu")
+    return MusicnnTagger("cpu"), sep
+
+
+def retrieval(A: np.ndarray, B: np.ndarray, packages: np.ndarray, k: int = 10) -> dict:
+    """Query A[i] among all B: same-track recall@1/@k, same-package precision@k (self excluded)."""
+    sims = A @ B.T
+    order = np.argsort(-sims, axis=1, kind="stable")
+    n = len(A)
+    rank = np.array([int(np.nonzero(order[i] == i)[0][0]) for i in range(n)])
+    prec = []
+    for i in range(n):
+        others = [j for j in order[i] if j != i][:k]
+        prec.append(np.mean(packages[others] == packages[i]))
+    return {
+        "recall@1": float(np.mean(rank < 1)),
+        f"recall@{k}": float(np.mean(rank < k)),
+        "median_rank": float(np.median(rank) + 1),
+        f"package_precision@{k}": float(np.mean(prec)),
+    }
+
+
+def package_chance(packages: np.ndarray) -> float:
+    """Expected precision@k of random neighbours: same-package share of the other tracks."""
+    _, counts = np.unique(packages, return_counts=True)
+    return float(np.sum(counts * (counts - 1)) / (len(packages) * (len(packages) - 1)))
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    tracks = embed_corpus(args)
+    packages = np.array([t["package"] for t in tracks])
+    kinds = [k for k in KINDS if k in tracks[0]["A"]]
+    results = {}
+    for kind in kinds:
+        A = np.stack([t["A"][kind] for t in tracks])
+        B = np.stack([t["B"][kind] for t in tracks])
+        results[kind] = retrieval(A, B, packages)
+    n = len(tracks)
+    chance = package_chance(packages)
+    print(f"\nseparator: {args.separator}; tracks: {n}; packages: {len(set(packages))}")
+    print(
+        f"chance: recall@1 {1 / n:.3f}, recall@10 {min(1, 10 / n):.3f}, package precision {chance:.3f}"
+    )
+    print("\n| embedding | dim | recall@1 | recall@10 | median rank | soundtrack precision@10 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for kind, r in results.items():
+        dim = tracks[0]["A"][kind].shape[0]
+        print(
+            f"| {kind} | {dim} | {r['recall@1']:.3f} | {r['recall@10']:.3f} "
+            f"| {r['median_rank']:.0f} | {r['package_precision@10']:.3f} |"
+        )
+    return {"separator": args.separator, "tracks": n, "chance_package": chance, "results": results}
+
+
+# --- features for learning curves ---------------------------------------------------------------
+
+
+def musdb_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """The 70 previews: one window of the whole 7 s mixture (stream 0), labelled by genres.csv."""
+    tagger, separator = _models(args.separator)
+    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
+        genre = {r["file"]: r["genre"] for r in csv.DictReader(f)}
+    names = sorted(genre)
+    vecs = []
+    for name in names:
+        path = MUSDB / "train" / name
+        windows = [(0.0, decode.probe(path).duration)]
+        vecs.append(track_vectors(cached_rows(path, windows, tagger, separator, args.cache)))
+    groups = [n.split(" - ")[0] for n in names]
+    return _pack(names, [genre[n] for n in names], groups, vecs)
+
+
+def corpus_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """Corpus tracks with both excerpts' patches pooled, labelled by package, grouped by file."""
+    tracks = embed_corpus(args)
+    names = [t["path"] for t in tracks]
+    vecs = [track_vectors(t["rows"]) for t in tracks]
+    return _pack(names, [t["package"] for t in tracks], names, vecs)
+
+
+def _pack(names, labels, groups, vecs) -> dict[str, np.ndarray]:
+    out = {"names": np.array(names), "labels": np.array(labels), "groups": np.array(groups)}
+    out["X_mix"] = np.stack([v["mix"] for v in vecs])
+    if "concat" in vecs[0]:
+        out["X_concat"] = np.stack([v["concat"] for v in vecs])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    ev = sub.add_parser("eval")
+    ft = sub.add_parser("features")
+    ft.add_argument("dataset", choices=["corpus", "musdb"])
+    for p in (ev, ft):
+        p.add_argument("--corpus", type=Path, default=CORPUS)
+        p.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "none"])
+        p.add_argument("--cache", type=Path, default=Path("/tmp/mgctag-eval-sim"))
+        p.add_argument("--limit", type=int, help="only the first N corpus files (smoke runs)")
+        p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
+    ev.add_argument("--out", type=Path, help="also write the results as JSON here")
+    ft.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# {platform.machine()}, torch {torch.__version__}, {args.threads} torch thread(s)")
+    start = time.perf_counter()
+    if args.cmd == "eval":
+        result = evaluate(args)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        data = musdb_features(args) if args.dataset == "musdb" else corpus_features(args)
+        np.savez(args.out, **data)
+        print(f"wrote {args.out}: {len(data['names'])} tracks, {sorted(data)}")
+    print(f"\ntotal {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
