@@ -199,9 +199,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     n = len(tracks)
     chance = package_chance(packages)
     print(f"\nseparator: {args.separator}; tracks: {n}; packages: {len(set(packages))}")
-    print(
-        f"chance: recall@1 {1 / n:.3f}, recall@10 {min(1, 10 / n):.3f}, package precision {chance:.3f}"
-    )
+    print(f"chance: recall@1 {1 / n:.3f}, recall@10 {min(1, 10 / n):.3f}", end="")
+    print(f", soundtrack precision {chance:.3f}")
     print("\n| embedding | dim | recall@1 | recall@10 | median rank | soundtrack precision@10 |")
     print("|---|---:|---:|---:|---:|---:|")
     for kind, r in results.items():

@@ -63,7 +63,7 @@ STUDENTS: dict[str, dict] = {
         "arch": "stemcnn",
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 8},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 6},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
     },
@@ -93,7 +93,7 @@ STUDENTS: dict[str, dict] = {
         "arch": "mobilenetv2",
         "args": {"width": 0.5, "tap": "shallow"},
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 8},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
         "paper": "MobileNetV2 (Sandler et al. 2018) on log-mels, embeddings at three depths",
     },
 }
