@@ -27,7 +27,13 @@ from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
 from mgctag.models.registry import ModelCard, ModelError, load_model
-from mgctag.models.tagger import DEFAULT_TAGGER, EMBEDDING_MODEL, MusicnnTagger
+from mgctag.models.tagger import (
+    DEFAULT_TAGGER,
+    EMBEDDING_MODEL,
+    STUDENT_INPUTS,
+    MusicnnTagger,
+    StudentTagger,
+)
 from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
 from mgctag.train.heads import predict_proba
 
@@ -112,6 +118,7 @@ class Prepared:
     track: dict
     patches: np.ndarray | None = None  # (n, 187, 96) of the mix
     stem_patches: dict[str, np.ndarray] = field(default_factory=dict)
+    mfcc_patches: np.ndarray | None = None
     error: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -140,8 +147,10 @@ def _patches(y: np.ndarray) -> np.ndarray:
     return features.patches(features.log_mel(y, SAMPLE_RATE))
 
 
-def prepare(track: dict, opts: TagOptions, separator: Separator | None = None) -> Prepared:
-    """Decode one track's analysis windows (and separate them) into musicnn patches."""
+def prepare(
+    track: dict, opts: TagOptions, separator: Separator | None = None, mfcc: bool = False
+) -> Prepared:
+    """Decode one track's analysis windows (and separate them) into log-mel (or MFCC) patches."""
     t0 = time.perf_counter()
     path = track["path"]
     rate = separator.sample_rate if separator else SAMPLE_RATE
@@ -165,6 +174,10 @@ def prepare(track: dict, opts: TagOptions, separator: Separator | None = None) -
     if not kept:
         return Prepared(track, error="no audio to analyse")
     item = Prepared(track, np.concatenate([p for p in mix_patches if len(p)]), seconds=seconds)
+    if mfcc:
+        item.mfcc_patches = np.concatenate(
+            [features.patches(features.mfcc(mix[i], SAMPLE_RATE)) for i in kept]
+        )
     if separator:
         t1 = time.perf_counter()
         try:
@@ -199,7 +212,7 @@ def _prefetch(
 def analyse(
     lib: Library,
     tracks: Sequence[dict],
-    tagger: MusicnnTagger,
+    tagger: MusicnnTagger | StudentTagger,
     opts: TagOptions,
     summary: Summary,
     progress: Progress,
@@ -209,8 +222,9 @@ def analyse(
 ) -> None:
     """Analyse tracks in batches of patches across tracks; store each track's result."""
     progress.stage("analysing", len(tracks))
+    mfcc = getattr(tagger, "input", None) == "mfcc"
     batch: list[Prepared] = []
-    for item in _prefetch(tracks, lambda t: prepare(t, opts, separator), depth=4):
+    for item in _prefetch(tracks, lambda t: prepare(t, opts, separator, mfcc), depth=4):
         if stop:
             break
         for stage, seconds in item.seconds.items():
@@ -237,6 +251,9 @@ def _run_batch(
     gmap: GenreMap,
     separator: Separator | None,
 ) -> None:
+    if isinstance(tagger, StudentTagger):
+        _run_student_batch(lib, batch, tagger, summary, separator)
+        return
     t0 = time.perf_counter()
     outputs = tagger(np.concatenate([p.patches for p in batch]))
     stem_embs = {
@@ -263,6 +280,37 @@ def _run_batch(
         summary.analysed += 1
         start += n
     summary.stage_seconds["db"] += time.perf_counter() - t1
+
+
+def _run_student_batch(
+    lib: Library,
+    batch: list[Prepared],
+    student: StudentTagger,
+    summary: Summary,
+    separator: Separator | None,
+) -> None:
+    t0 = time.perf_counter()
+    inputs = [_student_input(p, student.input) for p in batch]
+    probs, emb = student(np.concatenate(inputs))
+    summary.stage_seconds["models"] += time.perf_counter() - t0
+    bounds = np.cumsum([len(x) for x in inputs])[:-1]
+    sep_name = separator.name if separator else "none"
+    for item, p, e in zip(batch, np.split(probs, bounds), np.split(emb, bounds), strict=True):
+        mean = p.mean(axis=0).tolist()
+        genres = sorted(zip(student.labels, mean, strict=True), key=lambda kv: -kv[1])
+        lib.save_analysis(
+            item.track["id"], student.name, sep_name, {}, genres, {"mix": _unit_mean(e)}
+        )
+        summary.analysed += 1
+
+
+def _student_input(item: Prepared, kind: str) -> np.ndarray:
+    """What a seed-paper network reads: mix log-mel, stacked stem log-mels (STEMS order), MFCCs."""
+    if kind == "mfcc":
+        return item.mfcc_patches
+    if kind == "stems":
+        return np.stack([item.stem_patches[s] for s in STEMS], axis=1)
+    return item.patches
 
 
 def _split(rows: np.ndarray, batch: list[Prepared], stem: str) -> list[np.ndarray]:
@@ -316,7 +364,7 @@ def write_tags(
             break
         progress.advance()
         predicted = predicted_genres(lib, track["id"], model, opts)
-        if predicted is None:
+        if not predicted:  # not analysed (failed), or no genre confident enough to write
             summary.skipped += 1
             continue
         t0 = time.perf_counter()
@@ -427,18 +475,23 @@ def tag_paths(
         summary.scanned = report.total
         for path, reason in report.failures:
             summary.fail(str(path), reason)
-        head = load_model(opts.model)[1] if opts.model != DEFAULT_TAGGER else None
-        if head is not None and head.arch != "genre_head":
-            raise ModelError(f"{opts.model}: tagging with a {head.arch} model is not supported yet")
-        separator = choose_separator(opts, needs_stems=_needs_stems(head))
-        todo = lib.tracks_needing_analysis(
-            DEFAULT_TAGGER, roots, separator=separator.name if separator else None
-        )
-        if todo and not stop:
-            tagger = MusicnnTagger(resolve_device(opts.device))
-            analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
-        if head is not None and not stop:
-            apply_head(lib, lib.tracks_needing_analysis(opts.model, roots), opts.model, summary)
+        card = load_model(opts.model)[1] if opts.model != DEFAULT_TAGGER else None
+        kind = card.preprocessing.get("input", "embeddings") if card else "embeddings"
+        if card is not None and kind not in STUDENT_INPUTS and card.arch != "genre_head":
+            raise ModelError(f"{opts.model}: not a genre model; `mgctag models list` shows them")
+        if kind in STUDENT_INPUTS:
+            analyse_with_student(lib, roots, opts, card, summary, progress, stop)
+        else:
+            separator = choose_separator(opts, needs_stems=_needs_stems(card))
+            todo = lib.tracks_needing_analysis(
+                DEFAULT_TAGGER, roots, separator=separator.name if separator else None
+            )
+            if todo and not stop:
+                tagger = MusicnnTagger(resolve_device(opts.device))
+                analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
+            if card is not None and not stop:
+                todo = lib.tracks_needing_analysis(opts.model, roots)
+                apply_head(lib, todo, opts.model, summary)
         if write:
             tracks = list(lib.iter_tracks(roots))
             write_tags(lib, tracks, opts.model, opts, summary, progress, stop)
@@ -451,6 +504,28 @@ def tag_paths(
 
 def _needs_stems(card: ModelCard | None) -> bool:
     return card is not None and any(s != "mix" for s in card.preprocessing.get("stems", ["mix"]))
+
+
+def analyse_with_student(
+    lib: Library,
+    roots: Sequence[Path],
+    opts: TagOptions,
+    card: ModelCard,
+    summary: Summary,
+    progress: Progress,
+    stop: StopFlag,
+) -> None:
+    """Analyse with a bundled seed-paper network, on the input its card names."""
+    prep = card.preprocessing
+    separator = None
+    if prep["input"] == "stems":
+        separator = get_separator(prep.get("separator", "cascade"), opts.device)
+    todo = lib.tracks_needing_analysis(
+        card.name, roots, separator=separator.name if separator else None
+    )
+    if todo and not stop:
+        student = StudentTagger(card.name, resolve_device(opts.device))
+        analyse(lib, todo, student, opts, summary, progress, stop, default_map(), separator)
 
 
 def apply_head(lib: Library, tracks: Sequence[dict], name: str, summary: Summary) -> None:

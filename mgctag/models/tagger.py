@@ -5,6 +5,8 @@ One place loads the pair for everything that needs it: the pipeline, and distill
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import torch
 
@@ -13,6 +15,8 @@ from mgctag.models.registry import load_model
 DEFAULT_TAGGER = "musicnn"
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"
+# What the seed papers' networks read (their card's preprocessing.input).
+STUDENT_INPUTS = ("mel", "stems", "mfcc")
 
 
 class MusicnnTagger:
@@ -44,3 +48,35 @@ class MusicnnTagger:
         """(n, 187, 96) patches → (n, d) embeddings of the embedding model alone (for stems)."""
         _, emb = self.models[EMBEDDING_MODEL](torch.from_numpy(patches).to(self.device))
         return emb.cpu().numpy()
+
+
+class StudentTagger:
+    """A bundled seed-paper network distilled from musicnn: one softmax over canonical genres."""
+
+    def __init__(self, name: str, device: str = "cpu") -> None:
+        self.module, self.card = load_model(name, device=device)
+        self.name = self.card.name
+        self.input = self.card.preprocessing["input"]
+        self.labels = list(self.card.labels)
+        self.device = device
+
+    @torch.inference_mode()
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Feature patches (stems stacked in STEMS order) → genre probabilities, embeddings."""
+        t = prepare_input(x, self.card.preprocessing).to(self.device)
+        logits, emb = self.module(t)
+        return torch.softmax(logits, dim=-1).cpu().numpy(), emb.cpu().numpy()
+
+
+def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch.Tensor:
+    """Feature patches → the float32 tensor a distilled student reads, as its card says.
+
+    `x` is mel or MFCC patches (n, 187, bins) or stacked stem patches (n, stems, 187, 96) in
+    `STEMS` order; stems beyond the card's `stems` are dropped, `standardize` is applied.
+    """
+    x = torch.as_tensor(x).float()
+    if preprocessing.get("input") == "stems":
+        x = x[:, : len(preprocessing["stems"])]
+    if stats := preprocessing.get("standardize"):
+        x = (x - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
+    return x
