@@ -8,11 +8,15 @@ of the bundled distilled students, which load `weights/NAME.safetensors` through
 are fed the input their model card names.
 
     python scripts/bench_models.py --threads 2 --repeats 15 > /tmp/bench_models.md
+
+`--cards` also writes each bundled student's measured cost (parameters, file size, ms per window,
+threads, load average) into its model card under "cost".
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -29,7 +33,7 @@ from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn
-from mgctag.models.registry import ModelError, load_model
+from mgctag.models.registry import ModelError, load_model, resolve
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
 
@@ -77,10 +81,19 @@ def timings_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return min(times), statistics.median(times)
 
 
+def record_cost(name: str, cost: dict) -> None:
+    """Add the measured cost to a bundled student's card (the JSON beside its weights)."""
+    path = resolve(name).with_suffix(".json")
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["cost"] = cost
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--cards", action="store_true", help="record the students' cost in their cards")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -121,6 +134,14 @@ def main() -> None:
         shape = "x".join(str(s) for s in inputs[kind].shape)
         print(f"| {name} (bundled) | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | "
               f"{card.arch}, {len(card.labels)} genres |")  # fmt: skip
+        if args.cards:
+            cost = {"params": params, "bytes": resolve(name).stat().st_size,
+                    "ms_per_10s_window_min": round(lo, 1),
+                    "ms_per_10s_window_median": round(med, 1),
+                    "threads": args.threads, "load_average": round(os.getloadavg()[0], 1),
+                    "command": "python scripts/bench_models.py --cards "
+                    f"--threads {args.threads} --repeats {args.repeats}"}  # fmt: skip
+            record_cost(name, cost)
 
 
 if __name__ == "__main__":

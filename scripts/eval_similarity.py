@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from mgctag.audio import decode
-from mgctag.pipeline import SAMPLE_RATE, MusicnnTagger, _patches, _unit_mean
+from mgctag.models.tagger import MusicnnTagger
+from mgctag.pipeline import SAMPLE_RATE, _patches, _unit_mean
 from mgctag.separate import STEMS, Separator, get_separator
 
 CORPUS = Path("/work/corpus")
@@ -87,9 +88,10 @@ def cached_rows(
     tagger: MusicnnTagger,
     separator: Separator | None,
     cache: Path,
+    true_stems: bool = False,
 ) -> list[dict[str, np.ndarray]]:
-    """Per-window per-patch embeddings, from the cache when this file + windows + separator ran."""
-    sep = separator.name if separator else "none"
+    """Per-window per-patch embeddings, cached per file + windows + separator (or true stems)."""
+    sep = "musdb-true" if true_stems else separator.name if separator else "none"
     key = hashlib.sha1(f"{path}|{windows}|{sep}".encode()).hexdigest()[:16]
     file = cache / f"{sep}-{key}.npz"
     if file.is_file():
@@ -98,12 +100,26 @@ def cached_rows(
             {k.split("/", 1)[1]: data[k] for k in data.files if k.startswith(f"{i}/")}
             for i in range(len(windows))
         ]
-    rows = [patch_embeddings(tagger, p) for p in window_patches(path, windows, separator)]
+    patches = true_stem_patches(path, windows) if true_stems else None
+    patches = patches or window_patches(path, windows, separator)
+    rows = [patch_embeddings(tagger, p) for p in patches]
     cache.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, **{f"{i}/{k}": v for i, r in enumerate(rows) for k, v in r.items()})
     tmp.replace(file)
     return rows
+
+
+def true_stem_patches(
+    path: Path, windows: list[tuple[float, float]]
+) -> list[dict[str, np.ndarray]]:
+    """MUSDB18's own stems (streams 1-4 of a .stem.mp4): what a perfect separator would give."""
+    streams = {"mix": 0, **{stem: i for i, stem in enumerate(STEMS, 1)}}
+    audio = {
+        stem: decode.load_windows(path, SAMPLE_RATE, windows, stream=i)
+        for stem, i in streams.items()
+    }
+    return [{stem: _patches(audio[stem][w]) for stem in streams} for w in range(len(windows))]
 
 
 def track_vectors(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -163,22 +179,35 @@ def _models(separator: str) -> tuple[MusicnnTagger, Separator | None]:
     return MusicnnTagger("cpu"), sep
 
 
-def retrieval(A: np.ndarray, B: np.ndarray, packages: np.ndarray, k: int = 10) -> dict:
-    """Query A[i] among all B: same-track recall@1/@k, same-package precision@k (self excluded)."""
-    sims = A @ B.T
-    order = np.argsort(-sims, axis=1, kind="stable")
-    n = len(A)
-    rank = np.array([int(np.nonzero(order[i] == i)[0][0]) for i in range(n)])
-    prec = []
-    for i in range(n):
-        others = [j for j in order[i] if j != i][:k]
-        prec.append(np.mean(packages[others] == packages[i]))
+def per_query(A: np.ndarray, B: np.ndarray, packages: np.ndarray, k: int = 10) -> dict:
+    """Query A[i] among all B: the rank of B[i] (0 = first), and the share of the k nearest other
+    tracks from the same package (the track itself excluded)."""
+    order = np.argsort(-(A @ B.T), axis=1, kind="stable")
+    rank = np.argmax(order == np.arange(len(A))[:, None], axis=1)
+    prec = np.array(
+        [
+            np.mean(packages[[j for j in row if j != i][:k]] == packages[i])
+            for i, row in enumerate(order)
+        ]
+    )
+    return {"rank": rank, "precision": prec}
+
+
+def summarise(q: dict, k: int = 10) -> dict[str, float]:
     return {
-        "recall@1": float(np.mean(rank < 1)),
-        f"recall@{k}": float(np.mean(rank < k)),
-        "median_rank": float(np.median(rank) + 1),
-        f"package_precision@{k}": float(np.mean(prec)),
+        "recall@1": float(np.mean(q["rank"] < 1)),
+        f"recall@{k}": float(np.mean(q["rank"] < k)),
+        "median_rank": float(np.median(q["rank"]) + 1),
+        f"package_precision@{k}": float(np.mean(q["precision"])),
     }
+
+
+def paired_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, ...]:
+    """Mean of a - b over the same queries with a 95 % bootstrap interval (queries resampled)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
+    lo, hi = np.percentile(d[idx].mean(axis=1), [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
 
 
 def package_chance(packages: np.ndarray) -> float:
@@ -191,11 +220,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     tracks = embed_corpus(args)
     packages = np.array([t["package"] for t in tracks])
     kinds = [k for k in KINDS if k in tracks[0]["A"]]
-    results = {}
-    for kind in kinds:
-        A = np.stack([t["A"][kind] for t in tracks])
-        B = np.stack([t["B"][kind] for t in tracks])
-        results[kind] = retrieval(A, B, packages)
+    queries = {
+        kind: per_query(
+            np.stack([t["A"][kind] for t in tracks]),
+            np.stack([t["B"][kind] for t in tracks]),
+            packages,
+        )
+        for kind in kinds
+    }
+    results = {kind: summarise(q) for kind, q in queries.items()}
     n = len(tracks)
     chance = package_chance(packages)
     print(f"\nseparator: {args.separator}; tracks: {n}; packages: {len(set(packages))}")
@@ -209,7 +242,47 @@ def evaluate(args: argparse.Namespace) -> dict:
             f"| {kind} | {dim} | {r['recall@1']:.3f} | {r['recall@10']:.3f} "
             f"| {r['median_rank']:.0f} | {r['package_precision@10']:.3f} |"
         )
-    return {"separator": args.separator, "tracks": n, "chance_package": chance, "results": results}
+    diffs = {}
+    if "concat" in queries:
+        mix, cat = queries["mix"], queries["concat"]
+        diffs = {
+            "recall@1": paired_ci(cat["rank"] < 1, mix["rank"] < 1),
+            "recall@10": paired_ci(cat["rank"] < 10, mix["rank"] < 10),
+            "package_precision@10": paired_ci(cat["precision"], mix["precision"]),
+        }
+        print("\nconcat - mix, same queries (mean, 95 % bootstrap interval):")
+        for name, (d, lo, hi) in diffs.items():
+            print(f"  {name}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return {
+        "separator": args.separator,
+        "tracks": n,
+        "chance_package": chance,
+        "results": results,
+        "concat_minus_mix": diffs,
+    }
+
+
+def neighbours(args: argparse.Namespace) -> dict:
+    """Leave-one-out label precision@k on a features .npz: a query's k nearest tracks from other
+    groups (MUSDB: other artists; corpus: other files) that share its label (genre or package)."""
+    data = np.load(args.features)
+    labels, groups = data["labels"], data["groups"]
+    _, counts = np.unique(labels, return_counts=True)
+    print(f"{args.features}: {len(labels)} tracks, {len(counts)} labels; k = {args.k}")
+    print(f"\n| embedding | dim | label precision@{args.k} |\n|---|---:|---:|")
+    out = {}
+    for kind in args.embedding:
+        X = data[f"X_{kind}"]
+        sims = X @ X.T
+        sims[groups[:, None] == groups[None, :]] = -np.inf  # no self, no same artist
+        top = np.argsort(-sims, axis=1, kind="stable")[:, : args.k]
+        out[kind] = float(np.mean(labels[top] == labels[:, None]))
+        print(f"| {kind} | {X.shape[1]} | {out[kind]:.3f} |")
+    same = np.mean(
+        [np.mean(labels[groups != g] == lab) for lab, g in zip(labels, groups, strict=True)]
+    )
+    print(f"\nchance (same-label share among other groups' tracks): {same:.3f}")
+    return {"features": str(args.features), "k": args.k, "precision": out, "chance": float(same)}
 
 
 # --- features for learning curves ---------------------------------------------------------------
@@ -225,7 +298,8 @@ def musdb_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
     for name in names:
         path = MUSDB / "train" / name
         windows = [(0.0, decode.probe(path).duration)]
-        vecs.append(track_vectors(cached_rows(path, windows, tagger, separator, args.cache)))
+        rows = cached_rows(path, windows, tagger, separator, args.cache, args.true_stems)
+        vecs.append(track_vectors(rows))
     groups = [n.split(" - ")[0] for n in names]
     return _pack(names, [genre[n] for n in names], groups, vecs)
 
@@ -251,6 +325,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="cmd", required=True)
     ev = sub.add_parser("eval")
     ft = sub.add_parser("features")
+    nb = sub.add_parser("neighbours")
+    nb.add_argument("features", type=Path, help="an .npz written by `features`")
+    nb.add_argument("--embedding", nargs="+", default=["mix", "concat"])
+    nb.add_argument("--k", type=int, default=5)
+    nb.add_argument("--threads", type=int, default=1)
+    nb.add_argument("--out", type=Path, help="also write the results as JSON here")
     ft.add_argument("dataset", choices=["corpus", "musdb"])
     for p in (ev, ft):
         p.add_argument("--corpus", type=Path, default=CORPUS)
@@ -260,13 +340,16 @@ def main() -> None:
         p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
     ev.add_argument("--out", type=Path, help="also write the results as JSON here")
     ft.add_argument("--out", type=Path, required=True, help="the .npz to write")
+    ft.add_argument(
+        "--true-stems", action="store_true", help="musdb: the dataset's own stems, not separated"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {platform.machine()}, torch {torch.__version__}, {args.threads} torch thread(s)")
     start = time.perf_counter()
-    if args.cmd == "eval":
-        result = evaluate(args)
-        if args.out:
+    if args.cmd in ("eval", "neighbours"):
+        result = evaluate(args) if args.cmd == "eval" else neighbours(args)
+        if getattr(args, "out", None):
             args.out.write_text(json.dumps(result, indent=2) + "\n")
     else:
         data = musdb_features(args) if args.dataset == "musdb" else corpus_features(args)

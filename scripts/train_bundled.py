@@ -1,16 +1,19 @@
 """Reproduce the bundled seed-paper students: distil musicnn's genre judgement into them.
 
-Two steps, both resumable (re-run the same command after an interruption):
+Three steps, all resumable (re-run the same command after an interruption):
 
     # 1. features + teacher outputs for the unlabelled corpus and the MUSDB check set, once
-    python scripts/train_bundled.py cache --separator cascade --max-tracks 0
-    # 2. train every student (checkpoint per epoch), evaluate on MUSDB, write weights + cards
-    python scripts/train_bundled.py train --out weights
+    python scripts/train_bundled.py --separator hpss cache
+    # 2. train every student (checkpoint per epoch), evaluate, write weights + cards
+    python scripts/train_bundled.py --separator hpss train --out weights
+    # 3. musicnn alone and a prior-only baseline on the same check data
+    python scripts/train_bundled.py --separator hpss teacher
 
 Training audio: the Debian game-soundtrack corpus (/work/corpus, see MANIFEST.tsv; fetched by
-../shared/corpus/fetch-debian-music.sh) plus the music among ../shared/audio. The MUSDB18 previews
-are never trained on: they are the check (teacher agreement, and accuracy against genres.csv where
-its genre is one of the students' classes). The cache lives outside the repo (--cache-dir).
+../shared/corpus/fetch-debian-music.sh) plus the music among ../shared/audio. Whole packages
+(HOLDOUT) are held out to measure agreement with the teacher. The MUSDB18 previews are never
+trained on: they are the check (genre hit rates against genres.csv, by scripts/genre_sanity.py's
+rule). The cache lives outside the repo (--cache-dir). docs/models.md has the numbers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from mgctag.audio.decode import DecodeError
 from mgctag.genres import GenreMap, combine_models, mean_tag_probs
 from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
+from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
 from mgctag.train import distill
 
@@ -208,7 +212,7 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
     model.eval()
     metrics: dict = {}
     if len(val):
-        x = distill.prepare_input(distill.student_input(val, prep["input"]), prep)
+        x = prepare_input(distill.student_input(val, prep["input"]), prep)
         agree = distill.evaluate(model, x, val.teacher)
         student = track_probs(model, x, val).argmax(1)
         teacher = np.stack([val.teacher[val.track == t].mean(0).numpy()
@@ -222,7 +226,7 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
             "track_agreement": round(float((student == teacher).mean()), 4),
         }
     if len(check):
-        x = distill.prepare_input(distill.student_input(check, prep["input"]), prep)
+        x = prepare_input(distill.student_input(check, prep["input"]), prep)
         probs = track_probs(model, x, check)
         rankings = [[classes[i] for i in np.argsort(-p)] for p in probs]
         metrics["musdb"] = {
@@ -249,13 +253,25 @@ def _patch_count(cache_file: Path) -> int:
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
-    """musicnn alone on the MUSDB check set (the number each student is compared with)."""
+    """musicnn alone on the MUSDB check set, and a prior-only baseline for every metric.
+
+    The baseline always answers with the genres in order of how often the teacher chose them on
+    the training patches: a student has learnt something only where it beats that.
+    """
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
     files = cached(Path(args.cache_dir) / args.separator / "check")
     sources = [str(np.load(f)["source"]) for f in files]
     scores = teacher_track_scores(files, gmap)
     rankings = [sorted(sc, key=lambda g: -sc[g]) for sc in scores]
     print(json.dumps({"teacher": "+".join(distill.TEACHERS), **hit_rates(sources, rankings)}))
+    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    train, val, check = load_split(args, gmap, classes)
+    prior = np.bincount(train.labels, minlength=len(classes))
+    order = [classes[i] for i in np.argsort(-prior, kind="stable")]
+    held = float((val.labels == int(prior.argmax())).float().mean()) if len(val) else None
+    musdb = hit_rates(check.sources, [order] * len(check.sources))
+    print(json.dumps({"baseline": "training-label prior", "ranking": order[:3],
+                      "heldout_patch_agreement": held, "musdb": musdb}))  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -277,8 +293,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
         cfg = distill.TrainConfig(**settings)
         prep = preprocessing(spec["input"], train, args.separator)
-        x_train = distill.prepare_input(distill.student_input(train, spec["input"]), prep)
-        x_val = distill.prepare_input(distill.student_input(val, spec["input"]), prep)
+        x_train = prepare_input(distill.student_input(train, spec["input"]), prep)
+        x_val = prepare_input(distill.student_input(val, spec["input"]), prep)
         val_set = (x_val, val.teacher) if len(val) else None
         ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{args.separator}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +313,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def preprocessing(kind: str, train: distill.PatchSet, separator: str) -> dict:
-    """What the pipeline must compute for a student (`distill.prepare_input` applies it)."""
+    """What the pipeline must compute for a student (`models.tagger.prepare_input` applies it)."""
     shape = {"mel": "(batch, 187, 96)", "mfcc": "(batch, 187, 20)",
              "stems": "(batch, 3, 187, 96)"}[kind]  # fmt: skip
     prep: dict = {
@@ -383,8 +399,10 @@ def main() -> None:
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--genre-map", default=None)
-    m = sub.add_parser("teacher", help="musicnn alone on the MUSDB check set")
+    m = sub.add_parser("teacher", help="musicnn alone on MUSDB, and a prior-only baseline")
     m.add_argument("--genre-map", default=None)
+    m.add_argument("--min-patches", type=int, default=3)
+    m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
     args = ap.parse_args()
     {"cache": cmd_cache, "train": cmd_train, "teacher": cmd_teacher}[args.cmd](args)
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import librosa
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ from torch import nn
 
 from mgctag.audio import decode, features, segment
 from mgctag.genres import GenreMap, combine_models
-from mgctag.models.registry import load_model
+from mgctag.models.tagger import MUSICNN_MODELS, MusicnnTagger
 from mgctag.separate import STEMS, Separator
 
 
@@ -81,7 +80,7 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 # --- teacher targets --------------------------------------------------------------------------
 
-TEACHERS = ("MSD_musicnn", "MTT_musicnn")
+TEACHERS = MUSICNN_MODELS
 
 
 def teacher_classes(gmap: GenreMap, teacher_labels: Mapping[str, Sequence[str]]) -> list[str]:
@@ -120,18 +119,12 @@ def teacher_targets(
     return out / out.sum(axis=1, keepdims=True)
 
 
-class Teacher:
-    """musicnn MSD + MTT from the registry: (patches, 187, 96) log-mel → tag probabilities."""
+class Teacher(MusicnnTagger):
+    """The bundled musicnn pair as teacher: (patches, 187, 96) log-mel → each model's tag probs."""
 
-    def __init__(self, names: Sequence[str] = TEACHERS) -> None:
-        loaded = {n: load_model(n) for n in names}
-        self.models = {n: m for n, (m, _) in loaded.items()}
-        self.labels = {n: list(card.labels) for n, (_, card) in loaded.items()}
-
-    @torch.inference_mode()
     def __call__(self, mel: np.ndarray) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))
-        return {n: torch.sigmoid(m(x)[0]).numpy() for n, m in self.models.items()}
+        out = super().__call__(np.ascontiguousarray(mel, dtype=np.float32))
+        return {name: probs for name, (probs, _) in out.items()}
 
 
 # --- feature cache ----------------------------------------------------------------------------
@@ -140,9 +133,8 @@ DECODE_SR = 44100  # the cascade separator's rate: decode once, separate, then g
 
 
 def _to_model_rate(y: np.ndarray, sr: int) -> np.ndarray:
-    """(channels, n) at sr → mono at 16 kHz, the way `decode.load(path, 16000)` does it."""
-    mono = y.mean(axis=0) if y.ndim == 2 else y
-    return librosa.resample(mono, orig_sr=sr, target_sr=features.SR, res_type="soxr_hq")
+    """(channels, n) at sr → mono at 16 kHz, exactly as `decode.load(path, 16000)` gives it."""
+    return decode.convert(y, sr, features.SR)
 
 
 def window_features(
@@ -288,20 +280,6 @@ def standardizer(x: torch.Tensor) -> dict[str, list[float]]:
         "mean": [round(v, 5) for v in flat.mean(0).tolist()],
         "std": [round(v, 5) for v in flat.std(0).clamp(min=1e-3).tolist()],
     }
-
-
-def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch.Tensor:
-    """Feature patches → the float32 tensor a distilled student reads, as its card says.
-
-    `x` is mel or MFCC patches (n, 187, bins) or stacked stem patches (n, stems, 187, 96) in
-    `STEMS` order; stems beyond the card's `stems` are dropped, `standardize` is applied.
-    """
-    x = torch.as_tensor(x).float()
-    if preprocessing.get("input") == "stems":
-        x = x[:, : len(preprocessing["stems"])]
-    if stats := preprocessing.get("standardize"):
-        x = (x - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
-    return x
 
 
 # --- training -----------------------------------------------------------------------------------
