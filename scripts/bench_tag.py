@@ -69,7 +69,11 @@ def build_library(corpora: list[Path], lib: Path, n: int, seed: int = 0) -> list
 
 
 def run(lib_dir: Path, opts: pipeline.TagOptions) -> tuple[pipeline.Summary, float, Path]:
-    db = Path(tempfile.mkdtemp()) / "bench.db"
+    """One timed run on a fresh database (and, when it writes, a fresh copy of the files)."""
+    work = Path(tempfile.mkdtemp())
+    if not opts.dry_run:
+        lib_dir = Path(shutil.copytree(lib_dir, work / "lib"))
+    db = work / "bench.db"
     t0 = time.perf_counter()
     summary = pipeline.tag_paths(Library(db), [lib_dir], opts)
     return summary, time.perf_counter() - t0, db
