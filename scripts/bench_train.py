@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mgctag.audio import decode
 from mgctag.train.evaluate import compute_metrics, learning_curve
 from mgctag.train.heads import TrainConfig, predict_proba, train_head
 from mgctag.train.labels import build_label_set, group_key, labels_from_tags, merge_rare
@@ -77,18 +78,6 @@ def speed(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def _decode_mix(path: Path, sr: int = 22050) -> np.ndarray:
-    import av
-
-    out = []
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        for frame in container.decode(container.streams.audio[0]):
-            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(out)
-
-
 def mfcc_features(names: list[str]) -> np.ndarray:
     """Mean and std of 20 MFCCs of each preview's mixture (same recipe and cache as the tests)."""
     if MFCC_CACHE.is_file():
@@ -99,7 +88,9 @@ def mfcc_features(names: list[str]) -> np.ndarray:
 
     feats = []
     for name in names:
-        mfcc = librosa.feature.mfcc(y=_decode_mix(MUSDB / "train" / name), sr=22050, n_mfcc=20)
+        mfcc = librosa.feature.mfcc(
+            y=decode.load(MUSDB / "train" / name, 22050), sr=22050, n_mfcc=20
+        )
         feats.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
     X = np.stack(feats).astype(np.float32)
     MFCC_CACHE.parent.mkdir(parents=True, exist_ok=True)

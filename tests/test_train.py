@@ -11,13 +11,13 @@ import csv
 import json
 from pathlib import Path
 
-import av
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 from matplotlib.image import imread
 
+from mgctag.audio import decode
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
@@ -65,19 +65,8 @@ MUSIC = [
 ]
 
 
-def _decode_mix(path: Path, sr: int = 22050) -> np.ndarray:
-    """Stream 0 (the mixture) of a .stem.mp4 as mono float32 at `sr`."""
-    out = []
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
-        for frame in container.decode(container.streams.audio[0]):
-            out += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-        out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    return np.concatenate(out)
-
-
 def _mfcc_stats(path: Path) -> np.ndarray:
-    mfcc = librosa.feature.mfcc(y=_decode_mix(path), sr=22050, n_mfcc=20)
+    mfcc = librosa.feature.mfcc(y=decode.load(path, 22050), sr=22050, n_mfcc=20)
     return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
 
 
