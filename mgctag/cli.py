@@ -373,6 +373,9 @@ def similar(
     exclude_artist: Annotated[bool, typer.Option("--exclude-artist")] = False,
     exclude_album: Annotated[bool, typer.Option("--exclude-album")] = False,
     m3u: Annotated[Path | None, typer.Option(help="Also write an M3U8 playlist here.")] = None,
+    relative: Annotated[
+        bool, typer.Option("--relative", help="Playlist paths relative to the playlist's folder.")
+    ] = False,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -395,9 +398,12 @@ def similar(
     except sim.SimilarError as exc:
         raise UserError(str(exc)) from None
     if m3u:
-        from mgctag.export import write_m3u
+        from mgctag.export import ExportError, write_m3u
 
-        write_m3u(m3u, hits)
+        try:
+            write_m3u(m3u, hits, relative_to=m3u.parent.resolve() if relative else None)
+        except ExportError as exc:
+            raise UserError(str(exc)) from None
     if json_out:
         print_json(hits)
         return

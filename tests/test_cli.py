@@ -154,3 +154,29 @@ def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
     page = html.read_text("utf-8")
     assert page.count("vibe_ace") >= len(FORMATS) and "<script" in page
     assert "http://" not in page and "https://" not in page  # self-contained, no network
+
+
+def test_similar_writes_an_m3u_playlist_with_relative_paths(library, tmp_path):
+    db = tmp_path / "lib.db"
+    odd = library / "sub dir ü"
+    odd.mkdir()
+    shutil.move(library / "vibe_ace.ogg", odd / "vibe ace ü.ogg")
+    mgctag("tag", library, "--db", db)
+    playlist = library / "mix.m3u8"
+    code, _ = mgctag(
+        "similar",
+        library / "vibe_ace.flac",
+        "-k",
+        "3",
+        "--m3u",
+        playlist,
+        "--relative",
+        "--db",
+        db,
+    )
+    assert code == 0
+    lines = playlist.read_text("utf-8").splitlines()
+    assert lines[0] == "#EXTM3U"
+    entries = [line for line in lines if line and not line.startswith("#")]
+    assert len(entries) == 8 and "sub dir ü/vibe ace ü.ogg" in entries  # spaces, non-ASCII
+    assert all((library / e).is_file() for e in entries)  # relative to the playlist, resolvable
