@@ -167,7 +167,7 @@ def test_similar_writes_an_m3u_playlist_with_relative_paths(library, tmp_path):
         "similar",
         library / "vibe_ace.flac",
         "-k",
-        "3",
+        "8",
         "--m3u",
         playlist,
         "--relative",
