@@ -169,6 +169,9 @@ def tag(
         Path | None, typer.Option(help="Demucs weight file or repo folder.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    keep_stems: Annotated[
+        Path | None, typer.Option(help="Also write each analysed window's stems under DIR.")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="Tag with this model (see `mgctag models list`).")
     ] = None,
@@ -179,6 +182,10 @@ def tag(
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
     if stems not in ("auto", "on", "off"):
         raise typer.BadParameter("use auto, on or off", param_hint="--stems")
+    if keep_stems is not None:
+        if stems == "off":
+            raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
+        stems = "on"
     opts = pipeline.TagOptions(
         mode=mode,  # type: ignore[arg-type]
         max_genres=max_genres,
@@ -191,6 +198,7 @@ def tag(
         separator_model=separator_model,
         device=device,
         model=model or config.default_model(),
+        keep_stems=keep_stems,
     )
     lib = open_library(db)
     progress = CliProgress(enabled=not json_out and err.is_terminal)

@@ -35,6 +35,7 @@ from mgctag.models.tagger import (
     StudentTagger,
 )
 from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
+from mgctag.separate.files import write_stems
 from mgctag.train.heads import predict_proba
 
 SAMPLE_RATE = 16000
@@ -56,6 +57,7 @@ class TagOptions:
     separator: str = "auto"
     separator_model: Path | None = None
     model: str = DEFAULT_TAGGER  # the bundled musicnn pair, or a user model (mgctag models list)
+    keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
 
 
 @dataclass
@@ -185,6 +187,8 @@ def prepare(
         except SeparationError as exc:
             return Prepared(track, error=f"separation failed: {exc}")
         seconds["separation"] = time.perf_counter() - t1
+        if opts.keep_stems:
+            _keep_stems(Path(path), opts.keep_stems, stems, [windows[i] for i in kept], rate)
         item.stem_patches = {
             stem: np.concatenate(
                 [_patches(decode.convert(s[stem], rate, SAMPLE_RATE)) for s in stems]
@@ -193,6 +197,17 @@ def prepare(
         }
     seconds["features"] = time.perf_counter() - t0 - sum(seconds.values())
     return item
+
+
+def _keep_stems(
+    path: Path, out_dir: Path, stems: list[dict], windows: list[tuple[float, float]], rate: int
+) -> None:
+    """KEEP/<file name>/<offset>s/<stem>.flac for each analysed window, for a user who asked.
+
+    The whole file name, extension included: song.flac and song.mp3 must not share a folder.
+    """
+    for window, window_stems in zip(windows, stems, strict=True):
+        write_stems(window_stems, rate, out_dir / path.name / f"{window[0]:g}s")
 
 
 def _prefetch(
@@ -465,7 +480,8 @@ def tag_paths(
     stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy
     summary = Summary()
     roots = [Path(os.path.abspath(r)) for r in roots]
-    summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **opts.__dict__})
+    args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
+    summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})
     try:
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)

@@ -180,3 +180,33 @@ def test_similar_writes_an_m3u_playlist_with_relative_paths(library, tmp_path):
     entries = [line for line in lines if line and not line.startswith("#")]
     assert len(entries) == 8 and "sub dir ü/vibe ace ü.ogg" in entries  # spaces, non-ASCII
     assert all((library / e).is_file() for e in entries)  # relative to the playlist, resolvable
+
+
+def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, tmp_path):
+    lib = tmp_path / "Music"
+    lib.mkdir()
+    for name in ("vibe_ace.flac", "vibe_ace.mp3"):
+        shutil.copy(pristine / name, lib / name)
+    db, keep = tmp_path / "lib.db", tmp_path / "stems"
+    code, output = mgctag(
+        "tag", lib, "--db", db, "--stems", "on", "--separator", "hpss", "--keep-stems", keep
+    )
+    assert code == 0, output
+    library = Library(db)
+    track = library.track_by_path(lib / "vibe_ace.flac")
+    assert library.get_predictions(track["id"])["musicnn"]["separator"] == "hpss"
+    assert set(library.get_embeddings(track["id"], "musicnn")) == {
+        "mix",
+        "drums",
+        "bass",
+        "other",
+        "vocals",
+    }
+    kept = sorted(p.relative_to(keep).as_posix() for p in keep.rglob("*.flac") if p.is_file())
+    stems = ("bass", "drums", "other", "vocals")
+    assert kept == [f"{n}/1s/{s}.flac" for n in ("vibe_ace.flac", "vibe_ace.mp3") for s in stems]
+    code, output = mgctag("similar", lib / "vibe_ace.flac", "--by", "drums", "--db", db, "--json")
+    assert code == 0 and len(json.loads(output)) == 1
+    # a run without stems neither re-analyses nor mixes separators silently
+    code, output = mgctag("tag", lib, "--db", db, "--stems", "off", "--json")
+    assert json.loads(output)["counts"]["analysed"] == 0

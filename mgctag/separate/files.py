@@ -46,9 +46,16 @@ def separate_file(path: Path, out_dir: Path, separator: Separator, fmt: str = "f
     y = load(path, sr, mono=False)
     stems = separator.separate(y, sr)
     folder = track_folder(path, out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {stem: _write(folder / f"{stem}.{fmt}", stems[stem], sr, fmt) for stem in STEMS}
+    written = write_stems(stems, sr, folder, fmt)
     return StemFiles(path, folder, written, y.shape[-1] / sr, time.perf_counter() - t0)
+
+
+def write_stems(
+    stems: dict[str, np.ndarray], sr: int, folder: Path, fmt: str = "flac"
+) -> dict[str, Path]:
+    """One 24-bit file per stem in `folder` (FOLDER/<stem>.<fmt>), each complete or absent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return {stem: _write(folder / f"{stem}.{fmt}", stems[stem], sr, fmt) for stem in STEMS}
 
 
 def _write(dest: Path, y: np.ndarray, sr: int, fmt: str) -> Path:
