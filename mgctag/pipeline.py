@@ -305,7 +305,7 @@ def _run_student_batch(
     separator: Separator | None,
 ) -> None:
     t0 = time.perf_counter()
-    inputs = [_student_input(p, student.input) for p in batch]
+    inputs = [student_input(p, student.input) for p in batch]
     probs, emb = student(np.concatenate(inputs))
     summary.stage_seconds["models"] += time.perf_counter() - t0
     bounds = np.cumsum([len(x) for x in inputs])[:-1]
@@ -319,7 +319,7 @@ def _run_student_batch(
         summary.analysed += 1
 
 
-def _student_input(item: Prepared, kind: str) -> np.ndarray:
+def student_input(item: Prepared, kind: str) -> np.ndarray:
     """What a seed-paper network reads: mix log-mel, stacked stem log-mels (STEMS order), MFCCs."""
     if kind == "mfcc":
         return item.mfcc_patches

@@ -112,3 +112,44 @@ def test_csv_with_unknown_paths_or_empty_genres_is_refused(env, tmp_path):
     bad.write_text(f"path,genre\n{first},\n")
     with pytest.raises(UserError, match="labels.csv:2"):
         invoke("labels", "--labels", bad, "--db", db)
+
+
+def test_train_a_spectrogram_network_from_audio_and_tag_with_it(env, tmp_path):
+    lib, db, _, unlabelled = env
+    code, output = invoke(
+        "train",
+        "mine-swish",
+        "--arch",
+        "swishnet",
+        "--epochs",
+        "3",
+        "--min-count",
+        "3",
+        "--db",
+        db,
+        "--json",
+    )
+    assert code == 0, output
+    result = json.loads(output)
+    assert (
+        result["card"]["arch"] == "swishnet" and result["card"]["preprocessing"]["input"] == "mfcc"
+    )
+    assert result["card"]["labels"] == ["Folk", "Metal", "Pop"]
+    assert result["evaluation"]["n_test"] >= 1 and 0.0 <= result["evaluation"]["accuracy"] <= 1.0
+    code, output = invoke(
+        "tag",
+        lib,
+        "--db",
+        db,
+        "--model",
+        "mine-swish",
+        "--mode",
+        "replace",
+        "--min-confidence",
+        "0",
+        "--dry-run",
+        "--json",
+    )
+    report = json.loads(output)
+    assert code == 0 and report["counts"]["analysed"] == len(list(lib.iterdir()))
+    assert all(set(c["new"]) <= {"Folk", "Metal", "Pop"} for c in report["changes"])
