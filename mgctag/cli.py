@@ -214,7 +214,7 @@ def tag(
 def summary_dict(s: pipeline.Summary) -> dict:
     return {
         "run_id": s.run_id,
-        "counts": pipeline._counts(s),
+        "counts": s.counts(),
         "interrupted": s.interrupted,
         "changes": [c.__dict__ for c in s.changes],
         "failures": [{"path": p, "reason": r} for p, r in s.failures],

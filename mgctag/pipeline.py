@@ -82,6 +82,11 @@ class Summary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
+    def counts(self) -> dict[str, int]:
+        """The run's counts, as stored with the run and printed by --json."""
+        names = ("scanned", "analysed", "tagged", "unchanged", "skipped", "failed")
+        return {name: getattr(self, name) for name in names}
+
     def fail(self, path: str, reason: str) -> None:
         self.failed += 1
         self.failures.append((path, reason))
@@ -514,7 +519,7 @@ def tag_paths(
     finally:
         summary.interrupted = bool(stop)
         status = "interrupted" if stop else ("failed" if summary.failed else "ok")
-        lib.finish_run(summary.run_id, status, _counts(summary))
+        lib.finish_run(summary.run_id, status, summary.counts())
     return summary
 
 
@@ -561,14 +566,3 @@ def apply_head(lib: Library, tracks: Sequence[dict], name: str, summary: Summary
         probs = predict_proba(head, x)[0]
         genres = sorted(zip(card.labels, probs.tolist(), strict=True), key=lambda kv: -kv[1])
         lib.save_analysis(track["id"], name, prep.get("separator", "none"), {}, genres, {})
-
-
-def _counts(s: Summary) -> dict[str, int]:
-    return {
-        "scanned": s.scanned,
-        "analysed": s.analysed,
-        "tagged": s.tagged,
-        "unchanged": s.unchanged,
-        "skipped": s.skipped,
-        "failed": s.failed,
-    }
