@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -264,7 +265,7 @@ class Library:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            if _set_wal(conn, timeout) != "wal":
                 raise LibraryError(f"{self.path}: SQLite cannot use WAL mode on this file system")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # embedding loads read pages in place
@@ -746,6 +747,23 @@ class Library:
 
     def failures(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM failures WHERE run_id = ? ORDER BY id", [run_id])
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """Switch to WAL, waiting out other processes' locks.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
+    at once (without its busy handler) while another process opening the same new file holds
+    one, so the wait is ours.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _vector(v: np.ndarray) -> bytes:
