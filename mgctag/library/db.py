@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from mgctag.export import to_jsonable
+
 BUSY_TIMEOUT_S = 30.0
 MMAP_BYTES = 512 << 20
 TRACK_STATUSES = ("ok", "failed", "removed")
@@ -192,23 +194,12 @@ def _key(size: int | None, mtime: int | None) -> str:
     return f"{size}:{mtime}"
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays and tuples → JSON-ready Python values."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _scalar_param(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(_plain(value), ensure_ascii=False)
+    return None if value is None else json.dumps(to_jsonable(value), ensure_ascii=False)
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:

@@ -14,25 +14,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mgctag.export import to_jsonable
 from mgctag.train.heads import ARCH, GenreHead, TrainReport
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def to_json(obj: Any) -> str:
     """Any report (anything with to_dict(), or plain data) as stable, indented JSON."""
     data = obj.to_dict() if hasattr(obj, "to_dict") else obj
-    return json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(to_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
@@ -129,10 +118,10 @@ def user_model_card(
             "n_train": train.n_train,
             "class_counts": train.class_counts,
             "seed": train.config.seed,
-            "train_config": _jsonable(train.to_dict()["config"]),
+            "train_config": to_jsonable(train.to_dict()["config"]),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
-        "metrics": _jsonable(metrics or {}),
+        "metrics": to_jsonable(metrics or {}),
     }
 
 
