@@ -93,6 +93,13 @@ STUDENTS: dict[str, dict] = {
         "train": {"lr": 3e-3, "epochs": 40},
         "paper": "SwishNet (Hussain & Haque 2018), trained by knowledge distillation",
     },
+    "crnn_small": {
+        "arch": "crnn",
+        "args": {"channels": [32, 64, 64, 64], "hidden": 64, "lstm_layers": 2},
+        "input": "mel",
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 8},
+        "paper": "CNN/CRNN baselines on mel spectrograms (CNN front end, stacked LSTM)",
+    },
     "mobilenetv2_half": {
         "arch": "mobilenetv2",
         "args": {"width": 0.5, "tap": "shallow"},
