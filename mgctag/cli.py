@@ -643,6 +643,10 @@ def evaluate(
     ] = None,
     features: StemsOption = "mix",
     min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    arch: Annotated[
+        str | None, typer.Option(help="Evaluate a seed-paper network retrained from audio.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per split for --arch.")] = 20,
     seed: int = 0,
     out_dir: Annotated[Path | None, typer.Option(help="Write confusion PNG + JSON here.")] = None,
     db: DbOption = None,
@@ -664,6 +668,29 @@ def evaluate(
             pipeline.tag_paths(lib, [source], pipeline.TagOptions(), command="eval", write=False)
         elif source is not None:
             pairs = workflow.read_label_csv(source)
+        if arch is not None:
+            result = workflow.evaluate_network(
+                lib,
+                arch,
+                pairs,
+                protocol=protocol,
+                folds=folds,
+                trials=trials,
+                test_size=test_size,
+                min_count=min_count,
+                epochs=epochs,
+                seed=seed,
+            )
+            if json_out:
+                print_json(result)
+                return
+            acc, f1 = result["accuracy"], result["macro_f1"]
+            out.print(
+                f"{arch}, {protocol}: {result['splits']} splits, {result['n_tracks']} tracks, "
+                f"seed {seed}: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}, "
+                f"macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f}"
+            )
+            return
         ds = workflow.dataset(lib, pairs, _stems(features), min_count)
         report = workflow.evaluate(
             ds,

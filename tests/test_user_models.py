@@ -153,3 +153,29 @@ def test_train_a_spectrogram_network_from_audio_and_tag_with_it(env, tmp_path):
     report = json.loads(output)
     assert code == 0 and report["counts"]["analysed"] == len(list(lib.iterdir()))
     assert all(set(c["new"]) <= {"Folk", "Metal", "Pop"} for c in report["changes"])
+
+
+def test_seed_protocols_for_a_network_retrained_from_audio(env):
+    lib, db, _, _ = env
+    for protocol, flag, n in (("kfold", "--folds", 3), ("trials", "--trials", 2)):
+        code, output = invoke(
+            "eval",
+            "--db",
+            db,
+            "--min-count",
+            "3",
+            "--arch",
+            "swishnet",
+            "--epochs",
+            "2",
+            "--protocol",
+            protocol,
+            flag,
+            str(n),
+            "--json",
+        )
+        assert code == 0, output
+        report = json.loads(output)
+        assert report["splits"] == len(report["folds"]) == n
+        assert report["n_tracks"] == 3 * PER_GENRE
+        assert all(0.0 <= f["accuracy"] <= 1.0 for f in report["folds"])

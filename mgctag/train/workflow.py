@@ -18,7 +18,7 @@ from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
 from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
 from mgctag.train import distill
-from mgctag.train.evaluate import EvalReport, compute_metrics, evaluate_protocol
+from mgctag.train.evaluate import EvalReport, compute_metrics, evaluate_protocol, make_splits
 from mgctag.train.heads import TrainConfig, train_head
 from mgctag.train.labels import (
     Dataset,
@@ -191,28 +191,35 @@ class NetworkResult:
     n_tracks: int
 
 
-def train_network(
-    lib: Library,
-    name: str,
-    arch: str,
-    *,
-    labels_csv: Path | None = None,
-    min_count: int = 5,
-    epochs: int = 20,
-    test_size: float = 0.2,
-    separator: str = "hpss",
-    seed: int = 0,
-) -> NetworkResult:
-    """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track).
+@dataclass
+class NetworkData:
+    """Patches of every labelled track, as a seed-paper network reads them."""
 
-    Features come from the pipeline's own `prepare`, so tagging later feeds the network exactly
-    what it was trained on. One grouped hold-out (no artist on both sides) measures it; the saved
-    model is the one trained on the rest.
-    """
+    arch: str
+    kind: str
+    x: np.ndarray  # (patches, ...) features, not yet standardised
+    y: np.ndarray  # (patches,) class index of the patch's track
+    owner: np.ndarray  # (patches,) index of the track each patch came from
+    y_track: np.ndarray  # (tracks,) class index per track (its first genre)
+    Y: np.ndarray  # (tracks, classes) multi-hot labels, for stratified grouped splits
+    labels: list[str]
+    groups: list[str]
+    separator: str | None
+
+
+def network_data(
+    lib: Library,
+    arch: str,
+    pairs: list[Pair],
+    *,
+    min_count: int = 5,
+    separator: str = "hpss",
+) -> NetworkData:
+    """Features from the pipeline's own `prepare`, so tagging later feeds exactly the same."""
     if arch not in ARCH_INPUTS:
         raise LabelError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCH_INPUTS)}")
     kind = ARCH_INPUTS[arch]
-    label_set = build_label_set(library_pairs(lib, labels_csv), min_count=min_count)
+    label_set = build_label_set(pairs, min_count=min_count)
     if not label_set.labels:
         raise LabelError(f"no genre has {min_count} or more labelled tracks; lower --min-count")
     tracks = [lib.track_by_path(p) for p in label_set.paths]
@@ -230,64 +237,149 @@ def train_network(
         owner.append(np.full(len(x), i))
     if not x_parts:
         raise LabelError("none of the labelled tracks could be decoded")
-    x_all, y_all, owner = np.concatenate(x_parts), np.concatenate(y_parts), np.concatenate(owner)
     groups = [group_key(t.get("artist"), t.get("album"), t["path"]) for t in tracks]
-    split = trial_splits(label_set.matrix(), groups, n_trials=1, test_size=test_size, seed=seed)[0]
-    test_tracks = set(split.test.tolist())
-    is_test = np.isin(owner, list(test_tracks))
-
-    prep: dict = {"input": kind, "patch_frames": 187, "sample_rate": pipeline.SAMPLE_RATE}
-    if kind == "stems":
-        prep.update(stems=NETWORK_STEMS, separator=sep.name)
-    n_classes = len(label_set.labels)
-    args = {"n_classes": n_classes}
-    if kind == "stems":
-        args["in_channels"] = len(NETWORK_STEMS)
-    if kind == "mfcc":
-        prep["standardize"] = distill.standardizer(torch.as_tensor(x_all[~is_test]))
-    x_t = prepare_input(x_all, prep)
-    y_t = torch.as_tensor(y_all, dtype=torch.long)
-    onehot = torch.nn.functional.one_hot(y_t, n_classes).float() * 0.9 + 0.1 / n_classes
-    model = ARCHITECTURES[arch](**args)
-    train = torch.as_tensor(~is_test)
-    cfg = distill.TrainConfig(epochs=epochs, alpha=0.0, seed=seed)
-    distill.train_student(
-        model, (x_t[train], onehot[train], y_t[train]), None, cfg, log=lambda _: None
+    return NetworkData(
+        arch,
+        kind,
+        np.concatenate(x_parts),
+        np.concatenate(y_parts),
+        np.concatenate(owner),
+        y_track,
+        label_set.matrix(),
+        list(label_set.labels),
+        groups,
+        sep.name if sep else None,
     )
 
-    metrics = _heldout_metrics(model, x_t, owner, sorted(test_tracks), y_track, label_set.labels)
+
+def fit_network(
+    data: NetworkData, train_tracks: np.ndarray, *, epochs: int, seed: int
+) -> tuple[torch.nn.Module, dict, torch.Tensor]:
+    """Train on the patches of `train_tracks`; returns the model, its card's preprocessing, and
+    every patch prepared the way the model reads it (for measuring the held-out tracks)."""
+    train = np.isin(data.owner, train_tracks)
+    prep: dict = {"input": data.kind, "patch_frames": 187, "sample_rate": pipeline.SAMPLE_RATE}
+    args = {"n_classes": len(data.labels)}
+    if data.kind == "stems":
+        prep.update(stems=NETWORK_STEMS, separator=data.separator)
+        args["in_channels"] = len(NETWORK_STEMS)
+    if data.kind == "mfcc":
+        prep["standardize"] = distill.standardizer(torch.as_tensor(data.x[train]))
+    x_t = prepare_input(data.x, prep)
+    y_t = torch.as_tensor(data.y, dtype=torch.long)
+    n = len(data.labels)
+    soft = torch.nn.functional.one_hot(y_t, n).float() * 0.9 + 0.1 / n  # smoothed targets
+    model = ARCHITECTURES[data.arch](**args)
+    mask = torch.as_tensor(train)
+    cfg = distill.TrainConfig(epochs=epochs, alpha=0.0, seed=seed)
+    distill.train_student(model, (x_t[mask], soft[mask], y_t[mask]), None, cfg, log=lambda _: None)
+    return model, prep, x_t
+
+
+def train_network(
+    lib: Library,
+    name: str,
+    arch: str,
+    *,
+    labels_csv: Path | None = None,
+    min_count: int = 5,
+    epochs: int = 20,
+    test_size: float = 0.2,
+    separator: str = "hpss",
+    seed: int = 0,
+) -> NetworkResult:
+    """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track).
+
+    One grouped hold-out (no artist on both sides) measures it; the saved model is the one
+    trained on the rest.
+    """
+    pairs = library_pairs(lib, labels_csv)
+    data = network_data(lib, arch, pairs, min_count=min_count, separator=separator)
+    split = trial_splits(data.Y, data.groups, n_trials=1, test_size=test_size, seed=seed)[0]
+    model, prep, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
+    metrics = _heldout_metrics(model, x_t, data, sorted(split.test.tolist()))
     card = {
         "name": name,
         "arch": arch,
-        "arch_args": getattr(model, "config", args),
-        "labels": list(label_set.labels),
+        "arch_args": getattr(model, "config", {"n_classes": len(data.labels)}),
+        "labels": data.labels,
         "preprocessing": prep,
         "outputs": {"activation": "softmax"},
         "source": {
             "kind": "user",
             "label_source": "csv" if labels_csv else "tags",
-            "n_train_tracks": len(tracks) - len(test_tracks),
-            "n_test_tracks": len(test_tracks),
+            "n_train_tracks": len(split.train),
+            "n_test_tracks": len(split.test),
             "epochs": epochs,
             "seed": seed,
         },
         "metrics": metrics,
     }
     path = save_model(model, ModelCard.from_dict(card), config.user_models_dir())
-    return NetworkResult(name, path, card, metrics, len(tracks))
+    return NetworkResult(name, path, card, metrics, len(data.y_track))
 
 
-def _heldout_metrics(model, x, owner, test_tracks, y_track, labels) -> dict:
+def evaluate_network(
+    lib: Library,
+    arch: str,
+    pairs: list[Pair] | None,
+    *,
+    protocol: str = "kfold",
+    folds: int = 10,
+    trials: int = 50,
+    test_size: float = 0.2,
+    min_count: int = 5,
+    epochs: int = 20,
+    separator: str = "hpss",
+    seed: int = 0,
+) -> dict:
+    """The seed papers' protocols for a network retrained from audio: one fit per split."""
+    pairs = pairs if pairs is not None else library_pairs(lib)
+    data = network_data(lib, arch, pairs, min_count=min_count, separator=separator)
+    splits = make_splits(
+        data.Y,
+        np.asarray(data.groups),
+        protocol=protocol,
+        k=folds,
+        n_trials=trials,
+        test_size=test_size,
+        seed=seed,
+    )
+    results = []
+    for split in splits:
+        model, _, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
+        results.append(_heldout_metrics(model, x_t, data, sorted(split.test.tolist())))
+    acc = np.array([r["accuracy"] for r in results])
+    f1 = np.array([r["macro_f1"] for r in results])
+    return {
+        "arch": arch,
+        "protocol": protocol,
+        "splits": len(results),
+        "n_tracks": len(data.y_track),
+        "labels": data.labels,
+        "seed": seed,
+        "epochs": epochs,
+        "accuracy": {"mean": float(acc.mean()), "std": float(acc.std())},
+        "macro_f1": {"mean": float(f1.mean()), "std": float(f1.std())},
+        "folds": results,
+    }
+
+
+def _heldout_metrics(
+    model: torch.nn.Module, x: torch.Tensor, data: NetworkData, test_tracks: list[int]
+) -> dict:
     """Track-level accuracy and macro-F1 on the held-out tracks (patch softmax averaged)."""
+    test_tracks = [t for t in test_tracks if (data.owner == t).any()]
     if not test_tracks:
         return {}
+    rows = np.isin(data.owner, test_tracks)
     model.eval()
     with torch.inference_mode():
-        probs = torch.softmax(model(x[np.isin(owner, test_tracks)])[0], dim=-1).numpy()
-    rows = owner[np.isin(owner, test_tracks)]
-    P = np.stack([probs[rows == t].mean(axis=0) for t in test_tracks])
-    Y = np.eye(len(labels))[[y_track[t] for t in test_tracks]]
-    m = compute_metrics(Y, P, labels, multi_label=False)
+        probs = torch.softmax(model(x[torch.as_tensor(rows)])[0], dim=-1).numpy()
+    owner = data.owner[rows]
+    P = np.stack([probs[owner == t].mean(axis=0) for t in test_tracks])
+    Y = np.eye(len(data.labels))[[data.y_track[t] for t in test_tracks]]
+    m = compute_metrics(Y, P, data.labels, multi_label=False)
     return {
         "protocol": "grouped hold-out",
         "n_test": len(test_tracks),
