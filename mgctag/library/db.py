@@ -590,31 +590,15 @@ class Library:
         *,
         payload_hash: str | None = None,
     ) -> int:
-        """Journal one tag write (for undo) and note the file's new size/mtime on its track.
+        """Journal a tag write that already happened (begin + confirm in one call).
 
         mgctag's own tag write leaves the audio alone, so the track's analysis stays current: its
         stored size/mtime and analysis keys move to the new values, and the next scan or analysis
         pass does not treat the file as changed.
         """
-        with self.transaction():
-            write_id = self._exec(
-                "INSERT INTO writes (run_id, track_id, path, old, new, written_at, size_after,"
-                " mtime_after, payload_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [
-                    run_id,
-                    track_id,
-                    _db_path(path),
-                    _dumps(list(old)),
-                    _dumps(list(new)),
-                    _now(),
-                    size_after,
-                    mtime_after,
-                    payload_hash,
-                ],
-            ).fetchone()[0]
-            if track_id is not None:
-                self._own_change(track_id, size_after, mtime_after, genres=list(new))
-            return write_id
+        write_id = self.begin_write(run_id, track_id, path, old, new)
+        self.confirm_write(write_id, size_after, mtime_after, payload_hash=payload_hash)
+        return write_id
 
     def _own_change(
         self, track_id: int, size: int, mtime: int, genres: list[str] | None = None
