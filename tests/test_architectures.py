@@ -33,6 +33,7 @@ from mgctag.train.distill import (
     cache_track,
     class_weights,
     distillation_loss,
+    evaluate,
     load_patches,
     student_input,
     teacher_classes,
@@ -371,3 +372,14 @@ def test_cache_teacher_targets_and_resumable_training(tmp_path: Path):
                             log=logs.append)  # fmt: skip
     assert "after epoch 2" in logs[0] and [h["epoch"] for h in history] == [1, 2, 3]
     assert history[:2] == first and "val_agreement" in history[2]
+
+    # keep_best ends on the epoch with the lowest validation KL, also across a resume
+    cfg = TrainConfig(epochs=4, batch_size=2, lr=5e-2, keep_best=True)
+    best_ckpt = tmp_path / "best.safetensors"
+    model, train_set = SwishNet(len(classes)), (x, data.teacher, data.labels)
+    history = train_student(model, train_set, (x, data.teacher), cfg, best_ckpt)
+    lowest = min(h["val_kl"] for h in history)
+    assert evaluate(model, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)
+    resumed = SwishNet(len(classes))
+    train_student(resumed, train_set, (x, data.teacher), cfg, best_ckpt)
+    assert evaluate(resumed, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)

@@ -299,6 +299,7 @@ class TrainConfig:
     l2: float = 0.0
     balance: bool = True  # class weights on the hard term
     max_class_weight: float = 5.0  # a genre the teacher names once must not drown the rest
+    keep_best: bool = False  # end on the epoch with the lowest validation KL, not the last
     seed: int = 0
 
 
@@ -366,6 +367,7 @@ def train_student(
     if cfg.balance:
         weights = class_weights(labels.numpy(), teacher.shape[1]).clamp(max=cfg.max_class_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
+    best: dict[str, torch.Tensor] | None = None
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(x), generator=gen)  # drawn every epoch: same order on resume
         if epoch <= start:
@@ -387,7 +389,25 @@ def train_student(
             row.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
         history.append(row)
         log(json.dumps(row))
+        if cfg.keep_best and val is not None and row["val_kl"] <= _best_kl(history):
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if checkpoint is not None:
+                save_file(best, str(_best_path(checkpoint)))
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, opt, epoch, history)
+    if cfg.keep_best and val is not None and history:
+        if best is None and checkpoint is not None and _best_path(checkpoint).exists():
+            best = load_file(str(_best_path(checkpoint)))  # chosen before a resume
+        if best is not None:
+            model.load_state_dict(best)
+            log(f"kept epoch {min(history, key=lambda r: r['val_kl'])['epoch']} (lowest val KL)")
     model.eval()
     return history
+
+
+def _best_kl(history: list[dict]) -> float:
+    return min(r["val_kl"] for r in history if "val_kl" in r)
+
+
+def _best_path(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.stem + ".best.safetensors")
