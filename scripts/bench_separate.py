@@ -48,15 +48,19 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float | None:
 
 
 def make(name: str):
-    """A separator by name; 'demucs-random' is a randomly initialised full-size HTDemucs, and
-    'cascade@150' / 'hpss@150' set the bass/other crossover in Hz (for tuning it)."""
+    """A separator by name; 'demucs-random' is a randomly initialised full-size HTDemucs,
+    'cascade@150' / 'hpss@150' set the bass/other crossover in Hz, and 'cascade@200/15' also the
+    cascade's percussive median length in bins (for tuning them)."""
     from mgctag.separate import get_separator
 
     if "@" in name:
         from mgctag.separate.cascade import CascadeSeparator
         from mgctag.separate.hpss import HpssSeparator
 
-        kind, hz = name.split("@")
+        kind, spec = name.split("@")
+        hz, _, kernel = spec.partition("/")
+        if kind == "cascade" and kernel:
+            return CascadeSeparator(crossover_hz=float(hz), freq_kernel=int(kernel))
         return {"cascade": CascadeSeparator, "hpss": HpssSeparator}[kind](crossover_hz=float(hz))
 
     if name == "demucs-random":
