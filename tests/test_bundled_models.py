@@ -1,10 +1,11 @@
 """The bundled distilled students load from weights/ and tag real music the way their cards say.
 
 Each student is fed exactly what its card's `preprocessing.input` names (mix log-mel, MFCC, or
-HPSS stem log-mels), computed by the same `distill.window_features` its training data came from,
-on 3.5 s excerpts of two real recordings (a string orchestra, whose teacher genre is also the
-commonest training label, and a drum-and-bass jam the teacher calls Jazz, which a student that only
-learnt the label prior would miss). The musicnn teacher is run on the same patches; the student
+the stem log-mels of the separator its card names), computed by the same
+`distill.window_features` its training data came from, on 3.5 s excerpts of two real recordings
+(a string orchestra, whose teacher genre is also the commonest training label, and a
+drum-and-bass jam the teacher calls Jazz, which a student that only learnt the label prior would
+miss). The musicnn teacher is run on the same patches; the student
 must rank the teacher's first genre among its own top three. Random weights fail this.
 """
 
@@ -32,15 +33,27 @@ STUDENTS = ("ecapa_ccs_fsa", "swishnet_slim", "stemcnn_sep", "crnn_small")
 SHAPES = {"mel": (187, 96), "mfcc": (187, 20), "stems": (3, 187, 96)}
 
 
+class Excerpt:
+    """3.5 s of real music; each separator's patches made once, as the training cache made them."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio = audio
+        self._features: dict[str, dict[str, np.ndarray]] = {}
+
+    def features(self, separator: str = "hpss") -> dict[str, np.ndarray]:
+        if separator not in self._features:
+            sep = get_separator(separator, "cpu")
+            feats = distill.window_features(self.audio, distill.DECODE_SR, sep)
+            assert feats is not None
+            self._features[separator] = feats
+        return self._features[separator]
+
+
 @pytest.fixture(scope="module", params=list(CLIPS))
-def window(request) -> dict[str, np.ndarray]:
-    """Mel, MFCC and HPSS-stem patches of real music, as the training cache made them."""
+def window(request) -> Excerpt:
     name, offset = CLIPS[request.param]
     path = SHARED / "librosa" / f"{name}.hq.ogg"
-    y = decode.load(path, distill.DECODE_SR, offset=offset, duration=3.5, mono=False)
-    feats = distill.window_features(y, distill.DECODE_SR, get_separator("hpss", "cpu"))
-    assert feats is not None
-    return feats
+    return Excerpt(decode.load(path, distill.DECODE_SR, offset=offset, duration=3.5, mono=False))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +62,8 @@ def teacher_top(window) -> str:
     teacher = distill.Teacher()
     gmap = GenreMap.load()
     classes = distill.teacher_classes(gmap, teacher.labels)
-    targets = distill.teacher_targets(teacher(window["mel"]), teacher.labels, gmap, classes)
+    mel = window.features()["mel"]
+    targets = distill.teacher_targets(teacher(mel), teacher.labels, gmap, classes)
     return classes[int(targets.mean(axis=0).argmax())]
 
 
@@ -57,7 +71,8 @@ def teacher_top(window) -> str:
 def test_bundled_student_predicts_like_its_card(name, window, teacher_top):
     model, card = load_model(name)
     kind = card.preprocessing["input"]
-    x = prepare_input(window[kind], card.preprocessing)
+    feats = window.features(card.preprocessing.get("separator", "hpss"))
+    x = prepare_input(feats[kind], card.preprocessing)
     assert x.shape[1:] == SHAPES[kind]
     labels = distill.teacher_classes(GenreMap.load(), distill.Teacher().labels)
     assert card.labels == labels  # canonical genres, in taxonomy order
