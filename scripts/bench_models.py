@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--cards", action="store_true", help="record the students' cost in their cards")
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="measure only these bundled students")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -122,7 +124,7 @@ def main() -> None:
             lo, med = timings_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
         shape = "x".join(str(s) for s in inputs[kind].shape)
         print(f"| {name} | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | {notes} |")
-    for name in STUDENTS:
+    for name in args.only or STUDENTS:
         try:
             model, card = load_model(name, cache=False)
         except ModelError:
@@ -135,12 +137,12 @@ def main() -> None:
         print(f"| {name} (bundled) | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | "
               f"{card.arch}, {len(card.labels)} genres |")  # fmt: skip
         if args.cards:
+            command = " ".join(["python scripts/bench_models.py", *sys.argv[1:]])
             cost = {"params": params, "bytes": resolve(name).stat().st_size,
                     "ms_per_10s_window_min": round(lo, 1),
                     "ms_per_10s_window_median": round(med, 1),
                     "threads": args.threads, "load_average": round(os.getloadavg()[0], 1),
-                    "command": "python scripts/bench_models.py --cards "
-                    f"--threads {args.threads} --repeats {args.repeats}"}  # fmt: skip
+                    "command": command}  # fmt: skip
             record_cost(name, cost)
 
 

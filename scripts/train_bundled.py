@@ -362,7 +362,7 @@ def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: dist
             "heldout_packages": list(args.holdout),
             "train_tracks": len(train.sources),
             "train_patches": len(train),
-            "windows_per_track": "3 x 10 s (mgctag.audio.segment.plan_windows)",
+            "windows_per_track": f"up to {args.windows} x 10 s (mgctag.audio.segment.plan_windows)",
             "script": "scripts/train_bundled.py",
             "command": "python scripts/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "train_config": cfg.__dict__,
@@ -416,6 +416,8 @@ def main() -> None:
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--genre-map", default=None)
+    t.add_argument("--windows", type=int, default=3,
+                   help="windows per track the cache was built with (for the card)")  # fmt: skip
     m = sub.add_parser("teacher", help="musicnn alone on MUSDB, and a prior-only baseline")
     m.add_argument("--genre-map", default=None)
     m.add_argument("--min-patches", type=int, default=3)
