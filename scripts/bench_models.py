@@ -40,7 +40,14 @@ from mgctag.models.swishnet import SwishNet
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
 N = 27  # classes: the canonical genres musicnn's tags reach (the bundled students' labels)
-STUDENTS = ("stemcnn_sep", "ecapa_ccs_fsa", "swishnet_slim", "crnn_small", "mobilenetv2_half")
+STUDENTS = (
+    "stemcnn_sep",
+    "stemcnn_cascade",
+    "ecapa_ccs_fsa",
+    "swishnet_slim",
+    "crnn_small",
+    "mobilenetv2_half",
+)
 
 # (row name, builder, input kind, what it is)
 ROWS: list[tuple[str, Callable[[], nn.Module], str, str]] = [

@@ -67,6 +67,16 @@ STUDENTS: dict[str, dict] = {
         "arch": "stemcnn",
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
+        "separator": "hpss",
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 6},
+        "paper": "music genre classification with source separation and depthwise separable "
+        "convolutions",
+    },
+    "stemcnn_cascade": {  # the same network on the stems of the cascade separator, as the paper
+        "arch": "stemcnn",
+        "args": {"in_channels": 3, "separable": True},
+        "input": "stems",
+        "separator": "cascade",
         "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 6},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
@@ -295,6 +305,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         spec = STUDENTS[name]
         if spec["input"] not in train.inputs:
             print(f"{name}: skipped, the cache has no {spec['input']} (use --separator hpss)")
+            continue
+        if spec.get("separator", args.separator) != args.separator:
+            print(f"{name}: skipped, it is trained on {spec['separator']} stems")
             continue
         model = ARCHITECTURES[spec["arch"]](**{"n_classes": len(classes), **spec["args"]})
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}

@@ -29,7 +29,14 @@ CLIPS = {  # name -> (file, offset in seconds)
     "orchestra": ("Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)", 20.0),
     "drum-bass": ("admiralbob77_-_Choice_-_Drum-bass", 20.0),
 }
-STUDENTS = ("ecapa_ccs_fsa", "swishnet_slim", "stemcnn_sep", "crnn_small", "mobilenetv2_half")
+STUDENTS = (
+    "ecapa_ccs_fsa",
+    "swishnet_slim",
+    "stemcnn_sep",
+    "stemcnn_cascade",
+    "crnn_small",
+    "mobilenetv2_half",
+)
 SHAPES = {"mel": (187, 96), "mfcc": (187, 20), "stems": (3, 187, 96)}
 
 
