@@ -30,7 +30,7 @@ import torch
 
 from mgctag.audio.decode import DecodeError
 from mgctag.genres import GenreMap, combine_models, mean_tag_probs
-from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
+from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
 from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
 from mgctag.train import distill
@@ -291,6 +291,75 @@ def cmd_teacher(args: argparse.Namespace) -> None:
                       "heldout_patch_agreement": held, "musdb": musdb}))  # fmt: skip
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    """musicnn averaged with each bundled student on the MUSDB check set, at several weights.
+
+    musicnn's genre scores (mean sigmoid tags, not a distribution) are scaled to sum to one so
+    that they meet a student's softmax on the same footing; weight 1.0 is musicnn alone. With
+    --halvings N the choice of (student, weight) is cross-validated: picked on half the artists,
+    scored on the other half, N times.
+    """
+    gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
+    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    files = cached(Path(args.cache_dir) / args.separator / "check")
+    check = distill.load_patches(files, distill.Teacher().labels, gmap, classes)
+    by_source = dict(zip([str(np.load(f)["source"]) for f in files],
+                         teacher_track_scores(files, gmap), strict=True))  # fmt: skip
+    teacher = np.array([[by_source[s].get(c, 0.0) for c in classes] for s in check.sources])
+    teacher /= teacher.sum(axis=1, keepdims=True).clip(min=1e-9)
+    blends: dict[tuple[str, float], np.ndarray] = {("musicnn", 1.0): teacher}
+    for name in args.only or list(STUDENTS):
+        model, card = load_model(name)
+        prep = card.preprocessing
+        if prep.get("separator", args.separator) != args.separator:
+            continue  # its stems are another separator's
+        x = prepare_input(distill.student_input(check, prep["input"]), prep)
+        student = track_probs(model.eval(), x, check)
+        for w in args.weights:
+            blends[(name, w)] = w * teacher + (1 - w) * student
+            rates = hit_rates(check.sources, _rankings(blends[(name, w)], classes))
+            print(json.dumps({"student": name, "musicnn_weight": w, **rates}))
+    if args.halvings:
+        print(json.dumps(_cross_validate(blends, check.sources, classes, args.halvings)))
+
+
+def _rankings(scores: np.ndarray, classes: list[str]) -> list[list[str]]:
+    """Each track's genres, best first."""
+    return [[classes[i] for i in np.argsort(-row)] for row in scores]
+
+
+def _cross_validate(blends: dict, sources: list[str], classes: list[str], halvings: int) -> dict:
+    """Pick the blend with the best top-1 + top-3 on half the artists; score it on the rest."""
+    artists = np.array([Path(s).name.split(" - ")[0] for s in sources])
+    names = np.unique(artists)
+    rng = np.random.default_rng(0)
+
+    def score(key: tuple, idx: np.ndarray) -> tuple[float, float]:
+        rates = hit_rates([sources[i] for i in idx], _rankings(blends[key][idx], classes))
+        return rates["top1"], rates["top3"]
+
+    picked, chosen, alone = [], [], []
+    for _ in range(halvings):
+        half = np.isin(artists, rng.choice(names, len(names) // 2, replace=False))
+        pick, rest = np.flatnonzero(half), np.flatnonzero(~half)
+        best = max(blends, key=lambda k: sum(score(k, pick)))
+        picked.append(best)
+        chosen.append(score(best, rest))
+        alone.append(score(("musicnn", 1.0), rest))
+    diff = np.array(chosen) - np.array(alone)
+    counts: dict[str, int] = {}
+    for name, w in picked:
+        counts[f"{name}@{w}"] = counts.get(f"{name}@{w}", 0) + 1
+    return {
+        "halvings": halvings,
+        "picked": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        "picked_top1_top3": np.round(np.mean(chosen, axis=0), 4).tolist(),
+        "musicnn_alone_top1_top3": np.round(np.mean(alone, axis=0), 4).tolist(),
+        "difference_mean": np.round(diff.mean(axis=0), 4).tolist(),
+        "difference_std": np.round(diff.std(axis=0), 4).tolist(),
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
@@ -431,12 +500,19 @@ def main() -> None:
     t.add_argument("--genre-map", default=None)
     t.add_argument("--windows", type=int, default=3,
                    help="windows per track the cache was built with (for the card)")  # fmt: skip
+    e = sub.add_parser("ensemble", help="musicnn averaged with each student on MUSDB")
+    e.add_argument("--only", nargs="*", choices=list(STUDENTS))
+    e.add_argument("--weights", nargs="+", type=float, default=[0.75, 0.5, 0.25])
+    e.add_argument("--halvings", type=int, default=0, help="cross-validate the choice N times")
+    e.add_argument("--genre-map", default=None)
     m = sub.add_parser("teacher", help="musicnn alone on MUSDB, and a prior-only baseline")
     m.add_argument("--genre-map", default=None)
     m.add_argument("--min-patches", type=int, default=3)
     m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
     args = ap.parse_args()
-    {"cache": cmd_cache, "train": cmd_train, "teacher": cmd_teacher}[args.cmd](args)
+    commands = {"cache": cmd_cache, "train": cmd_train, "teacher": cmd_teacher}
+    commands["ensemble"] = cmd_ensemble
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":
