@@ -731,6 +731,9 @@ def models_list(json_out: JsonOption = False) -> None:
         table.add_column(col)
     ensemble = "MSD_musicnn + MTT_musicnn on the mix"
     table.add_row(pipeline.DEFAULT_TAGGER, ensemble, "bundled", "100", _mark(default == "musicnn"))
+    for name, (student, weight) in pipeline.BLENDS.items():
+        what = f"musicnn {weight:g} + {student} {1 - weight:g}, same patches"
+        table.add_row(name, what, "bundled", "27", _mark(default == name))
     for c in cards:
         kind = c.source.get("kind", "bundled") if isinstance(c.source, dict) else "bundled"
         table.add_row(c.name, c.arch, kind, str(len(c.labels)), _mark(c.name == default))
@@ -745,7 +748,14 @@ def _mark(flag: bool) -> str:
 def models_show(name: str) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
     from mgctag.models.registry import resolve
+    from mgctag.models.tagger import MUSICNN_MODELS
 
+    if name in pipeline.BLENDS:
+        student, weight = pipeline.BLENDS[name]
+        blend = {"musicnn": list(MUSICNN_MODELS), "student": student}
+        print_json({"name": name, "kind": "blend", **blend, "musicnn_weight": weight,
+                    "measured": "docs/models.md, 'The default tagger, and why'"})  # fmt: skip
+        return
     print_json(json.loads(resolve(name).with_suffix(".json").read_text("utf-8")))
 
 
@@ -754,7 +764,7 @@ def models_use(name: str) -> None:
     """Make NAME the model `mgctag tag` uses by default (musicnn: back to the bundled one)."""
     from mgctag.models.registry import resolve
 
-    if name != pipeline.DEFAULT_TAGGER:
+    if name != pipeline.DEFAULT_TAGGER and name not in pipeline.BLENDS:
         resolve(name)
     config.set_default_model(name)
     out.print(f"mgctag tag now uses {name}")

@@ -132,6 +132,21 @@ def combine_models(
     return {g: sums[g] / counts[g] for g in sums}
 
 
+def blend_scores(
+    musicnn: Mapping[str, float], student: Mapping[str, float], weight: float
+) -> dict[str, float]:
+    """musicnn's genre scores with (1 - weight) of their mass shared out as a student's softmax.
+
+    The ranking is that of weight * m / sum(m) + (1 - weight) * p, the blend measured in
+    docs/models.md; keeping musicnn's scale keeps the confidence floors meaning what they did.
+    """
+    total = sum(musicnn.values())
+    genres = set(musicnn) | set(student)
+    return {
+        g: weight * musicnn.get(g, 0.0) + (1 - weight) * total * student.get(g, 0.0) for g in genres
+    }
+
+
 def select_genres(
     scores: Mapping[str, float],
     *,

@@ -22,12 +22,21 @@ import torch
 
 from mgctag import config, journal, tags
 from mgctag.audio import decode, features, segment
-from mgctag.genres import GenreMap, Mode, combine_models, default_map, mean_tag_probs, plan_genres
+from mgctag.genres import (
+    GenreMap,
+    Mode,
+    blend_scores,
+    combine_models,
+    default_map,
+    mean_tag_probs,
+    plan_genres,
+)
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
 from mgctag.models.registry import ModelCard, ModelError, load_model
 from mgctag.models.tagger import (
+    BLENDS,
     DEFAULT_TAGGER,
     EMBEDDING_MODEL,
     STUDENT_INPUTS,
@@ -275,7 +284,9 @@ def _run_batch(
         _run_student_batch(lib, batch, tagger, summary, separator)
         return
     t0 = time.perf_counter()
-    outputs = tagger(np.concatenate([p.patches for p in batch]))
+    patches = np.concatenate([p.patches for p in batch])
+    outputs = tagger(patches)
+    companion = tagger.companion(patches)[0] if tagger.companion else None
     stem_embs = {
         stem: _split(
             tagger.embed(np.concatenate([p.stem_patches[stem] for p in batch])), batch, stem
@@ -297,6 +308,12 @@ def _run_batch(
         genres = sorted(scores.items(), key=lambda kv: -kv[1])
         sep_name = separator.name if separator else "none"
         lib.save_analysis(item.track["id"], tagger.name, sep_name, per_model, genres, embeddings)
+        if companion is not None:
+            student = companion[start : start + n].mean(axis=0)
+            probs = dict(zip(tagger.companion.labels, student.tolist(), strict=True))
+            blend = blend_scores(scores, probs, tagger.weight)
+            ranked = sorted(blend.items(), key=lambda kv: -kv[1])
+            lib.save_analysis(item.track["id"], tagger.blend, sep_name, {}, ranked, {})
         summary.analysed += 1
         start += n
     summary.stage_seconds["db"] += time.perf_counter() - t1
@@ -496,7 +513,9 @@ def tag_paths(
         summary.scanned = report.total
         for path, reason in report.failures:
             summary.fail(str(path), reason)
-        card = load_model(opts.model)[1] if opts.model != DEFAULT_TAGGER else None
+        blend = opts.model if opts.model in BLENDS else None
+        own_card = opts.model != DEFAULT_TAGGER and blend is None
+        card = load_model(opts.model)[1] if own_card else None
         kind = card.preprocessing.get("input", "embeddings") if card else "embeddings"
         if card is not None and kind not in STUDENT_INPUTS and card.arch != "genre_head":
             raise ModelError(f"{opts.model}: not a genre model; `mgctag models list` shows them")
@@ -505,10 +524,10 @@ def tag_paths(
         else:
             separator = choose_separator(opts, needs_stems=_needs_stems(card))
             todo = lib.tracks_needing_analysis(
-                DEFAULT_TAGGER, roots, separator=separator.name if separator else None
+                blend or DEFAULT_TAGGER, roots, separator=separator.name if separator else None
             )
             if todo and not stop:
-                tagger = MusicnnTagger(resolve_device(opts.device))
+                tagger = MusicnnTagger(resolve_device(opts.device), blend=blend)
                 analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
             if card is not None and not stop:
                 todo = lib.tracks_needing_analysis(opts.model, roots)

@@ -210,3 +210,29 @@ def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, t
     # a run without stems neither re-analyses nor mixes separators silently
     code, output = mgctag("tag", lib, "--db", db, "--stems", "off", "--json")
     assert json.loads(output)["counts"]["analysed"] == 0
+
+
+def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_path):
+    """--model musicnn+crnn: one pass stores musicnn's analysis and the blended genres, computed
+    as blend_scores(musicnn, crnn_small on the same patches); the blend is what gets written."""
+    from mgctag import pipeline
+    from mgctag.genres import blend_scores
+    from mgctag.models.tagger import BLENDS, StudentTagger
+
+    db = tmp_path / "lib.db"
+    code, output = mgctag("tag", library, "--db", db, "--model", "musicnn+crnn", "--json")
+    assert code == 0, output
+    lib = Library(db)
+    track = next(t for t in lib.iter_tracks([library]) if t["path"].endswith(".flac"))
+    predictions = lib.get_predictions(track["id"])
+    assert {"musicnn", "musicnn+crnn"} <= set(predictions)
+    student_name, weight = BLENDS["musicnn+crnn"]
+    patches = pipeline.prepare(track, pipeline.TagOptions()).patches
+    student = StudentTagger(student_name)
+    probs = dict(zip(student.labels, student(patches)[0].mean(axis=0).tolist(), strict=True))
+    expected = blend_scores(dict(predictions["musicnn"]["genres"]), probs, weight)
+    stored = dict(predictions["musicnn+crnn"]["genres"])
+    assert stored.keys() == expected.keys()
+    assert all(abs(stored[g] - expected[g]) < 1e-4 for g in expected)
+    best = max(expected, key=expected.get)
+    assert tags.read_tags(Path(track["path"])).genres[0] == best

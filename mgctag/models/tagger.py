@@ -17,14 +17,19 @@ MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"
 # What the seed papers' networks read (their card's preprocessing.input).
 STUDENT_INPUTS = ("mel", "stems", "mfcc")
+# musicnn blended with a distilled student that reads the same mel patches:
+# name -> (student, musicnn's weight); measured and cross-validated in docs/models.md
+BLENDS = {"musicnn+crnn": ("crnn_small", 0.5)}
 
 
 class MusicnnTagger:
-    """The bundled tagger: MSD_musicnn + MTT_musicnn, batched, on one device."""
+    """The bundled tagger: MSD_musicnn + MTT_musicnn, batched, on one device.
 
-    name = DEFAULT_TAGGER
+    With `blend` (a name in BLENDS) it also runs that blend's student on the same patches; the
+    pipeline then stores the blended genres under the blend's name beside musicnn's analysis.
+    """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", blend: str | None = None) -> None:
         self.models = {}
         self.labels = {}
         for model_name in MUSICNN_MODELS:
@@ -32,6 +37,13 @@ class MusicnnTagger:
             self.models[model_name] = module
             self.labels[model_name] = list(card.labels)
         self.device = device
+        self.name = DEFAULT_TAGGER
+        self.blend = blend
+        self.companion: StudentTagger | None = None
+        self.weight = 1.0
+        if blend is not None:
+            student, self.weight = BLENDS[blend]
+            self.companion = StudentTagger(student, device)
 
     @torch.inference_mode()
     def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
