@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--lib", type=Path, default=Path("/tmp/mgctag-bench-lib"))
     ap.add_argument("--tracks", type=int, default=120)
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--model", default=pipeline.DEFAULT_TAGGER, help="e.g. musicnn+crnn")
     args = ap.parse_args()
     files = build_library(args.corpus, args.lib, args.tracks)
     print(
@@ -130,7 +131,7 @@ def main() -> None:
         f" {sum(f.stat().st_size for f in files) / 1e6:.0f} MB)"
     )
     # replace mode writes every file, so the tag-write stage is measured on each run
-    summary, wall, _ = run(args.lib, pipeline.TagOptions(mode="replace"))
+    summary, wall, _ = run(args.lib, pipeline.TagOptions(mode="replace", model=args.model))
     report(summary, wall, len(files))
     if args.sweep:
         sweep(args.lib, len(files))
