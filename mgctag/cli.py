@@ -723,17 +723,20 @@ def models_list(json_out: JsonOption = False) -> None:
 
     cards = list_models()
     default = config.default_model()
+    builtin = {pipeline.DEFAULT_TAGGER: "MSD_musicnn + MTT_musicnn on the mix"}
+    for name, (student, weight) in pipeline.BLENDS.items():
+        builtin[name] = f"musicnn {weight:g} + {student} {1 - weight:g}, same patches"
     if json_out:
-        print_json([{**c.to_dict(), "default": c.name == default} for c in cards])
+        rows = [{"name": n, "arch": what, "source": {"kind": "bundled"}, "default": n == default}
+                for n, what in builtin.items()]  # fmt: skip
+        print_json(rows + [{**c.to_dict(), "default": c.name == default} for c in cards])
         return
     table = Table()
     for col in ("name", "arch", "source", "genres/tags", "default"):
         table.add_column(col)
-    ensemble = "MSD_musicnn + MTT_musicnn on the mix"
-    table.add_row(pipeline.DEFAULT_TAGGER, ensemble, "bundled", "100", _mark(default == "musicnn"))
-    for name, (student, weight) in pipeline.BLENDS.items():
-        what = f"musicnn {weight:g} + {student} {1 - weight:g}, same patches"
-        table.add_row(name, what, "bundled", "27", _mark(default == name))
+    for name, what in builtin.items():
+        count = "100" if name == pipeline.DEFAULT_TAGGER else "27"
+        table.add_row(name, what, "bundled", count, _mark(default == name))
     for c in cards:
         kind = c.source.get("kind", "bundled") if isinstance(c.source, dict) else "bundled"
         table.add_row(c.name, c.arch, kind, str(len(c.labels)), _mark(c.name == default))
@@ -750,6 +753,11 @@ def models_show(name: str) -> None:
     from mgctag.models.registry import resolve
     from mgctag.models.tagger import MUSICNN_MODELS
 
+    if name == pipeline.DEFAULT_TAGGER:
+        print_json({"name": name, "kind": "ensemble", "models": list(MUSICNN_MODELS),
+                    "genres": "each genre averaged over the models whose tags map to it",
+                    "cards": [f"mgctag models show {m}" for m in MUSICNN_MODELS]})  # fmt: skip
+        return
     if name in pipeline.BLENDS:
         student, weight = pipeline.BLENDS[name]
         blend = {"musicnn": list(MUSICNN_MODELS), "student": student}

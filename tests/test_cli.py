@@ -236,3 +236,18 @@ def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_pa
     assert all(abs(stored[g] - expected[g]) < 1e-4 for g in expected)
     best = max(expected, key=expected.get)
     assert tags.read_tags(Path(track["path"])).genres[0] == best
+
+
+def test_models_show_and_use_know_the_ensemble_and_the_blend(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    code, output = mgctag("models", "show", "musicnn")
+    assert code == 0 and json.loads(output)["models"] == ["MSD_musicnn", "MTT_musicnn"]
+    code, output = mgctag("models", "show", "musicnn+crnn")
+    assert code == 0 and json.loads(output)["student"] == "crnn_small"
+    code, output = mgctag("models", "use", "musicnn+crnn")
+    assert code == 0
+    code, output = mgctag("models", "list", "--json")
+    listed = {m["name"]: m["default"] for m in json.loads(output)}
+    assert listed["musicnn+crnn"] is True and listed["musicnn"] is False
+    assert listed["crnn_small"] is False
