@@ -561,10 +561,13 @@ def train(
 
     lib = open_library(db)
     if arch is not None:
+        progress = CliProgress(enabled=not json_out and err.is_terminal)
         try:
-            net = workflow.train_network(
-                lib, name, arch, labels_csv=csv, min_count=min_count, epochs=epochs, seed=seed
-            )
+            with progress.bar:
+                net = workflow.train_network(
+                    lib, name, arch, labels_csv=csv, min_count=min_count, epochs=epochs,
+                    seed=seed, progress=progress,
+                )  # fmt: skip
         except _training_errors() as exc:
             raise UserError(str(exc)) from None
         if json_out:
@@ -669,18 +672,21 @@ def evaluate(
         elif source is not None:
             pairs = workflow.read_label_csv(source)
         if arch is not None:
-            result = workflow.evaluate_network(
-                lib,
-                arch,
-                pairs,
-                protocol=protocol,
-                folds=folds,
-                trials=trials,
-                test_size=test_size,
-                min_count=min_count,
-                epochs=epochs,
-                seed=seed,
-            )
+            progress = CliProgress(enabled=not json_out and err.is_terminal)
+            with progress.bar:
+                result = workflow.evaluate_network(
+                    lib,
+                    arch,
+                    pairs,
+                    protocol=protocol,
+                    folds=folds,
+                    trials=trials,
+                    test_size=test_size,
+                    min_count=min_count,
+                    epochs=epochs,
+                    seed=seed,
+                    progress=progress,
+                )
             if json_out:
                 print_json(result)
                 return

@@ -179,3 +179,30 @@ def test_seed_protocols_for_a_network_retrained_from_audio(env):
         assert report["splits"] == len(report["folds"]) == n
         assert report["n_tracks"] == 3 * PER_GENRE
         assert all(0.0 <= f["accuracy"] <= 1.0 for f in report["folds"])
+
+
+def test_network_evaluation_reports_progress(env):
+    """A long `eval --arch` run shows where it is: features per track, then one tick per split."""
+    from mgctag import pipeline
+    from mgctag.library.db import Library
+    from mgctag.train import workflow
+
+    class Recorder(pipeline.Progress):
+        def __init__(self) -> None:
+            self.stages: list[tuple[str, int]] = []
+            self.ticks = 0
+
+        def stage(self, name: str, total: int) -> None:
+            self.stages.append((name, total))
+
+        def advance(self, n: int = 1) -> None:
+            self.ticks += n
+
+    _, db, _, _ = env
+    rec = Recorder()
+    workflow.evaluate_network(
+        Library(db), "swishnet", None, protocol="trials", trials=2, min_count=3, epochs=1,
+        progress=rec,
+    )  # fmt: skip
+    assert rec.stages == [("features (mfcc)", 3 * PER_GENRE), ("training swishnet (trials)", 2)]
+    assert rec.ticks == 3 * PER_GENRE + 2

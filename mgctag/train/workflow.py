@@ -214,8 +214,10 @@ def network_data(
     *,
     min_count: int = 5,
     separator: str = "hpss",
+    progress: pipeline.Progress | None = None,
 ) -> NetworkData:
     """Features from the pipeline's own `prepare`, so tagging later feeds exactly the same."""
+    progress = progress or pipeline.Progress()
     if arch not in ARCH_INPUTS:
         raise LabelError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCH_INPUTS)}")
     kind = ARCH_INPUTS[arch]
@@ -227,8 +229,10 @@ def network_data(
     sep = get_separator(separator) if kind == "stems" else None
     opts = pipeline.TagOptions()
     x_parts, y_parts, owner = [], [], []
+    progress.stage(f"features ({kind})", total=len(tracks))
     for i, track in enumerate(tracks):
         item = pipeline.prepare(track, opts, sep, mfcc=kind == "mfcc")
+        progress.advance()
         if item.error:
             continue
         x = pipeline.student_input(item, kind)
@@ -287,16 +291,22 @@ def train_network(
     test_size: float = 0.2,
     separator: str = "hpss",
     seed: int = 0,
+    progress: pipeline.Progress | None = None,
 ) -> NetworkResult:
     """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track).
 
     One grouped hold-out (no artist on both sides) measures it; the saved model is the one
     trained on the rest.
     """
+    progress = progress or pipeline.Progress()
     pairs = library_pairs(lib, labels_csv)
-    data = network_data(lib, arch, pairs, min_count=min_count, separator=separator)
+    data = network_data(
+        lib, arch, pairs, min_count=min_count, separator=separator, progress=progress
+    )
     split = trial_splits(data.Y, data.groups, n_trials=1, test_size=test_size, seed=seed)[0]
+    progress.stage(f"training {arch}", total=1)
     model, prep, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
+    progress.advance()
     metrics = _heldout_metrics(model, x_t, data, sorted(split.test.tolist()))
     card = {
         "name": name,
@@ -332,10 +342,14 @@ def evaluate_network(
     epochs: int = 20,
     separator: str = "hpss",
     seed: int = 0,
+    progress: pipeline.Progress | None = None,
 ) -> dict:
     """The seed papers' protocols for a network retrained from audio: one fit per split."""
+    progress = progress or pipeline.Progress()
     pairs = pairs if pairs is not None else library_pairs(lib)
-    data = network_data(lib, arch, pairs, min_count=min_count, separator=separator)
+    data = network_data(
+        lib, arch, pairs, min_count=min_count, separator=separator, progress=progress
+    )
     splits = make_splits(
         data.Y,
         np.asarray(data.groups),
@@ -346,9 +360,11 @@ def evaluate_network(
         seed=seed,
     )
     results = []
+    progress.stage(f"training {arch} ({protocol})", total=len(splits))
     for split in splits:
         model, _, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
         results.append(_heldout_metrics(model, x_t, data, sorted(split.test.tolist())))
+        progress.advance()
     acc = np.array([r["accuracy"] for r in results])
     f1 = np.array([r["macro_f1"] for r in results])
     return {
