@@ -729,24 +729,40 @@ def models_list(json_out: JsonOption = False) -> None:
 
     cards = list_models()
     default = config.default_model()
-    builtin = {pipeline.DEFAULT_TAGGER: "MSD_musicnn + MTT_musicnn on the mix"}
-    for name, (student, weight) in pipeline.BLENDS.items():
-        builtin[name] = f"musicnn {weight:g} + {student} {1 - weight:g}, same patches"
+    builtin = _builtin_taggers({c.name: c for c in cards})
     if json_out:
-        rows = [{"name": n, "arch": what, "source": {"kind": "bundled"}, "default": n == default}
-                for n, what in builtin.items()]  # fmt: skip
+        rows = [{**b, "default": b["name"] == default} for b in builtin]
         print_json(rows + [{**c.to_dict(), "default": c.name == default} for c in cards])
         return
     table = Table()
     for col in ("name", "arch", "source", "genres/tags", "default"):
         table.add_column(col)
-    for name, what in builtin.items():
-        count = "100" if name == pipeline.DEFAULT_TAGGER else "27"
-        table.add_row(name, what, "bundled", count, _mark(default == name))
+    for b in builtin:
+        table.add_row(
+            b["name"], b["arch"], "bundled", str(b["outputs"]), _mark(default == b["name"])
+        )
     for c in cards:
         kind = c.source.get("kind", "bundled") if isinstance(c.source, dict) else "bundled"
         table.add_row(c.name, c.arch, kind, str(len(c.labels)), _mark(c.name == default))
     out.print(table)
+
+
+def _builtin_taggers(cards: dict) -> list[dict]:
+    """The taggers that are not one card: the musicnn pair, and musicnn blended with a student."""
+    from mgctag.models.tagger import MUSICNN_MODELS
+
+    pair = list(MUSICNN_MODELS)
+    rows = [{"name": pipeline.DEFAULT_TAGGER, "arch": " + ".join(pair) + " on the mix",
+             "kind": "ensemble", "models": pair,
+             "outputs": sum(len(cards[m].labels) for m in pair),
+             "source": {"kind": "bundled"}}]  # fmt: skip
+    for name, (student, weight) in pipeline.BLENDS.items():
+        rows.append({"name": name, "arch": f"musicnn {weight:g} + {student} {1 - weight:g}",
+                     "kind": "blend", "models": pair, "student": student, "musicnn_weight": weight,
+                     "outputs": len(cards[student].labels),
+                     "source": {"kind": "bundled"},
+                     "measured": "docs/models.md, 'The default tagger, and why'"})  # fmt: skip
+    return rows
 
 
 def _mark(flag: bool) -> str:
@@ -756,19 +772,11 @@ def _mark(flag: bool) -> str:
 @models_app.command("show")
 def models_show(name: str) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
-    from mgctag.models.registry import resolve
-    from mgctag.models.tagger import MUSICNN_MODELS
+    from mgctag.models.registry import list_models, resolve
 
-    if name == pipeline.DEFAULT_TAGGER:
-        print_json({"name": name, "kind": "ensemble", "models": list(MUSICNN_MODELS),
-                    "genres": "each genre averaged over the models whose tags map to it",
-                    "cards": [f"mgctag models show {m}" for m in MUSICNN_MODELS]})  # fmt: skip
-        return
-    if name in pipeline.BLENDS:
-        student, weight = pipeline.BLENDS[name]
-        blend = {"musicnn": list(MUSICNN_MODELS), "student": student}
-        print_json({"name": name, "kind": "blend", **blend, "musicnn_weight": weight,
-                    "measured": "docs/models.md, 'The default tagger, and why'"})  # fmt: skip
+    builtin = {b["name"]: b for b in _builtin_taggers({c.name: c for c in list_models()})}
+    if name in builtin:
+        print_json(builtin[name])
         return
     print_json(json.loads(resolve(name).with_suffix(".json").read_text("utf-8")))
 

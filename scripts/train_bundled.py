@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from mgctag.audio.decode import DecodeError
-from mgctag.genres import GenreMap, combine_models, mean_tag_probs
+from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
 from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
 from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
@@ -193,12 +193,12 @@ def musdb_labels() -> dict[str, str]:
 
 def teacher_track_scores(files: list[Path], gmap: GenreMap) -> list[dict[str, float]]:
     """musicnn alone, the pipeline's way: mean tag probabilities per track, then genre scores."""
+    teacher_labels = distill.Teacher().labels
     out = []
     for f in files:
         with np.load(f) as z:
             per_model = {
-                m: mean_tag_probs(z[f"teacher.{m}"], labels)
-                for m, labels in distill.Teacher().labels.items()
+                m: mean_tag_probs(z[f"teacher.{m}"], labels) for m, labels in teacher_labels.items()
             }
         out.append(combine_models(per_model, gmap))
     return out
@@ -294,48 +294,51 @@ def cmd_teacher(args: argparse.Namespace) -> None:
 def cmd_ensemble(args: argparse.Namespace) -> None:
     """musicnn averaged with each bundled student on the MUSDB check set, at several weights.
 
-    musicnn's genre scores (mean sigmoid tags, not a distribution) are scaled to sum to one so
-    that they meet a student's softmax on the same footing; weight 1.0 is musicnn alone. With
-    --halvings N the choice of (student, weight) is cross-validated: picked on half the artists,
-    scored on the other half, N times.
+    The blend is `genres.blend_scores`, what `mgctag tag --model musicnn+crnn` stores: musicnn's
+    genre scores with (1 - weight) of their mass shared out as the student's softmax; weight 1.0
+    is musicnn alone. With --halvings N the choice of (student, weight) is cross-validated: picked
+    on half the artists, scored on the other half, N times.
     """
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
-    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    teacher_labels = distill.Teacher().labels
+    classes = distill.teacher_classes(gmap, teacher_labels)
     files = cached(Path(args.cache_dir) / args.separator / "check")
-    check = distill.load_patches(files, distill.Teacher().labels, gmap, classes)
+    check = distill.load_patches(files, teacher_labels, gmap, classes)
     by_source = dict(zip([str(np.load(f)["source"]) for f in files],
                          teacher_track_scores(files, gmap), strict=True))  # fmt: skip
-    teacher = np.array([[by_source[s].get(c, 0.0) for c in classes] for s in check.sources])
-    teacher /= teacher.sum(axis=1, keepdims=True).clip(min=1e-9)
-    blends: dict[tuple[str, float], np.ndarray] = {("musicnn", 1.0): teacher}
+    musicnn = [by_source[s] for s in check.sources]
+    blends: dict[tuple[str, float], list[dict[str, float]]] = {("musicnn", 1.0): musicnn}
     for name in args.only or list(STUDENTS):
         model, card = load_model(name)
         prep = card.preprocessing
         if prep.get("separator", args.separator) != args.separator:
             continue  # its stems are another separator's
         x = prepare_input(distill.student_input(check, prep["input"]), prep)
-        student = track_probs(model.eval(), x, check)
+        student = [dict(zip(classes, p.tolist(), strict=True))
+                   for p in track_probs(model.eval(), x, check)]  # fmt: skip
         for w in args.weights:
-            blends[(name, w)] = w * teacher + (1 - w) * student
-            rates = hit_rates(check.sources, _rankings(blends[(name, w)], classes))
+            blends[(name, w)] = [
+                blend_scores(m, p, w) for m, p in zip(musicnn, student, strict=True)
+            ]
+            rates = hit_rates(check.sources, _rankings(blends[(name, w)]))
             print(json.dumps({"student": name, "musicnn_weight": w, **rates}))
     if args.halvings:
-        print(json.dumps(_cross_validate(blends, check.sources, classes, args.halvings)))
+        print(json.dumps(_cross_validate(blends, check.sources, args.halvings)))
 
 
-def _rankings(scores: np.ndarray, classes: list[str]) -> list[list[str]]:
+def _rankings(scores: list[dict[str, float]]) -> list[list[str]]:
     """Each track's genres, best first."""
-    return [[classes[i] for i in np.argsort(-row)] for row in scores]
+    return [sorted(track, key=lambda g: -track[g]) for track in scores]
 
 
-def _cross_validate(blends: dict, sources: list[str], classes: list[str], halvings: int) -> dict:
+def _cross_validate(blends: dict, sources: list[str], halvings: int) -> dict:
     """Pick the blend with the best top-1 + top-3 on half the artists; score it on the rest."""
     artists = np.array([Path(s).name.split(" - ")[0] for s in sources])
     names = np.unique(artists)
     rng = np.random.default_rng(0)
 
     def score(key: tuple, idx: np.ndarray) -> tuple[float, float]:
-        rates = hit_rates([sources[i] for i in idx], _rankings(blends[key][idx], classes))
+        rates = hit_rates([sources[i] for i in idx], _rankings([blends[key][i] for i in idx]))
         return rates["top1"], rates["top3"]
 
     picked, chosen, alone = [], [], []
@@ -510,8 +513,12 @@ def main() -> None:
     m.add_argument("--min-patches", type=int, default=3)
     m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
     args = ap.parse_args()
-    commands = {"cache": cmd_cache, "train": cmd_train, "teacher": cmd_teacher}
-    commands["ensemble"] = cmd_ensemble
+    commands = {
+        "cache": cmd_cache,
+        "train": cmd_train,
+        "teacher": cmd_teacher,
+        "ensemble": cmd_ensemble,
+    }
     commands[args.cmd](args)
 
 

@@ -363,7 +363,9 @@ def evaluate_network(
     progress.stage(f"training {arch} ({protocol})", total=len(splits))
     for split in splits:
         model, _, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
-        results.append(_heldout_metrics(model, x_t, data, sorted(split.test.tolist())))
+        metrics = _heldout_metrics(model, x_t, data, sorted(split.test.tolist()))
+        if metrics:  # a split whose test tracks all failed to decode measures nothing
+            results.append(metrics)
         progress.advance()
     acc = np.array([r["accuracy"] for r in results])
     f1 = np.array([r["macro_f1"] for r in results])
