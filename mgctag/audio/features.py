@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import librosa
 import numpy as np
+import torch
 
 SR = 16000
 N_FFT = 512
@@ -102,3 +103,80 @@ def mfcc(
     mel = _mel_basis(sr, N_FFT, n_mels) @ spec
     coeffs = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
     return np.ascontiguousarray(coeffs.T, dtype=np.float32)
+
+
+# --- EfficientAT (AudioSet) front-end --------------------------------------------------------
+
+AT_SR = 32000
+AT_N_FFT = 1024
+AT_WIN = 800
+AT_HOP = 320
+AT_N_MELS = 128
+AT_FMAX = 15000.0
+AT_PREEMPHASIS = 0.97
+
+
+def _kaldi_mel(hz: np.ndarray) -> np.ndarray:
+    """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
+    return 1127.0 * np.log1p(hz / 700.0)
+
+
+@lru_cache(maxsize=4)
+def kaldi_mel_banks(
+    n_mels: int = AT_N_MELS,
+    n_fft: int = AT_N_FFT,
+    sr: int = AT_SR,
+    fmin: float = 0.0,
+    fmax: float = AT_FMAX,
+) -> np.ndarray:
+    """Kaldi-style triangular mel filters (n_mels, 1 + n_fft // 2), float32, read-only.
+
+    Triangles are equally spaced on Kaldi's mel scale and evaluated in mel (not Hz) at each FFT
+    bin below Nyquist; the Nyquist bin gets weight 0, as EfficientAT pads Kaldi's banks.
+    """
+    mel_lo, mel_hi = _kaldi_mel(np.float64(fmin)), _kaldi_mel(np.float64(fmax))
+    delta = (mel_hi - mel_lo) / (n_mels + 1)
+    left = mel_lo + delta * np.arange(n_mels)[:, None]
+    center, right = left + delta, left + 2 * delta
+    bin_mel = _kaldi_mel(sr / n_fft * np.arange(n_fft // 2))[None, :]
+    up = (bin_mel - left) / (center - left)
+    down = (right - bin_mel) / (right - center)
+    banks = np.maximum(0.0, np.minimum(up, down))
+    banks = np.pad(banks, ((0, 0), (0, 1))).astype(np.float32)
+    banks.setflags(write=False)
+    return banks
+
+
+@lru_cache(maxsize=1)
+def _at_constants() -> tuple[torch.Tensor, torch.Tensor]:
+    """The symmetric Hann window and the mel banks as tensors, built once."""
+    return torch.hann_window(AT_WIN, periodic=False), torch.tensor(kaldi_mel_banks())
+
+
+def efficientat_mel(y: np.ndarray) -> np.ndarray:
+    """EfficientAT's input features (128, frames) float32 from mono audio at 32 kHz.
+
+    Pre-emphasis (y[t] - 0.97 y[t-1], one sample shorter), centred STFT (n_fft 1024, symmetric
+    Hann of 800 samples, hop 320, reflect padding), power, Kaldi mel banks 0-15 kHz,
+    log(mel + 1e-5), then (x + 4.5) / 5 — the model's eval-mode preprocessing. A 10 s window
+    gives 1000 frames.
+    """
+    y = _check_mono(y)
+    if y.size <= AT_N_FFT // 2 + 1:
+        raise FeatureError(f"audio too short for EfficientAT's STFT ({y.size} samples at 32 kHz)")
+    window, banks = _at_constants()
+    x = torch.from_numpy(y)
+    x = x[1:] - AT_PREEMPHASIS * x[:-1]
+    spec = torch.stft(
+        x,
+        AT_N_FFT,
+        hop_length=AT_HOP,
+        win_length=AT_WIN,
+        window=window,
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    power = spec.real.square() + spec.imag.square()
+    mel = banks @ power
+    return ((torch.log(mel + 1e-5) + 4.5) / 5.0).numpy()

@@ -25,6 +25,7 @@ from torch import nn
 from mgctag import config
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
+from mgctag.models.efficientat import EfficientAT
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn, Vgg
 from mgctag.models.stemcnn import StemCnn
@@ -43,6 +44,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "cnn1d": Cnn1d,
     "crnn": Crnn,
     "mobilenetv2": MobileNetV2,
+    "efficientat": EfficientAT,
 }
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib", ".npy", ".npz"}
