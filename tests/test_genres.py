@@ -95,3 +95,42 @@ def test_override_pointing_to_unknown_genre_is_refused(tmp_path):
     path.write_text(json.dumps({"tags": {"rock": "Nope"}}))
     with pytest.raises(ValueError, match="unknown genres: Nope"):
         GenreMap.load(path)
+
+
+def _audioset_music_classes() -> list[str]:
+    """AudioSet's music genre, music role and music mood classes (Pop music ... Scary music)."""
+    from mgctag.models.registry import load_model
+
+    labels = load_model("audioset_mn04")[1].labels
+    return labels[labels.index("Pop music") : labels.index("Scary music") + 1]
+
+
+def test_every_audioset_genre_class_is_mapped_or_left_out_with_a_reason():
+    from importlib.resources import files
+
+    data = json.loads(files("mgctag").joinpath("data/genres.json").read_text("utf-8"))
+    gmap = default_map()
+    reasons = {k: v for k, v in data["not_genres"].items() if k != "about"}
+    classes = _audioset_music_classes()
+    assert len(classes) == 67
+    for name in classes:
+        mapped = gmap.genre_scores({name: 1.0})
+        assert bool(mapped) != (name in reasons), name
+        if name in reasons:
+            assert len(reasons[name]) > 5
+    assert set(reasons) <= set(classes)
+    # moods and functions stay out of GENRE
+    assert not gmap.genre_scores({"Happy music": 1, "Wedding music": 1, "Background music": 1})
+
+
+def test_audioset_genres_get_parents():
+    gmap = default_map()
+    assert gmap.genre_scores({"Salsa music": 0.7}) == {"Salsa": 0.7}
+    assert gmap.parent("Salsa") == "Latin"
+    assert gmap.parent("Ska") == "Reggae"
+    assert gmap.parent("Bluegrass") == "Country"
+    assert gmap.parent("Gospel") == "Christian"
+    assert gmap.parent("Afrobeat") == "African"
+    assert gmap.normalize("drum and bass") == "Drum & Bass"
+    for genre in gmap.genres.values():
+        assert genre.parent is None or genre.parent in gmap.genres, genre
