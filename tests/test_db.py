@@ -346,3 +346,19 @@ def test_runs_journal_and_failures(lib: Library) -> None:
     assert lib.tracks_needing_analysis("musicnn") == []
     with pytest.raises(LibraryError, match="no journaled write"):
         lib.mark_undone(12345)
+
+
+def test_content_gate_decisions_are_stored_beside_the_prediction(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.execute("INSERT INTO tracks (path, size, mtime, status) VALUES ('/m/a.flac', 9, 1, 'ok')")
+    conn.execute("INSERT INTO predictions (track_id, model, genres) VALUES (1, 'musicnn', '[]')")
+    conn.commit()
+    conn.close()
+    with Library(path) as lib:  # migrated: old rows have no content
+        assert lib.get_predictions(1)["musicnn"]["content"] is None
+        windows = [{"offset": 12.5, "content": "speech", "music": 0.03, "speech": 0.91}]
+        lib.save_analysis(1, "default", "none", {}, [], {}, content="speech", windows=windows)
+        pred = lib.get_predictions(1)["default"]
+        assert pred["content"] == "speech" and pred["windows"] == windows

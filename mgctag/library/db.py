@@ -154,10 +154,21 @@ def _v3_write_ahead(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX writes_pending ON writes(state) WHERE state = 'pending'")
 
 
+def _v4_content(db: sqlite_utils.Database) -> None:
+    """What an analysis heard: the track's content class and each window's decision.
+
+    `content` is 'music', 'speech' or 'other' (mgctag/content.py); `windows` a JSON list of
+    {offset, content, music, speech} per analysed window. NULL for analyses without the gate.
+    """
+    db.execute("ALTER TABLE predictions ADD COLUMN content TEXT")
+    db.execute("ALTER TABLE predictions ADD COLUMN windows TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_keys_and_indexes,
     _v3_write_ahead,
+    _v4_content,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -165,7 +176,7 @@ TRACK_COLUMNS = frozenset(
     ("path", "size", "mtime", "duration", "format", "codec", "sample_rate", "channels", "artist")
     + ("album", "title", "genres", "status", "error", "scanned_at", "analyzed_at", "analysis_key")
 )
-_JSON_COLUMNS = ("genres", "tags", "args", "counts", "old", "new")
+_JSON_COLUMNS = ("genres", "tags", "args", "counts", "old", "new", "windows")
 
 
 # --- value conversions ------------------------------------------------------------------------
@@ -480,11 +491,15 @@ class Library:
         tags: Mapping[str, Any],
         genres: Sequence[tuple[str, float]],
         embeddings: Mapping[str, np.ndarray],
+        *,
+        content: str | None = None,
+        windows: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Store one track's result from one model in one transaction, replacing the previous one.
 
         `tags` is any JSON-able mapping (tag → probability, or model → {tag → probability});
-        `embeddings` maps stem → 1-D vector, stored as little-endian float32.
+        `embeddings` maps stem → 1-D vector, stored as little-endian float32; `content` and
+        `windows` are the content gate's track class and per-window decisions, when it ran.
         """
         now, track_id = _now(), int(track_id)
         vectors = {stem: _vector(v) for stem, v in embeddings.items()}
@@ -494,10 +509,10 @@ class Library:
                 raise LibraryError(f"no track with id {track_id}")
             key = _key(*row)
             self._exec(
-                "INSERT OR REPLACE INTO predictions"
-                " (track_id, model, separator, tags, genres, created_at, analysis_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [track_id, model, separator, _dumps(tags), _dumps(genres), now, key],
+                "INSERT OR REPLACE INTO predictions (track_id, model, separator, tags, genres,"
+                " created_at, analysis_key, content, windows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [track_id, model, separator, _dumps(tags), _dumps(genres), now, key]
+                + [content, _dumps(windows)],
             )
             self._exec("DELETE FROM embeddings WHERE track_id = ? AND model = ?", [track_id, model])
             self.db.conn.executemany(
