@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
@@ -132,6 +132,19 @@ def combine_models(
     return {g: sums[g] / counts[g] for g in sums}
 
 
+def mean_scores(per_model: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each genre's mean over all the models, a model without the genre counting 0.
+
+    The new default's rule (docs/models.md): musicnn and mn04 speak on similar enough scales
+    that no calibration won the cross-validation, and counting a missing genre as 0 keeps a genre
+    only one model knows (Reggae, Latin, ...) from winning on one model's word alone unless that
+    model is sure of it.
+    """
+    genres = {g for scores in per_model for g in scores}
+    n = len(per_model) or 1
+    return {g: sum(scores.get(g, 0.0) for scores in per_model) / n for g in genres}
+
+
 def blend_scores(
     musicnn: Mapping[str, float], student: Mapping[str, float], weight: float
 ) -> dict[str, float]:
@@ -152,12 +165,13 @@ def select_genres(
     *,
     max_genres: int = DEFAULT_MAX_GENRES,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    relative_floor: float = RELATIVE_FLOOR,
 ) -> list[tuple[str, float]]:
     """The genres worth writing: strongest first, above the absolute and the relative floor."""
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     if not ranked:
         return []
-    floor = max(min_confidence, RELATIVE_FLOOR * ranked[0][1])
+    floor = max(min_confidence, relative_floor * ranked[0][1])
     return [(g, round(s, 4)) for g, s in ranked[:max_genres] if s >= floor]
 
 

@@ -54,12 +54,13 @@ def main() -> None:
     gate = ContentGate.for_labels(load_model("audioset_mn04")[1].labels, default_map().tags)
     floors = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
     print(f"shipped: music floor {gate.music_floor}, speech floor {gate.speech_floor}\n")
-    print("| set | files | should | skipped (shipped floors) | unreadable |"
+    print("| set | files | should | skipped (shipped floors) | of them silent | unreadable |"
           + "".join(f" skipped @ {f} |" for f in floors))  # fmt: skip
-    print("|---|---:|---|---:|---:|" + "---:|" * len(floors))
-    details = {}
+    print("|---|---:|---|---:|---:|---:|" + "---:|" * len(floors))
+    details, passed = {}, {name: [] for name in sets}
     for name, (paths, is_music) in sets.items():
-        evidence, skipped, unreadable, sweep = [], [], 0, {f: 0 for f in floors}
+        evidence, skipped, unreadable, silent = [], [], 0, 0
+        sweep = {f: 0 for f in floors}
         for path in paths:
             try:
                 out = analyse(path, musicnn=is_music)
@@ -67,19 +68,26 @@ def main() -> None:
                 unreadable += 1
                 continue
             probs = out.get("mn04", np.zeros((0, 527)))
-            classes = gate.classify(probs) if len(probs) else []
+            if len(probs) == 0 or out["silent"].all():  # the pipeline reports these as silent
+                silent += 1
+                skipped.append(f"{path.name}: silent")
+                continue
+            classes = gate.classify(probs)
             if track_class(classes) != MUSIC:
                 skipped.append(f"{path.name}: {classes}")
-            music, _ = gate.scores(probs) if len(probs) else (np.zeros(0), None)
+            else:
+                passed.setdefault(name, []).append(f"{path.parent.name}/{path.name}")
+            music, _ = gate.scores(probs)
             evidence.append(music)
             for f in floors:
                 windows = [MUSIC if m >= f else "x" for m in music]
                 sweep[f] += track_class(windows) != MUSIC
         n = len(paths) - unreadable
+        sweep = {f: k + silent for f, k in sweep.items()}
         details[name] = (skipped, np.concatenate(evidence) if evidence else np.zeros(0))
         print(
             f"| {name} | {n} | {'play' if is_music else 'skip'} | {len(skipped)} "
-            f"({100 * len(skipped) / max(n, 1):.1f} %) | {unreadable} |"
+            f"({100 * len(skipped) / max(n, 1):.1f} %) | {silent} | {unreadable} |"
             + "".join(f" {100 * sweep[f] / max(n, 1):.1f} % |" for f in floors)
         )
     print("\nPer-window music evidence (strongest of Music, singing/rapping, genre classes):")
@@ -94,8 +102,8 @@ def main() -> None:
         if skipped and is_music:
             print(f"\nskipped in {name}:\n  " + "\n  ".join(skipped[:20]))
         elif not is_music:
-            played = len(sets[name][0]) - len(skipped)
-            print(f"\n{name}: {played} not skipped")
+            kept = passed[name]
+            print(f"\n{name}: {len(kept)} not skipped: {', '.join(kept[:20])}")
 
 
 if __name__ == "__main__":

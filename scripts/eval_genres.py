@@ -9,9 +9,11 @@ mapped through the taxonomy (musicnn: MSD + MTT as `combine_models`; mn04: a gen
 AudioSet class; crnn_small: its softmax).
 
 Candidates: rule (musicnn, mn04, avg = each genre averaged over the models that know it, max,
-weighted, the shipped musicnn+crnn blend) x calibration (raw; platt = a per-model logistic fit of
-"this genre is right" on the log-odds of its score, so both models speak in probabilities) x the
-number of genres written (1-3) x an absolute floor x a relative floor (share of the top score).
+mean = the mean of both models with 0 for a model that lacks the genre, weighted = that mean with
+a tuned musicnn weight, the shipped musicnn+crnn blend) x calibration (raw; platt = a per-model
+logistic fit of "this genre is right" on the log-odds of its score, so both models speak in
+probabilities) x the number of genres written (1-3) x an absolute floor x a relative floor
+(share of the top score).
 Repeated grouped k-fold (artists never straddle folds): in each training part the floors, count,
 weight and calibration are chosen by the F1 of "some written genre is right" and "share of written
 genres that are right"; the test part is then scored. Printed: mean and standard deviation over
@@ -41,6 +43,7 @@ from mgctag.genres import (  # noqa: E402
     blend_scores,
     combine_models,
     default_map,
+    mean_scores,
     mean_tag_probs,
     select_genres,
 )
@@ -168,6 +171,8 @@ def combine(rule: str, m: Scores, a: Scores, weight: float = 0.5) -> Scores:
         return dict(m)
     if rule == "mn04":
         return dict(a)
+    if rule == "mean":
+        return mean_scores([m, a])  # the shipped function
     out = {}
     for g in set(m) | set(a):
         both = [s for s in (m.get(g), a.get(g)) if s is not None]
@@ -176,7 +181,7 @@ def combine(rule: str, m: Scores, a: Scores, weight: float = 0.5) -> Scores:
         elif rule == "max":
             out[g] = max(both)
         elif rule == "weighted":
-            out[g] = weight * m[g] + (1 - weight) * a[g] if len(both) == 2 else both[0]
+            out[g] = weight * m.get(g, 0.0) + (1 - weight) * a.get(g, 0.0)
         else:
             raise ValueError(rule)
     return out
@@ -215,15 +220,7 @@ def written(scores: Scores, choice: Choice) -> list[str]:
 
 
 def _select(scores: Scores, n: int, floor: float, relative: float) -> list[tuple[str, float]]:
-    """mgctag.genres.select_genres with the relative floor as a parameter."""
-    import mgctag.genres as genres
-
-    saved = genres.RELATIVE_FLOOR
-    genres.RELATIVE_FLOOR = relative
-    try:
-        return select_genres(scores, max_genres=n, min_confidence=floor)
-    finally:
-        genres.RELATIVE_FLOOR = saved
+    return select_genres(scores, max_genres=n, min_confidence=floor, relative_floor=relative)
 
 
 def metrics(tracks: list[Track], lists: list[list[str]]) -> dict[str, float]:
@@ -316,16 +313,20 @@ def main() -> None:
         f"| {100 * base['precision']:.1f} | {100 * base['f1']:.1f} |"
     )
     systems = [
-        ("musicnn alone", candidates("musicnn", ("raw", "platt"))),
-        ("mn04 alone", candidates("mn04", ("raw", "platt"))),
+        ("musicnn alone", candidates("musicnn", ("raw",))),
+        ("mn04 alone", candidates("mn04", ("raw",))),
         ("musicnn+crnn (shipped blend)", candidates("musicnn+crnn", ("raw",))),
-        ("avg over models that know the genre, raw", candidates("avg", ("raw",))),
-        ("avg over models that know the genre, platt", candidates("avg", ("platt",))),
+        ("avg over the models that know the genre, raw", candidates("avg", ("raw",))),
+        ("avg over the models that know the genre, platt", candidates("avg", ("platt",))),
         ("max, platt", candidates("max", ("platt",))),
-        ("weighted, platt", candidates("weighted", ("platt",))),
+        ("mean of both (a model without the genre counts 0), raw", candidates("mean", ("raw",))),
+        ("mean of both, platt", candidates("mean", ("platt",))),
+        ("weighted mean (musicnn weight tuned), raw", candidates("weighted", ("raw",))),
     ]
+    per_system = {}
     for name, options in systems:
         results, chosen, _ = cross_validate(tracks, options, args.folds, args.repeats)
+        per_system[name] = results
         s = summarise(results)
         print(
             f"| {name} | {fmt(s, 'top1')} | {fmt(s, 'top3')} | {fmt(s, 'per_track', False)} "
@@ -334,6 +335,23 @@ def main() -> None:
         top = sorted(chosen.items(), key=lambda kv: -kv[1])[:2]
         picks = "; ".join(f"{c.describe()} ({n}x)" for c, n in top)
         print(f"|  ↳ most chosen: {picks} | | | | | |")
+    base_name = systems[0][0]
+    print(f"\nPaired differences against {base_name} on the same test folds (mean ± sd, points):")
+    for name in list(per_system)[1:]:
+        diffs = {
+            k: [
+                100 * (a[k] - b[k])
+                for a, b in zip(per_system[name], per_system[base_name], strict=True)
+            ]
+            for k in ("top1", "top3", "precision", "f1")
+        }
+        print(
+            f"- {name}: "
+            + ", ".join(
+                f"{k} {statistics.mean(v):+.1f} ± {statistics.stdev(v):.1f}"
+                for k, v in diffs.items()
+            )
+        )
     print("\nRefitted on all clips (tuning set: these numbers are not a test):")
     for name, options in systems:
         choice = best_choice(tracks, options)
@@ -348,6 +366,14 @@ def main() -> None:
             f"top-3 {100 * m['top3']:.1f}, {m['per_track']:.2f}/track, "
             f"precision {100 * m['precision']:.1f}{extra}"
         )
+        for source in ("MUSDB", "other"):
+            part = [t for t in tracks if t.source == source]
+            ms = metrics(part, [written(score(t), choice) for t in part])
+            print(
+                f"  - {source} ({len(part)}): top-1 {100 * ms['top1']:.1f}, top-3 "
+                f"{100 * ms['top3']:.1f}, {ms['per_track']:.2f}/track, "
+                f"precision {100 * ms['precision']:.1f}"
+            )
 
 
 if __name__ == "__main__":

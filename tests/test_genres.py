@@ -134,3 +134,23 @@ def test_audioset_genres_get_parents():
     assert gmap.normalize("drum and bass") == "Drum & Bass"
     for genre in gmap.genres.values():
         assert genre.parent is None or genre.parent in gmap.genres, genre
+
+
+def test_mean_scores_count_a_missing_genre_as_zero():
+    from mgctag.genres import mean_scores
+
+    musicnn = {"Rock": 0.6, "Pop": 0.2}
+    audioset = {"Rock": 0.2, "Reggae": 0.3}
+    assert mean_scores([musicnn, audioset]) == pytest.approx(
+        {"Rock": 0.4, "Pop": 0.1, "Reggae": 0.15}
+    )
+    assert mean_scores([]) == {}
+
+
+def test_relative_floor_is_a_parameter():
+    scores = {"Rock": 0.5, "Pop": 0.35, "Jazz": 0.2}
+    assert [g for g, _ in select_genres(scores, min_confidence=0.0)] == ["Rock", "Pop", "Jazz"]
+    kept = select_genres(scores, min_confidence=0.0, relative_floor=0.6, max_genres=2)
+    assert [g for g, _ in kept] == ["Rock", "Pop"]
+    kept = select_genres(scores, min_confidence=0.0, relative_floor=0.75)
+    assert [g for g, _ in kept] == ["Rock"]
