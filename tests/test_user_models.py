@@ -12,7 +12,8 @@ from media import MUSDB
 from typer.testing import CliRunner
 
 from mgctag import tags
-from mgctag.cli import UserError, app
+from mgctag.cli import app
+from mgctag.errors import UsageError as UserError
 
 runner = CliRunner()
 PER_GENRE = 7  # labelled tracks per genre; one more per genre stays unlabelled
