@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,10 +29,28 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 PathsArg = Annotated[list[Path], typer.Argument(help="Files or folders.", exists=False)]
 
 
+@dataclass
+class Globals:
+    """Options given before the command (`mgctag --db X tag ...`)."""
+
+    db: Path | None = None
+
+
+state = Globals()
+
+
 def open_library(db: Path | None) -> Library:
+    """The library at --db (after or before the command), else the default one (created if new).
+
+    A path the user typed into a folder that does not exist is a typo, not a new library."""
     from mgctag.library.db import Library
 
-    return Library(db or config.default_db_path())
+    path = db or state.db
+    if path is None:
+        return Library(config.default_db_path())
+    if not path.expanduser().parent.is_dir():
+        raise UsageError("no such folder for the database (create it first)", path)
+    return Library(path.expanduser())
 
 
 def resolve_track(lib: Library, query: str) -> dict[str, Any]:
@@ -98,3 +118,34 @@ def interruptible(stop: Any = None) -> Iterator[Interrupt]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def given(ctx: typer.Context, *names: str) -> list[str]:
+    """Which of the parameters `names` the user typed (or set in the environment)."""
+    typed = ("COMMANDLINE", "ENVIRONMENT")  # typer may vendor click: compare by name
+    return [n for n in names if getattr(ctx.get_parameter_source(n), "name", None) in typed]
+
+
+def refuse(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
+    """Options a mode would ignore are refused, never silently accepted."""
+    unused = given(ctx, *names)
+    if unused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
+        raise UsageError(f"{flags}: {why}")
+
+
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """--device is checked when parsed, whatever else the command is asked to do."""
+    if not _DEVICE.fullmatch(device):
+        raise typer.BadParameter("use auto, cpu, cuda, cuda:N or mps", param_hint="--device")
+    return device
+
+
+def check_separator(separator: str) -> str:
+    if separator not in SEPARATORS:
+        raise typer.BadParameter("use " + ", ".join(SEPARATORS), param_hint="--separator")
+    return separator

@@ -13,11 +13,22 @@ from mgctag.cli.common import (
     DbOption,
     JsonOption,
     PathsArg,
+    check_device,
+    check_separator,
     interruptible,
     open_library,
+    refuse,
     resolve_track,
 )
-from mgctag.cli.output import CliProgress, err, out, print_failures, print_json, shown
+from mgctag.cli.output import (
+    CliProgress,
+    err,
+    out,
+    print_failures,
+    print_json,
+    progress_enabled,
+    shown,
+)
 from mgctag.errors import UsageError
 
 
@@ -36,6 +47,7 @@ def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> 
 
 
 def tag(
+    ctx: typer.Context,
     paths: PathsArg,
     db: DbOption = None,
     dry_run: Annotated[
@@ -47,9 +59,7 @@ def tag(
     max_genres: Annotated[int, typer.Option(min=1, help="At most this many genres per file.")] = 3,
     min_confidence: Annotated[
         float | None,
-        typer.Option(
-            min=0.0, max=1.0, help="Write genres at least this confident [default: 0.15]."
-        ),
+        typer.Option(min=0.0, max=1.0, help="Write genres at least this confident (default 0.15)."),
     ] = None,
     id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
     keep_mtime: Annotated[
@@ -78,6 +88,10 @@ def tag(
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
     if stems not in ("auto", "on", "off"):
         raise typer.BadParameter("use auto, on or off", param_hint="--stems")
+    check_device(device)
+    check_separator(separator)
+    if stems == "off":
+        refuse(ctx, ("separator", "separator_model"), "not with --stems off")
     if keep_stems is not None:
         if stems == "off":
             raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
@@ -98,7 +112,7 @@ def tag(
     if min_confidence is not None:
         opts.min_confidence = min_confidence
     lib = open_library(db)
-    progress = CliProgress(enabled=not json_out and err.is_terminal)
+    progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
         summary = pipeline.tag_paths(lib, paths, opts, progress=progress, stop=sig.stop)
     if json_out:

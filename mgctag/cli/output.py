@@ -7,6 +7,7 @@ rich, `[link=...]` forges a hyperlink), terminal escape sequences or newlines th
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from typing import Any
@@ -18,6 +19,7 @@ from rich.progress import Progress as RichProgress
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+verbosity = 0  # -1 quiet (-q), 0 normal, 1 verbose (-v); set once per command by the app
 
 # C0 controls (newline and tab included), DEL and C1 controls (0x9b is a one-byte CSI).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -57,6 +59,35 @@ def print_json(data: object) -> None:
     text = dumps_json(data, indent=2)
     # a non-UTF-8 file name holds lone surrogates: `\udcff` is also how JSON escapes them
     sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+
+class _ConsoleLog(logging.Handler):
+    """Log records as escaped lines on stderr (library warnings arrive as records too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[dim]{record.levelname.lower()}[/dim]: {shown(self.format(record))}")
+
+
+def set_verbosity(level: int) -> None:
+    """-v shows library warnings and details as log lines; by default they stay off the terminal."""
+    global verbosity
+    verbosity = level
+    logging.captureWarnings(False)  # re-hook even if something replaced warnings.showwarning since
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _ConsoleLog)]:
+        root.removeHandler(h)
+    handler = _ConsoleLog()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if level > 0 else logging.ERROR)
+    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def progress_enabled(json_out: bool = False) -> bool:
+    """A progress bar only on a terminal, and not for --json or -q."""
+    return err.is_terminal and not json_out and verbosity >= 0
 
 
 def mark(flag: bool) -> str:

@@ -20,8 +20,12 @@ def similar(
     k: Annotated[int, typer.Option("-k", min=1, help="How many tracks.")] = 10,
     by: Annotated[str, typer.Option(help="Embedding: mix, drums, bass, other, vocals.")] = "mix",
     genre: Annotated[str | None, typer.Option(help="Only tracks of this genre.")] = None,
-    exclude_artist: Annotated[bool, typer.Option("--exclude-artist")] = False,
-    exclude_album: Annotated[bool, typer.Option("--exclude-album")] = False,
+    exclude_artist: Annotated[
+        bool, typer.Option("--exclude-artist", help="Leave out the seeds' artists.")
+    ] = False,
+    exclude_album: Annotated[
+        bool, typer.Option("--exclude-album", help="Leave out the seeds' albums.")
+    ] = False,
     m3u: Annotated[Path | None, typer.Option(help="Also write an M3U8 playlist here.")] = None,
     relative: Annotated[
         bool, typer.Option("--relative", help="Playlist paths relative to the playlist's folder.")

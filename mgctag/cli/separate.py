@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import interruptible
-from mgctag.cli.output import CliProgress, err, out, print_failures, shown, warning
+from mgctag.cli.common import check_device, check_separator, interruptible
+from mgctag.cli.output import CliProgress, out, print_failures, progress_enabled, shown, warning
 from mgctag.errors import UsageError, reason_of
 
 
@@ -37,6 +37,8 @@ def separate(
     from mgctag.separate import SeparationError, get_separator
     from mgctag.separate.files import FORMATS, separate_file
 
+    check_device(device)
+    check_separator(separator)
     if fmt not in FORMATS:
         raise typer.BadParameter("use flac or wav", param_hint="--format")
     with warnings.catch_warnings(record=True) as caught:
@@ -47,7 +49,7 @@ def separate(
             raise UsageError(str(exc)) from None
     for w in caught:
         warning(str(w.message))
-    progress = CliProgress(enabled=err.is_terminal)
+    progress = CliProgress(enabled=progress_enabled())
     done, failures = [], []
     with interruptible() as sig, progress.bar:
         progress.stage(f"separating ({sep.name})", total=len(files))

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from mgctag.cli.common import DbOption, JsonOption, open_library
-from mgctag.cli.output import CliProgress, err, out, print_json, shown
+from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
+from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
 from mgctag.errors import UsageError
 
 StemsOption = Annotated[
@@ -63,9 +63,9 @@ def labels(
 
 
 def train(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Name of the new model.")],
     csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
-    from_tags: Annotated[bool, typer.Option("--from-tags", help="Labels from genre tags.")] = True,
     features: StemsOption = "mix",
     min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
     hidden: Annotated[int, typer.Option(help="Hidden units (0: logistic regression).")] = 0,
@@ -75,21 +75,27 @@ def train(
         typer.Option(help="Retrain a spectrogram network from audio instead of a head (slow)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs for --arch.")] = 20,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Teach mgctag your genres: a head on stored embeddings, labelled by your tags or a CSV.
 
+    Labels come from the genre tags of your files unless --labels gives a CSV.
+
     With --arch (ecapa_tdnn, stemcnn, swishnet, cnn2d, cnn1d, crnn, mobilenetv2) a seed-paper
     network is trained from the tracks' audio instead, measured on a grouped hold-out.
     """
+    if arch is not None:
+        refuse(ctx, ("hidden", "folds", "features"), "only for a head (without --arch)")
+    else:
+        refuse(ctx, ("epochs",), "only with --arch")
     from mgctag.train import workflow
     from mgctag.train.report import evaluation_summary
 
     lib = open_library(db)
     if arch is not None:
-        progress = CliProgress(enabled=not json_out and err.is_terminal)
+        progress = CliProgress(enabled=progress_enabled(json_out))
         try:
             with progress.bar:
                 net = workflow.train_network(
@@ -164,6 +170,7 @@ def print_eval(report: Any) -> None:
 
 
 def evaluate(
+    ctx: typer.Context,
     source: Annotated[
         Path | None, typer.Argument(help="A folder of genre subfolders, or a CSV (path,genre).")
     ] = None,
@@ -180,19 +187,23 @@ def evaluate(
         str | None, typer.Option(help="Evaluate a seed-paper network retrained from audio.")
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs per split for --arch.")] = 20,
-    seed: int = 0,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or mps: where a SOURCE folder is analysed.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
     out_dir: Annotated[Path | None, typer.Option(help="Write confusion PNG + JSON here.")] = None,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Evaluate genre heads on labelled music with the seed papers' protocols."""
-    from mgctag.train import workflow
-    from mgctag.train.report import save_confusion_json, save_confusion_png
-
     if protocol == "split-files":
         protocol = "split_files"
         if split_files is None:
             raise typer.BadParameter("needs --split-files FOLDER", param_hint="--protocol")
+    _refuse_unused_eval(ctx, protocol, arch, source)
+    from mgctag.train import workflow
+    from mgctag.train.report import save_confusion_json, save_confusion_png
+
     lib = open_library(db)
     try:
         pairs = None
@@ -200,11 +211,13 @@ def evaluate(
             pairs = workflow.folder_pairs(source)
             from mgctag import pipeline
 
-            pipeline.tag_paths(lib, [source], pipeline.TagOptions(), command="eval", write=False)
+            stems = "off" if _stems(features) == ["mix"] else "on"
+            opts = pipeline.TagOptions(device=device, stems=stems)
+            pipeline.tag_paths(lib, [source], opts, command="eval", write=False)
         elif source is not None:
             pairs = workflow.read_label_csv(source)
         if arch is not None:
-            progress = CliProgress(enabled=not json_out and err.is_terminal)
+            progress = CliProgress(enabled=progress_enabled(json_out))
             with progress.bar:
                 result = workflow.evaluate_network(
                     lib,
@@ -231,7 +244,7 @@ def evaluate(
             )
             return
         ds = workflow.dataset(lib, pairs, _stems(features), min_count)
-        report = workflow.evaluate(
+        report = workflow.evaluate_head(
             ds,
             protocol=protocol,
             folds=folds,
@@ -249,3 +262,25 @@ def evaluate(
         print_json(report.to_dict())
     else:
         print_eval(report)
+
+
+def _refuse_unused_eval(
+    ctx: typer.Context, protocol: str, arch: str | None, source: Path | None
+) -> None:
+    """Each protocol and mode reads its own options; the others are refused, not ignored."""
+    if protocol not in ("kfold", "trials", "split_files"):
+        raise typer.BadParameter("use kfold, trials or split-files", param_hint="--protocol")
+    if protocol != "kfold":
+        refuse(ctx, ("folds",), "only with --protocol kfold")
+    if protocol != "trials":
+        refuse(ctx, ("trials", "test_size"), "only with --protocol trials")
+    if protocol != "split_files":
+        refuse(ctx, ("split_files",), "only with --protocol split-files")
+    if arch is not None:
+        refuse(ctx, ("features", "out_dir"), "not with --arch")
+        if protocol == "split_files":
+            raise UsageError("--protocol split-files: not with --arch (use kfold or trials)")
+    else:
+        refuse(ctx, ("epochs",), "only with --arch")
+    if source is None or not source.is_dir():
+        refuse(ctx, ("device",), "only when SOURCE is a folder to analyse")
