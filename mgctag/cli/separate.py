@@ -44,7 +44,8 @@ def separate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            sep = get_separator(separator, device, separator_model)
+            # a Demucs model name is accepted as well as a path (separate/demucs.py resolves it)
+            sep = get_separator(separator, device, separator_model)  # type: ignore[arg-type]
         except SeparationError as exc:
             raise UsageError(str(exc)) from None
     for w in caught:
