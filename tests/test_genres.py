@@ -95,3 +95,19 @@ def test_override_pointing_to_unknown_genre_is_refused(tmp_path):
     path.write_text(json.dumps({"tags": {"rock": "Nope"}}))
     with pytest.raises(ValueError, match="unknown genres: Nope"):
         GenreMap.load(path)
+
+
+def test_blend_scores_with_hand_worked_numbers():
+    """musicnn Rock .6, Pop .2 (mass .8); student Rock .25, Jazz .75; weight .5:
+    Rock = .5 * .6 + .5 * .8 * .25 = .4; Pop = .5 * .2 = .1; Jazz = .5 * .8 * .75 = .3."""
+    from mgctag.genres import blend_scores
+
+    blended = blend_scores({"Rock": 0.6, "Pop": 0.2}, {"Rock": 0.25, "Jazz": 0.75}, 0.5)
+    assert blended == pytest.approx({"Rock": 0.4, "Pop": 0.1, "Jazz": 0.3})
+    # weight 1 keeps musicnn's scores; weight 0 is the student's softmax at musicnn's scale
+    assert blend_scores({"Rock": 0.6}, {"Jazz": 1.0}, 1.0) == pytest.approx(
+        {"Rock": 0.6, "Jazz": 0}
+    )
+    assert blend_scores({"Rock": 0.6}, {"Jazz": 1.0}, 0.0) == pytest.approx(
+        {"Rock": 0, "Jazz": 0.6}
+    )

@@ -97,7 +97,9 @@ def _kill_when(proc: subprocess.Popen, lib: Library, base: int, k: int, rng: ran
 
 
 def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) -> None:
-    rng = random.Random(int(os.environ.get("MGCTAG_KILL_SEED", time.time_ns() % 1000)))
+    seed = int(os.environ.get("MGCTAG_KILL_SEED", time.time_ns() % 1000))
+    print(f"kill seed {seed}: repeat with MGCTAG_KILL_SEED={seed}")  # shown when the test fails
+    rng = random.Random(seed)
     root, db = tmp_path / "music", tmp_path / "db" / "lib.db"
     files = make_library(root, 20)
     payload = {p: tags.audio_payload_hash(p) for p in files}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -94,11 +94,14 @@ def mark(flag: bool) -> str:
     return "✓" if flag else ""
 
 
-class CliProgress:
-    """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal.
+if TYPE_CHECKING:
+    from mgctag.pipeline import Progress as _Progress
+else:  # the pipeline imports torch: `mgctag --help` must not pay for it
+    _Progress = object
 
-    It has the shape of `pipeline.Progress` without importing the pipeline (which imports torch).
-    """
+
+class CliProgress(_Progress):
+    """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
 
     def __init__(self, enabled: bool) -> None:
         self.bar = RichProgress(
