@@ -75,7 +75,7 @@ def test_json_output_is_valid_and_has_no_raw_controls():
 def test_malformed_config_toml_is_one_line_and_the_run_failed(home, tmp_path):
     (home / "config" / "mgctag").mkdir(parents=True)
     (home / "config" / "mgctag" / "config.toml").write_text("[tag\nstems = on\n")
-    (tmp_path / "music").mkdir()
+    make_library(tmp_path / "music", exts=("flac",), seconds=4.0)
     db = tmp_path / "lib.db"
     result = cli("tag", tmp_path / "music", "--db", db)
     assert result.code == 2, result.output
@@ -300,3 +300,12 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(home, tmp_path, sig, code):
     assert summary["interrupted"] is True
     assert last_run(db)["status"] == "interrupted"
     assert not list(music.glob("*.tmp")) and not list(music.glob(".*"))  # no temp copy left
+
+
+def test_run_status_ok_partial_failed_interrupted():
+    from mgctag.pipeline import Summary, run_status
+
+    assert run_status(Summary(scanned=3, tagged=3)) == "ok"
+    assert run_status(Summary(scanned=38, tagged=36, failed=2)) == "partial"
+    assert run_status(Summary(scanned=2, failed=2)) == "failed"
+    assert run_status(Summary(scanned=5, tagged=1, interrupted=True)) == "interrupted"

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from mgctag.errors import ConfigError
 from mgctag.genres import (
     GenreMap,
     combine_models,
@@ -93,7 +94,7 @@ def test_user_override_file(tmp_path):
 def test_override_pointing_to_unknown_genre_is_refused(tmp_path):
     path = tmp_path / "genres.json"
     path.write_text(json.dumps({"tags": {"rock": "Nope"}}))
-    with pytest.raises(ValueError, match="unknown genres: Nope"):
+    with pytest.raises(ConfigError, match="unknown genres: Nope"):
         GenreMap.load(path)
 
 

@@ -16,6 +16,10 @@ from mgctag.cli import app
 from mgctag.errors import UsageError as UserError
 
 runner = CliRunner()
+
+pytestmark = pytest.mark.slow  # every test here trains or tags real audio
+
+
 PER_GENRE = 7  # labelled tracks per genre; one more per genre stays unlabelled
 
 

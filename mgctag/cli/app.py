@@ -78,6 +78,7 @@ _LEGACY_ERRORS = (
     ("mgctag.library.db", "LibraryError"),
     ("mgctag.library.scan", "ScanError"),
     ("mgctag.models.registry", "ModelError"),
+    ("mgctag.separate.base", "SeparationError"),
 )
 
 
