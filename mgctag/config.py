@@ -1,6 +1,9 @@
 """Where mgctag keeps its files, and the defaults a user can override.
 
-Precedence: command-line option > environment variable > XDG default.
+Precedence: command-line option > environment variable > config.toml > built-in default.
+Folders come from platformdirs, so Linux gets the XDG folders (~/.local/share/mgctag,
+~/.config/mgctag, honouring XDG_DATA_HOME/XDG_CONFIG_HOME), macOS ~/Library/Application Support
+and Windows %LOCALAPPDATA% — as beets and most Python tools do.
 """
 
 from __future__ import annotations
@@ -11,13 +14,21 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
+from mgctag.errors import ConfigError, reason_of
+
 APP = "mgctag"
 
 
 def data_dir() -> Path:
-    """The XDG data dir (~/.local/share/mgctag): database, user models, journal."""
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / APP
+    """The user data dir (~/.local/share/mgctag on Linux): database, user models, journal."""
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    """The user config dir (~/.config/mgctag on Linux): config.toml, genres.json."""
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
 def default_db_path() -> Path:
@@ -39,9 +50,13 @@ def bundled_weights_dir() -> Path:
 
 
 def config_path() -> Path:
-    """~/.config/mgctag/config.toml (XDG config dir)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / APP / "config.toml"
+    """config.toml in the user config dir."""
+    return config_dir() / "config.toml"
+
+
+def genre_map_path() -> Path:
+    """The user's genre map (genres.json), which extends the bundled one key by key."""
+    return config_dir() / "genres.json"
 
 
 @cache
@@ -50,9 +65,13 @@ def _config_file() -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return tomllib.loads(path.read_text("utf-8"))
+        data = tomllib.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable config file ({exc})") from exc
+        raise ConfigError(f"not a readable config file ({reason_of(exc)})", path) from exc
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"`{section}` must be a [section] table", path)
+    return data
 
 
 def setting(section: str, key: str, default: Any) -> Any:

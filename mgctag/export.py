@@ -8,6 +8,7 @@ whole or not at all (written to a temp file beside it, then renamed).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -159,12 +160,22 @@ def to_jsonable(obj: Any) -> Any:
         return None  # JSON has no NaN/Infinity
     if isinstance(obj, Path):
         return str(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
     return obj
 
 
-def dumps_json(data: Any) -> str:
-    """The one JSON form mgctag prints and writes: UTF-8 text, 2-space indent."""
-    return json.dumps(to_jsonable(data), ensure_ascii=False, indent=2, allow_nan=False)
+# Raw C1 controls and DEL are legal inside JSON strings but act on a terminal (0x9b is a CSI).
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def dumps_json(data: Any, indent: int | None = 2) -> str:
+    """The one JSON form mgctag prints and writes: valid JSON (NaN/Infinity become null), UTF-8
+    text, and no raw control character, so printing it cannot drive the terminal."""
+    text = json.dumps(
+        to_jsonable(data), ensure_ascii=False, indent=indent, allow_nan=False, default=str
+    )
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -8,7 +8,6 @@ instruments) never become GENRE values; they stay in the database only.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+
+from mgctag.errors import ConfigError, reason_of
 
 Mode = Literal["fill", "merge", "replace"]
 
@@ -69,10 +70,11 @@ class GenreMap:
         if path and path.is_file():
             try:
                 user = json.loads(path.read_text("utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ValueError(f"{path}: not a readable genre map ({exc})") from exc
-            data["genres"] = {**data["genres"], **user.get("genres", {})}
-            data["tags"] = {**data["tags"], **user.get("tags", {})}
+                data["genres"] = {**data["genres"], **user.get("genres", {})}
+                data["tags"] = {**data["tags"], **user.get("tags", {})}
+                return cls.from_data(data)
+            except (OSError, ValueError, TypeError, AttributeError, LookupError) as exc:
+                raise ConfigError(f"not a readable genre map ({reason_of(exc)})", path) from exc
         return cls.from_data(data)
 
     def normalize(self, name: str) -> str:
@@ -95,8 +97,9 @@ class GenreMap:
 
 
 def _user_map_path() -> Path | None:
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "mgctag" / "genres.json"
+    from mgctag.config import genre_map_path
+
+    return genre_map_path()
 
 
 @cache

@@ -14,7 +14,9 @@ import html
 import json
 from collections import Counter
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -99,7 +101,8 @@ def genre_colors(names: Sequence[str]) -> dict[str, str]:
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    palette = [to_hex(c) for cmap in ("tab20", "tab20b", "tab20c") for c in colormaps[cmap].colors]
+    maps = [colormaps[name] for name in ("tab20", "tab20b", "tab20c")]  # 20 listed colours each
+    palette = [to_hex(cmap(i)) for cmap in maps for i in range(cmap.N)]
     palette = palette[0::2] + palette[1::2]  # strong shades first, light ones after
     known = [g for g in names if g != UNKNOWN]
     out = {g: palette[i % len(palette)] for i, g in enumerate(known)}
@@ -253,6 +256,11 @@ def _unit_square(points: np.ndarray) -> np.ndarray:
     return (p - (lo + hi) / 2) / span + 0.5
 
 
+def _asset(name: str) -> str:
+    """The viewer page's HTML, CSS and JS live in mgctag/data/ as files of their own language."""
+    return files("mgctag").joinpath("data", name).read_text("utf-8")
+
+
 def map_html(
     points: np.ndarray, records: Sequence[dict], path: str | Path, title: str = "mgctag library map"
 ) -> Path:
@@ -276,229 +284,17 @@ def map_html(
         "tags": [", ".join(track_genres(r)) for r in records],
         "path": [str(r.get("path") or "") for r in records],
     }
-    script = _VIEWER_JS
+    script = _asset("map.js")
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    page = _PAGE.format(
+    page = Template(_asset("map.html")).substitute(
         title=html.escape(title),
         csp=f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'",
-        css=_VIEWER_CSS,
+        css=_asset("map.css"),
         data=json_for_html(data),
         script=script,
     )
     Path(path).write_text(page, encoding="utf-8")
     return Path(path)
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{css}</style>
-</head>
-<body>
-<main>
-<canvas id="map" aria-label="map of the library"></canvas>
-<div id="tip" hidden></div>
-</main>
-<aside>
-<h1>{title}</h1>
-<p class="help">Wheel: zoom. Drag: pan. Click a point: show and copy its path.
-Click a genre: hide or show it.</p>
-<div class="buttons"><button id="all">All</button><button id="none">None</button>
-<button id="reset">Reset view</button></div>
-<ul id="legend"></ul>
-<section id="info"><p class="help">No track selected.</p></section>
-</aside>
-<script type="application/json" id="mgc-data">{data}</script>
-<script>{script}</script>
-</body>
-</html>
-"""
-
-_VIEWER_CSS = """
-html,body{margin:0;height:100%;font:13px system-ui,sans-serif;color:#222;background:#fff}
-body{display:flex}
-main{flex:1;position:relative;min-width:0}
-canvas{display:block;width:100%;height:100%;cursor:crosshair}
-aside{width:280px;overflow:auto;border-left:1px solid #ddd;padding:8px 12px;box-sizing:border-box}
-h1{font-size:15px;margin:4px 0}
-.help{color:#666;margin:4px 0}
-.buttons button{margin:2px 4px 6px 0}
-#legend{list-style:none;padding:0;margin:0}
-#legend li{display:flex;align-items:center;gap:6px;padding:2px 4px;cursor:pointer;user-select:none}
-#legend li:hover{background:#f0f0f0}
-#legend li.off{opacity:.35;text-decoration:line-through}
-#legend .sw{width:12px;height:12px;border-radius:50%;flex:none}
-#legend .n{margin-left:auto;color:#888}
-#tip{position:absolute;pointer-events:none;background:rgba(255,255,255,.95);border:1px solid #bbb;
- padding:4px 6px;border-radius:3px;max-width:320px;box-shadow:0 1px 4px rgba(0,0,0,.2)}
-#tip b,#info b{display:block}
-#info{margin-top:10px;border-top:1px solid #ddd;padding-top:6px;word-break:break-all}
-#info code{display:block;background:#f5f5f5;padding:4px;user-select:all}
-"""
-
-# A small canvas viewer. Every string from the data goes into the page through textContent.
-_VIEWER_JS = r"""
-"use strict";
-(() => {
-const D = JSON.parse(document.getElementById("mgc-data").textContent);
-const N = D.x.length, canvas = document.getElementById("map"), ctx = canvas.getContext("2d");
-const tip = document.getElementById("tip"), info = document.getElementById("info");
-const hidden = new Set();
-let view = {cx: 0.5, cy: 0.5, zoom: 1}, W = 0, H = 0, S = 1, hover = -1, selected = -1;
-let drawn = 0;
-
-function el(tag, text, cls) {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}
-const sx = (i) => (D.x[i] - view.cx) * view.zoom * S + W / 2;
-const sy = (i) => (view.cy - D.y[i]) * view.zoom * S + H / 2;
-const radius = () => {
-  const base = 3 * Math.sqrt(view.zoom) * Math.min(1, 60 / Math.sqrt(N + 1));
-  return Math.max(2, Math.min(6, base));
-};
-
-function resize() {
-  const r = canvas.getBoundingClientRect(), dpr = window.devicePixelRatio || 1;
-  W = r.width; H = r.height; S = Math.min(W, H) * 0.92;
-  canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  draw();
-}
-
-function draw() {
-  ctx.clearRect(0, 0, W, H);
-  const r = radius();
-  drawn = 0;
-  for (let g = D.genres.length - 1; g >= 0; g--) {
-    if (hidden.has(g)) continue;
-    ctx.fillStyle = D.colors[g];
-    ctx.beginPath();
-    for (let i = 0; i < N; i++) {
-      if (D.g[i] !== g) continue;
-      const x = sx(i), y = sy(i);
-      if (x < -r || y < -r || x > W + r || y > H + r) continue;
-      ctx.moveTo(x + r, y); ctx.arc(x, y, r, 0, 2 * Math.PI);
-      drawn++;
-    }
-    ctx.fill();
-  }
-  for (const [i, color] of [[hover, "#000"], [selected, "#d00"]]) {
-    if (i < 0 || hidden.has(D.g[i])) continue;
-    ctx.strokeStyle = color; ctx.lineWidth = 2;
-    ctx.beginPath(); ctx.arc(sx(i), sy(i), r + 3, 0, 2 * Math.PI); ctx.stroke();
-  }
-  canvas.dataset.drawn = String(drawn);
-}
-
-function nearest(px, py) {
-  const r = radius() + 4;
-  let best = -1, bd = r * r;
-  for (let i = 0; i < N; i++) {
-    if (hidden.has(D.g[i])) continue;
-    const dx = sx(i) - px, dy = sy(i) - py, d = dx * dx + dy * dy;
-    if (d <= bd) { bd = d; best = i; }
-  }
-  return best;
-}
-
-function describe(box, i) {
-  const tags = el("div", D.tags[i] || "no genre");
-  box.replaceChildren(el("b", D.title[i]), el("span", D.artist[i]), tags);
-}
-
-function copy(text) {
-  const fallback = () => {
-    const t = el("textarea"); t.value = text; document.body.append(t); t.select();
-    try { document.execCommand("copy"); } catch (e) { /* selection stays for Ctrl-C */ }
-    t.remove();
-  };
-  if (!navigator.clipboard || !window.isSecureContext) return fallback();
-  navigator.clipboard.writeText(text).catch(fallback);
-}
-
-function select(i) {
-  selected = i;
-  if (i < 0) { info.replaceChildren(el("p", "No track selected.", "help")); draw(); return; }
-  describe(info, i);
-  info.append(el("code", D.path[i]), el("p", "Path copied to the clipboard.", "help"));
-  copy(D.path[i]);
-  draw();
-}
-
-function legend() {
-  const ul = document.getElementById("legend"), counts = D.genres.map(() => 0);
-  for (const g of D.g) counts[g]++;
-  ul.replaceChildren(...D.genres.map((name, g) => {
-    const li = el("li"), sw = el("span", undefined, "sw");
-    sw.style.background = D.colors[g];
-    li.append(sw, el("span", name), el("span", String(counts[g]), "n"));
-    li.dataset.genre = String(g);
-    li.setAttribute("role", "button");
-    li.setAttribute("aria-pressed", "true");
-    li.addEventListener("click", () => toggle(g));
-    return li;
-  }));
-}
-
-function toggle(g, show) {
-  const on = show === undefined ? hidden.has(g) : show;
-  if (on) hidden.delete(g); else hidden.add(g);
-  const li = document.querySelector(`#legend li[data-genre="${g}"]`);
-  li.classList.toggle("off", !on);
-  li.setAttribute("aria-pressed", String(on));
-  draw();
-}
-
-let drag = null;
-canvas.addEventListener("mousedown", (e) => { drag = {x: e.offsetX, y: e.offsetY, moved: false}; });
-window.addEventListener("mouseup", (e) => {
-  if (drag && !drag.moved && e.target === canvas) select(nearest(e.offsetX, e.offsetY));
-  drag = null;
-});
-canvas.addEventListener("mousemove", (e) => {
-  if (drag) {
-    const dx = e.offsetX - drag.x, dy = e.offsetY - drag.y;
-    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
-    if (drag.moved) {
-      view.cx -= dx / (view.zoom * S); view.cy += dy / (view.zoom * S);
-      drag.x = e.offsetX; drag.y = e.offsetY; tip.hidden = true; draw(); return;
-    }
-  }
-  const i = nearest(e.offsetX, e.offsetY);
-  if (i !== hover) { hover = i; draw(); }
-  if (i < 0) { tip.hidden = true; return; }
-  describe(tip, i);
-  tip.hidden = false;
-  tip.style.left = Math.min(e.offsetX + 14, W - tip.offsetWidth - 4) + "px";
-  tip.style.top = Math.min(e.offsetY + 14, H - tip.offsetHeight - 4) + "px";
-});
-canvas.addEventListener("mouseleave", () => { tip.hidden = true; hover = -1; draw(); });
-canvas.addEventListener("wheel", (e) => {
-  e.preventDefault();
-  const f = Math.exp(-e.deltaY * 0.0015), z = Math.min(500, Math.max(0.5, view.zoom * f));
-  const ox = e.offsetX - W / 2, oy = e.offsetY - H / 2;
-  const wx = view.cx + ox / (view.zoom * S), wy = view.cy - oy / (view.zoom * S);
-  view = {cx: wx - ox / (z * S), cy: wy + oy / (z * S), zoom: z};
-  draw();
-}, {passive: false});
-const onClick = (id, fn) => document.getElementById(id).addEventListener("click", fn);
-onClick("reset", () => { view = {cx: 0.5, cy: 0.5, zoom: 1}; draw(); });
-onClick("all", () => D.genres.forEach((_, g) => toggle(g, true)));
-onClick("none", () => D.genres.forEach((_, g) => toggle(g, false)));
-window.addEventListener("resize", resize);
-legend();
-resize();
-// for scripts and tests (scripts/check_map_browser.py): counts and canvas coordinates
-window.mgcMap = {points: N, drawn: () => drawn, screen: (i) => [sx(i), sy(i)], toggle, select};
-})();
-"""
 
 
 # ---- the `map` command ---------------------------------------------------------------------------

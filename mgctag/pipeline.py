@@ -535,11 +535,24 @@ def tag_paths(
         if write:
             tracks = list(lib.iter_tracks(roots))
             write_tags(lib, tracks, opts.model, opts, summary, progress, stop)
-    finally:
-        summary.interrupted = bool(stop)
-        status = "interrupted" if stop else ("failed" if summary.failed else "ok")
-        lib.finish_run(summary.run_id, status, summary.counts())
+    except KeyboardInterrupt:  # a second Ctrl-C: the journal rolls the current file back
+        lib.finish_run(summary.run_id, "interrupted", summary.counts())
+        raise
+    except BaseException:
+        lib.finish_run(summary.run_id, "failed", summary.counts())  # ended by an exception
+        raise
+    summary.interrupted = bool(stop)
+    lib.finish_run(summary.run_id, run_status(summary), summary.counts())
     return summary
+
+
+def run_status(summary: Summary) -> str:
+    """ok, partial (some files failed, others were done), failed (nothing done), interrupted."""
+    if summary.interrupted:
+        return "interrupted"
+    if not summary.failed:
+        return "ok"
+    return "partial" if summary.scanned > summary.failed else "failed"
 
 
 def _needs_stems(card: ModelCard | None) -> bool:

@@ -43,6 +43,7 @@ def genres_on_disk(folder: Path) -> dict[str, list[str]]:
     return {p.name: tags.read_tags(p).genres for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_tag_writes_genres_into_every_format(library, tmp_path):
     db = tmp_path / "lib.db"
     code, output = mgctag("tag", library, "--db", db, "--json")
@@ -61,6 +62,7 @@ def test_tag_writes_genres_into_every_format(library, tmp_path):
     assert abs(float((matrix**2).sum(axis=1).mean()) - 1.0) < 1e-4
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing(library, tmp_path):
     before = {p.name: p.read_bytes() for p in library.iterdir()}
     code, output = mgctag("tag", library, "--db", tmp_path / "lib.db", "--dry-run", "--json")
@@ -70,6 +72,7 @@ def test_dry_run_writes_nothing(library, tmp_path):
     assert {p.name: p.read_bytes() for p in library.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_modes_fill_merge_replace(library, tmp_path):
     db = tmp_path / "lib.db"
     mp3, flac = library / "vibe_ace.mp3", library / "vibe_ace.flac"
@@ -87,6 +90,7 @@ def test_modes_fill_merge_replace(library, tmp_path):
     assert tags.read_tags(flac).genres == predicted[:1]
 
 
+@pytest.mark.slow
 def test_rescan_is_incremental_and_notices_changes(library, tmp_path):
     db = tmp_path / "lib.db"
     mgctag("tag", library, "--db", db)
@@ -99,6 +103,7 @@ def test_rescan_is_incremental_and_notices_changes(library, tmp_path):
     assert json.loads(output)["counts"]["analysed"] == 1
 
 
+@pytest.mark.slow
 def test_corrupt_file_among_good_ones(library, tmp_path):
     (library / "broken.mp3").write_bytes(b"this is not audio at all" * 100)
     (library / "empty.flac").write_bytes(b"")
@@ -112,6 +117,7 @@ def test_corrupt_file_among_good_ones(library, tmp_path):
     assert (library / "broken.mp3").read_bytes() == b"this is not audio at all" * 100
 
 
+@pytest.mark.slow
 def test_info_similar_runs_undo(library, tmp_path):
     db = tmp_path / "lib.db"
     mgctag("tag", library, "--db", db)
@@ -144,6 +150,7 @@ def test_console_script_reports_user_errors_in_one_line(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
     db = tmp_path / "lib.db"
     mgctag("tag", library, "--db", db)
@@ -156,6 +163,7 @@ def test_map_writes_png_html_and_genre_heatmap(library, tmp_path):
     assert "http://" not in page and "https://" not in page  # self-contained, no network
 
 
+@pytest.mark.slow
 def test_similar_writes_an_m3u_playlist_with_relative_paths(library, tmp_path):
     db = tmp_path / "lib.db"
     odd = library / "sub dir ü"
@@ -182,6 +190,7 @@ def test_similar_writes_an_m3u_playlist_with_relative_paths(library, tmp_path):
     assert all((library / e).is_file() for e in entries)  # relative to the playlist, resolvable
 
 
+@pytest.mark.slow
 def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, tmp_path):
     lib = tmp_path / "Music"
     lib.mkdir()
@@ -212,6 +221,7 @@ def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, t
     assert json.loads(output)["counts"]["analysed"] == 0
 
 
+@pytest.mark.slow
 def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_path):
     """--model musicnn+crnn: one pass stores musicnn's analysis and the blended genres, computed
     as blend_scores(musicnn, crnn_small on the same patches); the blend is what gets written."""

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from media import encode, real_clip
 
 from mgctag import journal, tags
@@ -39,8 +40,10 @@ def _start(*args: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_two_tag_runs_and_a_scan_on_one_library_and_database(tmp_path: Path) -> None:
     root, db = tmp_path / "music", tmp_path / "db" / "lib.db"
+    db.parent.mkdir()  # --db into a missing folder is refused (a typo, not a new library)
     root.mkdir()
     clips = [real_clip(name, 3.0) for name in CLIPS]
     files = [

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from mgctag.errors import ConfigError
 from mgctag.genres import (
     GenreMap,
     combine_models,
@@ -93,7 +94,7 @@ def test_user_override_file(tmp_path):
 def test_override_pointing_to_unknown_genre_is_refused(tmp_path):
     path = tmp_path / "genres.json"
     path.write_text(json.dumps({"tags": {"rock": "Nope"}}))
-    with pytest.raises(ValueError, match="unknown genres: Nope"):
+    with pytest.raises(ConfigError, match="unknown genres: Nope"):
         GenreMap.load(path)
 
 
@@ -154,3 +155,19 @@ def test_relative_floor_is_a_parameter():
     assert [g for g, _ in kept] == ["Rock", "Pop"]
     kept = select_genres(scores, min_confidence=0.0, relative_floor=0.75)
     assert [g for g, _ in kept] == ["Rock"]
+
+
+def test_blend_scores_with_hand_worked_numbers():
+    """musicnn Rock .6, Pop .2 (mass .8); student Rock .25, Jazz .75; weight .5:
+    Rock = .5 * .6 + .5 * .8 * .25 = .4; Pop = .5 * .2 = .1; Jazz = .5 * .8 * .75 = .3."""
+    from mgctag.genres import blend_scores
+
+    blended = blend_scores({"Rock": 0.6, "Pop": 0.2}, {"Rock": 0.25, "Jazz": 0.75}, 0.5)
+    assert blended == pytest.approx({"Rock": 0.4, "Pop": 0.1, "Jazz": 0.3})
+    # weight 1 keeps musicnn's scores; weight 0 is the student's softmax at musicnn's scale
+    assert blend_scores({"Rock": 0.6}, {"Jazz": 1.0}, 1.0) == pytest.approx(
+        {"Rock": 0.6, "Jazz": 0}
+    )
+    assert blend_scores({"Rock": 0.6}, {"Jazz": 1.0}, 0.0) == pytest.approx(
+        {"Rock": 0, "Jazz": 0.6}
+    )

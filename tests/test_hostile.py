@@ -293,6 +293,7 @@ def _matches(expected: str, got: str) -> bool:
     return got == expected
 
 
+@pytest.mark.slow
 def test_every_case_has_its_documented_outcome(hostile: dict) -> None:
     wrong = {
         name: (want, _got(hostile, name))
@@ -306,10 +307,12 @@ def test_every_case_has_its_documented_outcome(hostile: dict) -> None:
     assert {p for p, _ in s.failures} <= known  # no other file failed (symlink loops skipped)
 
 
+@pytest.mark.slow
 def test_digital_silence_is_not_given_a_genre(hostile: dict) -> None:
     assert _matches(SILENCE, _got(hostile, "silence.wav"))
 
 
+@pytest.mark.slow
 def test_files_not_written_are_byte_for_byte_unchanged(hostile: dict) -> None:
     root = hostile["root"]
     for path, digest in hostile["before"].items():
@@ -325,6 +328,7 @@ def _rel(root: Path, path: Path) -> str:
     return os.path.relpath(path, root)
 
 
+@pytest.mark.slow
 def test_tagged_files_decode_keep_their_audio_and_hold_the_new_genres(hostile: dict) -> None:
     changes = {c.path: c.new for c in hostile["summary"].changes}
     assert len(changes) >= 25
@@ -335,6 +339,7 @@ def test_tagged_files_decode_keep_their_audio_and_hold_the_new_genres(hostile: d
     assert not list(hostile["root"].rglob("*" + tags.TEMP_SUFFIX))
 
 
+@pytest.mark.slow
 def test_odd_tags_survive_the_write(hostile: dict) -> None:
     root = hostile["root"]
     v1 = (root / "id3v1_only.mp3").read_bytes()[-128:]
@@ -350,6 +355,7 @@ def test_odd_tags_survive_the_write(hostile: dict) -> None:
     assert tags.read_tags(root / "apev2_genre.mp3").genres == ["Jazz"]
 
 
+@pytest.mark.slow
 def test_odd_names_round_trip_through_the_database(hostile: dict) -> None:
     lib, root = hostile["lib"], hostile["root"]
     odd = ("Café", "latin1")
@@ -362,11 +368,13 @@ def test_odd_names_round_trip_through_the_database(hostile: dict) -> None:
         assert tags.read_tags(track["path"]).genres  # the stored path opens the file again
 
 
+@pytest.mark.slow
 def test_every_failure_is_one_line(hostile: dict) -> None:
     for path, reason in hostile["summary"].failures:
         assert reason and "\n" not in reason and "Traceback" not in reason, (path, reason)
 
 
+@pytest.mark.slow
 def test_cli_reports_hostile_files_without_a_traceback(hostile: dict) -> None:
     """The same folder and database through the real command: rc 1, one line per failure."""
     db = hostile["lib"].path

@@ -44,6 +44,7 @@ def check_contract(y: np.ndarray, stems: dict[str, np.ndarray], atol: float) -> 
     np.testing.assert_allclose(sum(stems.values()), y, atol=atol)
 
 
+@pytest.mark.slow
 def test_cascade_beats_a_quarter_of_the_mix_on_every_stem(cascade, musdb) -> None:
     gains = {s: [] for s in STEMS}
     for stems, sr in musdb:
@@ -219,6 +220,7 @@ def test_separate_command_writes_four_stems_per_file(tmp_path) -> None:
     assert not (out / "broken").exists() or not any((out / "broken").iterdir())
 
 
+@pytest.mark.slow
 def test_separate_command_cascade_flac(tmp_path) -> None:
     y, sr = real_clip(seconds=3.0)
     src = encode(y, sr, tmp_path / "song.m4a")

@@ -186,6 +186,7 @@ def musdb() -> dict:
     }
 
 
+@pytest.mark.slow
 def test_the_other_half_of_a_real_track_is_found_first(musdb):
     """Querying with the first 3.5 s of a track finds its last 3.5 s among all second halves."""
     idx = VectorIndex(np.arange(N_TRACKS), musdb["second"])

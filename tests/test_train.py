@@ -1,7 +1,7 @@
 """Training and evaluation on personal labels, on real audio features and real files.
 
 The features are MFCC statistics (mean and std of 20 coefficients) of the 70 real MUSDB18 previews,
-decoded with PyAV from ../shared and cached in /tmp: a cheap, real stand-in for musicnn embeddings
+decoded with PyAV from ../shared and cached by pytest: a cheap, real stand-in for musicnn embeddings
 that does separate genres. Artists come from the file names ("Artist - Title.stem.mp4").
 """
 
@@ -52,7 +52,6 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MUSDB = SHARED / "audio" / "musdb18-7s"
 GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
 LIBROSA = SHARED / "audio" / "librosa"
-CACHE = Path("/tmp/mgctag-test-cache/musdb_mfcc20_v1.npz")
 SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]  # three LibriSpeech readers
 MUSIC = [
     "147793__setuniman__sweet-waltz-0i-22mi",
@@ -70,20 +69,29 @@ def _mfcc_stats(path: Path) -> np.ndarray:
     return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
 
 
+def _feature_cache(request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> Path:
+    """pytest's own cache folder (.pytest_cache, kept between runs, gone with --cache-clear), or a
+    pytest temp dir when that is not writable (another user's checkout)."""
+    try:
+        return request.config.cache.mkdir("mgctag-features") / "musdb_mfcc20_v1.npz"
+    except OSError:
+        return tmp.mktemp("features") / "musdb_mfcc20_v1.npz"
+
+
 @pytest.fixture(scope="module")
-def musdb() -> dict:
-    """names, raw genres, artists and MFCC features of the 70 previews (features cached in /tmp)."""
+def musdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """names, raw genres, artists and MFCC features of the 70 previews (cached by pytest)."""
     with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
         rows = sorted((r["file"], r["genre"]) for r in csv.DictReader(f))
     names = [n for n, _ in rows]
-    if CACHE.is_file():
-        cached = np.load(CACHE)
+    cache = _feature_cache(request, tmp_path_factory)
+    if cache.is_file():
+        cached = np.load(cache)
         assert list(cached["names"]) == names
         X = cached["X"]
     else:
         X = np.stack([_mfcc_stats(MUSDB / "train" / n) for n in names])
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(CACHE, names=np.array(names), X=X)
+        np.savez(cache, names=np.array(names), X=X)
     return {
         "names": names,
         "genres": [g for _, g in rows],

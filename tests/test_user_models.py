@@ -12,9 +12,14 @@ from media import MUSDB
 from typer.testing import CliRunner
 
 from mgctag import tags
-from mgctag.cli import UserError, app
+from mgctag.cli import app
+from mgctag.errors import UsageError as UserError
 
 runner = CliRunner()
+
+pytestmark = pytest.mark.slow  # every test here trains or tags real audio
+
+
 PER_GENRE = 7  # labelled tracks per genre; one more per genre stays unlabelled
 
 

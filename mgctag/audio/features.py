@@ -116,9 +116,9 @@ AT_FMAX = 15000.0
 AT_PREEMPHASIS = 0.97
 
 
-def _kaldi_mel(hz: np.ndarray) -> np.ndarray:
+def _kaldi_mel(hz: np.ndarray | float) -> np.ndarray:
     """Kaldi's mel scale: 1127 ln(1 + f / 700)."""
-    return 1127.0 * np.log1p(hz / 700.0)
+    return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
 
 @lru_cache(maxsize=4)
@@ -134,7 +134,7 @@ def kaldi_mel_banks(
     Triangles are equally spaced on Kaldi's mel scale and evaluated in mel (not Hz) at each FFT
     bin below Nyquist; the Nyquist bin gets weight 0, as EfficientAT pads Kaldi's banks.
     """
-    mel_lo, mel_hi = _kaldi_mel(np.float64(fmin)), _kaldi_mel(np.float64(fmax))
+    mel_lo, mel_hi = _kaldi_mel(fmin), _kaldi_mel(fmax)
     delta = (mel_hi - mel_lo) / (n_mels + 1)
     left = mel_lo + delta * np.arange(n_mels)[:, None]
     center, right = left + delta, left + 2 * delta

@@ -1,0 +1,109 @@
+"""The `mgctag` application: builds the typer app from the command groups and runs it.
+
+Every command module imports only typer, rich and light mgctag modules at the top; the heavy
+ones (torch, the pipeline) are imported inside the commands, so `mgctag --help` and `mgctag runs`
+start fast (scripts/bench_startup.py measures it).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mgctag import __version__
+from mgctag.cli import common, library, output, search, separate, train
+from mgctag.cli.models import models_app
+from mgctag.cli.output import err, shown
+from mgctag.errors import MgctagError
+
+app = typer.Typer(
+    name="mgctag",
+    help="Tag a local music library with genres by listening to it.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(flag: bool) -> None:
+    if flag:
+        output.out.print(f"mgctag {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", envvar="MGCTAG_DB", help="SQLite database for every command (default: XDG)."
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also show library warnings as log lines.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars: errors and summaries only.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Tag a local music library with genres by listening to it."""
+    if verbose and quiet:
+        raise typer.BadParameter("use -v or -q, not both", param_hint="-v/-q")
+    common.state.db = db
+    output.set_verbosity(1 if verbose else (-1 if quiet else 0))
+
+
+for command in (library.scan, library.tag, library.info, library.runs, library.undo):
+    app.command()(command)
+app.command()(search.similar)
+app.command()(separate.separate)
+app.command()(train.labels)
+app.command()(train.train)
+app.command("eval")(train.evaluate)
+app.add_typer(models_app, name="models")
+app.command("map")(search.map_command)
+
+# Module errors not yet derived from MgctagError: (module, class) — looked up only if the module
+# was imported, so checking an exception never imports anything (nor fails to).
+_LEGACY_ERRORS = (
+    ("mgctag.library.db", "LibraryError"),
+    ("mgctag.library.scan", "ScanError"),
+    ("mgctag.models.registry", "ModelError"),
+    ("mgctag.separate.base", "SeparationError"),
+)
+
+
+def expected(exc: BaseException) -> bool:
+    """An expected problem (told in one line), as opposed to a bug (keeps its traceback)."""
+    if isinstance(exc, MgctagError):
+        return True
+    for module, name in _LEGACY_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def report(exc: BaseException) -> int:
+    """Print an expected problem as one `error:` line; the exit status it ends the command with."""
+    err.print(f"[red]error[/red]: {shown(exc)}", highlight=False)
+    return int(getattr(exc, "exit_code", 2))
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The console script: an expected problem becomes one red line and its exit status."""
+    try:
+        app(args=argv)
+    except Exception as exc:
+        if not expected(exc):
+            raise
+        sys.exit(report(exc))

@@ -1,0 +1,151 @@
+"""Options and helpers shared by the command groups: the database, track lookup, stopping."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mgctag import config
+from mgctag.cli.output import err
+from mgctag.errors import UsageError
+
+if TYPE_CHECKING:
+    from mgctag.library.db import Library
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", envvar="MGCTAG_DB", help="SQLite database (default: XDG data dir)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+PathsArg = Annotated[list[Path], typer.Argument(help="Files or folders.", exists=False)]
+
+
+@dataclass
+class Globals:
+    """Options given before the command (`mgctag --db X tag ...`)."""
+
+    db: Path | None = None
+
+
+state = Globals()
+
+
+def open_library(db: Path | None) -> Library:
+    """The library at --db (after or before the command), else the default one (created if new).
+
+    A path the user typed into a folder that does not exist is a typo, not a new library."""
+    from mgctag.library.db import Library
+
+    path = db or state.db
+    if path is None:
+        return Library(config.default_db_path())
+    if not path.expanduser().parent.is_dir():
+        raise UsageError("no such folder for the database (create it first)", path)
+    return Library(path.expanduser())
+
+
+def resolve_track(lib: Library, query: str) -> dict[str, Any]:
+    """QUERY as a path, a track id, or text matching artist/title/path (the first match)."""
+    if os.path.exists(query):
+        track = lib.track_by_path(os.path.abspath(query))
+        if track is None:
+            raise UsageError("not in the library yet; run `mgctag tag` on it first", query)
+        return track
+    if query.isdigit() and (track := lib.get_track(int(query))):
+        return track
+    matches = lib.find_tracks(query, limit=2)
+    if not matches:
+        raise UsageError("no track matches (give a path, a track id, or artist/title text)", query)
+    return matches[0]
+
+
+class StopFlag:
+    """Set by a stop signal; work loops check it between files so nothing stops half-way."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+class Interrupt:
+    """Which stop signal arrived (Ctrl-C, SIGTERM, SIGHUP); `stop` is what the work loops check."""
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+        self.signum: int | None = None
+
+    def exit_code(self, default: int) -> int:
+        """128 + the signal's number, as a shell reports a process ended by it."""
+        return 128 + self.signum if self.signum is not None else default
+
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextmanager
+def interruptible(stop: Any = None) -> Iterator[Interrupt]:
+    """Ctrl-C, SIGTERM and SIGHUP ask the work to stop after the current file instead of killing
+    it mid-write; a second signal aborts (the journal rolls the current file back)."""
+    state = Interrupt(stop if stop is not None else StopFlag())
+
+    def handler(signum: int, frame: object) -> None:  # noqa: ARG001
+        if state.stop:
+            raise KeyboardInterrupt
+        state.signum = signum
+        state.stop.set()
+        name = signal.Signals(signum).name
+        err.print(f"[yellow]{name}: stopping after the current file… (again to abort)[/yellow]")
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield state
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def given(ctx: typer.Context, *names: str) -> list[str]:
+    """Which of the parameters `names` the user typed (or set in the environment)."""
+    typed = ("COMMANDLINE", "ENVIRONMENT")  # typer may vendor click: compare by name
+    return [n for n in names if getattr(ctx.get_parameter_source(n), "name", None) in typed]
+
+
+def refuse(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
+    """Options a mode would ignore are refused, never silently accepted."""
+    unused = given(ctx, *names)
+    if unused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in unused)
+        raise UsageError(f"{flags}: {why}")
+
+
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """--device is checked when parsed, whatever else the command is asked to do."""
+    if not _DEVICE.fullmatch(device):
+        raise typer.BadParameter("use auto, cpu, cuda, cuda:N or mps", param_hint="--device")
+    return device
+
+
+def check_separator(separator: str) -> str:
+    if separator not in SEPARATORS:
+        raise typer.BadParameter("use " + ", ".join(SEPARATORS), param_hint="--separator")
+    return separator

@@ -1,0 +1,271 @@
+"""The library group: scan, tag, info, runs, undo. Parsing and printing only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mgctag import config
+from mgctag.cli.common import (
+    DbOption,
+    JsonOption,
+    PathsArg,
+    check_device,
+    check_separator,
+    interruptible,
+    open_library,
+    refuse,
+    resolve_track,
+)
+from mgctag.cli.output import (
+    CliProgress,
+    err,
+    out,
+    print_failures,
+    print_json,
+    progress_enabled,
+    shown,
+)
+from mgctag.errors import UsageError
+
+
+def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
+    """Record the audio files under PATHS in the database (incremental)."""
+    from mgctag.library.scan import scan as run_scan
+
+    lib = open_library(db)
+    report = run_scan(lib, paths)
+    if json_out:
+        print_json(report.as_dict())
+    else:
+        print_failures([(str(p), r) for p, r in report.failures])
+        out.print(shown(report.summary_line()))
+    raise typer.Exit(1 if report.failures else 0)
+
+
+def tag(
+    ctx: typer.Context,
+    paths: PathsArg,
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show planned changes; write nothing.")
+    ] = False,
+    mode: Annotated[
+        str, typer.Option(help="fill: only files without a genre; merge: add; replace: overwrite.")
+    ] = "fill",
+    max_genres: Annotated[int, typer.Option(min=1, help="At most this many genres per file.")] = 3,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Write genres at least this confident (default 0.15)."),
+    ] = None,
+    id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
+    keep_mtime: Annotated[
+        bool, typer.Option("--keep-mtime", help="Keep file modification times.")
+    ] = False,
+    stems: Annotated[
+        str, typer.Option(help="Separate stems first: auto (GPU + Demucs, else config), on, off.")
+    ] = "auto",
+    separator: Annotated[str, typer.Option(help="auto, demucs, cascade or hpss.")] = "auto",
+    separator_model: Annotated[
+        Path | None, typer.Option(help="Demucs weight file or repo folder.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    keep_stems: Annotated[
+        Path | None, typer.Option(help="Also write each analysed window's stems under DIR.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Tag with this model (see `mgctag models list`).")
+    ] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
+    from mgctag import pipeline
+
+    if mode not in ("fill", "merge", "replace"):
+        raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
+    if stems not in ("auto", "on", "off"):
+        raise typer.BadParameter("use auto, on or off", param_hint="--stems")
+    check_device(device)
+    check_separator(separator)
+    if stems == "off":
+        refuse(ctx, ("separator", "separator_model"), "not with --stems off")
+    if keep_stems is not None:
+        if stems == "off":
+            raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
+        stems = "on"
+    opts = pipeline.TagOptions(
+        mode=mode,  # type: ignore[arg-type]
+        max_genres=max_genres,
+        dry_run=dry_run,
+        id3v23=id3v23,
+        keep_mtime=keep_mtime,
+        stems=stems,
+        separator=separator,
+        separator_model=separator_model,
+        device=device,
+        model=model or config.default_model(),
+        keep_stems=keep_stems,
+    )
+    if min_confidence is not None:
+        opts.min_confidence = min_confidence
+    lib = open_library(db)
+    progress = CliProgress(enabled=progress_enabled(json_out))
+    with interruptible() as sig, progress.bar:
+        summary = pipeline.tag_paths(lib, paths, opts, progress=progress, stop=sig.stop)
+    if json_out:
+        print_json(summary_dict(summary))
+    else:
+        print_summary(summary, dry_run)
+    raise typer.Exit(sig.exit_code(130) if summary.interrupted else (1 if summary.failed else 0))
+
+
+def summary_dict(s: Any) -> dict[str, Any]:
+    return {
+        "run_id": s.run_id,
+        "counts": s.counts(),
+        "interrupted": s.interrupted,
+        "changes": [c.__dict__ for c in s.changes],
+        "failures": [{"path": p, "reason": r} for p, r in s.failures],
+    }
+
+
+def _genres(values: list[str], empty: str) -> str:
+    return shown("; ".join(values)) or empty
+
+
+def print_summary(s: Any, dry_run: bool) -> None:
+    print_failures(s.failures)
+    if s.changes:
+        table = Table(title="planned changes" if dry_run else "changed")
+        table.add_column("file", overflow="fold")
+        table.add_column("genre before")
+        table.add_column("genre after")
+        for c in s.changes:
+            table.add_row(shown(c.path), _genres(c.old, "—"), _genres(c.new, ""))
+        out.print(table)
+    verb = "would tag" if dry_run else "tagged"
+    n_changes = len(s.changes) if dry_run else s.tagged
+    out.print(
+        f"analysed {s.analysed}, {verb} {n_changes}, unchanged {s.unchanged}, "
+        f"skipped {s.skipped}, failed {s.failed}"
+        + (" (interrupted)" if s.interrupted else "")
+        + (f"  [dim]run {s.run_id}[/dim]" if s.run_id else "")
+    )
+
+
+def info(
+    query: Annotated[str, typer.Argument(help="A path, a track id, or artist/title text.")],
+    db: DbOption = None,
+    top_tags: Annotated[int, typer.Option(help="Raw model tags to show per model.")] = 10,
+    json_out: JsonOption = False,
+) -> None:
+    """What mgctag knows about one track: genres, raw model tags, the file's own tags."""
+    from mgctag import tags as tagio
+
+    lib = open_library(db)
+    track = resolve_track(lib, query)
+    predictions = lib.get_predictions(track["id"])
+    in_file: list[str] | str
+    try:
+        in_file = tagio.read_tags(track["path"]).genres
+    except tagio.TagError as exc:
+        in_file = f"unreadable: {exc.reason}"
+    if json_out:
+        print_json({"track": track, "file_genres": in_file, "predictions": predictions})
+        return
+    artist, title = shown(track.get("artist") or "?"), shown(track.get("title") or "?")
+    out.print(f"[bold]{artist} — {title}[/bold]")
+    out.print(f"path: {shown(track['path'])}", highlight=False)
+    error = f" ({shown(track['error'])})" if track.get("error") else ""
+    out.print(f"status: {shown(track['status'])}{error}")
+    genres_in_file = "; ".join(in_file) if isinstance(in_file, list) else in_file
+    out.print(f"genre in file: {shown(genres_in_file)}")
+    if not predictions:
+        out.print("not analysed yet: run `mgctag tag` on it")
+    for model, pred in predictions.items():
+        out.print(
+            f"\n[bold]{shown(model)}[/bold] "
+            f"(separator {shown(pred['separator'])}, {shown(pred['created_at'])})"
+        )
+        genres = ", ".join(f"{shown(g)} {p:.2f}" for g, p in pred["genres"][:8])
+        out.print(f"  genres: {genres or '—'}")
+        raw = pred["tags"]
+        groups = raw.items() if raw and isinstance(next(iter(raw.values())), dict) else [("", raw)]
+        for name, probs in groups:
+            best = sorted(probs.items(), key=lambda kv: -kv[1])[:top_tags]
+            shown_tags = ", ".join(f"{shown(t)} {p:.2f}" for t, p in best)
+            out.print(f"  {shown(name) or 'tags'}: {shown_tags}")
+
+
+def runs(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("-n", help="Show the last N runs.")] = 20,
+    json_out: JsonOption = False,
+) -> None:
+    """Past runs: id, time, command, files changed, failures."""
+    lib = open_library(db)
+    rows = lib.list_runs(limit)
+    if json_out:
+        print_json(rows)
+        return
+    table = Table()
+    for col in ("id", "started", "command", "status", "changed", "failed"):
+        table.add_column(col)
+    for r in rows:
+        counts = r.get("counts") or {}
+        if not isinstance(counts, dict):
+            counts = {}
+        changed = counts.get("tagged", counts.get("restored", ""))
+        table.add_row(
+            shown(r["id"]),
+            shown(str(r["started_at"])[:19]),
+            shown(r["command"]),
+            shown(r.get("status") or "running"),
+            shown(changed),
+            shown(counts.get("failed", "")),
+        )
+    out.print(table)
+
+
+def undo(
+    run_id: Annotated[
+        int | None, typer.Argument(help="The run to undo (see `mgctag runs`).")
+    ] = None,
+    last: Annotated[
+        bool, typer.Option("--last", help="Undo the last run that wrote tags.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be restored.")
+    ] = False,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Restore the exact genre values a run replaced; files changed since are refused."""
+    from mgctag.undo import undo_run
+
+    lib = open_library(db)
+    if run_id is None:
+        if not last:
+            raise typer.BadParameter("give a RUN_ID or --last")
+        run_id = lib.last_run_id("tag")
+        if run_id is None:
+            raise UsageError("no tag run to undo")
+    report = undo_run(lib, run_id, dry_run=dry_run)
+    if json_out:
+        print_json({"run": run_id, "undo_run": report.undo_run_id, "items": report.items})
+    else:
+        for item in report.items:
+            line = f"{shown(item.status)}: {shown(item.path)}: {_genres(item.current, '—')} → "
+            line += _genres(item.restore, "(no genre)")
+            if item.reason:
+                line += f" ({shown(item.reason)})"
+            (err if item.status in ("refused", "failed") else out).print(line, highlight=False)
+        out.print(
+            f"run {run_id}: {report.count('restored') or report.count('would restore')} "
+            f"{'to restore' if dry_run else 'restored'}, {report.count('refused')} refused, "
+            f"{report.count('failed')} failed"
+        )
+    raise typer.Exit(1 if report.count("refused") + report.count("failed") else 0)

@@ -1,0 +1,129 @@
+"""Everything the CLI prints goes through here: two consoles, one escape for untrusted text, JSON.
+
+File names and tag values come from strangers' files: they may hold rich markup (`[/x]` crashes
+rich, `[link=...]` forges a hyperlink), terminal escape sequences or newlines that forge extra
+`error:` lines. `shown()` is the one helper that makes such text safe to print.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+verbosity = 0  # -1 quiet (-q), 0 normal, 1 verbose (-v); set once per command by the app
+
+# C0 controls (newline and tab included), DEL and C1 controls (0x9b is a one-byte CSI).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+
+def visible(text: object) -> str:
+    """`text` on one line with control characters and undecodable bytes shown as escapes."""
+    s = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), s)
+
+
+def shown(text: object) -> str:
+    """Untrusted text (a path, a tag, a reason) ready to put into a rich markup string."""
+    return escape(visible(text))
+
+
+def error(text: str, path: object = None) -> None:
+    """One `error:` line on stderr; `text` and `path` are untrusted and escaped here."""
+    where = f"{shown(path)}: " if path is not None else ""
+    err.print(f"[red]error[/red]: {where}{shown(text)}", highlight=False)
+
+
+def warning(text: str) -> None:
+    err.print(f"[yellow]warning[/yellow]: {shown(text)}", highlight=False)
+
+
+def print_failures(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        error(reason, path)
+
+
+def print_json(data: object) -> None:
+    """The one JSON document a command prints for scripts (valid JSON, no NaN, no raw controls)."""
+    from mgctag.export import dumps_json
+
+    text = dumps_json(data, indent=2)
+    # a non-UTF-8 file name holds lone surrogates: `\udcff` is also how JSON escapes them
+    sys.stdout.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+
+class _ConsoleLog(logging.Handler):
+    """Log records as escaped lines on stderr (library warnings arrive as records too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[dim]{record.levelname.lower()}[/dim]: {shown(self.format(record))}")
+
+
+def set_verbosity(level: int) -> None:
+    """-v shows library warnings and details as log lines; by default they stay off the terminal."""
+    global verbosity
+    verbosity = level
+    logging.captureWarnings(False)  # re-hook even if something replaced warnings.showwarning since
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _ConsoleLog)]:
+        root.removeHandler(h)
+    handler = _ConsoleLog()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if level > 0 else logging.ERROR)
+    for noisy in ("numba", "matplotlib", "PIL", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def progress_enabled(json_out: bool = False) -> bool:
+    """A progress bar only on a terminal, and not for --json or -q."""
+    return err.is_terminal and not json_out and verbosity >= 0
+
+
+def mark(flag: bool) -> str:
+    return "✓" if flag else ""
+
+
+if TYPE_CHECKING:
+    from mgctag.pipeline import Progress as _Progress
+else:  # the pipeline imports torch: `mgctag --help` must not pay for it
+    _Progress = object
+
+
+class CliProgress(_Progress):
+    """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar = RichProgress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=self.bar.tasks[self.task].total)
+        self.task = self.bar.add_task(shown(name), total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, n)
+
+    def message(self, text: str) -> None:
+        self.bar.console.print(shown(text), highlight=False)

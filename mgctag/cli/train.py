@@ -1,0 +1,286 @@
+"""The train group: labels, train, eval. Parsing and printing only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
+from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
+from mgctag.errors import UsageError
+
+StemsOption = Annotated[
+    str,
+    typer.Option("--features", help="Embeddings to learn from: mix, or mix+stems (needs stems)."),
+]
+
+
+def _stems(features: str) -> list[str]:
+    from mgctag.separate import STEMS
+
+    if features == "mix":
+        return ["mix"]
+    if features in ("mix+stems", "all"):
+        return ["mix", *STEMS]
+    raise typer.BadParameter("use mix or mix+stems", param_hint="--features")
+
+
+def _training_errors() -> type[Exception]:
+    from mgctag.train.labels import TrainingDataError
+
+    return TrainingDataError
+
+
+def labels(
+    csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
+    min_count: Annotated[int, typer.Option(help="Genres with fewer tracks are left out.")] = 5,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Label counts per genre (from your files' genre tags, or --labels CSV) before training."""
+    from mgctag.train import workflow
+
+    lib = open_library(db)
+    try:
+        counts = workflow.label_summary(lib, csv, min_count)
+    except _training_errors() as exc:
+        raise UsageError(str(exc)) from None
+    if json_out:
+        print_json(counts.to_dict())
+        return
+    table = Table(title=f"labels ({'CSV' if csv else 'genre tags you wrote'})")
+    table.add_column("genre")
+    table.add_column("tracks", justify="right")
+    table.add_column("used")
+    for genre, n in sorted(counts.counts.items(), key=lambda kv: -kv[1]):
+        table.add_row(
+            shown(genre), str(n), "yes" if genre in counts.kept else f"no (< {min_count})"
+        )
+    out.print(table)
+
+
+def train(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Name of the new model.")],
+    csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
+    features: StemsOption = "mix",
+    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    hidden: Annotated[int, typer.Option(help="Hidden units (0: logistic regression).")] = 0,
+    folds: Annotated[int, typer.Option(help="Grouped k-fold evaluation before the final fit.")] = 5,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Retrain a spectrogram network from audio instead of a head (slow)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs for --arch.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Teach mgctag your genres: a head on stored embeddings, labelled by your tags or a CSV.
+
+    Labels come from the genre tags of your files unless --labels gives a CSV.
+
+    With --arch (ecapa_tdnn, stemcnn, swishnet, cnn2d, cnn1d, crnn, mobilenetv2) a seed-paper
+    network is trained from the tracks' audio instead, measured on a grouped hold-out.
+    """
+    if arch is not None:
+        refuse(ctx, ("hidden", "folds", "features"), "only for a head (without --arch)")
+    else:
+        refuse(ctx, ("epochs",), "only with --arch")
+    from mgctag.train import workflow
+    from mgctag.train.report import evaluation_summary
+
+    lib = open_library(db)
+    if arch is not None:
+        progress = CliProgress(enabled=progress_enabled(json_out))
+        try:
+            with progress.bar:
+                net = workflow.train_network(
+                    lib, name, arch, labels_csv=csv, min_count=min_count, epochs=epochs,
+                    seed=seed, progress=progress,
+                )  # fmt: skip
+        except _training_errors() as exc:
+            raise UsageError(str(exc)) from None
+        if json_out:
+            print_json({"model": str(net.path), "card": net.card, "evaluation": net.metrics})
+            return
+        m = net.metrics
+        if m:
+            out.print(
+                f"grouped hold-out of {m['n_test']} tracks: accuracy {m['accuracy']:.3f}, "
+                f"macro-F1 {m['macro_f1']:.3f}"
+            )
+        out.print(f"saved {shown(net.path)} ({net.n_tracks} tracks, seed {seed})", highlight=False)
+        out.print(f"use it: mgctag tag PATH --model {shown(name)}")
+        return
+    try:
+        result = workflow.train_user_model(
+            lib,
+            name,
+            labels_csv=csv,
+            stems=_stems(features),
+            min_count=min_count,
+            folds=folds,
+            seed=seed,
+            hidden=hidden,
+        )
+    except _training_errors() as exc:
+        raise UsageError(str(exc)) from None
+    summary = evaluation_summary(result.report)
+    if json_out:
+        print_json(
+            {"model": str(result.path), "card": result.card, "evaluation": result.report.to_dict()}
+        )
+        return
+    print_eval(result.report)
+    out.print(
+        f"saved {shown(result.path)} ({summary['n_tracks']} tracks, "
+        f"{len(result.dataset.labels)} genres, "
+        f"seed {seed}); confusion matrix: {shown(result.confusion_png)}",
+        highlight=False,
+    )
+    out.print(
+        f"use it: mgctag tag PATH --model {shown(name)}   (or: mgctag models use {shown(name)})"
+    )
+
+
+def print_eval(report: Any) -> None:
+    acc, acc_sd = report.accuracy
+    f1, f1_sd = report.macro_f1
+    out.print(
+        f"{report.protocol}: {len(report.folds)} splits, {report.n_tracks} tracks, "
+        f"{report.n_groups} artist groups, seed {report.seed}"
+    )
+    out.print(f"accuracy {acc:.3f} ± {acc_sd:.3f}, macro-F1 {f1:.3f} ± {f1_sd:.3f}")
+    table = Table()
+    for col in ("genre", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "genre" else "right")
+    for genre, m in report.pooled.per_genre.items():
+        table.add_row(
+            shown(genre),
+            f"{m['precision']:.2f}",
+            f"{m['recall']:.2f}",
+            f"{m['f1']:.2f}",
+            str(m["support"]),
+        )
+    out.print(table)
+
+
+def evaluate(
+    ctx: typer.Context,
+    source: Annotated[
+        Path | None, typer.Argument(help="A folder of genre subfolders, or a CSV (path,genre).")
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="kfold, trials or split-files.")] = "kfold",
+    folds: Annotated[int, typer.Option(help="k for kfold.")] = 10,
+    trials: Annotated[int, typer.Option(help="Random grouped splits for trials.")] = 50,
+    test_size: Annotated[float, typer.Option(help="Test share for trials.")] = 0.2,
+    split_files: Annotated[
+        Path | None, typer.Option(help="Folder with train/valid/test lists (GTZAN splits).")
+    ] = None,
+    features: StemsOption = "mix",
+    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    arch: Annotated[
+        str | None, typer.Option(help="Evaluate a seed-paper network retrained from audio.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per split for --arch.")] = 20,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu, cuda or mps: where a SOURCE folder is analysed.")
+    ] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
+    out_dir: Annotated[Path | None, typer.Option(help="Write confusion PNG + JSON here.")] = None,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Evaluate genre heads on labelled music with the seed papers' protocols."""
+    if protocol == "split-files":
+        protocol = "split_files"
+        if split_files is None:
+            raise typer.BadParameter("needs --split-files FOLDER", param_hint="--protocol")
+    _refuse_unused_eval(ctx, protocol, arch, source)
+    from mgctag.train import workflow
+    from mgctag.train.report import save_confusion_json, save_confusion_png
+
+    lib = open_library(db)
+    try:
+        pairs = None
+        if source is not None and source.is_dir():
+            pairs = workflow.folder_pairs(source)
+            from mgctag import pipeline
+
+            stems = "off" if _stems(features) == ["mix"] else "on"
+            opts = pipeline.TagOptions(device=device, stems=stems)
+            pipeline.tag_paths(lib, [source], opts, command="eval", write=False)
+        elif source is not None:
+            pairs = workflow.read_label_csv(source)
+        if arch is not None:
+            progress = CliProgress(enabled=progress_enabled(json_out))
+            with progress.bar:
+                result = workflow.evaluate_network(
+                    lib,
+                    arch,
+                    pairs,
+                    protocol=protocol,
+                    folds=folds,
+                    trials=trials,
+                    test_size=test_size,
+                    min_count=min_count,
+                    epochs=epochs,
+                    seed=seed,
+                    progress=progress,
+                )
+            if json_out:
+                print_json(result)
+                return
+            acc, f1 = result["accuracy"], result["macro_f1"]
+            out.print(
+                f"{shown(arch)}, {protocol}: {result['splits']} splits, "
+                f"{result['n_tracks']} tracks, "
+                f"seed {seed}: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}, "
+                f"macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f}"
+            )
+            return
+        ds = workflow.dataset(lib, pairs, _stems(features), min_count)
+        report = workflow.evaluate_head(
+            ds,
+            protocol=protocol,
+            folds=folds,
+            trials=trials,
+            test_size=test_size,
+            split_files=split_files,
+            seed=seed,
+        )
+    except _training_errors() as exc:
+        raise UsageError(str(exc)) from None
+    if out_dir:
+        save_confusion_png(report.pooled.confusion, ds.labels, out_dir / "confusion.png")
+        save_confusion_json(report.pooled.confusion, ds.labels, out_dir / "confusion.json")
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        print_eval(report)
+
+
+def _refuse_unused_eval(
+    ctx: typer.Context, protocol: str, arch: str | None, source: Path | None
+) -> None:
+    """Each protocol and mode reads its own options; the others are refused, not ignored."""
+    if protocol not in ("kfold", "trials", "split_files"):
+        raise typer.BadParameter("use kfold, trials or split-files", param_hint="--protocol")
+    if protocol != "kfold":
+        refuse(ctx, ("folds",), "only with --protocol kfold")
+    if protocol != "trials":
+        refuse(ctx, ("trials", "test_size"), "only with --protocol trials")
+    if protocol != "split_files":
+        refuse(ctx, ("split_files",), "only with --protocol split-files")
+    if arch is not None:
+        refuse(ctx, ("features", "out_dir"), "not with --arch")
+        if protocol == "split_files":
+            raise UsageError("--protocol split-files: not with --arch (use kfold or trials)")
+    else:
+        refuse(ctx, ("epochs",), "only with --arch")
+    if source is None or not source.is_dir():
+        refuse(ctx, ("device",), "only when SOURCE is a folder to analyse")
