@@ -6,8 +6,9 @@
     python scripts/eval_content.py --corpus /work/data/corpus --speech /work/data/speech-en
 
 Sets: the 3 LibriSpeech clips in ../shared/audio/librosa and the asterisk English prompts (speech:
-should be skipped); every track of the Debian game-music corpus, every MUSDB preview and the other
-labelled music clips of eval_genres.py (music: should not be skipped). Windows and mn04 outputs
+should be skipped); every file of the Debian game-music corpus (split at 30 s: the short ones are
+jingles and hyperrogue's sound effects), every MUSDB preview and the other labelled music clips of
+eval_genres.py (music: should not be skipped). Windows and mn04 outputs
 come from scripts/clip_cache.py, exactly as `mgctag tag` plans them. Prints each set's skip rate
 under the shipped floors (mgctag/content.py), the margin (quantiles of the per-track share of
 music windows and of the per-window music evidence), and a sweep of the music floor.
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clip_cache import analyse  # noqa: E402
 from eval_genres import AUDIO, EXTRA  # noqa: E402
 
-from mgctag.audio.decode import DecodeError  # noqa: E402
+from mgctag.audio.decode import DecodeError, probe  # noqa: E402
 from mgctag.content import MUSIC, ContentGate, track_class  # noqa: E402
 from mgctag.genres import default_map  # noqa: E402
 from mgctag.models.registry import load_model  # noqa: E402
@@ -44,10 +45,15 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=Path("/work/data/corpus"))
     ap.add_argument("--speech", type=Path, default=Path("/work/data/speech-en"))
     args = ap.parse_args()
+    corpus = files(args.corpus)
+    durations = {p: probe(p).duration for p in corpus}
+    long_files = [p for p in corpus if durations[p] >= 30]
+    short_files = [p for p in corpus if durations[p] < 30]
     sets = {
         "LibriSpeech (librosa)": ([args.audio / "librosa" / f for f in LIBRISPEECH], False),
         "asterisk English prompts": (files(args.speech), False),
-        "Debian game-music corpus": (files(args.corpus), True),
+        "Debian corpus, files of 30 s or more": (long_files, True),
+        "Debian corpus, files under 30 s (jingles, sound effects)": (short_files, True),
         "MUSDB previews": (files(args.audio / "musdb18-7s" / "train"), True),
         "other labelled music clips": ([args.audio / f for f, _, _ in EXTRA], True),
     }
@@ -63,7 +69,7 @@ def main() -> None:
         sweep = {f: 0 for f in floors}
         for path in paths:
             try:
-                out = analyse(path, musicnn=is_music)
+                out = analyse(path, musicnn=False)
             except DecodeError:
                 unreadable += 1
                 continue
