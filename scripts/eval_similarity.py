@@ -11,6 +11,9 @@ patches, L2 norm), queries each track's excerpt A among all tracks' excerpts B a
 embedding (mix, each stem, mix + stems concatenated): recall@1 / recall@10 of finding the same
 track, and precision@10 of neighbours from the same soundtrack package (the track itself excluded).
 
+`--mn04` adds mn04's embedding (the AudioSet tagger's 384-d pooled feature map, each window
+decoded at 32 kHz) and `mix_mn04` (musicnn's and mn04's unit vectors concatenated) to both.
+
 `features` writes an .npz (`names`, `labels`, `groups`, `X_mix`, `X_concat`) that
 `scripts/bench_train.py curve --features` reads for learning curves: corpus tracks (both excerpts'
 patches pooled, labelled by package, grouped by file) or the 70 MUSDB18 previews (one 7 s window).
@@ -42,7 +45,7 @@ MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "musdb
 EXCERPT_SECONDS = 10.0
 CENTRES = (0.3, 0.7)
 MIN_DURATION = 40.0
-KINDS = ("mix", *STEMS, "concat")
+KINDS = ("mix", *STEMS, "concat", "mn04", "mix_mn04")
 
 
 def excerpt_windows(duration: float) -> list[tuple[float, float]] | None:
@@ -82,6 +85,15 @@ def concat(vectors: dict[str, np.ndarray]) -> np.ndarray:
     return _unit_mean(np.concatenate([vectors[k] for k in ("mix", *STEMS)])[None])
 
 
+def mn04_rows(path: Path, windows: list[tuple[float, float]]) -> list[np.ndarray]:
+    """Per window: mn04's 384-d embedding (1, 384) of the window decoded at 32 kHz."""
+    from mgctag.models.audioset import AUDIOSET_RATE, AudiosetTagger
+
+    audio = decode.load_windows(path, AUDIOSET_RATE, windows)
+    _, emb = AudiosetTagger()(audio)
+    return [e[None] for e in emb]
+
+
 def cached_rows(
     path: Path,
     windows: list[tuple[float, float]],
@@ -89,9 +101,14 @@ def cached_rows(
     separator: Separator | None,
     cache: Path,
     true_stems: bool = False,
+    mn04: bool = False,
 ) -> list[dict[str, np.ndarray]]:
-    """Per-window per-patch embeddings, cached per file + windows + separator (or true stems)."""
+    """Per-window per-patch embeddings, cached per file + windows + separator (or true stems).
+
+    With `mn04`, each window also gets mn04's embedding (one row per window) under "mn04".
+    """
     sep = "musdb-true" if true_stems else separator.name if separator else "none"
+    sep += "+mn04" if mn04 else ""
     key = hashlib.sha1(f"{path}|{windows}|{sep}".encode()).hexdigest()[:16]
     file = cache / f"{sep}-{key}.npz"
     if file.is_file():
@@ -103,6 +120,9 @@ def cached_rows(
     patches = true_stem_patches(path, windows) if true_stems else None
     patches = patches or window_patches(path, windows, separator)
     rows = [patch_embeddings(tagger, p) for p in patches]
+    if mn04:
+        for row, emb in zip(rows, mn04_rows(path, windows), strict=True):
+            row["mn04"] = emb
     cache.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, **{f"{i}/{k}": v for i, r in enumerate(rows) for k, v in r.items()})
@@ -127,6 +147,8 @@ def track_vectors(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     vec = {k: _unit_mean(np.concatenate([r[k] for r in rows])) for k in rows[0]}
     if "vocals" in vec:
         vec["concat"] = concat(vec)
+    if "mn04" in vec:  # musicnn's and mn04's unit vectors side by side, equal weight
+        vec["mix_mn04"] = _unit_mean(np.concatenate([vec["mix"], vec["mn04"]])[None])
     return vec
 
 
@@ -154,7 +176,7 @@ def embed_corpus(args: argparse.Namespace) -> list[dict]:
             if windows is None:
                 skipped += 1
                 continue
-            rows = cached_rows(path, windows, tagger, separator, args.cache)
+            rows = cached_rows(path, windows, tagger, separator, args.cache, mn04=args.mn04)
         except decode.DecodeError as exc:
             print(f"skip {exc}", file=sys.stderr)
             failed += 1
@@ -243,6 +265,18 @@ def evaluate(args: argparse.Namespace) -> dict:
             f"| {r['median_rank']:.0f} | {r['package_precision@10']:.3f} |"
         )
     diffs = {}
+    for kind in ("mn04", "mix_mn04"):
+        if kind in queries:
+            q, mix = queries[kind], queries["mix"]
+            print(f"\n{kind} - mix, same queries (mean, 95 % bootstrap interval):")
+            for name, (a, b) in {
+                "recall@1": (q["rank"] < 1, mix["rank"] < 1),
+                "recall@10": (q["rank"] < 10, mix["rank"] < 10),
+                "package_precision@10": (q["precision"], mix["precision"]),
+            }.items():
+                d, lo, hi = paired_ci(a, b)
+                diffs[f"{kind}-mix {name}"] = (d, lo, hi)
+                print(f"  {name}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     if "concat" in queries:
         mix, cat = queries["mix"], queries["concat"]
         diffs = {
@@ -298,7 +332,9 @@ def musdb_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
     for name in names:
         path = MUSDB / "train" / name
         windows = [(0.0, decode.probe(path).duration)]
-        rows = cached_rows(path, windows, tagger, separator, args.cache, args.true_stems)
+        rows = cached_rows(
+            path, windows, tagger, separator, args.cache, args.true_stems, mn04=args.mn04
+        )
         vecs.append(track_vectors(rows))
     groups = [n.split(" - ")[0] for n in names]
     return _pack(names, [genre[n] for n in names], groups, vecs)
@@ -315,8 +351,9 @@ def corpus_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
 def _pack(names, labels, groups, vecs) -> dict[str, np.ndarray]:
     out = {"names": np.array(names), "labels": np.array(labels), "groups": np.array(groups)}
     out["X_mix"] = np.stack([v["mix"] for v in vecs])
-    if "concat" in vecs[0]:
-        out["X_concat"] = np.stack([v["concat"] for v in vecs])
+    for kind in ("concat", "mn04", "mix_mn04"):
+        if kind in vecs[0]:
+            out[f"X_{kind}"] = np.stack([v[kind] for v in vecs])
     return out
 
 
@@ -338,6 +375,9 @@ def main() -> None:
         p.add_argument("--cache", type=Path, default=Path("/tmp/mgctag-eval-sim"))
         p.add_argument("--limit", type=int, help="only the first N corpus files (smoke runs)")
         p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")
+        p.add_argument(
+            "--mn04", action="store_true", help="also mn04's embedding (32 kHz) and mix + mn04"
+        )
     ev.add_argument("--out", type=Path, help="also write the results as JSON here")
     ft.add_argument("--out", type=Path, required=True, help="the .npz to write")
     ft.add_argument(
