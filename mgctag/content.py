@@ -116,3 +116,26 @@ def skip_reason(content: str) -> str | None:
     if content == OTHER:
         return "no music heard (use --content all to tag it anyway)"
     return None
+
+
+@dataclass(frozen=True)
+class ContentDecision:
+    """What the gate decided for one track: its class, each window's record, the windows whose
+    outputs make its genres (the music ones; all of them when none is music)."""
+
+    content: str
+    windows: list[dict]
+    genre_windows: list[int]
+
+
+def decide(gate: ContentGate, probs: np.ndarray, offsets: Sequence[float]) -> ContentDecision:
+    """The gate over one track's windows ((windows, classes) probabilities, window offsets)."""
+    music, speech = gate.scores(probs)
+    classes = [window_class(float(m), float(s), gate) for m, s in zip(music, speech, strict=True)]
+    records = [
+        {"offset": round(float(o), 3), "content": c, "music": round(float(m), 4)}
+        | {"speech": round(float(s), 4)}
+        for o, c, m, s in zip(offsets, classes, music, speech, strict=True)
+    ]
+    chosen = [i for i, c in enumerate(classes) if c == MUSIC] or list(range(len(classes)))
+    return ContentDecision(track_class(classes), records, chosen)

@@ -89,3 +89,19 @@ def test_real_speech_is_speech_and_real_rap_is_music(gate, mn04):
     assert track_class(speech) == SPEECH
     rap = _windows(gate, model, AUDIO / "musdb18-7s/train/ANiMAL - Clinic A.stem.mp4")
     assert track_class(rap) == MUSIC
+
+
+def test_decide_takes_genres_from_the_music_windows(gate, mn04):
+    from mgctag.content import decide
+
+    labels = mn04[1].labels
+    probs = np.zeros((3, len(labels)), np.float32)
+    probs[0, labels.index("Narration, monologue")] = 0.9  # a spoken intro
+    probs[1, labels.index("Music")] = 0.8
+    probs[2, labels.index("Reggae")] = 0.6
+    d = decide(gate, probs, [12.0, 40.5, 69.0])
+    assert d.content == MUSIC and d.genre_windows == [1, 2]
+    assert [w["content"] for w in d.windows] == [SPEECH, MUSIC, MUSIC]
+    assert d.windows[0] == {"offset": 12.0, "content": SPEECH, "music": 0.0, "speech": 0.9}
+    speech_only = decide(gate, probs[:1], [0.0])
+    assert speech_only.content == SPEECH and speech_only.genre_windows == [0]
