@@ -137,6 +137,7 @@ def test_forward_shapes_and_any_length(name, data):
     json.dumps(model.config)  # a model card can store the constructor arguments
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_few_training_steps_reduce_loss(name, data):
     build, kind = MODELS[name]

@@ -426,6 +426,7 @@ def test_symlink_loops_end_even_when_following_links(tmp_path: Path) -> None:
     assert any("self.flac" in p for p, _ in report.failures)
 
 
+@pytest.mark.slow
 def test_per_file_time_limit_turns_a_slow_decode_into_a_failure(
     hostile: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
