@@ -15,6 +15,8 @@ from functools import lru_cache
 import librosa
 import numpy as np
 
+from mgctag.errors import MgctagError
+
 SR = 16000
 N_FFT = 512
 HOP = 256
@@ -22,7 +24,7 @@ N_MELS = 96
 PATCH_FRAMES = 187  # 3 s at 16 kHz / hop 256: musicnn's input length
 
 
-class FeatureError(ValueError):
+class FeatureError(MgctagError, ValueError):
     """Audio that cannot be turned into features (empty, not 1-D, not finite)."""
 
 
