@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from mgctag.errors import ConfigError, reason_of
-
-Mode = Literal["fill", "merge", "replace"]
+from mgctag.options import Mode
 
 DEFAULT_MAX_GENRES = 3
 DEFAULT_MIN_CONFIDENCE = 0.15
@@ -28,9 +26,36 @@ DEFAULT_MIN_CONFIDENCE = 0.15
 RELATIVE_FLOOR = 0.35
 
 
-def _key(name: str) -> str:
+def genre_key(name: str) -> str:
     """Case- and separator-insensitive key: 'Hip-Hop', 'hip hop' and 'HIP_HOP' are one genre."""
     return re.sub(r"[\s_\-.]+", " ", name.strip().lower()).strip()
+
+
+# One tag value may hold several genres joined by ';', '|' or NUL (ID3v2.4's separator).
+# '/' is kept: "Pop/Rock" is itself a genre name in ID3v1 and many libraries.
+_VALUE_SPLIT = re.compile(r"[;|\x00]")
+
+
+def split_genres(value: str) -> list[str]:
+    """The genres one tag value or CSV cell holds: 'Rock|Pop' and 'Rock; Pop' are two."""
+    return [part.strip() for part in _VALUE_SPLIT.split(value) if part.strip()]
+
+
+def split_and_normalise(
+    values: Iterable[str], normalize: Callable[[str], str] | None = None
+) -> list[str]:
+    """A track's genres, the one way everywhere (labels, merge, map): each value split, each
+    part spelled canonically (`normalize_genre` by default), duplicates dropped, order kept."""
+    norm = normalize or normalize_genre
+    out: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for part in split_genres(value):
+            genre = norm(part).strip()
+            if genre and genre.casefold() not in seen:
+                seen.add(genre.casefold())
+                out.append(genre)
+    return out
 
 
 @dataclass(frozen=True)
@@ -54,9 +79,9 @@ class GenreMap:
             name: Genre(name, spec.get("parent"), tuple(spec.get("aliases", ())))
             for name, spec in data.get("genres", {}).items()
         }
-        lookup = {_key(alias): g.name for g in genres.values() for alias in g.aliases}
-        lookup.update({_key(g.name): g.name for g in genres.values()})
-        tags = {_key(tag): genre for tag, genre in data.get("tags", {}).items() if genre}
+        lookup = {genre_key(alias): g.name for g in genres.values() for alias in g.aliases}
+        lookup.update({genre_key(g.name): g.name for g in genres.values()})
+        tags = {genre_key(tag): genre for tag, genre in data.get("tags", {}).items() if genre}
         unknown = sorted(set(tags.values()) - set(genres))
         if unknown:
             raise ValueError(f"genre map: tags point to unknown genres: {', '.join(unknown)}")
@@ -80,7 +105,7 @@ class GenreMap:
     def normalize(self, name: str) -> str:
         """The canonical spelling of a genre name; unknown genres keep the user's words, trimmed."""
         cleaned = " ".join(name.split())
-        return self._lookup.get(_key(cleaned), cleaned)
+        return self._lookup.get(genre_key(cleaned), cleaned)
 
     def parent(self, genre: str) -> str | None:
         g = self.genres.get(self.normalize(genre))
@@ -90,7 +115,7 @@ class GenreMap:
         """Model tag probabilities → genre scores (a genre is as strong as its strongest tag)."""
         scores: dict[str, float] = {}
         for tag, p in tag_probs.items():
-            genre = self.tags.get(_key(tag))
+            genre = self.tags.get(genre_key(tag))
             if genre is not None:
                 scores[genre] = max(scores.get(genre, 0.0), float(p))
         return scores
@@ -187,8 +212,8 @@ def plan_genres(existing: list[str], predicted: list[str], mode: Mode) -> list[s
     if mode == "fill":
         new = [] if existing else list(predicted)
     elif mode == "merge":
-        seen = {_key(g) for g in existing}
-        new = list(existing) + [g for g in predicted if _key(g) not in seen]
+        seen = {genre_key(g) for value in existing for g in split_genres(value)}
+        new = list(existing) + [g for g in predicted if genre_key(g) not in seen]
     elif mode == "replace":
         new = list(predicted)
     else:

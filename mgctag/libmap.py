@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import files
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mgctag.export import dumps_json
 from mgctag.similar import LibraryLike, library_index, track_genres
 
 UNKNOWN = "unknown"
@@ -234,7 +234,7 @@ def genre_heatmap_png(names: Sequence[str], sim: np.ndarray, path: str | Path) -
 
 def json_for_html(data: Any) -> str:
     """JSON that is inert inside a <script> element: no '<', '>', '&' or JS line separators."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = dumps_json(data, indent=None)  # the one JSON writer: valid JSON, NaN as null
     for ch, esc in (
         ("<", "\\u003c"),
         (">", "\\u003e"),

@@ -1,142 +1,59 @@
 """Orchestration: scan → analyse → store → write. The only module that wires the stages together.
 
-Decoding and feature extraction run in a worker thread (soundfile, PyAV and numpy release the GIL)
-so the models are never waiting on a decoder; patches from several tracks are batched into one
-forward pass; every track's result is stored in one transaction before its file is touched, so an
-interrupted run resumes where it stopped.
+It knows taggers only through the `Tagger` protocol (mgctag/models/protocol.py): what each one
+reads (`inputs`), `analyse` and `predictions`. Decoding and feature extraction run in a worker
+thread (soundfile, PyAV and numpy release the GIL) so the models are never waiting on a decoder;
+each track is decoded once, at the highest rate any active tagger needs; units (patches, windows)
+from several tracks are batched into one forward pass; every track's result is stored in one
+transaction before its file is touched, so an interrupted run resumes where it stopped. One odd
+track never ends a run: whatever goes wrong with it becomes its one-line failure.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mgctag import config, journal, tags
-from mgctag.audio import decode, features, segment
-from mgctag.genres import (
-    GenreMap,
-    Mode,
-    blend_scores,
-    combine_models,
-    default_map,
-    mean_tag_probs,
-    plan_genres,
-)
+from mgctag.audio.inputs import InputPlan, TrackInput, prepare
+from mgctag.errors import UsageError, one_line, reason_of
+from mgctag.genres import GenreMap, default_map, plan_genres
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
-from mgctag.models.registry import ModelCard, ModelError, load_model
-from mgctag.models.tagger import (
-    BLENDS,
+from mgctag.models import catalog
+from mgctag.models.protocol import Tagger
+from mgctag.options import (
     DEFAULT_TAGGER,
-    EMBEDDING_MODEL,
-    STUDENT_INPUTS,
-    MusicnnTagger,
-    StudentTagger,
+    Change,
+    Progress,
+    StopFlag,
+    Summary,
+    TagOptions,
 )
-from mgctag.separate import STEMS, SeparationError, Separator, get_separator, resolve_device
-from mgctag.separate.files import write_stems
-from mgctag.train.heads import predict_proba
+from mgctag.separate import SeparationError, Separator, get_separator, resolve_device
 
-SAMPLE_RATE = 16000
-
-
-@dataclass
-class TagOptions:
-    mode: Mode = "fill"
-    max_genres: int = 3
-    min_confidence: float = 0.15
-    dry_run: bool = False
-    id3v23: bool = False
-    keep_mtime: bool = False
-    windows: int = 3
-    window_seconds: float = 10.0
-    batch_patches: int = 60
-    device: str = "auto"
-    stems: str = "off"  # "on", "off" or "auto" (see resolve_stems)
-    separator: str = "auto"
-    separator_model: Path | None = None
-    model: str = DEFAULT_TAGGER  # the bundled musicnn pair, or a user model (mgctag models list)
-    keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
-
-
-@dataclass
-class Change:
-    path: str
-    old: list[str]
-    new: list[str]
-    written: bool
-
-
-@dataclass
-class Summary:
-    run_id: int | None = None
-    scanned: int = 0
-    analysed: int = 0
-    tagged: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    failed: int = 0
-    interrupted: bool = False
-    changes: list[Change] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-
-    def counts(self) -> dict[str, int]:
-        """The run's counts, as stored with the run and printed by --json."""
-        names = ("scanned", "analysed", "tagged", "unchanged", "skipped", "failed")
-        return {name: getattr(self, name) for name in names}
-
-    def fail(self, path: str, reason: str) -> None:
-        self.failed += 1
-        self.failures.append((path, reason))
-
-
-class Progress:
-    """What the pipeline tells the outside world; the CLI renders it, tests ignore it."""
-
-    def stage(self, name: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def message(self, text: str) -> None: ...
-
-
-class StopFlag:
-    """Set by Ctrl-C; work loops check it between files so nothing stops half-way through one."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
+__all__ = [
+    "DEFAULT_TAGGER",
+    "Change",
+    "Progress",
+    "StopFlag",
+    "Summary",
+    "TagOptions",
+    "analyse",
+    "choose_separator",
+    "tag_paths",
+    "write_tags",
+]
 
 
 # --- analysis -------------------------------------------------------------------------------
-
-
-@dataclass
-class Prepared:
-    """One track's model input, made by the decode worker."""
-
-    track: dict
-    patches: np.ndarray | None = None  # (n, 187, 96) of the mix
-    stem_patches: dict[str, np.ndarray] = field(default_factory=dict)
-    mfcc_patches: np.ndarray | None = None
-    error: str | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def choose_separator(opts: TagOptions, needs_stems: bool = False) -> Separator | None:
@@ -159,77 +76,27 @@ def choose_separator(opts: TagOptions, needs_stems: bool = False) -> Separator |
     return get_separator(opts.separator, opts.device, opts.separator_model)
 
 
-def _patches(y: np.ndarray) -> np.ndarray:
-    return features.patches(features.log_mel(y, SAMPLE_RATE))
-
-
-def prepare(
-    track: dict, opts: TagOptions, separator: Separator | None = None, mfcc: bool = False
-) -> Prepared:
-    """Decode one track's analysis windows (and separate them) into log-mel (or MFCC) patches."""
-    t0 = time.perf_counter()
-    path = track["path"]
-    rate = separator.sample_rate if separator else SAMPLE_RATE
-    try:
-        duration = track.get("duration") or decode.probe(path).duration
-        windows = segment.plan_windows(duration, n=opts.windows, length=opts.window_seconds)
-        audio = decode.load_windows(path, rate, windows, mono=separator is None)
-    except decode.DecodeError as exc:
-        return Prepared(track, error=exc.reason)
-    except OSError as exc:
-        return Prepared(track, error=exc.strerror or str(exc))
-    seconds = {"decode": time.perf_counter() - t0}
-    mix = [decode.convert(y, rate, SAMPLE_RATE) for y in audio] if separator else audio
-    chosen = segment.select_windows(windows, mix)
-    if chosen and all(w.silent for w in chosen):
-        return Prepared(track, error="silent: nothing audible to analyse", seconds=seconds)
-    audible = {w.offset for w in chosen}
-    kept = [i for i, (offset, _) in enumerate(windows) if offset in audible]
-    mix_patches = [_patches(mix[i]) for i in kept]
-    kept = [i for i, p in zip(kept, mix_patches, strict=True) if len(p)]
-    if not kept:
-        return Prepared(track, error="no audio to analyse")
-    item = Prepared(track, np.concatenate([p for p in mix_patches if len(p)]), seconds=seconds)
-    if mfcc:
-        item.mfcc_patches = np.concatenate(
-            [features.patches(features.mfcc(mix[i], SAMPLE_RATE)) for i in kept]
-        )
-    if separator:
-        t1 = time.perf_counter()
-        try:
-            stems = separator.separate_batch([audio[i] for i in kept], rate)
-        except SeparationError as exc:
-            return Prepared(track, error=f"separation failed: {exc}")
-        seconds["separation"] = time.perf_counter() - t1
-        if opts.keep_stems:
-            _keep_stems(Path(path), opts.keep_stems, stems, [windows[i] for i in kept], rate)
-        item.stem_patches = {
-            stem: np.concatenate(
-                [_patches(decode.convert(s[stem], rate, SAMPLE_RATE)) for s in stems]
-            )
-            for stem in STEMS
-        }
-    seconds["features"] = time.perf_counter() - t0 - sum(seconds.values())
-    return item
-
-
-def _keep_stems(
-    path: Path, out_dir: Path, stems: list[dict], windows: list[tuple[float, float]], rate: int
-) -> None:
-    """KEEP/<file name>/<offset>s/<stem>.flac for each analysed window, for a user who asked.
-
-    The whole file name, extension included: song.flac and song.mp3 must not share a folder.
-    """
-    for window, window_stems in zip(windows, stems, strict=True):
-        write_stems(window_stems, rate, out_dir / path.name / f"{window[0]:g}s")
+def separator_for(
+    taggers: Sequence[Tagger], opts: TagOptions, needs_stems: bool = False
+) -> Separator | None:
+    """The one separator of an analysis pass: the one a model was trained with, else the run's
+    stems setting when a tagger embeds stems, else none."""
+    named = {t.inputs.separator for t in taggers if t.inputs.separator}
+    if len(named) > 1:
+        raise UsageError(f"these models need different separators: {', '.join(sorted(named))}")
+    if named:
+        return get_separator(named.pop(), opts.device)
+    if any(t.inputs.embeds_stems for t in taggers):
+        return choose_separator(opts, needs_stems)
+    return None
 
 
 def _prefetch(
-    items: Iterable[dict], work: Callable[[dict], Prepared], depth: int
-) -> Iterator[Prepared]:
+    items: Iterable[dict], work: Callable[[dict], TrackInput], depth: int
+) -> Iterator[TrackInput]:
     """Run `work` over items in a background thread, at most `depth` ahead of the consumer."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgctag-decode") as pool:
-        queue: list[Future[Prepared]] = []
+        queue: list[Future[TrackInput]] = []
         for item in items:
             queue.append(pool.submit(work, item))
             if len(queue) > depth:
@@ -238,10 +105,53 @@ def _prefetch(
             yield fut.result()
 
 
+def _guarded(work: Callable[[dict], TrackInput]) -> Callable[[dict], TrackInput]:
+    """`work` for one track, with any unexpected exception turned into that track's failure."""
+
+    def run(track: dict) -> TrackInput:
+        try:
+            return work(track)
+        except Exception as exc:  # an odd file must not end the run (issue 18, item 12)
+            return TrackInput(
+                track, error=f"cannot analyse: {reason_of(exc)}", error_type=type(exc).__name__
+            )
+
+    return run
+
+
+def stored_input(lib: Library, track: dict, spec) -> TrackInput:
+    """An "embeddings" input: the stored per-stem vectors of the tagger it names, concatenated."""
+    emb = lib.get_embeddings(track["id"], spec.source)
+    stems = list(spec.stems or ("mix",))
+    if any(s not in emb for s in stems):
+        have = ", ".join(sorted(emb)) or "none"
+        reason = f"needs {spec.source} embeddings of {stems}; have {have}"
+        return TrackInput(track, error=reason, stage="model")
+    x = np.concatenate([emb[s] for s in stems])[None, :]
+    return TrackInput(track, features={"embeddings": x}, units=1)
+
+
+def _inputs(
+    lib: Library,
+    tracks: Sequence[dict],
+    taggers: Sequence[Tagger],
+    opts: TagOptions,
+    separator: Separator | None,
+) -> Iterator[TrackInput]:
+    """Each track's inputs for these taggers: decoded once in the worker, or from the library."""
+    specs = tuple(t.inputs for t in taggers)
+    if all(not s.reads_audio for s in specs):
+        (spec,) = set(specs)
+        yield from (_guarded(lambda t: stored_input(lib, t, spec))(t) for t in tracks)
+        return
+    plan = InputPlan(specs, opts.windows, opts.window_seconds, opts.keep_stems)
+    yield from _prefetch(tracks, _guarded(lambda t: prepare(t, plan, separator)), depth=4)
+
+
 def analyse(
     lib: Library,
     tracks: Sequence[dict],
-    tagger: MusicnnTagger | StudentTagger,
+    taggers: Sequence[Tagger],
     opts: TagOptions,
     summary: Summary,
     progress: Progress,
@@ -249,117 +159,81 @@ def analyse(
     gmap: GenreMap,
     separator: Separator | None = None,
 ) -> None:
-    """Analyse tracks in batches of patches across tracks; store each track's result."""
+    """Analyse tracks with these taggers in batches of units across tracks; store each result."""
     progress.stage("analysing", len(tracks))
-    mfcc = getattr(tagger, "input", None) == "mfcc"
-    batch: list[Prepared] = []
-    for item in _prefetch(tracks, lambda t: prepare(t, opts, separator, mfcc), depth=4):
+    batch: list[TrackInput] = []
+    for item in _inputs(lib, tracks, taggers, opts, separator):
         if stop:
             break
         for stage, seconds in item.seconds.items():
             summary.stage_seconds[stage] += seconds
-        if item.error:
-            _record_failure(lib, summary, item.track["path"], "decode", item.error)
+        if item.error or item.skip:
+            _not_analysed(lib, summary, item)
             progress.advance()
             continue
         batch.append(item)
-        if sum(len(p.patches) for p in batch) >= opts.batch_patches:
-            _run_batch(lib, batch, tagger, summary, gmap, separator)
+        if sum(p.units for p in batch) >= opts.batch_patches:
+            _run_batch(lib, batch, taggers, summary, gmap, separator)
             progress.advance(len(batch))
             batch = []
     if batch and not stop:
-        _run_batch(lib, batch, tagger, summary, gmap, separator)
+        _run_batch(lib, batch, taggers, summary, gmap, separator)
         progress.advance(len(batch))
+
+
+def _not_analysed(lib: Library, summary: Summary, item: TrackInput) -> None:
+    """A track with no input: a skip (too short, silent) is told; an error is a failure."""
+    path = item.track["path"]
+    if item.error:
+        _record_failure(lib, summary, path, item.stage, item.error, item.error_type)
+    else:
+        summary.skips.append((path, item.skip or "skipped"))
 
 
 def _run_batch(
     lib: Library,
-    batch: list[Prepared],
-    tagger: MusicnnTagger,
+    batch: list[TrackInput],
+    taggers: Sequence[Tagger],
     summary: Summary,
     gmap: GenreMap,
     separator: Separator | None,
 ) -> None:
-    if isinstance(tagger, StudentTagger):
-        _run_student_batch(lib, batch, tagger, summary, separator)
-        return
-    t0 = time.perf_counter()
-    patches = np.concatenate([p.patches for p in batch])
-    outputs = tagger(patches)
-    companion = tagger.companion(patches)[0] if tagger.companion else None
-    stem_embs = {
-        stem: _split(
-            tagger.embed(np.concatenate([p.stem_patches[stem] for p in batch])), batch, stem
-        )
-        for stem in (STEMS if separator else ())
-    }
-    summary.stage_seconds["models"] += time.perf_counter() - t0
-    t1 = time.perf_counter()
-    start = 0
-    for i, item in enumerate(batch):
-        n = len(item.patches)
-        per_model = {
-            name: mean_tag_probs(probs[start : start + n], tagger.labels[name])
-            for name, (probs, _) in outputs.items()
-        }
-        embeddings = {"mix": _unit_mean(outputs[EMBEDDING_MODEL][1][start : start + n])}
-        embeddings.update({stem: _unit_mean(parts[i]) for stem, parts in stem_embs.items()})
-        scores = combine_models(per_model, gmap)
-        genres = sorted(scores.items(), key=lambda kv: -kv[1])
-        sep_name = separator.name if separator else "none"
-        lib.save_analysis(item.track["id"], tagger.name, sep_name, per_model, genres, embeddings)
-        if companion is not None:
-            student = companion[start : start + n].mean(axis=0)
-            probs = dict(zip(tagger.companion.labels, student.tolist(), strict=True))
-            blend = blend_scores(scores, probs, tagger.weight)
-            ranked = sorted(blend.items(), key=lambda kv: -kv[1])
-            lib.save_analysis(item.track["id"], tagger.blend, sep_name, {}, ranked, {})
-        summary.analysed += 1
-        start += n
-    summary.stage_seconds["db"] += time.perf_counter() - t1
+    """One forward pass per tagger over the batch; if it raises, each track again on its own,
+    so only the track that breaks a model fails."""
+    try:
+        _analyse_and_store(lib, batch, taggers, summary, gmap, separator)
+    except Exception:
+        if len(batch) == 1:
+            raise
+        for item in batch:
+            try:
+                _analyse_and_store(lib, [item], taggers, summary, gmap, separator)
+            except Exception as exc:
+                reason = f"cannot analyse: {reason_of(exc)}"
+                path = item.track["path"]
+                _record_failure(lib, summary, path, "model", reason, type(exc).__name__)
 
 
-def _run_student_batch(
+def _analyse_and_store(
     lib: Library,
-    batch: list[Prepared],
-    student: StudentTagger,
+    batch: list[TrackInput],
+    taggers: Sequence[Tagger],
     summary: Summary,
+    gmap: GenreMap,
     separator: Separator | None,
 ) -> None:
     t0 = time.perf_counter()
-    inputs = [student_input(p, student.input) for p in batch]
-    probs, emb = student(np.concatenate(inputs))
+    outputs = [tagger.analyse(batch) for tagger in taggers]
     summary.stage_seconds["models"] += time.perf_counter() - t0
-    bounds = np.cumsum([len(x) for x in inputs])[:-1]
-    sep_name = separator.name if separator else "none"
-    for item, p, e in zip(batch, np.split(probs, bounds), np.split(emb, bounds), strict=True):
-        mean = p.mean(axis=0).tolist()
-        genres = sorted(zip(student.labels, mean, strict=True), key=lambda kv: -kv[1])
-        lib.save_analysis(
-            item.track["id"], student.name, sep_name, {}, genres, {"mix": _unit_mean(e)}
-        )
+    t1 = time.perf_counter()
+    run_sep = separator.name if separator else "none"
+    for i, item in enumerate(batch):
+        for tagger, per_track in zip(taggers, outputs, strict=True):
+            for p in tagger.predictions(per_track[i], gmap):
+                sep = p.separator or run_sep
+                lib.save_analysis(item.track["id"], p.model, sep, p.tags, p.genres, p.embeddings)
         summary.analysed += 1
-
-
-def student_input(item: Prepared, kind: str) -> np.ndarray:
-    """What a seed-paper network reads: mix log-mel, stacked stem log-mels (STEMS order), MFCCs."""
-    if kind == "mfcc":
-        return item.mfcc_patches
-    if kind == "stems":
-        return np.stack([item.stem_patches[s] for s in STEMS], axis=1)
-    return item.patches
-
-
-def _split(rows: np.ndarray, batch: list[Prepared], stem: str) -> list[np.ndarray]:
-    """Rows of a batched forward pass, given back to their tracks."""
-    bounds = np.cumsum([len(p.stem_patches[stem]) for p in batch])[:-1]
-    return np.split(rows, bounds)
-
-
-def _unit_mean(rows: np.ndarray) -> np.ndarray:
-    """A track's embedding: the mean over its patches, L2-normalised (cosine = dot product)."""
-    v = rows.mean(axis=0)
-    return (v / (np.linalg.norm(v) or 1.0)).astype(np.float32)
+    summary.stage_seconds["db"] += time.perf_counter() - t1
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -417,7 +291,8 @@ def write_tags(
             _record_failure(lib, summary, track["path"], "write", exc.reason)
             continue
         except Exception as exc:  # a bug on one odd file must not end the run; its entry settles
-            _record_failure(lib, summary, track["path"], "write", f"internal error: {exc!r}")
+            reason = f"internal error: {reason_of(exc)}"
+            _record_failure(lib, summary, track["path"], "write", reason, type(exc).__name__)
             continue
         summary.stage_seconds["tag write"] += time.perf_counter() - t0
 
@@ -478,10 +353,19 @@ def _clean_stale_temps(tracks: Sequence[dict]) -> None:
             continue
 
 
-def _record_failure(lib: Library, summary: Summary, path: str, stage: str, reason: str) -> None:
-    reason = " ".join(str(reason).split()) or "unknown error"
-    summary.fail(path, reason)
-    lib.record_failure(summary.run_id, path, stage, reason)
+def _record_failure(
+    lib: Library,
+    summary: Summary,
+    path: str,
+    stage: str,
+    reason: str,
+    error_type: str | None = None,
+) -> None:
+    """One track's failure: counted, listed, and recorded (with the exception class, if any)."""
+    reason = one_line(reason)
+    summary.fail(path, reason, error_type)
+    stored = f"{reason} [{error_type}]" if error_type else reason
+    lib.record_failure(summary.run_id, path, stage, stored)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -497,7 +381,11 @@ def tag_paths(
     command: str = "tag",
     write: bool = True,
 ) -> Summary:
-    """The main job: scan the roots, analyse new/changed tracks, write genre tags (if `write`)."""
+    """The main job: scan the roots, analyse new/changed tracks, write genre tags (if `write`).
+
+    A device that is not there (--device cuda on a CPU-only machine) or a model that is not a
+    tagger is a UsageError/ModelError before anything is scanned; the run is recorded as failed.
+    """
     progress = progress or Progress()
     stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy
     summary = Summary()
@@ -505,6 +393,7 @@ def tag_paths(
     args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})
     try:
+        chain = tagger_chain(opts.model, resolve_device(opts.device))  # before any work
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)
         t0 = time.perf_counter()
@@ -513,25 +402,7 @@ def tag_paths(
         summary.scanned = report.total
         for path, reason in report.failures:
             summary.fail(str(path), reason)
-        blend = opts.model if opts.model in BLENDS else None
-        own_card = opts.model != DEFAULT_TAGGER and blend is None
-        card = load_model(opts.model)[1] if own_card else None
-        kind = card.preprocessing.get("input", "embeddings") if card else "embeddings"
-        if card is not None and kind not in STUDENT_INPUTS and card.arch != "genre_head":
-            raise ModelError(f"{opts.model}: not a genre model; `mgctag models list` shows them")
-        if kind in STUDENT_INPUTS:
-            analyse_with_student(lib, roots, opts, card, summary, progress, stop)
-        else:
-            separator = choose_separator(opts, needs_stems=_needs_stems(card))
-            todo = lib.tracks_needing_analysis(
-                blend or DEFAULT_TAGGER, roots, separator=separator.name if separator else None
-            )
-            if todo and not stop:
-                tagger = MusicnnTagger(resolve_device(opts.device), blend=blend)
-                analyse(lib, todo, tagger, opts, summary, progress, stop, default_map(), separator)
-            if card is not None and not stop:
-                todo = lib.tracks_needing_analysis(opts.model, roots)
-                apply_head(lib, todo, opts.model, summary)
+        analyse_chain(lib, roots, chain, opts, summary, progress, stop)
         if write:
             tracks = list(lib.iter_tracks(roots))
             write_tags(lib, tracks, opts.model, opts, summary, progress, stop)
@@ -555,46 +426,71 @@ def run_status(summary: Summary) -> str:
     return "partial" if summary.scanned > summary.failed else "failed"
 
 
-def _needs_stems(card: ModelCard | None) -> bool:
-    return card is not None and any(s != "mix" for s in card.preprocessing.get("stems", ["mix"]))
+def tagger_chain(name: str, device: str) -> list[Tagger]:
+    """The tagger and, before it, the taggers whose stored results it reads (`requires`)."""
+    tagger = catalog.get_tagger(name, device)
+    chain: list[Tagger] = []
+    for required in tagger.requires:
+        chain.extend(t for t in tagger_chain(required, device) if t.name not in _names(chain))
+    return [*chain, tagger]
 
 
-def analyse_with_student(
+def _names(taggers: Sequence[Tagger]) -> set[str]:
+    return {t.name for t in taggers}
+
+
+def analyse_chain(
     lib: Library,
     roots: Sequence[Path],
+    chain: Sequence[Tagger],
     opts: TagOptions,
-    card: ModelCard,
     summary: Summary,
     progress: Progress,
     stop: StopFlag,
 ) -> None:
-    """Analyse with a bundled seed-paper network, on the input its card names."""
-    prep = card.preprocessing
-    separator = None
-    if prep["input"] == "stems":
-        separator = get_separator(prep.get("separator", "cascade"), opts.device)
-    todo = lib.tracks_needing_analysis(
-        card.name, roots, separator=separator.name if separator else None
-    )
-    if todo and not stop:
-        student = StudentTagger(card.name, resolve_device(opts.device))
-        analyse(lib, todo, student, opts, summary, progress, stop, default_map(), separator)
+    """Analyse what the chain's taggers have not seen yet, in order, one pass per group.
+
+    Taggers that read audio and do not depend on each other share one pass, so each track is
+    decoded once for all of them; a tagger that reads another's stored stem embeddings makes that
+    one's pass separate stems.
+    """
+    gmap = default_map()
+    for i, group in enumerate(passes(chain)):
+        if stop:
+            return
+        later = [t for g in passes(chain)[i + 1 :] for t in g]
+        names = _names(group)
+        needs_stems = any(names & set(t.requires) and t.inputs.needs_stems for t in later)
+        audio = group[0].inputs.reads_audio
+        separator = separator_for(group, opts, needs_stems) if audio else None
+        sep_name = separator.name if separator else None
+        todo = _union(lib.tracks_needing_analysis(t.name, roots, separator=sep_name) for t in group)
+        if todo and not stop:
+            analyse(lib, todo, group, opts, summary, progress, stop, gmap, separator)
 
 
-def apply_head(lib: Library, tracks: Sequence[dict], name: str, summary: Summary) -> None:
-    """Genres from a user-trained head over each track's stored embeddings (no audio needed)."""
-    head, card = load_model(name)
-    prep = card.preprocessing
-    stems = prep.get("stems", ["mix"])
-    for track in tracks:
-        emb = lib.get_embeddings(track["id"], prep.get("embedding_model", DEFAULT_TAGGER))
-        if any(s not in emb for s in stems):
-            have = ", ".join(sorted(emb)) or "none"
-            _record_failure(
-                lib, summary, track["path"], "model", f"{name} needs {stems}; have {have}"
-            )
-            continue
-        x = np.concatenate([emb[s] for s in stems])[None, :]
-        probs = predict_proba(head, x)[0]
-        genres = sorted(zip(card.labels, probs.tolist(), strict=True), key=lambda kv: -kv[1])
-        lib.save_analysis(track["id"], name, prep.get("separator", "none"), {}, genres, {})
+def passes(chain: Sequence[Tagger]) -> list[list[Tagger]]:
+    """The chain cut into analysis passes: consecutive audio taggers that do not read each
+    other's results go together; a tagger reading stored results has a pass of its own."""
+    groups: list[list[Tagger]] = []
+    for tagger in chain:
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and tagger.inputs.reads_audio
+            and last[0].inputs.reads_audio
+            and not _names(last) & set(tagger.requires)
+        ):
+            last.append(tagger)
+        else:
+            groups.append([tagger])
+    return groups
+
+
+def _union(track_lists: Iterable[list[dict]]) -> list[dict]:
+    """Tracks any of the lists holds, once each; one list comes back as the library ordered it."""
+    lists = list(track_lists)
+    if len(lists) == 1:
+        return lists[0]
+    by_id = {t["id"]: t for tracks in lists for t in tracks}
+    return sorted(by_id.values(), key=lambda t: t["path"])

@@ -18,13 +18,18 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mgctag.errors import UsageError
+from mgctag.genres import split_and_normalise
+from mgctag.separate.base import STEMS
+
 Fusion = Literal["centroid", "rrf"]
-STEMS = ("mix", "drums", "bass", "other", "vocals")
+# What an embedding can be of: the mix, or one of the separators' stems.
+EMBEDDING_STEMS = ("mix", *STEMS)
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
 _NORM_TOLERANCE = 1e-3
 
 
-class SimilarError(Exception):
+class SimilarError(UsageError):
     """A similarity request that cannot be answered; the message is one line for the user."""
 
 
@@ -245,8 +250,8 @@ def _db_stamp(lib: Any) -> tuple:
 def library_index(lib: LibraryLike, model: str, stem: str = "mix") -> LibraryIndex:
     """The index of `model`'s `stem` embeddings with their track rows, built once per process and
     database state. Only tracks with status "ok" are in it."""
-    if stem not in STEMS:
-        raise SimilarError(f"unknown stem {stem!r}: choose one of {', '.join(STEMS)}")
+    if stem not in EMBEDDING_STEMS:
+        raise SimilarError(f"unknown stem {stem!r}: choose one of {', '.join(EMBEDDING_STEMS)}")
     key = (_db_stamp(lib), model, stem)
     if key not in _CACHE:
         ids, matrix = lib.embedding_matrix(model, stem)
@@ -331,8 +336,8 @@ def track_genres(record: dict) -> list[str]:
         try:
             g = json.loads(g)
         except ValueError:
-            g = [x for x in g.replace(";", "/").split("/") if x.strip()]
-    return [str(x).strip() for x in (g or []) if str(x).strip()]
+            g = [g]
+    return split_and_normalise(str(x) for x in (g or []))
 
 
 def filter_mask(
@@ -348,7 +353,8 @@ def filter_mask(
     albums = {(_fold(a), _fold(b)) for a, b in exclude_albums if _fold(b)}
     if genre is None and not artists and not albums:
         return None
-    want = _fold(genre) if genre else None
+    wanted = split_and_normalise([genre]) if genre else []
+    want = _fold(wanted[0]) if wanted else None  # spelled as track genres are
 
     def kept(r: dict) -> bool:
         artist = _fold(r.get("artist"))

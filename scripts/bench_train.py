@@ -25,7 +25,7 @@ import torch
 
 from mgctag.audio import decode
 from mgctag.train.evaluate import compute_metrics, learning_curve
-from mgctag.train.heads import TrainConfig, predict_proba, train_head
+from mgctag.train.heads import HeadConfig, predict_proba, train_head
 from mgctag.train.labels import build_label_set, group_key, labels_from_tags, merge_rare
 
 MUSDB = Path(__file__).resolve().parents[1].parent / "shared" / "audio" / "musdb18-7s"
@@ -133,7 +133,7 @@ def curve(args: argparse.Namespace) -> dict:
     sizes = [None if s == "all" else int(s) for s in args.per_class]
     result = learning_curve(
         X, Y, label_set.labels, groups, sizes=sizes, repeats=args.repeats,
-        test_size=args.test_size, seed=args.seed, config=TrainConfig(hidden=args.hidden_curve),
+        test_size=args.test_size, seed=args.seed, config=HeadConfig(hidden=args.hidden_curve),
     )  # fmt: skip
     counts = dict(zip(label_set.labels, Y.sum(axis=0).astype(int).tolist(), strict=True))
     print(f"classes: {counts}; groups: {len(set(groups))}; features: {X.shape[1]}-d")

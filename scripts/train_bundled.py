@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from mgctag.audio.decode import DecodeError
+from mgctag.audio.inputs import select_input
 from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
 from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
+from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
 from mgctag.train import distill
@@ -229,8 +231,8 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
     model.eval()
     metrics: dict = {}
     if len(val):
-        x = prepare_input(distill.student_input(val, prep["input"]), prep)
-        agree = distill.evaluate(model, x, val.teacher)
+        x = prepare_input(select_input(val.inputs, prep["input"], PAPER_STEMS), prep)
+        agree = distill.teacher_agreement(model, x, val.teacher)
         student = track_probs(model, x, val).argmax(1)
         teacher = np.stack([val.teacher[val.track == t].mean(0).numpy()
                             for t in range(len(val.sources))]).argmax(1)  # fmt: skip
@@ -243,12 +245,12 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
             "track_agreement": round(float((student == teacher).mean()), 4),
         }
     if len(check):
-        x = prepare_input(distill.student_input(check, prep["input"]), prep)
+        x = prepare_input(select_input(check.inputs, prep["input"], PAPER_STEMS), prep)
         probs = track_probs(model, x, check)
         rankings = [[classes[i] for i in np.argsort(-p)] for p in probs]
         metrics["musdb"] = {
             **hit_rates(check.sources, rankings),
-            "patch_agreement": distill.evaluate(model, x, check.teacher)["agreement"],
+            "patch_agreement": distill.teacher_agreement(model, x, check.teacher)["agreement"],
         }
     return metrics
 
@@ -313,7 +315,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
         prep = card.preprocessing
         if prep.get("separator", args.separator) != args.separator:
             continue  # its stems are another separator's
-        x = prepare_input(distill.student_input(check, prep["input"]), prep)
+        x = prepare_input(select_input(check.inputs, prep["input"], PAPER_STEMS), prep)
         student = [dict(zip(classes, p.tolist(), strict=True))
                    for p in track_probs(model.eval(), x, check)]  # fmt: skip
         for w in args.weights:
@@ -383,10 +385,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             continue
         model = ARCHITECTURES[spec["arch"]](**{"n_classes": len(classes), **spec["args"]})
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
-        cfg = distill.TrainConfig(**settings)
+        cfg = distill.DistillConfig(**settings)
         prep = preprocessing(spec["input"], train, args.separator)
-        x_train = prepare_input(distill.student_input(train, spec["input"]), prep)
-        x_val = prepare_input(distill.student_input(val, spec["input"]), prep)
+        x_train = prepare_input(select_input(train.inputs, spec["input"], PAPER_STEMS), prep)
+        x_val = prepare_input(select_input(val.inputs, spec["input"], PAPER_STEMS), prep)
         val_set = (x_val, val.teacher) if len(val) else None
         ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{args.separator}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -419,12 +421,12 @@ def preprocessing(kind: str, train: distill.PatchSet, separator: str) -> dict:
     }  # fmt: skip
     if kind == "stems":
         prep.update({
-            "stems": list(distill.STEMS[:3]),
+            "stems": list(PAPER_STEMS),
             "separator": separator,
             "stem_features": "separated at 44.1 kHz, each stem resampled to 16 kHz, then log-mel",
         })  # fmt: skip
     if kind == "mfcc":
-        prep["standardize"] = distill.standardizer(distill.student_input(train, kind))
+        prep["standardize"] = distill.standardizer(select_input(train.inputs, kind, PAPER_STEMS))
     return prep
 
 

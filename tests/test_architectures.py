@@ -20,22 +20,22 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag.audio import decode, features
+from mgctag.audio.inputs import select_input
 from mgctag.genres import GenreMap
 from mgctag.models import registry
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
-from mgctag.models.ecapa import EcapaTdnn, predict_tta
+from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.mobilenet import TAPS, MobileNetV2
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
 from mgctag.train.distill import (
+    DistillConfig,
     Teacher,
-    TrainConfig,
     cache_track,
     class_weights,
     distillation_loss,
-    evaluate,
     load_patches,
-    student_input,
+    teacher_agreement,
     teacher_classes,
     train_student,
     weight_penalty,
@@ -137,6 +137,7 @@ def test_forward_shapes_and_any_length(name, data):
     json.dumps(model.config)  # a model card can store the constructor arguments
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_few_training_steps_reduce_loss(name, data):
     build, kind = MODELS[name]
@@ -248,21 +249,6 @@ def test_fsa_band_front_end_sees_only_its_band(data):
     assert x.grad[..., :32].abs().sum() == 0 and x.grad[..., 64:].abs().sum() == 0
 
 
-def test_tta_averages_shifted_crops(data):
-    torch.manual_seed(3)
-    model = EcapaTdnn(N_CLASSES, cont=64, mfa_channels=128).eval()
-    x = torch.cat([data["mel"][0][:2], data["mel"][0][2:4]], dim=1)  # (2, 374, 96)
-    probs = predict_tta(model, x, crop=187, n_crops=3)
-    assert probs.shape == (2, N_CLASSES)
-    assert torch.allclose(probs.sum(dim=1), torch.ones(2), atol=1e-5)
-    with torch.no_grad():
-        crops = [torch.softmax(model(x[:, s : s + 187])[0], -1) for s in (0, 94, 187)]
-    assert torch.allclose(probs, torch.stack(crops).mean(0), atol=1e-6)
-    assert torch.equal(
-        predict_tta(model, x[:, :187], crop=187), torch.softmax(model(x[:, :187])[0], -1)
-    )
-
-
 def test_mobilenet_taps(data):
     x, _ = data["mel"]
     model = MobileNetV2(N_CLASSES, width=0.5, deep_dim=256, shallow_dim=64).eval()
@@ -362,7 +348,7 @@ def test_cache_teacher_targets_and_resumable_training(tmp_path: Path):
     k = classes.index("Classical")
     assert data.teacher[1, k] > data.teacher[0, k]
 
-    x, cfg = student_input(data, "mfcc"), TrainConfig(epochs=2, batch_size=2, lr=1e-2)
+    x, cfg = select_input(data.inputs, "mfcc"), DistillConfig(epochs=2, batch_size=2, lr=1e-2)
     ckpt = tmp_path / "ckpt.safetensors"
     first = train_student(SwishNet(len(classes)), (x, data.teacher, data.labels), None, cfg, ckpt)
     logs: list[str] = []
@@ -374,12 +360,12 @@ def test_cache_teacher_targets_and_resumable_training(tmp_path: Path):
     assert history[:2] == first and "val_agreement" in history[2]
 
     # keep_best ends on the epoch with the lowest validation KL, also across a resume
-    cfg = TrainConfig(epochs=4, batch_size=2, lr=5e-2, keep_best=True)
+    cfg = DistillConfig(epochs=4, batch_size=2, lr=5e-2, keep_best=True)
     best_ckpt = tmp_path / "best.safetensors"
     model, train_set = SwishNet(len(classes)), (x, data.teacher, data.labels)
     history = train_student(model, train_set, (x, data.teacher), cfg, best_ckpt)
     lowest = min(h["val_kl"] for h in history)
-    assert evaluate(model, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)
+    assert teacher_agreement(model, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)
     resumed = SwishNet(len(classes))
     train_student(resumed, train_set, (x, data.teacher), cfg, best_ckpt)
-    assert evaluate(resumed, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)
+    assert teacher_agreement(resumed, x, data.teacher)["kl"] == pytest.approx(lowest, abs=1e-3)

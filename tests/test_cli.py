@@ -225,7 +225,7 @@ def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, t
 def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_path):
     """--model musicnn+crnn: one pass stores musicnn's analysis and the blended genres, computed
     as blend_scores(musicnn, crnn_small on the same patches); the blend is what gets written."""
-    from mgctag import pipeline
+    from mgctag.audio.inputs import InputPlan, InputSpec, prepare
     from mgctag.genres import blend_scores
     from mgctag.models.tagger import BLENDS, StudentTagger
 
@@ -237,9 +237,10 @@ def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_pa
     predictions = lib.get_predictions(track["id"])
     assert {"musicnn", "musicnn+crnn"} <= set(predictions)
     student_name, weight = BLENDS["musicnn+crnn"]
-    patches = pipeline.prepare(track, pipeline.TagOptions()).patches
+    patches = prepare(track, InputPlan((InputSpec("mel"),))).features["mel"]
     student = StudentTagger(student_name)
-    probs = dict(zip(student.labels, student(patches)[0].mean(axis=0).tolist(), strict=True))
+    labels = student.labels[student_name]
+    probs = dict(zip(labels, student(patches)[0].mean(axis=0).tolist(), strict=True))
     expected = blend_scores(dict(predictions["musicnn"]["genres"]), probs, weight)
     stored = dict(predictions["musicnn+crnn"]["genres"])
     assert stored.keys() == expected.keys()

@@ -32,6 +32,7 @@ from mutagen.id3 import APIC, ID3, TCON
 
 from mgctag import pipeline, tags
 from mgctag.audio import decode
+from mgctag.audio.inputs import InputPlan, InputSpec, prepare
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
 
@@ -117,7 +118,7 @@ def broken_flac_metadata(src: Path, dest: Path) -> None:
 
 
 # Digital silence is reported, not tagged: no window is loud enough to say anything about genre.
-SILENCE = "failed: silent"
+SILENCE = "skipped: silent"
 # Outcome of every case: "tagged", "unchanged", or "failed: <words in the reason>".
 EXPECTED: dict[str, str] = {}
 
@@ -135,7 +136,7 @@ def build(root: Path) -> None:
         # A truncated Ogg decodes, but its last page is cut, so the payload hash that proves a tag
         # write left the audio alone cannot be computed: analysed, never written.
         outcome = "failed: cannot read the audio data" if ext == "ogg" else "tagged"
-        truncated(src, root / case(f"truncated.{ext}", outcome))
+        truncated(src, root / case(f"truncated.{ext}", outcome), keep=0.6)  # 3.6 s: > 2 s
     (root / case("zero.mp3", "failed: empty file")).write_bytes(b"")
     (root / case("zero.flac", "failed: empty file")).write_bytes(b"")
     rng = np.random.default_rng(7)
@@ -203,7 +204,7 @@ def build(root: Path) -> None:
     (loops / "self.mp3").symlink_to("self.mp3")
 
     long_mp3(root / case("two_hours.mp3", "tagged"))
-    encode(*clip(0.5), root / case("half_second.flac", "tagged"))
+    encode(*clip(0.5), root / case("half_second.flac", "skipped: too short"))
     sf.write(root / case("silence.wav", SILENCE), np.zeros(16000 * 4), 16000)
     multi = np.tile(clip(4.0)[0][:1], (6, 1))
     sf.write(root / case("surround_5_1.wav", "tagged"), multi.T, sr)
@@ -282,14 +283,18 @@ def _got(hostile: dict, name: str) -> str:
     s = hostile["summary"]
     written = [c for c in s.changes if c.path == path]
     reasons = [r for p, r in s.failures if p == path]
+    skips = [r for p, r in s.skips if p == path]
     if written:
         return "tagged"
+    if skips and not reasons:
+        return "skipped: " + " | ".join(skips)
     return "failed: " + " | ".join(reasons) if reasons else "unchanged"
 
 
 def _matches(expected: str, got: str) -> bool:
-    if expected.startswith("failed"):
-        return got.startswith("failed") and expected.removeprefix("failed").strip(": ") in got
+    for outcome in ("failed", "skipped"):
+        if expected.startswith(outcome):
+            return got.startswith(outcome) and expected.removeprefix(outcome).strip(": ") in got
     return got == expected
 
 
@@ -426,17 +431,18 @@ def test_symlink_loops_end_even_when_following_links(tmp_path: Path) -> None:
     assert any("self.flac" in p for p, _ in report.failures)
 
 
+@pytest.mark.slow
 def test_per_file_time_limit_turns_a_slow_decode_into_a_failure(
     hostile: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """decode.TIME_LIMIT bounds every decode the pipeline makes; set to 0 it trips at once."""
     track = hostile["lib"].track_by_path(str(hostile["root"] / "two_hours.mp3"))
     assert track["duration"] > 7000
-    opts = pipeline.TagOptions()
-    assert pipeline.prepare(track, opts).error is None
+    plan = InputPlan((InputSpec("mel"),))
+    assert prepare(track, plan).error is None
     monkeypatch.setattr(decode, "TIME_LIMIT", 0.0)
-    prepared = pipeline.prepare(track, opts)
-    assert prepared.patches is None and "longer than 0 s" in prepared.error
+    prepared = prepare(track, plan)
+    assert not prepared.features and "longer than 0 s" in prepared.error
 
 
 def _write_as_nobody(db: str, root: str, out: mp.Queue) -> None:

@@ -45,6 +45,7 @@ def test_parity_from_reference_log_mels(ref, name):
             assert emb.shape == (4, 256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_parity_from_waveforms_through_our_log_mel(ref, name):
     model, _ = load_model(name)
@@ -55,6 +56,7 @@ def test_parity_from_waveforms_through_our_log_mel(ref, name):
             assert np.abs(emb - ref[f"{clip}__{name}__penultimate"]).max() <= 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["MTT_musicnn", "MSD_vgg"])
 def test_fused_inference_equals_literal_op_order(ref, name):
     """The pool-first / taps fast path must equal TF's literal conv->relu->bn->pool order."""

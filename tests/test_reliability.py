@@ -226,7 +226,7 @@ def test_ctrl_c_stops_after_the_current_file_and_exits_130(tmp_path: Path) -> No
     """
     root, db = tmp_path / "music", tmp_path / "db" / "lib.db"
     db.parent.mkdir()  # --db into a missing folder is refused (a typo, not a new library)
-    files = sorted(make_library(root, 6, seconds=3.0))
+    files = sorted(make_library(root, 6))  # 4 s: the 6th clip has 1.9 s of sound in its first 3
     before = {p: sha(p) for p in files}
     lib = Library(db)
     with journal.file_lock(lib, files[2]):

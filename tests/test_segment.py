@@ -10,7 +10,7 @@ import soundfile as sf
 from media import AUDIO, real_clip
 
 from mgctag.audio.decode import load_windows, probe
-from mgctag.audio.segment import Window, is_silent, plan_windows, rms_db, select_windows
+from mgctag.audio.segment import Window, audible_seconds, plan_windows, rms_db, select_windows
 
 ARCADE = AUDIO / "arcade" / "funkyrobot.mp3"
 
@@ -67,15 +67,19 @@ def test_levels_in_dbfs():
     assert rms_db(np.zeros(0, np.float32)) == -math.inf
 
 
-def test_silence_on_real_music():
-    y, _ = real_clip(seconds=5.0)
+def test_audible_seconds_on_real_music():
+    y, sr = real_clip(seconds=5.0)
     music = y.mean(axis=0)
-    assert not is_silent(music)
-    assert is_silent(np.zeros_like(music))
-    assert is_silent(music * 10 ** (-50 / 20))  # the same music 50 dB down: a fade tail
-    level = rms_db(music)
-    assert is_silent(music, threshold_db=level + 1) and not is_silent(music, threshold_db=level - 1)
-    assert not is_silent(y)  # multi-channel counts all channels
+    assert audible_seconds(music, sr) == pytest.approx(5.0, abs=0.05)
+    assert audible_seconds(np.zeros_like(music), sr) == 0.0
+    assert audible_seconds(music * 10 ** (-60 / 20), sr) < 0.5  # 60 dB down: a fade tail
+    tail = np.concatenate(
+        [np.zeros(sr, np.float32), music[: sr // 2], np.zeros(3 * sr, np.float32)]
+    )
+    assert audible_seconds(tail, sr) == pytest.approx(0.5, abs=0.06)  # silence around: not counted
+    gap = np.concatenate([music[: sr // 2], np.zeros(sr, np.float32), music[: sr // 2]])
+    assert audible_seconds(gap, sr) == pytest.approx(2.0, abs=0.06)  # a pause inside: counted
+    assert audible_seconds(music[:0], sr) == 0.0
 
 
 def test_select_drops_silent_and_empty_windows():

@@ -274,3 +274,21 @@ def test_index_is_cached_until_the_database_changes(library, musdb):
     again = library_index(library, MODEL, "mix")
     assert again is not first and len(again.index) == N_TRACKS - 1
     assert str(musdb["files"][5]) not in again.by_path
+
+
+def test_similar_fusion_option_reaches_the_search(tagged_library) -> None:
+    """`similar A B --fusion rrf` ranks by reciprocal rank fusion; a bad name is a usage error."""
+    import json
+
+    from conftest import cli
+
+    music, db = tagged_library  # read only: similar writes nothing
+    seeds = sorted(str(p) for p in music.rglob("*.flac"))[:2]
+    results = {}
+    for fusion in ("centroid", "rrf"):
+        result = cli("similar", *seeds, "--db", db, "-k", "3", "--fusion", fusion, "--json")
+        assert result.code == 0, result.output
+        results[fusion] = json.loads(result.stdout)
+        assert results[fusion] and not {h["path"] for h in results[fusion]} & set(seeds)
+    assert [h["score"] for h in results["rrf"]] != [h["score"] for h in results["centroid"]]
+    assert cli("similar", *seeds, "--db", db, "--fusion", "max").code == 2

@@ -22,7 +22,7 @@ from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
 from mgctag.train.evaluate import compute_metrics, evaluate_protocol, learning_curve
-from mgctag.train.heads import GenreHead, TrainConfig, predict_proba, train_head
+from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head
 from mgctag.train.labels import (
     LabelError,
     build_label_set,
@@ -393,7 +393,7 @@ def test_confusion_png_and_json(tmp_path: Path, dataset: dict):
 def test_learning_curve_small(dataset: dict):
     curve = learning_curve(
         dataset["X"], dataset["Y"], dataset["labels"], dataset["groups"],
-        sizes=(1, 5, None), repeats=3, seed=0, config=TrainConfig(),
+        sizes=(1, 5, None), repeats=3, seed=0, config=HeadConfig(),
     )  # fmt: skip
     assert [p.per_class for p in curve.points] == [1, 5, None]
     n = [p.n_train_mean for p in curve.points]

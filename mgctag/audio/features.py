@@ -16,6 +16,8 @@ import librosa
 import numpy as np
 import torch
 
+from mgctag.errors import MgctagError
+
 SR = 16000
 N_FFT = 512
 HOP = 256
@@ -23,7 +25,7 @@ N_MELS = 96
 PATCH_FRAMES = 187  # 3 s at 16 kHz / hop 256: musicnn's input length
 
 
-class FeatureError(ValueError):
+class FeatureError(MgctagError, ValueError):
     """Audio that cannot be turned into features (empty, not 1-D, not finite)."""
 
 

@@ -61,9 +61,23 @@ def rms_db(y: np.ndarray) -> float:
     return 20 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def is_silent(y: np.ndarray, threshold_db: float = -50.0) -> bool:
-    """True when the RMS level is below `threshold_db` dBFS (digital silence, room tone, fades)."""
-    return rms_db(y) < threshold_db
+def audible_seconds(
+    y: np.ndarray, sr: int, threshold_db: float = -50.0, frame: float = 0.05
+) -> float:
+    """Seconds from the first to the last 50 ms frame of `y` (mono) louder than `threshold_db`.
+
+    Silence before and after does not count, pauses between notes do: a 60 ms jingle or a click
+    in silence has well under a second of it, a quiet pizzicato passage all of its length.
+    """
+    n = max(1, int(sr * frame))
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if y.size == 0:
+        return 0.0
+    frames = np.pad(y, (0, (-y.size) % n)).reshape(-1, n).astype(np.float64)
+    loud = np.flatnonzero(np.sqrt(np.mean(np.square(frames), axis=1)) > 10 ** (threshold_db / 20))
+    if loud.size == 0:
+        return 0.0
+    return float(min((loud[-1] - loud[0] + 1) * n, y.size)) / sr
 
 
 def select_windows(

@@ -26,6 +26,9 @@ def similar(
     exclude_album: Annotated[
         bool, typer.Option("--exclude-album", help="Leave out the seeds' albums.")
     ] = False,
+    fusion: Annotated[
+        str, typer.Option(help="Several seeds: centroid (mean direction) or rrf (rank fusion).")
+    ] = "centroid",
     m3u: Annotated[Path | None, typer.Option(help="Also write an M3U8 playlist here.")] = None,
     relative: Annotated[
         bool, typer.Option("--relative", help="Playlist paths relative to the playlist's folder.")
@@ -35,8 +38,10 @@ def similar(
 ) -> None:
     """The tracks most like the seed(s), by cosine similarity of their embeddings."""
     from mgctag import similar as sim
-    from mgctag.models.tagger import DEFAULT_TAGGER
+    from mgctag.options import DEFAULT_TAGGER
 
+    if fusion not in ("centroid", "rrf"):
+        raise typer.BadParameter("use centroid or rrf", param_hint="--fusion")
     lib = open_library(db)
     seeds = [resolve_track(lib, q)["id"] for q in query]
     try:
@@ -49,6 +54,7 @@ def similar(
             genre=genre,
             exclude_artist=exclude_artist,
             exclude_album=exclude_album,
+            fusion=fusion,  # type: ignore[arg-type]
         )
     except sim.SimilarError as exc:
         raise UsageError(str(exc)) from None
@@ -88,7 +94,7 @@ def map_command(
 ) -> None:
     """A 2-D map of your library's embeddings, coloured by genre (PNG and/or HTML)."""
     from mgctag import libmap, similar
-    from mgctag.models.tagger import DEFAULT_TAGGER
+    from mgctag.options import DEFAULT_TAGGER
 
     if not (png or html or genres):
         html = Path("mgctag-map.html")

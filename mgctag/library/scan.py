@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from mgctag.audio.decode import DecodeError, probe
+from mgctag.errors import UsageError, reason_of
 from mgctag.library.db import Library
 from mgctag.tags import TEMP_SUFFIX, TagError, read_tags
 
@@ -30,7 +31,7 @@ OnError = Callable[[str, str], None]
 OnProgress = Callable[[int, int, str], None]
 
 
-class ScanError(Exception):
+class ScanError(UsageError):
     """A root cannot be scanned at all (it does not exist); nothing was changed."""
 
 
@@ -72,16 +73,6 @@ def is_audio_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
 
 
-def _reason(exc: BaseException) -> str:
-    """An exception as one line for the user (OSError without its repeated file name)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, UnicodeError):
-        return "the file name is not valid UTF-8 and the reader cannot open it"
-    text = " ".join(str(getattr(exc, "reason", None) or exc).split())
-    return text or type(exc).__name__
-
-
 def _walk(
     roots: Iterable[str | os.PathLike], follow_symlinks: bool, on_error: OnError
 ) -> Iterator[tuple[str, os.stat_result]]:
@@ -97,7 +88,7 @@ def _walk(
         try:
             st = os.stat(root)
         except OSError as exc:
-            on_error(root, _reason(exc))
+            on_error(root, reason_of(exc))
             continue
         if stat.S_ISREG(st.st_mode):
             if (st.st_dev, st.st_ino) not in seen_files:
@@ -115,7 +106,7 @@ def _walk(
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
             except OSError as exc:
-                on_error(folder, _reason(exc))
+                on_error(folder, reason_of(exc))
                 continue
             subdirs = []
             for entry in entries:
@@ -132,7 +123,7 @@ def _walk(
                             seen_files.add((est.st_dev, est.st_ino))
                             yield entry.path, est
                 except OSError as exc:  # a dangling symlink, a file vanishing mid-scan
-                    on_error(entry.path, _reason(exc))
+                    on_error(entry.path, reason_of(exc))
             stack.extend(reversed(subdirs))
 
 
@@ -240,7 +231,7 @@ def _scan_file(
         now = os.stat(path)
         base.update(size=now.st_size, mtime=now.st_mtime_ns)
     except FILE_ERRORS as exc:
-        reason = _reason(exc)
+        reason = reason_of(exc)
         track_id = lib.upsert_track({**base, "status": "failed", "error": reason})
         lib.record_failure(run_id, path, "scan", reason, track_id=track_id)
         report.failed += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mgctag.models.config import capture_init
 from mgctag.models.stemcnn import spectrogram_batch
 
 
@@ -24,6 +25,7 @@ def conv_block(in_ch: int, out_ch: int, pool: tuple[int, int] | list[int]) -> nn
     )
 
 
+@capture_init
 class Cnn2d(nn.Module):
     """A VGG-style 2-D CNN; ``channels`` sets the depth: (32, 64) shallow, (32, 64, 128, 128, 256)
     deep.
@@ -31,6 +33,8 @@ class Cnn2d(nn.Module):
     Each block halves time and frequency; features are max-pooled over frequency and averaged over
     time, so any patch length works.
     """
+
+    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -40,12 +44,6 @@ class Cnn2d(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        self.config = {
-            "n_classes": n_classes,
-            "channels": list(channels),
-            "in_channels": in_channels,
-            "dropout": dropout,
-        }
         self.in_channels = in_channels
         chans = [in_channels, *channels]
         self.features = nn.Sequential(
@@ -59,8 +57,11 @@ class Cnn2d(nn.Module):
         return self.classifier(emb), emb
 
 
+@capture_init
 class Cnn1d(nn.Module):
     """Convolutions over time with the mel bins as channels (frequency is never shifted)."""
+
+    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -71,13 +72,6 @@ class Cnn1d(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        self.config = {
-            "n_classes": n_classes,
-            "n_mels": n_mels,
-            "channels": list(channels),
-            "kernel": kernel,
-            "dropout": dropout,
-        }
         layers: list[nn.Module] = []
         prev = n_mels
         for ch in channels:
@@ -99,12 +93,15 @@ class Cnn1d(nn.Module):
         return self.classifier(emb), emb
 
 
+@capture_init
 class Crnn(nn.Module):
     """CNN blocks that pool frequency away, then stacked LSTMs over time (Choi et al. 2017 style).
 
     The pools take 96 mel bins to 1 while time keeps 1/8 of its frames for the LSTM; the embedding
     is the last layer's final hidden state.
     """
+
+    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     POOLS = ((2, 2), (2, 3), (2, 4), (1, 4))
 
@@ -119,13 +116,6 @@ class Crnn(nn.Module):
         super().__init__()
         if len(channels) != len(self.POOLS):
             raise ValueError(f"Crnn needs {len(self.POOLS)} conv channel counts, got {channels}")
-        self.config = {
-            "n_classes": n_classes,
-            "channels": list(channels),
-            "hidden": hidden,
-            "lstm_layers": lstm_layers,
-            "dropout": dropout,
-        }
         chans = [1, *channels]
         self.features = nn.Sequential(
             *(

@@ -16,13 +16,14 @@ filter learns one register (bass lines, cymbals) instead of all at once; the ban
 then concatenated and mixed by a 1x1 convolution. ``n_bands=1`` is the plain front-end.
 
 Input: log-mel ``(batch, frames, n_mels)``. Output: ``(logits, embedding (batch, embedding_dim))``.
-`predict_tta` averages class probabilities over shifted crops (test-time augmentation).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from mgctag.models.config import capture_init
 
 
 class TdnnLayer(nn.Module):
@@ -148,8 +149,11 @@ class SubBandFrontEnd(nn.Module):
         return self.mix(torch.cat([conv(b) for conv, b in zip(convs, bands, strict=True)], dim=1))
 
 
+@capture_init
 class EcapaTdnn(nn.Module):
     """ECAPA-TDNN with CCS (``stop``/``cont`` channels per block) and FSA (``n_bands``)."""
+
+    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -165,18 +169,6 @@ class EcapaTdnn(nn.Module):
         shared_frontend: bool = False,
     ) -> None:
         super().__init__()
-        self.config = {
-            "n_classes": n_classes,
-            "n_mels": n_mels,
-            "cont": cont,
-            "stop": stop,
-            "dilations": list(dilations),
-            "scale": scale,
-            "mfa_channels": mfa_channels,
-            "embedding_dim": embedding_dim,
-            "n_bands": n_bands,
-            "shared_frontend": shared_frontend,
-        }
         self.stop = stop
         self.frontend = SubBandFrontEnd(n_mels, cont, n_bands, shared_frontend)
         self.blocks = nn.ModuleList(SeRes2Block(cont, stop + cont, d, scale) for d in dilations)
@@ -199,18 +191,3 @@ class EcapaTdnn(nn.Module):
         pooled = self.pool_bn(self.pool(self.mfa(torch.cat(outs, dim=1))))
         emb = self.embed_bn(self.embed(pooled))
         return self.classifier(emb), emb
-
-
-@torch.no_grad()
-def predict_tta(model: nn.Module, x: torch.Tensor, crop: int, n_crops: int = 4) -> torch.Tensor:
-    """Class probabilities averaged over `n_crops` evenly shifted `crop`-frame crops of time.
-
-    Works for any model here whose input has time on dim -2 (log-mel or MFCC frames). A window
-    shorter than `crop` is used whole. Returns (batch, n_classes) softmax probabilities.
-    """
-    frames = x.shape[-2]
-    if frames <= crop:
-        return torch.softmax(model(x)[0], dim=-1)
-    starts = torch.linspace(0, frames - crop, n_crops).round().long().unique().tolist()
-    probs = [torch.softmax(model(x[..., s : s + crop, :])[0], dim=-1) for s in starts]
-    return torch.stack(probs).mean(dim=0)

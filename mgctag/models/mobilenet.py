@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mgctag.models.config import capture_init
 from mgctag.models.stemcnn import spectrogram_batch
 
 TAPS = ("backbone", "deep", "shallow")
@@ -62,8 +63,11 @@ class InvertedResidual(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
+@capture_init
 class MobileNetV2(nn.Module):
     """MobileNetV2 backbone + two dense layers + classifier, with embedding taps."""
+
+    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -78,15 +82,6 @@ class MobileNetV2(nn.Module):
         super().__init__()
         if tap not in TAPS:
             raise ValueError(f"tap must be one of {TAPS}, got {tap!r}")
-        self.config = {
-            "n_classes": n_classes,
-            "in_channels": in_channels,
-            "width": width,
-            "deep_dim": deep_dim,
-            "shallow_dim": shallow_dim,
-            "tap": tap,
-            "dropout": dropout,
-        }
         self.in_channels = in_channels
         self.tap = tap
         prev = _divisible(32 * width)

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgctag.models.config import capture_init
+
 TF_BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization default
 
 
@@ -123,6 +125,7 @@ class MidendConv(nn.Module):
         return self.bn(F.relu(self.conv(x)))
 
 
+@capture_init
 class Musicnn(nn.Module):
     """musicnn: musically motivated front-end, dense mid-end, temporal-pooling back-end.
 
@@ -211,6 +214,7 @@ class VggBlock(nn.Module):
         )
 
 
+@capture_init
 class Vgg(nn.Module):
     """musicnn's VGG-like baseline: five 3x3 conv blocks and a linear classifier.
 

@@ -23,14 +23,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag import config
+from mgctag.errors import UsageError
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.efficientat import EfficientAT
+from mgctag.models.head import GenreHead
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn, Vgg
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
-from mgctag.train.heads import GenreHead
 
 # arch name (as written in model cards) -> nn.Module class built with the card's arch_args.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -47,11 +48,16 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "efficientat": EfficientAT,
 }
 
+# The networks `mgctag train --arch` retrains from audio, with the input each declares (INPUT).
+NETWORK_INPUTS: dict[str, str] = {
+    arch: cls.INPUT for arch, cls in ARCHITECTURES.items() if getattr(cls, "INPUT", None)
+}
+
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib", ".npy", ".npz"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class ModelError(Exception):
+class ModelError(UsageError):
     """A model that cannot be found or loaded; the message names the file and the reason."""
 
 
@@ -175,7 +181,7 @@ def _load(path: Path, device: torch.device) -> tuple[nn.Module, ModelCard]:
         state = load_file(path, device=str(device))
         module.load_state_dict(state, strict=True)
     except (SafetensorError, OSError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0]
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]  # torch lists every key
         raise ModelError(f"{path}: weights do not fit {card.arch} ({reason})") from exc
     return module.to(device).eval(), card
 

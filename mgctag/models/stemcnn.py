@@ -21,6 +21,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mgctag.models.config import capture_init
+
+PAPER_STEMS = ("drums", "bass", "other")  # the paper's three stems, in `STEMS` order
+
 
 def spectrogram_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     """(B, T, F) or (B, C, T, F) -> (B, C, T, F), checking C so a stem/mix mix-up fails loudly."""
@@ -43,8 +47,11 @@ def conv3x3(in_ch: int, out_ch: int, separable: bool) -> nn.Module:
     )
 
 
+@capture_init
 class StemCnn(nn.Module):
     """Two conv + BN + ReLU + max-pool layers over stacked stem log-mels, then a dense layer."""
+
+    INPUT = "stems"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -58,16 +65,6 @@ class StemCnn(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        self.config = {
-            "n_classes": n_classes,
-            "in_channels": in_channels,
-            "separable": separable,
-            "channels": list(channels),
-            "n_mels": n_mels,
-            "pool": list(pool),
-            "embedding_dim": embedding_dim,
-            "dropout": dropout,
-        }
         self.in_channels = in_channels
         layers: list[nn.Module] = []
         prev = in_channels

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mgctag.models.config import capture_init
+
 
 class CausalGatedConv1d(nn.Module):
     """tanh(conv_a(x)) * sigmoid(conv_b(x)), left-padded so frame t sees only frames <= t.
@@ -47,12 +49,14 @@ class TwoWidths(nn.Module):
         return torch.cat([self.short(x), self.long(x)], dim=1)
 
 
+@capture_init
 class SwishNet(nn.Module):
     """SwishNet on MFCCs; ``width`` 1 = slim, 2 = wide."""
 
+    INPUT = "mfcc"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+
     def __init__(self, n_classes: int, n_mfcc: int = 20, width: int = 1) -> None:
         super().__init__()
-        self.config = {"n_classes": n_classes, "n_mfcc": n_mfcc, "width": width}
         w8, w16, w32 = 8 * width, 16 * width, 32 * width
         self.block1 = TwoWidths(n_mfcc, w16)  # -> w16 channels
         self.block2 = TwoWidths(w16, w8)  # -> w8

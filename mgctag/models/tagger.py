@@ -1,49 +1,55 @@
-"""The bundled tagger: both musicnn ports on the mix, batched; MSD's penultimate layer embeds.
+"""The taggers: every kind of genre model behind the one `Tagger` protocol (models/protocol.py).
 
-One place loads the pair for everything that needs it: the pipeline, and distillation (teacher).
+- `EnsembleTagger`: a pair of tag models on the same mel patches, tags mapped to genres
+  (`musicnn`: MSD + MTT musicnn, the default; `vgg`: the VGG pair); the first one embeds.
+- `StudentTagger`: a seed-paper network distilled from musicnn (or retrained by the user): one
+  softmax over canonical genres, on mel, MFCC or stacked stem patches, as its card says.
+- `BlendTagger`: musicnn with a student on the same patches in one pass (`BLENDS`); it stores
+  musicnn's row too, so embeddings and `similar` work whichever the user tags with.
+- `HeadTagger`: a user-trained head over another tagger's stored embeddings (no audio).
+
+`catalog.get_tagger(name)` picks the class; nothing else needs to know which is which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from mgctag.models.registry import load_model
-
-DEFAULT_TAGGER = "musicnn"
-MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
-EMBEDDING_MODEL = "MSD_musicnn"
-# What the seed papers' networks read (their card's preprocessing.input).
-STUDENT_INPUTS = ("mel", "stems", "mfcc")
-# musicnn blended with a distilled student that reads the same mel patches:
-# name -> (student, musicnn's weight); measured and cross-validated in docs/models.md
-BLENDS = {"musicnn+crnn": ("crnn_small", 0.5)}
+from mgctag.audio.inputs import InputSpec, TrackInput, select_input
+from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
+from mgctag.models.catalog import BLENDS, DEFAULT_TAGGER, EMBEDDING_MODEL, MUSICNN_MODELS
+from mgctag.models.head import predict_proba
+from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
+from mgctag.models.registry import ModelCard, load_model
 
 
-class MusicnnTagger:
-    """The bundled tagger: MSD_musicnn + MTT_musicnn, batched, on one device.
+class EnsembleTagger:
+    """Tag models on the mix's mel patches, batched, on one device (the bundled musicnn pair).
 
-    With `blend` (a name in BLENDS) it also runs that blend's student on the same patches; the
-    pipeline then stores the blended genres under the blend's name beside musicnn's analysis.
+    When the run separates stems, the embedding model also embeds each stem (for `similar`).
     """
 
-    def __init__(self, device: str = "cpu", blend: str | None = None) -> None:
-        self.models = {}
-        self.labels = {}
-        for model_name in MUSICNN_MODELS:
+    requires: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        name: str = DEFAULT_TAGGER,
+        models: Sequence[str] = MUSICNN_MODELS,
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.inputs = InputSpec("mel", embeds_stems=True)
+        self.models: dict[str, torch.nn.Module] = {}
+        self.labels: dict[str, list[str]] = {}
+        for model_name in models:
             module, card = load_model(model_name, device=device)
             self.models[model_name] = module
             self.labels[model_name] = list(card.labels)
-        self.device = device
-        self.name = DEFAULT_TAGGER
-        self.blend = blend
-        self.companion: StudentTagger | None = None
-        self.weight = 1.0
-        if blend is not None:
-            student, self.weight = BLENDS[blend]
-            self.companion = StudentTagger(student, device)
+        self.embedding_model = models[0]
 
     @torch.inference_mode()
     def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -58,37 +64,159 @@ class MusicnnTagger:
     @torch.inference_mode()
     def embed(self, patches: np.ndarray) -> np.ndarray:
         """(n, 187, 96) patches → (n, d) embeddings of the embedding model alone (for stems)."""
-        _, emb = self.models[EMBEDDING_MODEL](torch.from_numpy(patches).to(self.device))
+        _, emb = self.models[self.embedding_model](torch.from_numpy(patches).to(self.device))
         return emb.cpu().numpy()
+
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        counts = [len(item.features["mel"]) for item in batch]
+        outputs = self(np.concatenate([item.features["mel"] for item in batch]))
+        per_track = [TaggerOutput() for _ in batch]
+        for model_name, (probs, emb) in outputs.items():
+            for out, rows in zip(per_track, split_rows(probs, counts), strict=True):
+                out.tags[model_name] = rows
+            if model_name == self.embedding_model:
+                for out, rows in zip(per_track, split_rows(emb, counts), strict=True):
+                    out.embeddings["mix"] = rows
+        self._embed_stems(batch, per_track)
+        return per_track
+
+    def _embed_stems(self, batch: Sequence[TrackInput], per_track: list[TaggerOutput]) -> None:
+        """Each stem's patches through the embedding model, when the run separated them."""
+        if "stems" not in batch[0].features:
+            return
+        from mgctag.separate import STEMS
+
+        counts = [len(item.features["stems"]) for item in batch]
+        for i, stem in enumerate(STEMS):
+            x = np.concatenate([item.features["stems"][:, i] for item in batch])
+            for out, rows in zip(per_track, split_rows(self.embed(x), counts), strict=True):
+                out.embeddings[stem] = rows
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        per_model = {
+            name: mean_tag_probs(output.tags[name], self.labels[name]) for name in self.labels
+        }
+        genres = ranked(combine_models(per_model, gmap))
+        embeddings = {stem: unit_mean(rows) for stem, rows in output.embeddings.items()}
+        return [Prediction(self.name, per_model, genres, embeddings)]
 
 
 class StudentTagger:
-    """A bundled seed-paper network distilled from musicnn: one softmax over canonical genres."""
+    """A seed-paper network with one softmax over canonical genres, fed as its card says."""
+
+    requires: tuple[str, ...] = ()
 
     def __init__(self, name: str, device: str = "cpu") -> None:
         self.module, self.card = load_model(name, device=device)
         self.name = self.card.name
-        self.input = self.card.preprocessing["input"]
-        self.labels = list(self.card.labels)
         self.device = device
+        self.inputs = student_spec(self.card)
+        self.labels = {self.name: list(self.card.labels)}
 
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Feature patches (stems stacked in STEMS order) → genre probabilities, embeddings."""
+        """Feature patches (as `select_input` gives them) → genre probabilities, embeddings."""
         t = prepare_input(x, self.card.preprocessing).to(self.device)
         logits, emb = self.module(t)
         return torch.softmax(logits, dim=-1).cpu().numpy(), emb.cpu().numpy()
 
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        spec = self.inputs
+        inputs = [select_input(item.features, spec.feature, spec.stems) for item in batch]
+        probs, emb = self(np.concatenate(inputs))
+        counts = [len(x) for x in inputs]
+        return [
+            TaggerOutput(tags={self.name: p}, embeddings={"mix": e})
+            for p, e in zip(split_rows(probs, counts), split_rows(emb, counts), strict=True)
+        ]
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        mean = output.tags[self.name].mean(axis=0).tolist()
+        genres = ranked(list(zip(self.labels[self.name], mean, strict=True)))
+        return [Prediction(self.name, {}, genres, {"mix": unit_mean(output.embeddings["mix"])})]
+
+
+def student_spec(card: ModelCard) -> InputSpec:
+    """A student's input, from its card: the feature, its stems and the separator it needs."""
+    prep = card.preprocessing
+    kind = prep["input"]
+    if kind == "stems":
+        return InputSpec(
+            "stems", stems=tuple(prep["stems"]), separator=prep.get("separator", "cascade")
+        )
+    return InputSpec(kind)
+
+
+class BlendTagger:
+    """musicnn and a student on the same patches in one pass; stores musicnn's row and the blend."""
+
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, name: str, device: str = "cpu") -> None:
+        student, self.weight = BLENDS[name]
+        self.name = name
+        self.base = EnsembleTagger(device)
+        self.student = StudentTagger(student, device)
+        self.inputs = self.base.inputs
+        self.labels = {**self.base.labels, **self.student.labels}
+
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        outputs = self.base.analyse(batch)
+        for out, extra in zip(outputs, self.student.analyse(batch), strict=True):
+            out.tags.update(extra.tags)
+        return outputs
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        (base,) = self.base.predictions(output, gmap)
+        scores = combine_models(base.tags, gmap)  # unsorted, as blend_scores was measured
+        student = output.tags[self.student.name].mean(axis=0)
+        probs = dict(zip(self.student.labels[self.student.name], student.tolist(), strict=True))
+        blend = ranked(blend_scores(scores, probs, self.weight))
+        return [base, Prediction(self.name, {}, blend, {})]
+
+
+class HeadTagger:
+    """A user-trained genre head over the stored embeddings of another tagger (musicnn)."""
+
+    def __init__(self, name: str, device: str = "cpu") -> None:
+        self.module, self.card = load_model(name)
+        self.name = self.card.name
+        prep = self.card.preprocessing
+        source = prep.get("embedding_model", DEFAULT_TAGGER)
+        self.inputs = InputSpec(
+            "embeddings", stems=tuple(prep.get("stems", ["mix"])), source=source
+        )
+        self.requires = (source,)
+        self.labels = {self.name: list(self.card.labels)}
+        self.separator = prep.get("separator", "none")
+
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        # one track at a time: the same numbers whatever the batch (BLAS sums differ by size)
+        return [
+            TaggerOutput(tags={self.name: predict_proba(self.module, item.features["embeddings"])})
+            for item in batch
+        ]
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        probs = output.tags[self.name][0]
+        genres = ranked(list(zip(self.labels[self.name], probs.tolist(), strict=True)))
+        return [Prediction(self.name, {}, genres, {}, separator=self.separator)]
+
 
 def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch.Tensor:
-    """Feature patches → the float32 tensor a distilled student reads, as its card says.
+    """Feature patches → the float32 tensor a student reads, standardised as its card says.
 
-    `x` is mel or MFCC patches (n, 187, bins) or stacked stem patches (n, stems, 187, 96) in
-    `STEMS` order; stems beyond the card's `stems` are dropped, `standardize` is applied.
+    `x` is mel or MFCC patches (n, 187, bins) or the card's stems stacked (n, stems, 187, 96).
     """
     x = torch.as_tensor(x).float()
-    if preprocessing.get("input") == "stems":
-        x = x[:, : len(preprocessing["stems"])]
+    if preprocessing.get("input") == "stems" and x.shape[1] > len(preprocessing["stems"]):
+        x = x[:, : len(preprocessing["stems"])]  # all four stems given: the card's come first
     if stats := preprocessing.get("standardize"):
         x = (x - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
     return x
+
+
+__all__ = ["BLENDS", "DEFAULT_TAGGER", "EMBEDDING_MODEL", "MUSICNN_MODELS", "MusicnnTagger"]
+
+# The name the rest of the code (distillation's teacher, scripts) knows the musicnn pair by.
+MusicnnTagger = EnsembleTagger

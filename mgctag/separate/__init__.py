@@ -9,6 +9,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from mgctag.errors import UsageError
+
 from .base import STEMS, SeparationError, Separator, WeightsUnavailableError
 
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")
@@ -34,7 +36,7 @@ def resolve_device(device: str = "auto") -> str:
         mps = getattr(torch.backends, "mps", None)
         return "mps" if mps is not None and mps.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SeparationError(f"device {device!r} asked for, but CUDA is not available")
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
     return device
 
 

@@ -11,10 +11,13 @@ from abc import ABC, abstractmethod
 import librosa
 import numpy as np
 
+from mgctag.audio import decode
+from mgctag.errors import MgctagError
+
 STEMS: tuple[str, ...] = ("drums", "bass", "other", "vocals")
 
 
-class SeparationError(Exception):
+class SeparationError(MgctagError):
     """A separator could not run (bad input, missing backend, out of memory)."""
 
 
@@ -78,4 +81,5 @@ def _as_channels(y: np.ndarray) -> np.ndarray:
 
 
 def _resample(y: np.ndarray, sr: int, target: int) -> np.ndarray:
-    return librosa.resample(y, orig_sr=sr, target_sr=target, axis=-1).astype(np.float32)
+    """The one resampler (soxr HQ, as decoding uses), channels kept."""
+    return decode.convert(y, sr, target, mono=False)

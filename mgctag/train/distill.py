@@ -262,13 +262,6 @@ def load_patches(
     )
 
 
-def student_input(data: PatchSet, kind: str, stems: Sequence[str] = STEMS[:3]) -> torch.Tensor:
-    """The tensor a student reads: mix log-mel, chosen stems' log-mels, or MFCCs."""
-    if kind == "stems":
-        return data.inputs["stems"][:, [STEMS.index(s) for s in stems]]
-    return data.inputs[kind]
-
-
 def standardizer(x: torch.Tensor) -> dict[str, list[float]]:
     """Per-feature mean and std over patches and frames, for a card's `preprocessing.standardize`.
 
@@ -286,7 +279,7 @@ def standardizer(x: torch.Tensor) -> dict[str, list[float]]:
 
 
 @dataclass
-class TrainConfig:
+class DistillConfig:
     """Everything that decides a student's training run (stored in its model card)."""
 
     epochs: int = 30
@@ -332,7 +325,9 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer) ->
     return meta["epoch"], meta["history"]
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, teacher: torch.Tensor, batch: int = 64) -> dict:
+def teacher_agreement(
+    model: nn.Module, x: torch.Tensor, teacher: torch.Tensor, batch: int = 64
+) -> dict:
     """Top-1 agreement with the teacher and mean KL(teacher || student), in eval mode."""
     model.eval()
     with torch.inference_mode():
@@ -347,7 +342,7 @@ def train_student(
     model: nn.Module,
     train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor] | None,
-    cfg: TrainConfig,
+    cfg: DistillConfig,
     checkpoint: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
@@ -386,7 +381,7 @@ def train_student(
             total += loss.item() * len(idx)
         row = {"epoch": epoch, "loss": round(total / len(x), 5)}
         if val is not None:
-            row.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
+            row.update({f"val_{k}": v for k, v in teacher_agreement(model, *val).items()})
         history.append(row)
         log(json.dumps(row))
         if cfg.keep_best and val is not None and row["val_kl"] <= _best_kl(history):

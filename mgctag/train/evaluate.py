@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from mgctag.train.heads import TrainConfig, predict_proba, train_head
+from mgctag.train.heads import HeadConfig, predict_proba, train_head
 from mgctag.train.splits import (
     Split,
     SplitError,
@@ -111,7 +111,7 @@ class EvalReport:
     n_groups: int
     folds: list[FoldResult]
     pooled: Metrics
-    train_config: TrainConfig = field(default_factory=TrainConfig)
+    train_config: HeadConfig = field(default_factory=HeadConfig)
     params: dict[str, Any] = field(default_factory=dict)
 
     def _values(self, name: str) -> np.ndarray:
@@ -167,12 +167,12 @@ def evaluate_splits(
     splits: Sequence[Split],
     *,
     protocol: str = "custom",
-    config: TrainConfig | None = None,
+    config: HeadConfig | None = None,
     params: dict[str, Any] | None = None,
 ) -> EvalReport:
     """Train a fresh head per split and score it on that split's test (and valid) rows."""
     X, Y, groups = np.asarray(X, np.float32), np.asarray(Y, np.float32), np.asarray(groups)
-    config = config or TrainConfig()
+    config = config or HeadConfig()
     multi = bool((Y.sum(axis=1) > 1).any())
     folds, Ys, Ps = [], [], []
     for split in splits:
@@ -216,14 +216,14 @@ def evaluate_protocol(
     split_files: dict[str, Any] | None = None,
     paths: Sequence[str] | None = None,
     seed: int = 0,
-    config: TrainConfig | None = None,
+    config: HeadConfig | None = None,
 ) -> EvalReport:
     """Evaluate a head the way `mgctag eval` does: grouped splits by `protocol`, one head per split.
 
     `seed` fixes both the splits and the head initialisation (it overrides config.seed).
     """
     groups = np.asarray(groups)
-    config = TrainConfig(**{**asdict(config or TrainConfig()), "seed": seed})
+    config = HeadConfig(**{**asdict(config or HeadConfig()), "seed": seed})
     splits = make_splits(
         np.asarray(Y),
         groups,
@@ -292,12 +292,12 @@ def learning_curve(
     repeats: int = 10,
     test_size: float = 0.3,
     seed: int = 0,
-    config: TrainConfig | None = None,
+    config: HeadConfig | None = None,
 ) -> LearningCurve:
     """Accuracy and macro-F1 (mean ± std over `repeats` grouped hold-outs) vs labelled tracks per
     genre. The same hold-out is used for every size within a repeat, so sizes compare fairly."""
     X, Y = np.asarray(X, np.float32), np.asarray(Y, np.float32)
-    config = TrainConfig(**{**asdict(config or TrainConfig()), "seed": seed})
+    config = HeadConfig(**{**asdict(config or HeadConfig()), "seed": seed})
     splits = trial_splits(Y, groups, n_trials=repeats, test_size=test_size, seed=seed)
     multi = bool((Y.sum(axis=1) > 1).any())
     points = []

@@ -1,17 +1,12 @@
-"""A small genre head on stored embeddings, trained in seconds on the CPU.
+"""Training the genre head (mgctag.models.head) on stored embeddings, in seconds on the CPU.
 
-The head is logistic regression (hidden=0) or a one-hidden-layer MLP over a fixed embedding
-(musicnn's 200-d mix embedding, optionally with per-stem embeddings concatenated). Standardisation
-lives inside the module as buffers, so the saved safetensors file is the whole model: no scaler
-pickle beside it. Full-batch L-BFGS is used because a few thousand rows fit in memory many times
+Full-batch L-BFGS is used because a few thousand rows fit in memory many times
 over and it converges in tens of iterations without a learning rate to tune.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,72 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-ARCH = "genre_head"
+from mgctag.models.head import ARCH, GenreHead, predict_proba, torch_threads
 
-
-class GenreHead(nn.Module):
-    """Standardise -> [Linear -> ReLU -> Dropout] -> Linear; logits for `n_classes` genres."""
-
-    def __init__(
-        self,
-        in_dim: int,
-        n_classes: int,
-        hidden: int = 0,
-        multi_label: bool = False,
-        dropout: float = 0.0,
-    ):
-        super().__init__()
-        self.in_dim, self.n_classes, self.hidden = in_dim, n_classes, hidden
-        self.multi_label, self.dropout = multi_label, dropout
-        self.register_buffer("shift", torch.zeros(in_dim))
-        self.register_buffer("scale", torch.ones(in_dim))
-        if hidden > 0:
-            self.net = nn.Sequential(
-                nn.Linear(in_dim, hidden),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden, n_classes),
-            )
-        else:
-            self.net = nn.Sequential(nn.Linear(in_dim, n_classes))
-
-    @property
-    def arch_args(self) -> dict[str, Any]:
-        """Constructor arguments, for the model card ("arch_args") that rebuilds this module."""
-        return {
-            "in_dim": self.in_dim,
-            "n_classes": self.n_classes,
-            "hidden": self.hidden,
-            "multi_label": self.multi_label,
-            "dropout": self.dropout,
-        }
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.shift) / self.scale)
-
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-genre sigmoid when a track may have several genres, a softmax otherwise."""
-        logits = self.forward(x)
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-
-
-def predict_proba(head: GenreHead, X: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """(n, in_dim) features -> (n, n_classes) float32 probabilities."""
-    head.eval()
-    X = np.asarray(X, np.float32)
-    with torch.inference_mode(), _threads(None, X.size):
-        parts = [
-            head.probabilities(torch.from_numpy(X[i : i + batch])) for i in range(0, len(X), batch)
-        ]
-    return torch.cat(parts).numpy() if parts else np.zeros((0, head.n_classes), np.float32)
+__all__ = ["ARCH", "GenreHead", "HeadConfig", "TrainReport", "predict_proba", "train_head"]
 
 
 @dataclass
-class TrainConfig:
+class HeadConfig:
     """How a head is trained; every field goes into the model card so a result can be rerun.
 
     L-BFGS wants a deterministic loss, so dropout is only allowed with optimizer="adam".
-    threads=None picks one torch thread for small problems (see `_threads`), else torch's default.
+    threads=None picks one torch thread for small problems (`torch_threads`), else the default.
     """
 
     hidden: int = 0
@@ -112,27 +52,10 @@ class TrainReport:
     final_loss: float
     train_accuracy: float
     seconds: float
-    config: TrainConfig = field(default_factory=TrainConfig)
+    config: HeadConfig = field(default_factory=HeadConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# Below this many feature values a head trains faster on one thread: with 200-odd tiny ops per
-# L-BFGS step, thread wake-ups dominate (20x slower on a busy 2-core machine, measured in tests).
-_SMALL = 1_000_000
-
-
-@contextmanager
-def _threads(n: int | None, size: int) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (restored afterwards, even on error)."""
-    before = torch.get_num_threads()
-    wanted = n if n is not None else (1 if size < _SMALL else before)
-    torch.set_num_threads(max(1, wanted))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _standardise(head: GenreHead, X: torch.Tensor) -> None:
@@ -154,7 +77,7 @@ def _l2(head: GenreHead) -> torch.Tensor:
     return sum((m.weight**2).sum() for m in head.net if isinstance(m, nn.Linear))
 
 
-def _fit_lbfgs(head: GenreHead, X, target, loss_fn, cfg: TrainConfig) -> tuple[int, float]:
+def _fit_lbfgs(head: GenreHead, X, target, loss_fn, cfg: HeadConfig) -> tuple[int, float]:
     opt = torch.optim.LBFGS(
         head.parameters(),
         lr=1.0,
@@ -178,7 +101,7 @@ def _fit_lbfgs(head: GenreHead, X, target, loss_fn, cfg: TrainConfig) -> tuple[i
         return iterations, float(loss_fn(head(X), target))
 
 
-def _fit_adam(head: GenreHead, X, target, loss_fn, cfg: TrainConfig) -> tuple[int, float]:
+def _fit_adam(head: GenreHead, X, target, loss_fn, cfg: HeadConfig) -> tuple[int, float]:
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     batch = min(len(X), 256)
@@ -204,7 +127,7 @@ def train_head(
     Y: np.ndarray,
     labels: list[str],
     *,
-    config: TrainConfig | None = None,
+    config: HeadConfig | None = None,
     multi_label: bool | None = None,
     **overrides: Any,
 ) -> tuple[GenreHead, TrainReport]:
@@ -213,7 +136,7 @@ def train_head(
     `multi_label` defaults to whether any row has several genres. Keyword overrides (hidden=64,
     weight_decay=..., optimizer="adam", seed=...) replace fields of `config`.
     """
-    cfg = TrainConfig(**{**asdict(config or TrainConfig()), **overrides})
+    cfg = HeadConfig(**{**asdict(config or HeadConfig()), **overrides})
     X_t = torch.as_tensor(np.asarray(X, np.float32))
     Y_t = torch.as_tensor(np.asarray(Y, np.float32))
     if X_t.ndim != 2 or Y_t.shape != (len(X_t), len(labels)):
@@ -234,7 +157,7 @@ def train_head(
     fit = _fit_lbfgs if cfg.optimizer == "lbfgs" else _fit_adam
     start = time.perf_counter()
     head.train()
-    with _threads(cfg.threads, X_t.numel()):
+    with torch_threads(cfg.threads, X_t.numel()):
         iterations, loss = fit(head, X_t, target, loss_fn, cfg)
     seconds = time.perf_counter() - start
     head.eval()

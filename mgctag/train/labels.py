@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,18 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mgctag.errors import UsageError
+from mgctag.genres import split_and_normalise
+
 if TYPE_CHECKING:
     from mgctag.library.db import Library
 
 DEFAULT_MIN_COUNT = 5
-_CELL_SPLIT = re.compile(r"[;|\x00]")
 _PATH_COLUMNS = ("path", "file", "filename", "track")
 _GENRE_COLUMNS = ("genre", "genres", "label", "labels")
 
 Pair = tuple[str, list[str]]
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UsageError, ValueError):
     """Labels or splits the user gave cannot be used; the message names the file and the reason."""
 
 
@@ -37,39 +38,11 @@ class LabelError(TrainingDataError):
     """A bad label source: unreadable CSV, unknown path, empty genre (message has file:line)."""
 
 
-def _fallback_normalize(name: str) -> str:
-    """Whitespace and separator clean-up only; used until mgctag.genres provides the real one."""
-    return " ".join(name.replace("_", " ").split())
-
-
-def default_normalizer() -> Callable[[str], str]:
-    """mgctag.genres.normalize_genre (case, separators, aliases), or a minimal stand-in."""
-    try:
-        from mgctag.genres import normalize_genre
-    except ImportError:
-        return _fallback_normalize
-    return normalize_genre
-
-
-def split_genres(value: str) -> list[str]:
-    """A tag or CSV cell may hold several genres joined by ';', '|' or NUL ('/' stays: Pop/Rock)."""
-    return [part.strip() for part in _CELL_SPLIT.split(value) if part.strip()]
-
-
 def normalize_genres(
     values: Iterable[str], normalizer: Callable[[str], str] | None = None
 ) -> list[str]:
-    """Split, normalise and de-duplicate (case-insensitively) a track's genres, keeping order."""
-    norm = normalizer or default_normalizer()
-    out: list[str] = []
-    seen: set[str] = set()
-    for value in values:
-        for part in split_genres(value):
-            genre = norm(part).strip()
-            if genre and genre.casefold() not in seen:
-                seen.add(genre.casefold())
-                out.append(genre)
-    return out
+    """Split, normalise and de-duplicate a track's genres (`genres.split_and_normalise`)."""
+    return split_and_normalise(values, normalizer)
 
 
 @dataclass
@@ -204,7 +177,7 @@ def labels_from_tags(
     normalizer: Callable[[str], str] | None = None,
 ) -> list[Pair]:
     """(path, genres-as-in-the-file) -> normalised pairs; untagged tracks are skipped."""
-    norm = normalizer or default_normalizer()
+    norm = normalizer
     out = []
     for path, raw in tracks:
         genres = normalize_genres(raw or [], norm)
@@ -260,7 +233,7 @@ def read_label_csv(
     when `known_paths` (the library) is given, must name a track in it.
     """
     csv_path = Path(csv_path)
-    norm = normalizer or default_normalizer()
+    norm = normalizer
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -290,7 +263,7 @@ def _parse_row(
     row: list[str],
     columns: tuple[int, int],
     resolver: _PathResolver,
-    norm: Callable[[str], str],
+    norm: Callable[[str], str] | None,
 ) -> Pair:
     where = f"{csv_path}:{line_no}"
     path_col, genre_col = columns

@@ -101,14 +101,14 @@ def user_model_card(
     return {
         "name": name,
         "arch": ARCH,
-        "arch_args": head.arch_args,
+        "arch_args": head.config,
         "labels": list(train.labels),
         "preprocessing": {
             "input": "embeddings",
             "embedding_model": embedding_model,
             "stems": list(stems),
             "separator": separator,
-            "dim": head.in_dim,
+            "dim": head.config["in_dim"],
         },
         "outputs": {"activation": "sigmoid" if head.multi_label else "softmax"},
         "source": {

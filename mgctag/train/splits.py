@@ -156,7 +156,7 @@ def find_split_files(folder: str | Path, variant: str | None = None) -> dict[str
     return found
 
 
-def _key(parts: Sequence[str]) -> tuple[str, ...]:
+def _path_key(parts: Sequence[str]) -> tuple[str, ...]:
     """Path parts, case-folded, the last without extension (a list's .wav may be a .flac here)."""
     *head, name = parts
     return (*(p.casefold() for p in head), os.path.splitext(name)[0].casefold())
@@ -171,14 +171,14 @@ def _suffix_index(paths: Sequence[str], depth: int) -> dict[tuple[str, ...], lis
     for row, path in enumerate(paths):
         parts = _parts(path)
         for n in range(1, min(depth, len(parts)) + 1):
-            index.setdefault(_key(parts[-n:]), []).append(row)
+            index.setdefault(_path_key(parts[-n:]), []).append(row)
     return index
 
 
 def _match(entries: list[str], index: dict, source: Path) -> tuple[list[int], int]:
     rows, unmatched = [], 0
     for entry in entries:
-        hits = index.get(_key(_parts(entry)), [])
+        hits = index.get(_path_key(_parts(entry)), [])
         if len(hits) > 1:
             raise SplitError(f"{source}: {entry!r} matches {len(hits)} labelled tracks")
         if hits:

@@ -12,14 +12,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgctag import config, pipeline
+from mgctag import config
+from mgctag.audio import features
+from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.library.db import Library
-from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
+from mgctag.library.scan import iter_audio_files
+from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
+from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
+from mgctag.options import DEFAULT_TAGGER, Progress
 from mgctag.separate import get_separator
 from mgctag.train import distill
 from mgctag.train.evaluate import EvalReport, compute_metrics, evaluate_protocol, make_splits
-from mgctag.train.heads import TrainConfig, train_head
+from mgctag.train.heads import HeadConfig, train_head
 from mgctag.train.labels import (
     Dataset,
     LabelCounts,
@@ -39,8 +44,6 @@ from mgctag.train.report import (
     user_model_card,
 )
 from mgctag.train.splits import find_split_files, trial_splits
-
-AUDIO_SUFFIXES = (".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".wav", ".aif", ".aiff")
 
 
 def library_pairs(lib: Library, labels_csv: Path | None = None) -> list[Pair]:
@@ -63,12 +66,14 @@ def label_summary(lib: Library, labels_csv: Path | None, min_count: int) -> Labe
 
 
 def folder_pairs(root: Path) -> list[Pair]:
-    """A labelled collection laid out like GTZAN: one subfolder per genre."""
+    """A labelled collection laid out like GTZAN: one subfolder per genre.
+
+    Audio files are found as `scan` finds them (`iter_audio_files`), so `eval FOLDER` labels
+    exactly the files it analyses."""
     pairs = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in AUDIO_SUFFIXES:
-                pairs.append((str(path.resolve()), [folder.name]))
+        for path in sorted(iter_audio_files([folder])):
+            pairs.append((str(Path(path).resolve()), [folder.name]))
     if not pairs:
         raise LabelError(f"{root}: no genre subfolders with audio files")
     return pairs
@@ -89,11 +94,11 @@ def dataset(
     lib: Library, pairs: list[Pair] | None, stems: Sequence[str], min_count: int
 ) -> Dataset:
     return dataset_from_library(
-        lib, model=pipeline.DEFAULT_TAGGER, stems=tuple(stems), pairs=pairs, min_count=min_count
+        lib, model=DEFAULT_TAGGER, stems=tuple(stems), pairs=pairs, min_count=min_count
     )
 
 
-def evaluate(
+def evaluate_head(
     ds: Dataset,
     *,
     protocol: str = "kfold",
@@ -118,7 +123,7 @@ def evaluate(
         split_files=files,
         paths=ds.paths,
         seed=seed,
-        config=TrainConfig(hidden=hidden),
+        config=HeadConfig(hidden=hidden),
     )
 
 
@@ -136,14 +141,14 @@ def train_user_model(
     """Evaluate by grouped k-fold, then fit the head on every labelled track and save it."""
     ds = dataset(lib, library_pairs(lib, labels_csv), stems, min_count)
     folds = max(2, min(folds, len(set(ds.groups))))
-    report = evaluate(ds, protocol="kfold", folds=folds, seed=seed, hidden=hidden)
+    report = evaluate_head(ds, protocol="kfold", folds=folds, seed=seed, hidden=hidden)
     head, train_report = train_head(ds.X, ds.Y, ds.labels, hidden=hidden, seed=seed)
     separator = _separator_of(lib, ds) if any(s != "mix" for s in stems) else "none"
     card = user_model_card(
         name,
         head,
         train_report,
-        embedding_model=pipeline.DEFAULT_TAGGER,
+        embedding_model=DEFAULT_TAGGER,
         stems=stems,
         separator=separator,
         metrics=evaluation_summary(report),
@@ -159,7 +164,7 @@ def train_user_model(
 
 def _separator_of(lib: Library, ds: Dataset) -> str:
     """The separator behind a head's stem embeddings (stems of different separators differ)."""
-    seps = {lib.get_predictions(int(i))[pipeline.DEFAULT_TAGGER]["separator"] for i in ds.track_ids}
+    seps = {lib.get_predictions(int(i))[DEFAULT_TAGGER]["separator"] for i in ds.track_ids}
     if len(seps) > 1:
         raise LabelError(
             f"stem embeddings come from several separators ({', '.join(sorted(seps))})"
@@ -168,18 +173,6 @@ def _separator_of(lib: Library, ds: Dataset) -> str:
 
 
 # --- spectrogram networks retrained from audio (`mgctag train NAME --arch ARCH`) --------------
-
-# What each seed-paper architecture reads (the card's preprocessing.input).
-ARCH_INPUTS = {
-    "ecapa_tdnn": "mel",
-    "cnn2d": "mel",
-    "cnn1d": "mel",
-    "crnn": "mel",
-    "mobilenetv2": "mel",
-    "stemcnn": "stems",
-    "swishnet": "mfcc",
-}
-NETWORK_STEMS = ["drums", "bass", "other"]  # the Stem CNN paper's three stems
 
 
 @dataclass
@@ -214,28 +207,28 @@ def network_data(
     *,
     min_count: int = 5,
     separator: str = "hpss",
-    progress: pipeline.Progress | None = None,
+    progress: Progress | None = None,
 ) -> NetworkData:
     """Features from the pipeline's own `prepare`, so tagging later feeds exactly the same."""
-    progress = progress or pipeline.Progress()
-    if arch not in ARCH_INPUTS:
-        raise LabelError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCH_INPUTS)}")
-    kind = ARCH_INPUTS[arch]
+    progress = progress or Progress()
+    if arch not in NETWORK_INPUTS:
+        raise LabelError(f"unknown --arch {arch!r}; choose one of {', '.join(NETWORK_INPUTS)}")
+    kind = NETWORK_INPUTS[arch]
     label_set = build_label_set(pairs, min_count=min_count)
     if not label_set.labels:
         raise LabelError(f"no genre has {min_count} or more labelled tracks; lower --min-count")
     tracks = [lib.track_by_path(p) for p in label_set.paths]
     y_track = label_set.matrix().argmax(axis=1)  # several genres on a track: the first one
     sep = get_separator(separator) if kind == "stems" else None
-    opts = pipeline.TagOptions()
+    plan = InputPlan((InputSpec(kind),))
     x_parts, y_parts, owner = [], [], []
     progress.stage(f"features ({kind})", total=len(tracks))
     for i, track in enumerate(tracks):
-        item = pipeline.prepare(track, opts, sep, mfcc=kind == "mfcc")
+        item = prepare(track, plan, sep)
         progress.advance()
-        if item.error:
+        if item.error or item.skip:
             continue
-        x = pipeline.student_input(item, kind)
+        x = select_input(item.features, kind, PAPER_STEMS)
         x_parts.append(x)
         y_parts.append(np.full(len(x), y_track[i]))
         owner.append(np.full(len(x), i))
@@ -262,11 +255,11 @@ def fit_network(
     """Train on the patches of `train_tracks`; returns the model, its card's preprocessing, and
     every patch prepared the way the model reads it (for measuring the held-out tracks)."""
     train = np.isin(data.owner, train_tracks)
-    prep: dict = {"input": data.kind, "patch_frames": 187, "sample_rate": pipeline.SAMPLE_RATE}
+    prep: dict = {"input": data.kind, "patch_frames": 187, "sample_rate": features.SR}
     args = {"n_classes": len(data.labels)}
     if data.kind == "stems":
-        prep.update(stems=NETWORK_STEMS, separator=data.separator)
-        args["in_channels"] = len(NETWORK_STEMS)
+        prep.update(stems=list(PAPER_STEMS), separator=data.separator)
+        args["in_channels"] = len(PAPER_STEMS)
     if data.kind == "mfcc":
         prep["standardize"] = distill.standardizer(torch.as_tensor(data.x[train]))
     x_t = prepare_input(data.x, prep)
@@ -275,7 +268,7 @@ def fit_network(
     soft = torch.nn.functional.one_hot(y_t, n).float() * 0.9 + 0.1 / n  # smoothed targets
     model = ARCHITECTURES[data.arch](**args)
     mask = torch.as_tensor(train)
-    cfg = distill.TrainConfig(epochs=epochs, alpha=0.0, seed=seed)
+    cfg = distill.DistillConfig(epochs=epochs, alpha=0.0, seed=seed)
     distill.train_student(model, (x_t[mask], soft[mask], y_t[mask]), None, cfg, log=lambda _: None)
     return model, prep, x_t
 
@@ -291,14 +284,14 @@ def train_network(
     test_size: float = 0.2,
     separator: str = "hpss",
     seed: int = 0,
-    progress: pipeline.Progress | None = None,
+    progress: Progress | None = None,
 ) -> NetworkResult:
     """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track).
 
     One grouped hold-out (no artist on both sides) measures it; the saved model is the one
     trained on the rest.
     """
-    progress = progress or pipeline.Progress()
+    progress = progress or Progress()
     pairs = library_pairs(lib, labels_csv)
     data = network_data(
         lib, arch, pairs, min_count=min_count, separator=separator, progress=progress
@@ -311,7 +304,7 @@ def train_network(
     card = {
         "name": name,
         "arch": arch,
-        "arch_args": getattr(model, "config", {"n_classes": len(data.labels)}),
+        "arch_args": model.config,
         "labels": data.labels,
         "preprocessing": prep,
         "outputs": {"activation": "softmax"},
@@ -342,10 +335,10 @@ def evaluate_network(
     epochs: int = 20,
     separator: str = "hpss",
     seed: int = 0,
-    progress: pipeline.Progress | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """The seed papers' protocols for a network retrained from audio: one fit per split."""
-    progress = progress or pipeline.Progress()
+    progress = progress or Progress()
     pairs = pairs if pairs is not None else library_pairs(lib)
     data = network_data(
         lib, arch, pairs, min_count=min_count, separator=separator, progress=progress

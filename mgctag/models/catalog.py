@@ -1,0 +1,172 @@
+"""Every tagger mgctag can tag with, by name: the one registry `tag`, `models list/show/use` read.
+
+Two sources. Built-in taggers that are not one model card (the musicnn pair, the VGG pair, the
+blends) are registered here with `register_tagger`. Every model card that is a genre model is a
+tagger too: its card says which kind (`"tagger"` key, else a genre head by its arch, else a
+distilled student by its `preprocessing.input`), and `register_card_tagger` maps a kind to a
+class. A new tagger family (an AudioSet model) adds one of either, nothing in the pipeline.
+
+Descriptions are plain dicts, so the CLI only prints them. Tagger classes (and torch) are
+imported only when a tagger is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
+
+if TYPE_CHECKING:
+    from mgctag.models.protocol import Tagger
+
+DEFAULT_TAGGER = "musicnn"
+MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
+EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair
+# The tag-model pairs that make one tagger: name -> models (the first one embeds).
+ENSEMBLES = {DEFAULT_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
+# musicnn blended with a distilled student that reads the same mel patches:
+# name -> (student, musicnn's weight); measured and cross-validated in docs/models.md
+BLENDS = {"musicnn+crnn": ("crnn_small", 0.5)}
+
+
+@dataclass(frozen=True)
+class TaggerEntry:
+    """A built-in tagger: how to build it (on a device) and how to describe it (plain data)."""
+
+    name: str
+    build: Callable[[str], Tagger]
+    describe: Callable[[dict[str, ModelCard]], dict[str, Any]]
+
+
+_BUILTIN: dict[str, TaggerEntry] = {}
+# card kind -> "module:Class" of the tagger built from such a card (Class(name, device))
+_CARD_TAGGERS: dict[str, str] = {
+    "student": "mgctag.models.tagger:StudentTagger",
+    "head": "mgctag.models.tagger:HeadTagger",
+}
+STUDENT_INPUTS = ("mel", "stems", "mfcc")
+
+
+def register_tagger(
+    name: str,
+    build: Callable[[str], Tagger],
+    describe: Callable[[dict[str, ModelCard]], dict[str, Any]],
+) -> None:
+    """Make `name` a built-in tagger: `build(device)` gives it, `describe(cards)` its row."""
+    _BUILTIN[name] = TaggerEntry(name, build, describe)
+
+
+def register_card_tagger(kind: str, target: str) -> None:
+    """Cards whose `"tagger"` key is `kind` are built by `target` ("module:Class")."""
+    _CARD_TAGGERS[kind] = target
+
+
+def card_kind(card: ModelCard) -> str | None:
+    """Which kind of tagger a model card makes, or None when it is not a genre model alone."""
+    explicit = card.extra.get("tagger")
+    if isinstance(explicit, str):
+        return explicit
+    if card.arch == "genre_head":
+        return "head"
+    prep = card.preprocessing if isinstance(card.preprocessing, dict) else {}
+    return "student" if prep.get("input") in STUDENT_INPUTS else None
+
+
+def get_tagger(name: str, device: str = "cpu") -> Tagger:
+    """The tagger called `name` (built-in, or a genre model card), ready on `device`."""
+    if name in _BUILTIN:
+        return _BUILTIN[name].build(device)
+    card = _card(name)
+    kind = card_kind(card)
+    if kind not in _CARD_TAGGERS:
+        raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
+    module, cls = _CARD_TAGGERS[kind].split(":")
+    return getattr(importlib.import_module(module), cls)(name, device)
+
+
+def list_taggers() -> list[dict[str, Any]]:
+    """Every name `--model` accepts, described (built-ins first, then genre model cards)."""
+    cards = list_models()
+    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()]
+    return rows + [{**c.to_dict(), "kind": card_kind(c)} for c in cards if card_kind(c)]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """`models list`: the built-in taggers, then every model card (taggers or their parts)."""
+    cards = list_models()
+    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()]
+    return rows + [{**c.to_dict(), "kind": card_kind(c) or "part"} for c in cards]
+
+
+def describe(name: str) -> dict[str, Any]:
+    """`models show`: a built-in tagger's description, or a model's card as stored."""
+    if name in _BUILTIN:
+        return _builtin_row(_BUILTIN[name], list_models())
+    return json.loads(resolve(name).with_suffix(".json").read_text("utf-8"))
+
+
+def check_tagger(name: str) -> None:
+    """Raise ModelError unless `name` is something `mgctag tag --model` can use."""
+    if name in _BUILTIN:
+        return
+    if card_kind(_card(name)) not in _CARD_TAGGERS:
+        raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
+
+
+def _card(name: str) -> ModelCard:
+    return ModelCard.read(resolve(name).with_suffix(".json"))
+
+
+def _builtin_row(entry: TaggerEntry, cards: list[ModelCard]) -> dict[str, Any]:
+    return {"name": entry.name, **entry.describe({c.name: c for c in cards})}
+
+
+def _labels(cards: dict[str, ModelCard], names: list[str]) -> int:
+    return sum(len(cards[m].labels) for m in names if m in cards)
+
+
+# --- the built-in taggers -----------------------------------------------------------------------
+
+
+def _ensemble(name: str, models: tuple[str, ...]) -> None:
+    pair = list(models)
+
+    def build(device: str) -> Tagger:
+        from mgctag.models.tagger import EnsembleTagger
+
+        return EnsembleTagger(device, name=name, models=pair)
+
+    def describe(cards: dict[str, ModelCard]) -> dict[str, Any]:
+        return {"arch": " + ".join(pair) + " on the mix", "kind": "ensemble", "models": pair,
+                "outputs": _labels(cards, pair), "source": {"kind": "bundled"}}  # fmt: skip
+
+    register_tagger(name, build, describe)
+
+
+def _blend(name: str, student: str, weight: float) -> None:
+    def build(device: str) -> Tagger:
+        from mgctag.models.tagger import BlendTagger
+
+        return BlendTagger(name, device)
+
+    def describe(cards: dict[str, ModelCard]) -> dict[str, Any]:
+        return {"arch": f"musicnn {weight:g} + {student} {1 - weight:g}", "kind": "blend",
+                "models": list(MUSICNN_MODELS), "student": student, "musicnn_weight": weight,
+                "outputs": _labels(cards, [student]), "source": {"kind": "bundled"},
+                "measured": "docs/models.md, 'The default tagger, and why'"}  # fmt: skip
+
+    register_tagger(name, build, describe)
+
+
+def _register_builtins() -> None:
+    _ensemble(DEFAULT_TAGGER, ENSEMBLES[DEFAULT_TAGGER])
+    for name, (student, weight) in BLENDS.items():
+        _blend(name, student, weight)
+    _ensemble("vgg", ENSEMBLES["vgg"])
+
+
+_register_builtins()

@@ -1,0 +1,99 @@
+"""What a tagging run is asked to do and what it reports back: plain data, no torch.
+
+The CLI builds `TagOptions` and renders `Summary` and `Progress` without importing the pipeline
+(which imports torch), so `mgctag --help` and `mgctag runs` start fast; `train` reuses them too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Mode = Literal["fill", "merge", "replace"]
+
+DEFAULT_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog describes it)
+
+
+@dataclass
+class TagOptions:
+    mode: Mode = "fill"
+    max_genres: int = 3
+    min_confidence: float = 0.15
+    dry_run: bool = False
+    id3v23: bool = False
+    keep_mtime: bool = False
+    windows: int = 3
+    window_seconds: float = 10.0
+    batch_patches: int = 60
+    device: str = "auto"
+    stems: str = "off"  # "on", "off" or "auto" (see pipeline.choose_separator)
+    separator: str = "auto"
+    separator_model: Path | None = None
+    model: str = DEFAULT_TAGGER  # a tagger name (mgctag models list)
+    keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
+
+
+@dataclass
+class Change:
+    path: str
+    old: list[str]
+    new: list[str]
+    written: bool
+
+
+@dataclass
+class Summary:
+    """A run's outcome. `skips` are tracks left alone for a reason that is not a failure (too
+    short, silent); `failure_types` names the exception class behind an unexpected failure (for
+    -v output; the database records it too)."""
+
+    run_id: int | None = None
+    scanned: int = 0
+    analysed: int = 0
+    tagged: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    failed: int = 0
+    interrupted: bool = False
+    changes: list[Change] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    failure_types: dict[str, str] = field(default_factory=dict)
+    skips: list[tuple[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def counts(self) -> dict[str, int]:
+        """The run's counts, as stored with the run and printed by --json."""
+        names = ("scanned", "analysed", "tagged", "unchanged", "skipped", "failed")
+        return {name: getattr(self, name) for name in names}
+
+    def fail(self, path: str, reason: str, error_type: str | None = None) -> None:
+        self.failed += 1
+        self.failures.append((path, reason))
+        if error_type:
+            self.failure_types[path] = error_type
+
+
+class Progress:
+    """What the pipeline tells the outside world; the CLI renders it, tests ignore it."""
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def message(self, text: str) -> None: ...
+
+
+class StopFlag:
+    """Set by Ctrl-C; work loops check it between files so nothing stops half-way through one."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
