@@ -86,7 +86,9 @@ def default_model() -> str:
     """The model `mgctag tag` uses unless --model says otherwise (set by `mgctag models use`)."""
     path = data_dir() / "default-model"
     name = path.read_text("utf-8").strip() if path.is_file() else ""
-    return os.environ.get("MGCTAG_MODEL") or name or "musicnn"
+    from mgctag.options import DEFAULT_TAGGER
+
+    return os.environ.get("MGCTAG_MODEL") or name or DEFAULT_TAGGER
 
 
 def set_default_model(name: str) -> None:

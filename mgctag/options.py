@@ -14,14 +14,18 @@ from typing import Literal
 
 Mode = Literal["fill", "merge", "replace"]
 
-DEFAULT_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog describes it)
+MUSICNN_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog describes it)
+# The default: musicnn + EfficientAT mn04 in one pass, genres by their mean, the content gate.
+DEFAULT_TAGGER = "musicnn+mn04"
+Content = Literal["music", "all"]
 
 
 @dataclass
 class TagOptions:
     mode: Mode = "fill"
-    max_genres: int = 3
-    min_confidence: float = 0.15
+    max_genres: int | None = None  # None: the model's own (catalog.selection)
+    min_confidence: float | None = None  # None: the model's own (catalog.selection)
+    content: Content = "music"  # "music": genres only for tracks the content gate hears as music
     dry_run: bool = False
     id3v23: bool = False
     keep_mtime: bool = False

@@ -22,6 +22,7 @@ import torch
 
 from mgctag import config, journal, tags
 from mgctag.audio.inputs import InputPlan, TrackInput, prepare
+from mgctag.content import skip_reason
 from mgctag.errors import UsageError, one_line, reason_of
 from mgctag.genres import GenreMap, default_map, plan_genres
 from mgctag.genres import select_genres as _select
@@ -231,7 +232,16 @@ def _analyse_and_store(
         for tagger, per_track in zip(taggers, outputs, strict=True):
             for p in tagger.predictions(per_track[i], gmap):
                 sep = p.separator or run_sep
-                lib.save_analysis(item.track["id"], p.model, sep, p.tags, p.genres, p.embeddings)
+                lib.save_analysis(
+                    item.track["id"],
+                    p.model,
+                    sep,
+                    p.tags,
+                    p.genres,
+                    p.embeddings,
+                    content=p.content,
+                    windows=p.windows,
+                )
         summary.analysed += 1
     summary.stage_seconds["db"] += time.perf_counter() - t1
 
@@ -240,15 +250,35 @@ def _analyse_and_store(
 
 
 def predicted_genres(lib: Library, track_id: int, model: str, opts: TagOptions) -> list[str] | None:
-    """The genres to write for a track from its stored analysis (None when never analysed)."""
+    """The genres to write for a track from its stored analysis (None when never analysed).
+
+    The count and floors are the model's own (catalog.selection) unless the options set them.
+    """
     pred = lib.get_predictions(track_id).get(model)
     if pred is None:
         return None
     scores = {g: p for g, p in pred["genres"]}
+    most, floor, relative = catalog.selection(model)
     return [
         g
-        for g, _ in _select(scores, max_genres=opts.max_genres, min_confidence=opts.min_confidence)
+        for g, _ in _select(
+            scores,
+            max_genres=opts.max_genres if opts.max_genres is not None else most,
+            min_confidence=opts.min_confidence if opts.min_confidence is not None else floor,
+            relative_floor=relative,
+        )
     ]
+
+
+def content_skip(lib: Library, track_id: int, model: str, opts: TagOptions) -> str | None:
+    """Why a track gets no genre by default: the content gate did not hear music (None: tag it).
+
+    `--content all` tags every track; models without a gate never skip.
+    """
+    if opts.content == "all":
+        return None
+    pred = lib.get_predictions(track_id).get(model)
+    return skip_reason(pred["content"]) if pred and pred.get("content") else None
 
 
 def write_tags(
@@ -274,6 +304,10 @@ def write_tags(
         if stop:
             break
         progress.advance()
+        if reason := content_skip(lib, track["id"], model, opts):
+            summary.skipped += 1
+            summary.skips.append((track["path"], reason))
+            continue
         predicted = predicted_genres(lib, track["id"], model, opts)
         if not predicted:  # not analysed (failed), or no genre confident enough to write
             summary.skipped += 1

@@ -279,6 +279,22 @@ def _missing_message(model: str, stem: str) -> str:
     return f"no {stem} embeddings: re-run `mgctag tag --stems on`"
 
 
+def default_embedding_model(lib: Any, by: str = "mix") -> str:
+    """The embedding `similar` and `map` use: the default tagger's (musicnn + mn04 concatenated,
+    better at finding related tracks: docs/benchmarks.md) when every track musicnn embedded has it,
+    else musicnn's (libraries tagged before, stems, `--model musicnn` runs)."""
+    from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
+
+    if by != "mix":
+        return MUSICNN_TAGGER
+    combined = lib.embedding_count(DEFAULT_TAGGER, "mix")
+    return (
+        DEFAULT_TAGGER
+        if combined and combined >= lib.embedding_count(MUSICNN_TAGGER)
+        else (MUSICNN_TAGGER)
+    )
+
+
 def similar_tracks(
     lib: LibraryLike,
     seeds: Sequence[int | str | Path],

@@ -87,10 +87,10 @@ def concat(vectors: dict[str, np.ndarray]) -> np.ndarray:
 
 def mn04_rows(path: Path, windows: list[tuple[float, float]]) -> list[np.ndarray]:
     """Per window: mn04's 384-d embedding (1, 384) of the window decoded at 32 kHz."""
-    from mgctag.models.audioset import AUDIOSET_RATE, AudiosetTagger
+    from mgctag.models.audioset import AUDIOSET_RATE, AudiosetNet
 
     audio = decode.load_windows(path, AUDIOSET_RATE, windows)
-    _, emb = AudiosetTagger()(audio)
+    _, emb = AudiosetNet()(audio)
     return [e[None] for e in emb]
 
 

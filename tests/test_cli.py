@@ -60,6 +60,10 @@ def test_tag_writes_genres_into_every_format(library, tmp_path):
     ids, matrix = lib.embedding_matrix("musicnn")
     assert matrix.shape == (len(FORMATS), 200)
     assert abs(float((matrix**2).sum(axis=1).mean()) - 1.0) < 1e-4
+    # the default also stores mn04's embedding and the concatenation `similar` uses
+    assert lib.embedding_matrix("audioset_mn04")[1].shape == (len(FORMATS), 384)
+    assert lib.embedding_matrix("musicnn+mn04")[1].shape == (len(FORMATS), 584)
+    assert all(lib.get_predictions(int(i))["musicnn+mn04"]["content"] == "music" for i in ids)
 
 
 @pytest.mark.slow

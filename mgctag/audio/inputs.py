@@ -44,7 +44,9 @@ class InputSpec:
     used whatever the run's --stems says); `embeds_stems` says the tagger also embeds each stem
     when the run separates anyway (musicnn does, for `similar --by drums`). `source` is the tagger
     whose stored embeddings an "embeddings" tagger reads. `window_seconds` pins the analysis
-    window length (None: the run's --window-seconds).
+    window length (None: the run's --window-seconds). `also` names patch features (mel, mfcc)
+    a waveform tagger reads besides its windows (the default reads 32 kHz windows for mn04 and
+    16 kHz mel patches for musicnn from the same decode).
     """
 
     feature: str = "mel"
@@ -54,8 +56,11 @@ class InputSpec:
     separator: str | None = None
     embeds_stems: bool = False
     source: str | None = None
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if any(k not in PATCH_FEATURES for k in self.also):
+            raise ValueError(f"`also` takes patch features only ({PATCH_FEATURES})")
         if self.feature not in FEATURES:
             raise ValueError(f"unknown input feature {self.feature!r} (one of {FEATURES})")
         if self.feature in PATCH_FEATURES and self.sample_rate != features.SR:
@@ -109,7 +114,9 @@ class InputPlan:
 
     @property
     def keys(self) -> set[str]:
-        return {s.key for s in self.specs if s.reads_audio}
+        return {s.key for s in self.specs if s.reads_audio} | {
+            k for s in self.specs for k in s.also
+        }
 
     @property
     def window_length(self) -> float:
@@ -169,12 +176,15 @@ def prepare(track: dict, plan: InputPlan, separator: Separator | None = None) ->
     else:
         mix16 = _mono_at([audio[i] for i in kept], rate, features.SR, separator is None)
     if "mel" in keys or not keys or separator is not None:
-        item.features["mel"] = _patches_of(mix16, features.log_mel)
+        per_window = [features.patches(features.log_mel(y, features.SR)) for y in mix16]
+        item.features["mel"] = np.concatenate(per_window)
+        item.features["mel_windows"] = [len(p) for p in per_window]  # patches of each window
     if "mfcc" in keys:
         item.features["mfcc"] = _patches_of(mix16, features.mfcc)
     for spec in plan.specs:
         if spec.feature == "waveform":
             item.features[spec.key] = _mono_at([audio[i] for i in kept], rate, spec.sample_rate)
+            item.features["offsets"] = [windows[i][0] for i in kept]
     if separator is not None:
         t1 = time.perf_counter()
         try:

@@ -56,11 +56,23 @@ def tag(
     mode: Annotated[
         str, typer.Option(help="fill: only files without a genre; merge: add; replace: overwrite.")
     ] = "fill",
-    max_genres: Annotated[int, typer.Option(min=1, help="At most this many genres per file.")] = 3,
+    max_genres: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most this many genres per file (default: the model's; 2)."),
+    ] = None,
     min_confidence: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Write genres at least this confident (default 0.15)."),
+        typer.Option(
+            min=0.0, max=1.0, help="Write genres at least this confident (default: the model's)."
+        ),
     ] = None,
+    content: Annotated[
+        str,
+        typer.Option(
+            help="music: no genre for tracks heard as speech or other sound (reported skipped); "
+            "all: tag every track."
+        ),
+    ] = "music",
     id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
@@ -86,6 +98,8 @@ def tag(
 
     if mode not in ("fill", "merge", "replace"):
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
+    if content not in ("music", "all"):
+        raise typer.BadParameter("use music or all", param_hint="--content")
     if stems not in ("auto", "on", "off"):
         raise typer.BadParameter("use auto, on or off", param_hint="--stems")
     check_device(device)
@@ -99,6 +113,8 @@ def tag(
     opts = pipeline.TagOptions(
         mode=mode,  # type: ignore[arg-type]
         max_genres=max_genres,
+        min_confidence=min_confidence,
+        content=content,  # type: ignore[arg-type]
         dry_run=dry_run,
         id3v23=id3v23,
         keep_mtime=keep_mtime,
@@ -109,8 +125,6 @@ def tag(
         model=model or config.default_model(),
         keep_stems=keep_stems,
     )
-    if min_confidence is not None:
-        opts.min_confidence = min_confidence
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
@@ -129,6 +143,7 @@ def summary_dict(s: Any) -> dict[str, Any]:
         "interrupted": s.interrupted,
         "changes": [c.__dict__ for c in s.changes],
         "failures": [{"path": p, "reason": r} for p, r in s.failures],
+        "skips": [{"path": p, "reason": r} for p, r in s.skips],
     }
 
 
@@ -138,6 +153,8 @@ def _genres(values: list[str], empty: str) -> str:
 
 def print_summary(s: Any, dry_run: bool) -> None:
     print_failures(s.failures)
+    for path, reason in s.skips:
+        out.print(f"[dim]skipped[/dim] {shown(path)}: {shown(reason)}", highlight=False)
     if s.changes:
         table = Table(title="planned changes" if dry_run else "changed")
         table.add_column("file", overflow="fold")
@@ -192,8 +209,14 @@ def info(
         )
         genres = ", ".join(f"{shown(g)} {p:.2f}" for g, p in pred["genres"][:8])
         out.print(f"  genres: {genres or '—'}")
-        raw = pred["tags"]
-        groups = raw.items() if raw and isinstance(next(iter(raw.values())), dict) else [("", raw)]
+        if pred.get("content"):
+            heard = ", ".join(
+                f"{w['offset']:g} s {shown(w['content'])}" for w in pred.get("windows") or []
+            )
+            out.print(f"  content: {shown(pred['content'])} (windows: {heard})")
+        raw = pred["tags"] or {}
+        groups = raw.items() if raw and isinstance(next(iter(raw.values())), dict) else []
+        groups = groups or ([("", raw)] if raw else [])
         for name, probs in groups:
             best = sorted(probs.items(), key=lambda kv: -kv[1])[:top_tags]
             shown_tags = ", ".join(f"{shown(t)} {p:.2f}" for t, p in best)

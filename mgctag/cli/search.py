@@ -38,7 +38,6 @@ def similar(
 ) -> None:
     """The tracks most like the seed(s), by cosine similarity of their embeddings."""
     from mgctag import similar as sim
-    from mgctag.options import DEFAULT_TAGGER
 
     if fusion not in ("centroid", "rrf"):
         raise typer.BadParameter("use centroid or rrf", param_hint="--fusion")
@@ -48,7 +47,7 @@ def similar(
         hits = sim.similar_tracks(
             lib,
             seeds,
-            model=DEFAULT_TAGGER,
+            model=sim.default_embedding_model(lib, by),
             by=by,
             k=k,
             genre=genre,
@@ -94,14 +93,19 @@ def map_command(
 ) -> None:
     """A 2-D map of your library's embeddings, coloured by genre (PNG and/or HTML)."""
     from mgctag import libmap, similar
-    from mgctag.options import DEFAULT_TAGGER
 
     if not (png or html or genres):
         html = Path("mgctag-map.html")
     lib = open_library(db)
     try:
         result = libmap.make_map(
-            lib, png, html, model=DEFAULT_TAGGER, by=by, method=method, heatmap_png=genres
+            lib,
+            png,
+            html,
+            model=similar.default_embedding_model(lib, by),
+            by=by,
+            method=method,
+            heatmap_png=genres,
         )
     except (libmap.MapError, similar.SimilarError) as exc:
         raise UsageError(str(exc)) from None

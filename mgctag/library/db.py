@@ -538,6 +538,15 @@ class Library:
         )
         return {stem: np.frombuffer(blob, dtype="<f4").astype(np.float32) for stem, blob in rows}
 
+    def embedding_count(self, model: str, stem: str = "mix") -> int:
+        """How many tracks have an embedding of this model and stem."""
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM embeddings WHERE model = ? AND stem = ?", [model, stem]
+            )
+            or 0
+        )
+
     def embedding_matrix(self, model: str, stem: str = "mix") -> tuple[np.ndarray, np.ndarray]:
         """(track ids int64 (n,) ascending, float32 (n, d) C-contiguous, writable) for OK tracks.
 

@@ -1,8 +1,16 @@
-"""The AudioSet tagger (EfficientAT mn04) over whole analysis windows at 32 kHz.
+"""The AudioSet tagger (EfficientAT mn04) and the default tagger that pairs it with musicnn.
 
-It hears what musicnn cannot: whether a window is music at all (mgctag.content), and genres outside
-musicnn's pop/rock-centred vocabulary (Reggae, Latin, Afrobeat, ...). One forward pass per group of
-equally long windows; its mel comes from mgctag.audio.features.efficientat_mel.
+mn04 hears what musicnn cannot: whether a window is music at all (mgctag.content), and genres
+outside musicnn's pop/rock-centred vocabulary (Reggae, Latin, Afrobeat, ...). It reads whole
+analysis windows at 32 kHz (`audio.features.efficientat_mel`), one unit per window.
+
+`CombinedTagger` ("musicnn+mn04", the default) reads each window once, decoded at 32 kHz: mn04
+gets the window, musicnn the same audio resampled to 16 kHz as mel patches (`InputSpec.also`).
+The content gate decides per window; genres come from the music windows only and are the mean of
+musicnn's and mn04's genre scores (`genres.mean_scores`, cross-validated in docs/models.md). It
+stores three rows: musicnn's (so `--model musicnn`, user heads and `similar --by STEM` keep
+working), mn04's (AudioSet classes, 384-d embedding) and its own (the mean, the content decision,
+and musicnn's and mn04's embeddings concatenated, the better one for `similar`).
 """
 
 from __future__ import annotations
@@ -13,26 +21,28 @@ import numpy as np
 import torch
 
 from mgctag.audio.features import efficientat_mel
-from mgctag.content import ContentGate
-from mgctag.genres import GenreMap
+from mgctag.audio.inputs import InputSpec, TrackInput
+from mgctag.content import ContentDecision, ContentGate, decide
+from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
+from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER
+from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
+from mgctag.models.tagger import EnsembleTagger
 
-AUDIOSET_MODEL = "audioset_mn04"
 AUDIOSET_RATE = 32000
+WAVEFORM = f"waveform@{AUDIOSET_RATE}"
 
 
-class AudiosetTagger:
+class AudiosetNet:
     """mn04 on 32 kHz mono windows: per-window class probabilities and 384-d embeddings."""
 
     def __init__(self, device: str = "cpu", name: str = AUDIOSET_MODEL) -> None:
         self.module, self.card = load_model(name, device=device)
-        self.name = self.card.name
         self.labels = list(self.card.labels)
-        self.sample_rate = int(self.card.preprocessing.get("sample_rate", AUDIOSET_RATE))
         self.device = device
 
     def gate(self, gmap: GenreMap) -> ContentGate:
-        """The content gate over this tagger's classes, with the taxonomy's genre classes."""
+        """The content gate over this model's classes, with the taxonomy's genre classes."""
         return ContentGate.for_labels(self.labels, gmap.tags)
 
     @torch.inference_mode()
@@ -53,3 +63,122 @@ class AudiosetTagger:
             probs[idx] = torch.sigmoid(logits).cpu().numpy()
             embs[idx] = emb.cpu().numpy()
         return probs, embs
+
+
+class AudiosetTagger:
+    """mn04 alone as a tagger (`--model audioset_mn04`): AudioSet genres and the content gate."""
+
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, name: str = AUDIOSET_MODEL, device: str = "cpu") -> None:
+        self.net = AudiosetNet(device, name)
+        self.name = self.net.card.name
+        self.inputs = InputSpec("waveform", sample_rate=AUDIOSET_RATE)
+        self.labels = {self.name: self.net.labels}
+
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        return _audioset_outputs(self.net, self.name, batch)
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        decision = decide(self.net.gate(gmap), output.tags[self.name], output.extra["offsets"])
+        return [audioset_row(self.name, self.net.labels, output, decision, gmap)]
+
+
+def _audioset_outputs(
+    net: AudiosetNet, name: str, batch: Sequence[TrackInput]
+) -> list[TaggerOutput]:
+    """mn04 over every track's windows in one call, given back per track."""
+    windows = [item.features[WAVEFORM] for item in batch]
+    probs, emb = net([w for track in windows for w in track])
+    counts = [len(w) for w in windows]
+    return [
+        TaggerOutput(
+            tags={name: p},
+            extra={"mn04_embedding": e, "offsets": np.asarray(item.features["offsets"])},
+        )
+        for p, e, item in zip(
+            split_rows(probs, counts), split_rows(emb, counts), batch, strict=True
+        )
+    ]
+
+
+def audioset_row(
+    name: str, labels: list[str], output: TaggerOutput, decision: ContentDecision, gmap: GenreMap
+) -> Prediction:
+    """mn04's own row: its classes over all windows, genres over the music windows."""
+    probs = output.tags[name]
+    genres = gmap.genre_scores(mean_tag_probs(probs[decision.genre_windows], labels))
+    return Prediction(
+        name,
+        {name: mean_tag_probs(probs, labels)},
+        ranked(genres),
+        {"mix": unit_mean(output.extra["mn04_embedding"])},
+        content=decision.content,
+        windows=decision.windows,
+    )
+
+
+class CombinedTagger:
+    """The default: musicnn (MSD + MTT) and mn04 on each window decoded once, content-gated."""
+
+    requires: tuple[str, ...] = ()
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.name = DEFAULT_TAGGER
+        self.musicnn = EnsembleTagger(device)
+        self.net = AudiosetNet(device)
+        self.inputs = InputSpec(
+            "waveform", sample_rate=AUDIOSET_RATE, embeds_stems=True, also=("mel",)
+        )
+        self.labels = {**self.musicnn.labels, AUDIOSET_MODEL: self.net.labels}
+
+    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
+        outputs = self.musicnn.analyse(batch)
+        for out, extra, item in zip(
+            outputs, _audioset_outputs(self.net, AUDIOSET_MODEL, batch), batch, strict=True
+        ):
+            out.tags.update(extra.tags)
+            out.extra.update(extra.extra)
+            out.extra["mel_windows"] = np.asarray(item.features["mel_windows"])
+        return outputs
+
+    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        (musicnn,) = self.musicnn.predictions(output, gmap)
+        probs = output.tags[AUDIOSET_MODEL]
+        decision = decide(self.net.gate(gmap), probs, output.extra["offsets"])
+        audioset = audioset_row(AUDIOSET_MODEL, self.net.labels, output, decision, gmap)
+        rows = _patch_rows(output.extra["mel_windows"], decision.genre_windows)
+        musicnn_genres = self.musicnn_scores(output, rows, gmap)
+        genres = mean_scores([musicnn_genres, dict(audioset.genres)])
+        embedding = unit_mean(
+            np.concatenate([musicnn.embeddings["mix"], audioset.embeddings["mix"]])[None]
+        )
+        combined = Prediction(
+            self.name,
+            {},
+            ranked(genres),
+            {"mix": embedding},
+            content=decision.content,
+            windows=decision.windows,
+        )
+        return [musicnn, audioset, combined]
+
+    def musicnn_scores(
+        self, output: TaggerOutput, rows: np.ndarray, gmap: GenreMap
+    ) -> dict[str, float]:
+        """musicnn's genre scores (MSD + MTT, as `combine_models`) over the chosen patches."""
+        from mgctag.genres import combine_models
+
+        per_model = {
+            name: mean_tag_probs(output.tags[name][rows], labels)
+            for name, labels in self.musicnn.labels.items()
+        }
+        return combine_models(per_model, gmap)
+
+
+def _patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+    """The indices of the mel patches that belong to the given windows."""
+    starts = np.concatenate([[0], np.cumsum(patches_per_window)[:-1]])
+    return np.concatenate(
+        [np.arange(starts[w], starts[w] + patches_per_window[w]) for w in windows]
+    ).astype(np.int64)

@@ -23,11 +23,24 @@ from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
 if TYPE_CHECKING:
     from mgctag.models.protocol import Tagger
 
-DEFAULT_TAGGER = "musicnn"
+MUSICNN_TAGGER = "musicnn"
+DEFAULT_TAGGER = "musicnn+mn04"  # musicnn + the AudioSet tagger, with the content gate
+AUDIOSET_MODEL = "audioset_mn04"
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair
 # The tag-model pairs that make one tagger: name -> models (the first one embeds).
-ENSEMBLES = {DEFAULT_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
+ENSEMBLES = {MUSICNN_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
+# Which genres a tagger's scores make worth writing, unless --max-genres / --min-confidence say:
+# (at most, absolute floor, floor relative to the top score). Cross-validated in docs/models.md.
+SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6)}
+DEFAULT_SELECTION = (3, 0.15, 0.35)
+
+
+def selection(name: str) -> tuple[int, float, float]:
+    """(max genres, absolute floor, relative floor) a tagger's genres are written with."""
+    return SELECTION.get(name, DEFAULT_SELECTION)
+
+
 # musicnn blended with a distilled student that reads the same mel patches:
 # name -> (student, musicnn's weight); measured and cross-validated in docs/models.md
 BLENDS = {"musicnn+crnn": ("crnn_small", 0.5)}
@@ -47,6 +60,7 @@ _BUILTIN: dict[str, TaggerEntry] = {}
 _CARD_TAGGERS: dict[str, str] = {
     "student": "mgctag.models.tagger:StudentTagger",
     "head": "mgctag.models.tagger:HeadTagger",
+    "audioset": "mgctag.models.audioset:AudiosetTagger",
 }
 STUDENT_INPUTS = ("mel", "stems", "mfcc")
 
@@ -162,8 +176,28 @@ def _blend(name: str, student: str, weight: float) -> None:
     register_tagger(name, build, describe)
 
 
+def _combined() -> None:
+    def build(device: str) -> Tagger:
+        from mgctag.models.audioset import CombinedTagger
+
+        return CombinedTagger(device)
+
+    def describe(cards: dict[str, ModelCard]) -> dict[str, Any]:
+        models = [*MUSICNN_MODELS, AUDIOSET_MODEL]
+        return {"arch": "musicnn (MSD + MTT) and EfficientAT mn04 (AudioSet) in one pass; "
+                "genres: their mean; content gate: music / speech / other",
+                "kind": "combined", "models": models, "outputs": _labels(cards, models),
+                "selection": dict(zip(("max_genres", "min_confidence", "relative_floor"),
+                                      selection(DEFAULT_TAGGER), strict=True)),
+                "source": {"kind": "bundled"},
+                "measured": "docs/models.md, 'Genres from musicnn and mn04'"}  # fmt: skip
+
+    register_tagger(DEFAULT_TAGGER, build, describe)
+
+
 def _register_builtins() -> None:
-    _ensemble(DEFAULT_TAGGER, ENSEMBLES[DEFAULT_TAGGER])
+    _combined()
+    _ensemble(MUSICNN_TAGGER, ENSEMBLES[MUSICNN_TAGGER])
     for name, (student, weight) in BLENDS.items():
         _blend(name, student, weight)
     _ensemble("vgg", ENSEMBLES["vgg"])

@@ -55,6 +55,8 @@ class Prediction:
     `tags` is stored as is (vocabulary → {tag: p}, or {} for a tagger whose labels are genres);
     `genres` is ranked best first; `embeddings` maps stem → unit-length vector. `separator` is
     the separator behind the result when it is not the run's (a user head records its card's).
+    `content` / `windows` are a content gate's track class and per-window decisions
+    (mgctag/content.py), for taggers that have one.
     """
 
     model: str
@@ -62,6 +64,8 @@ class Prediction:
     genres: list[tuple[str, float]]
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     separator: str | None = None
+    content: str | None = None
+    windows: list[dict] | None = None
 
 
 @runtime_checkable

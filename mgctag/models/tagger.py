@@ -20,7 +20,7 @@ import torch
 
 from mgctag.audio.inputs import InputSpec, TrackInput, select_input
 from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
-from mgctag.models.catalog import BLENDS, DEFAULT_TAGGER, EMBEDDING_MODEL, MUSICNN_MODELS
+from mgctag.models.catalog import BLENDS, EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
 from mgctag.models.head import predict_proba
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import ModelCard, load_model
@@ -37,7 +37,7 @@ class EnsembleTagger:
     def __init__(
         self,
         device: str = "cpu",
-        name: str = DEFAULT_TAGGER,
+        name: str = MUSICNN_TAGGER,
         models: Sequence[str] = MUSICNN_MODELS,
     ) -> None:
         self.name = name
@@ -182,7 +182,7 @@ class HeadTagger:
         self.module, self.card = load_model(name)
         self.name = self.card.name
         prep = self.card.preprocessing
-        source = prep.get("embedding_model", DEFAULT_TAGGER)
+        source = prep.get("embedding_model", MUSICNN_TAGGER)
         self.inputs = InputSpec(
             "embeddings", stems=tuple(prep.get("stems", ["mix"])), source=source
         )
@@ -216,7 +216,7 @@ def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch
     return x
 
 
-__all__ = ["BLENDS", "DEFAULT_TAGGER", "EMBEDDING_MODEL", "MUSICNN_MODELS", "MusicnnTagger"]
+__all__ = ["BLENDS", "EMBEDDING_MODEL", "MUSICNN_MODELS", "MUSICNN_TAGGER", "MusicnnTagger"]
 
 # The name the rest of the code (distillation's teacher, scripts) knows the musicnn pair by.
 MusicnnTagger = EnsembleTagger

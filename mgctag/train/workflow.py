@@ -20,7 +20,7 @@ from mgctag.library.scan import iter_audio_files
 from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
-from mgctag.options import DEFAULT_TAGGER, Progress
+from mgctag.options import MUSICNN_TAGGER, Progress
 from mgctag.separate import get_separator
 from mgctag.train import distill
 from mgctag.train.evaluate import EvalReport, compute_metrics, evaluate_protocol, make_splits
@@ -94,7 +94,7 @@ def dataset(
     lib: Library, pairs: list[Pair] | None, stems: Sequence[str], min_count: int
 ) -> Dataset:
     return dataset_from_library(
-        lib, model=DEFAULT_TAGGER, stems=tuple(stems), pairs=pairs, min_count=min_count
+        lib, model=MUSICNN_TAGGER, stems=tuple(stems), pairs=pairs, min_count=min_count
     )
 
 
@@ -148,7 +148,7 @@ def train_user_model(
         name,
         head,
         train_report,
-        embedding_model=DEFAULT_TAGGER,
+        embedding_model=MUSICNN_TAGGER,
         stems=stems,
         separator=separator,
         metrics=evaluation_summary(report),
@@ -164,7 +164,7 @@ def train_user_model(
 
 def _separator_of(lib: Library, ds: Dataset) -> str:
     """The separator behind a head's stem embeddings (stems of different separators differ)."""
-    seps = {lib.get_predictions(int(i))[DEFAULT_TAGGER]["separator"] for i in ds.track_ids}
+    seps = {lib.get_predictions(int(i))[MUSICNN_TAGGER]["separator"] for i in ds.track_ids}
     if len(seps) > 1:
         raise LabelError(
             f"stem embeddings come from several separators ({', '.join(sorted(seps))})"

@@ -1,0 +1,95 @@
+"""The default tagger (musicnn + mn04, content-gated) end to end through the CLI, on real clips:
+speech is skipped with its reason, music is tagged, `--content all` and `--model musicnn` keep
+the old behaviour, and what is stored follows the documented rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mgctag import tags
+from mgctag.cli import app
+from mgctag.genres import mean_scores
+from mgctag.library.db import Library
+
+AUDIO = Path(__file__).resolve().parents[1].parent / "shared/audio"
+SPEECH = AUDIO / "librosa/198-209-0000.hq.ogg"  # LibriSpeech: a woman reading Jane Austen
+MUSIC = AUDIO / "musdb18-7s/train/ANiMAL - Clinic A.stem.mp4"  # rap: Speech fires, still music
+
+runner = CliRunner()
+
+
+def mgctag(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    folder = tmp_path / "Music"
+    folder.mkdir()
+    shutil.copyfile(SPEECH, folder / "speech.ogg")  # copyfile: not the read-only mode
+    shutil.copyfile(MUSIC, folder / "rap.m4a")
+    return folder
+
+
+@pytest.mark.slow
+def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None:
+    db = tmp_path / "lib.db"
+    code, output = mgctag("--db", db, "tag", clips, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
+    (skip,) = report["skips"]
+    assert Path(skip["path"]).name == "speech.ogg" and "speech" in skip["reason"]
+    assert tags.read_tags(clips / "speech.ogg").genres == []
+    written = tags.read_tags(clips / "rap.m4a").genres
+    assert 1 <= len(written) <= 2  # the default writes at most two genres
+
+    code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
+    pred = json.loads(output)["predictions"]["musicnn+mn04"]
+    assert pred["content"] == "speech"
+    assert pred["windows"] and all(w["content"] == "speech" for w in pred["windows"])
+    code, output = mgctag("--db", db, "info", clips / "rap.m4a")
+    assert "content: music" in output
+
+    # the combined genres are the mean of musicnn's and mn04's (all windows are music here)
+    lib = Library(db)
+    rap = lib.track_by_path(clips / "rap.m4a")
+    assert rap is not None
+    preds = lib.get_predictions(rap["id"])
+    expected = mean_scores(
+        [dict(preds["musicnn"]["genres"]), dict(preds["audioset_mn04"]["genres"])]
+    )
+    stored = dict(preds["musicnn+mn04"]["genres"])
+    assert stored.keys() == expected.keys()
+    assert all(abs(stored[g] - expected[g]) < 1e-5 for g in expected)
+    assert written[0] == max(expected, key=expected.__getitem__)
+
+    # --content all tags the speech too, from the stored analysis (nothing re-analysed)
+    code, output = mgctag("--db", db, "tag", clips, "--content", "all", "--json")
+    report = json.loads(output)
+    assert code == 0 and report["counts"]["analysed"] == 0 and report["counts"]["tagged"] == 1
+    assert tags.read_tags(clips / "speech.ogg").genres
+
+
+@pytest.mark.slow
+def test_model_musicnn_keeps_the_old_behaviour(clips: Path, tmp_path: Path) -> None:
+    db = tmp_path / "lib.db"
+    code, output = mgctag("--db", db, "tag", clips, "--model", "musicnn", "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["counts"]["tagged"] == 2 and report["skips"] == []  # no content gate
+    preds = Library(db).get_predictions(Library(db).track_by_path(clips / "speech.ogg")["id"])
+    assert set(preds) == {"musicnn"} and preds["musicnn"]["content"] is None
+
+
+def test_bad_content_value_is_a_usage_error(tmp_path: Path) -> None:
+    code, output = mgctag("--db", tmp_path / "lib.db", "tag", tmp_path, "--content", "some")
+    assert code == 2 and "music or all" in output
