@@ -309,3 +309,26 @@ def test_run_status_ok_partial_failed_interrupted():
     assert run_status(Summary(scanned=38, tagged=36, failed=2)) == "partial"
     assert run_status(Summary(scanned=2, failed=2)) == "failed"
     assert run_status(Summary(scanned=5, tagged=1, interrupted=True)) == "interrupted"
+
+
+@pytest.mark.slow
+def test_markup_and_escapes_in_a_tag_never_crash_or_drive_the_terminal(home, tmp_path):
+    """A genre of `[/x]` plus an escape sequence, through tag (summary), info, runs and undo."""
+    from mgctag import tags
+
+    music, db = tmp_path / "music", tmp_path / "lib.db"
+    (song,) = make_library(music, exts=("flac",), seconds=4.0)
+    hostile = "Rock [/x] [bold]\x1b]2pwned\x07\nerror: forged"  # no ";": tags split there
+    tags.write_genres(song, [hostile])
+    outputs = [
+        cli("tag", music, "--db", db, "--mode", "merge", "--stems", "off"),
+        cli("info", song, "--db", db),
+        cli("runs", "--db", db),
+        cli("undo", "--last", "--db", db),
+    ]
+    for result in outputs:
+        assert result.code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output
+        assert "error: forged" not in result.output.replace("\\nerror: forged", "")
+    assert "[/x] [bold]\\e]2pwned\\x07\\nerror: forged" in outputs[1].stdout  # shown literally
+    assert tags.read_tags(song).genres == [hostile]  # undo brought the exact value back
