@@ -332,3 +332,13 @@ def test_markup_and_escapes_in_a_tag_never_crash_or_drive_the_terminal(home, tmp
         assert "error: forged" not in result.output.replace("\\nerror: forged", "")
     assert "[/x] [bold]\\e]2pwned\\x07\\nerror: forged" in outputs[1].stdout  # shown literally
     assert tags.read_tags(song).genres == [hostile]  # undo brought the exact value back
+
+
+@pytest.mark.slow
+def test_info_and_similar_on_a_copy_of_the_tagged_library(library_copy):
+    music, db = library_copy
+    mp3, flac = music / "vibe_ace.mp3", music / "vibe_ace.flac"
+    info = cli("info", mp3, "--db", db)
+    assert info.code == 0 and "musicnn" in info.stdout and "genre in file:" in info.stdout
+    hits = json.loads(cli("similar", mp3, "--db", db, "--json", "-k", "1").stdout)
+    assert [h["path"] for h in hits] == [str(flac)]  # the same clip in another format
