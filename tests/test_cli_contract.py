@@ -340,5 +340,25 @@ def test_info_and_similar_on_a_copy_of_the_tagged_library(library_copy):
     mp3, flac = music / "vibe_ace.mp3", music / "vibe_ace.flac"
     info = cli("info", mp3, "--db", db)
     assert info.code == 0 and "musicnn" in info.stdout and "genre in file:" in info.stdout
+    assert "vibe_ace.mp3" in info.stdout.splitlines()[0]  # no tags: the file name, not "? — ?"
     hits = json.loads(cli("similar", mp3, "--db", db, "--json", "-k", "1").stdout)
     assert [h["path"] for h in hits] == [str(flac)]  # the same clip in another format
+    several = cli("info", "vibe_ace", "--db", db)
+    assert several.code == 2 and "matches several tracks" in several.stderr
+    assert "vibe_ace.flac" in several.stderr and "vibe_ace.mp3" in several.stderr
+    polka = cli("similar", mp3, "--db", db, "--genre", "Polka")
+    assert polka.code == 2 and "no other track has the genre 'Polka'" in polka.stderr
+    nowhere = cli("similar", mp3, "--db", db, "--m3u", music / "no" / "list.m3u8")
+    assert nowhere.code == 2 and "no such folder for the playlist" in nowhere.stderr
+
+
+@pytest.mark.slow
+def test_separate_takes_folders(home, tmp_path):
+    music = tmp_path / "music"
+    flac, mp3 = make_library(music / "sub", exts=("flac", "mp3"), seconds=3.0)
+    mp3.rename(music / "other.mp3")
+    (music / "notes.txt").write_text("not audio")
+    result = cli("separate", music, "--separator", "hpss", "--out", tmp_path / "stems")
+    assert result.code == 0, result.output
+    written = sorted(p.relative_to(tmp_path / "stems") for p in (tmp_path / "stems").rglob("*.*"))
+    assert len(written) == 8 and {p.suffix for p in written} == {".flac"}, written

@@ -54,7 +54,7 @@ def open_library(db: Path | None) -> Library:
 
 
 def resolve_track(lib: Library, query: str) -> dict[str, Any]:
-    """QUERY as a path, a track id, or text matching artist/title/path (the first match)."""
+    """QUERY as a path, a track id, or text matching artist/title/path (exactly one track)."""
     if os.path.exists(query):
         track = lib.track_by_path(os.path.abspath(query))
         if track is None:
@@ -62,10 +62,24 @@ def resolve_track(lib: Library, query: str) -> dict[str, Any]:
         return track
     if query.isdigit() and (track := lib.get_track(int(query))):
         return track
-    matches = lib.find_tracks(query, limit=2)
+    matches = lib.find_tracks(query, limit=6)
     if not matches:
         raise UsageError("no track matches (give a path, a track id, or artist/title text)", query)
+    if len(matches) > 1:
+        listed = "; ".join(f"{t['id']} {track_label(t)}" for t in matches[:5])
+        more = ", …" if len(matches) > 5 else ""
+        raise UsageError(
+            f"matches several tracks ({listed}{more}); give a track id or a path", query
+        )
     return matches[0]
+
+
+def track_label(track: dict[str, Any]) -> str:
+    """`Artist — Title` from the tags, or the file name where the tags say nothing."""
+    artist, title = track.get("artist"), track.get("title")
+    if artist or title:
+        return f"{artist or '?'} — {title or Path(track['path']).stem}"
+    return Path(track["path"]).name
 
 
 class StopFlag:

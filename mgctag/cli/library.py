@@ -19,6 +19,7 @@ from mgctag.cli.common import (
     open_library,
     refuse,
     resolve_track,
+    track_label,
 )
 from mgctag.cli.output import (
     CliProgress,
@@ -176,8 +177,7 @@ def info(
     if json_out:
         print_json({"track": track, "file_genres": in_file, "predictions": predictions})
         return
-    artist, title = shown(track.get("artist") or "?"), shown(track.get("title") or "?")
-    out.print(f"[bold]{artist} — {title}[/bold]")
+    out.print(f"[bold]{shown(track_label(track))}[/bold]")
     out.print(f"path: {shown(track['path'])}", highlight=False)
     error = f" ({shown(track['error'])})" if track.get("error") else ""
     out.print(f"status: {shown(track['status'])}{error}")
