@@ -128,12 +128,16 @@ def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
     assert np.abs(item.features["mel"] - mel16).max() < 0.05
 
 
-@pytest.mark.parametrize("name", ["musicnn", "musicnn+crnn", "crnn_small", "swishnet_slim"])
+@pytest.mark.parametrize(
+    "name", ["musicnn", "musicnn+crnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"]
+)
 def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     tagger = get_tagger(name)
     assert isinstance(tagger, Tagger) and tagger.name == name
     assert name in {row["name"] for row in list_taggers()}
-    item = prepare({"path": str(LIBROSA / f"{CLIPS[1]}.hq.ogg")}, InputPlan((tagger.inputs,)))
+    separator = pipeline.separator_for([tagger], pipeline.TagOptions())
+    track = {"path": str(LIBROSA / f"{CLIPS[1]}.hq.ogg")}
+    item = prepare(track, InputPlan((tagger.inputs,), windows=1), separator)
     (out,) = tagger.analyse([item])
     assert all(len(p) == item.units for p in out.tags.values())
     rows = tagger.predictions(out, pipeline.default_map())
