@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mgctag import config
-from mgctag.cli.output import err
 from mgctag.errors import UsageError
 
 if TYPE_CHECKING:
@@ -123,8 +122,10 @@ def interruptible(stop: Any = None) -> Iterator[Interrupt]:
             raise KeyboardInterrupt
         state.signum = signum
         state.stop.set()
+        # A bare write: the signal may land inside an import, where printing through rich (which
+        # may import) would deadlock on the import lock.
         name = signal.Signals(signum).name
-        err.print(f"[yellow]{name}: stopping after the current file… (again to abort)[/yellow]")
+        os.write(2, f"{name}: stopping after the current file… (again to abort)\n".encode())
 
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
