@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import typer
 
 from mgctag import config
 from mgctag.errors import UsageError
+from mgctag.options import StopFlag
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
@@ -79,19 +79,6 @@ def track_label(track: dict[str, Any]) -> str:
     if artist or title:
         return f"{artist or '?'} — {title or Path(track['path']).stem}"
     return Path(track["path"]).name
-
-
-class StopFlag:
-    """Set by a stop signal; work loops check it between files so nothing stops half-way."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
 
 
 class Interrupt:

@@ -31,6 +31,7 @@ from mgctag.cli.output import (
     shown,
 )
 from mgctag.errors import UsageError
+from mgctag.options import TagOptions
 
 
 def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
@@ -59,9 +60,8 @@ def tag(
     ] = "fill",
     max_genres: Annotated[int, typer.Option(min=1, help="At most this many genres per file.")] = 3,
     min_confidence: Annotated[
-        float | None,
-        typer.Option(min=0.0, max=1.0, help="Write genres at least this confident (default 0.15)."),
-    ] = None,
+        float, typer.Option(min=0.0, max=1.0, help="Write genres at least this confident.")
+    ] = TagOptions.min_confidence,
     id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
@@ -97,9 +97,10 @@ def tag(
         if stems == "off":
             raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
         stems = "on"
-    opts = pipeline.TagOptions(
+    opts = TagOptions(
         mode=mode,  # type: ignore[arg-type]
         max_genres=max_genres,
+        min_confidence=min_confidence,
         dry_run=dry_run,
         id3v23=id3v23,
         keep_mtime=keep_mtime,
@@ -110,8 +111,6 @@ def tag(
         model=model or config.default_model(),
         keep_stems=keep_stems,
     )
-    if min_confidence is not None:
-        opts.min_confidence = min_confidence
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
