@@ -76,6 +76,8 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
         assert summary.failures[0][0] == batch[0].track["path"]
         assert summary.failures[0][0] in {str(p) for p in good}
         assert len(lib.tracks_needing_analysis("musicnn")) == 1
+        pipeline._run_batch(lib, batch[:1], [tagger], summary, pipeline.default_map(), None)
+        assert summary.failed == 2 and summary.failure_types[batch[0].track["path"]]
 
 
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
