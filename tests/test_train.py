@@ -21,7 +21,7 @@ from mgctag.audio import decode
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
-from mgctag.train.evaluate import compute_metrics, evaluate_protocol, learning_curve
+from mgctag.train.eval_protocols import compute_metrics, evaluate_protocol, learning_curve
 from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head
 from mgctag.train.labels import (
     LabelError,
