@@ -59,11 +59,18 @@ def genre_map_path() -> Path:
     return config_dir() / "genres.json"
 
 
-@cache
 def _config_file() -> dict[str, Any]:
+    """config.toml as a dict ({} when there is none); read again only when the file changed."""
     path = config_path()
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
         return {}
+    return _parse_config(path, st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _parse_config(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:  # noqa: ARG001
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:

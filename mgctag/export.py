@@ -23,12 +23,14 @@ from typing import IO, Any
 
 import numpy as np
 
+from mgctag.errors import MgctagError, reason_of
+
 # C0/C1 controls and the Unicode line/paragraph separators some players treat as line breaks.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # OWASP "CSV injection" trigger characters
 
 
-class ExportError(Exception):
+class ExportError(MgctagError):
     """An export that cannot be written correctly; the message names the file and the reason."""
 
 
@@ -75,7 +77,7 @@ def _m3u_location(entry_path: str | Path, relative_to: str | Path | None) -> str
         with suppress(ValueError):
             loc = os.path.relpath(p.absolute(), Path(relative_to).absolute())
     if _CONTROL.search(loc):
-        raise ExportError(f"{entry_path}: its path contains a line break or control character")
+        raise ExportError("its path contains a line break or control character", entry_path)
     return "./" + loc if loc.startswith("#") else loc  # a leading '#' would read as a comment
 
 
@@ -106,7 +108,7 @@ def write_m3u(
         with _atomic_text(Path(path), newline="\n") as f:
             f.write("\n".join(lines) + "\n")
     except OSError as err:
-        raise ExportError(f"{path}: cannot write playlist: {err.strerror or err}") from err
+        raise ExportError(f"cannot write playlist: {reason_of(err)}", path) from err
     return len(items)
 
 
@@ -142,7 +144,7 @@ def write_csv(
             for r in rows:
                 w.writerow([csv_cell(r.get(c)) for c in cols])
     except OSError as err:
-        raise ExportError(f"{path}: cannot write CSV: {err.strerror or err}") from err
+        raise ExportError(f"cannot write CSV: {reason_of(err)}", path) from err
     return len(rows)
 
 
@@ -184,7 +186,7 @@ def write_json(path: str | Path, data: Any) -> None:
         with _atomic_text(Path(path), newline="\n") as f:
             f.write(dumps_json(data) + "\n")
     except OSError as err:
-        raise ExportError(f"{path}: cannot write JSON: {err.strerror or err}") from err
+        raise ExportError(f"cannot write JSON: {reason_of(err)}", path) from err
 
 
 def write_export(path: str | Path, records: Sequence[Mapping[str, Any]], **kw: Any) -> int:
@@ -198,4 +200,4 @@ def write_export(path: str | Path, records: Sequence[Mapping[str, Any]], **kw: A
         write_json(path, list(records))
         return len(records)
     what = suffix or "(none)"
-    raise ExportError(f"{path}: unknown export format {what}: use .m3u8, .csv or .json")
+    raise ExportError(f"unknown export format {what}: use .m3u8, .csv or .json", path)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mgctag.errors import MgctagError, reason_of
 from mgctag.export import dumps_json
 from mgctag.similar import LibraryLike, library_index, track_genres
 
@@ -27,7 +28,7 @@ UNKNOWN = "unknown"
 _UNKNOWN_COLOR = "#9e9e9e"
 
 
-class MapError(Exception):
+class MapError(MgctagError):
     """A map that cannot be made; the message is one line for the user."""
 
 
@@ -335,5 +336,5 @@ def make_map(
         try:
             written.append(str(write(path)))
         except OSError as e:
-            raise MapError(f"{path}: cannot write: {e.strerror or e}") from e
+            raise MapError(f"cannot write: {reason_of(e)}", path) from e
     return {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}

@@ -29,7 +29,7 @@ from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library
 from mgctag.models import catalog
-from mgctag.models.protocol import Tagger
+from mgctag.models.protocol import Prediction, Tagger
 from mgctag.options import (
     DEFAULT_TAGGER,
     Change,
@@ -199,51 +199,65 @@ def _run_batch(
     gmap: GenreMap,
     separator: Separator | None,
 ) -> None:
-    """One forward pass per tagger over the batch; if it raises, each track again on its own,
-    so only the track that breaks a model fails."""
-    try:
-        _analyse_and_store(lib, batch, taggers, summary, gmap, separator)
-    except Exception:
-        if len(batch) == 1:
-            raise
-        for item in batch:
-            try:
-                _analyse_and_store(lib, [item], taggers, summary, gmap, separator)
-            except Exception as exc:
-                reason = f"cannot analyse: {reason_of(exc)}"
-                path = item.track["path"]
-                _record_failure(lib, summary, path, "model", reason, type(exc).__name__)
+    """One forward pass per tagger over the batch, then each track's rows stored.
 
-
-def _analyse_and_store(
-    lib: Library,
-    batch: list[TrackInput],
-    taggers: Sequence[Tagger],
-    summary: Summary,
-    gmap: GenreMap,
-    separator: Separator | None,
-) -> None:
+    If the batch raises, each track is analysed again on its own, so only the track that breaks
+    a model fails (one line, the exception class kept). Storing is not guarded: a database that
+    cannot be written ends the run, as it should.
+    """
     t0 = time.perf_counter()
-    outputs = [tagger.analyse(batch) for tagger in taggers]
+    try:
+        rows: list[list[Prediction] | Exception] = list(_predict(batch, taggers, gmap))
+    except Exception:
+        rows = [_predict_alone(item, taggers, gmap) for item in batch]
     summary.stage_seconds["models"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     run_sep = separator.name if separator else "none"
-    for i, item in enumerate(batch):
-        for tagger, per_track in zip(taggers, outputs, strict=True):
-            for p in tagger.predictions(per_track[i], gmap):
-                sep = p.separator or run_sep
-                lib.save_analysis(
-                    item.track["id"],
-                    p.model,
-                    sep,
-                    p.tags,
-                    p.genres,
-                    p.embeddings,
-                    content=p.content,
-                    windows=p.windows,
-                )
+    for item, predictions in zip(batch, rows, strict=True):
+        if isinstance(predictions, Exception):
+            reason = f"cannot analyse: {reason_of(predictions)}"
+            path, kind = item.track["path"], type(predictions).__name__
+            _record_failure(lib, summary, path, "model", reason, kind)
+            continue
+        for p in predictions:
+            sep = p.separator or run_sep
+            lib.save_analysis(
+                item.track["id"],
+                p.model,
+                sep,
+                p.tags,
+                p.genres,
+                p.embeddings,
+                content=p.content,
+                windows=p.windows,
+            )
         summary.analysed += 1
     summary.stage_seconds["db"] += time.perf_counter() - t1
+
+
+def _predict(
+    batch: list[TrackInput], taggers: Sequence[Tagger], gmap: GenreMap
+) -> list[list[Prediction]]:
+    """Every tagger over the batch → each track's rows to store."""
+    outputs = [tagger.analyse(batch) for tagger in taggers]
+    return [
+        [
+            p
+            for tagger, out in zip(taggers, outputs, strict=True)
+            for p in tagger.predictions(out[i], gmap)
+        ]
+        for i in range(len(batch))
+    ]
+
+
+def _predict_alone(
+    item: TrackInput, taggers: Sequence[Tagger], gmap: GenreMap
+) -> list[Prediction] | Exception:
+    """One track's rows, or the exception that analysing it raised."""
+    try:
+        return _predict([item], taggers, gmap)[0]
+    except Exception as exc:  # this track breaks a model: its failure, not the run's
+        return exc
 
 
 # --- writing --------------------------------------------------------------------------------

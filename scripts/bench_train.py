@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from mgctag.audio import decode
-from mgctag.train.evaluate import compute_metrics, learning_curve
+from mgctag.train.eval_protocols import compute_metrics, learning_curve
 from mgctag.train.heads import HeadConfig, predict_proba, train_head
 from mgctag.train.labels import build_label_set, group_key, labels_from_tags, merge_rare
 

@@ -36,8 +36,10 @@ import numpy as np
 import torch
 
 from mgctag.audio import decode
+from mgctag.audio.features import SR as SAMPLE_RATE
+from mgctag.audio.features import log_mel, patches
+from mgctag.models.protocol import unit_mean as _unit_mean
 from mgctag.models.tagger import MusicnnTagger
-from mgctag.pipeline import SAMPLE_RATE, _patches, _unit_mean
 from mgctag.separate import STEMS, Separator, get_separator
 
 CORPUS = Path("/work/corpus")
@@ -53,6 +55,11 @@ def excerpt_windows(duration: float) -> list[tuple[float, float]] | None:
     if duration < MIN_DURATION:
         return None
     return [(round(c * duration - EXCERPT_SECONDS / 2, 3), EXCERPT_SECONDS) for c in CENTRES]
+
+
+def _patches(y: np.ndarray) -> np.ndarray:
+    """16 kHz mono → musicnn's 187-frame log-mel patches, as the pipeline makes them."""
+    return patches(log_mel(y, SAMPLE_RATE))
 
 
 def window_patches(

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mgctag import pipeline
 from mgctag.audio import decode, features
 from mgctag.genres import combine_models, default_map, mean_tag_probs, select_genres
+from mgctag.models.tagger import MusicnnTagger
 
 
-def predict(tagger: pipeline.MusicnnTagger, path: Path, seconds: float = 30.0) -> dict[str, float]:
+def predict(tagger: MusicnnTagger, path: Path, seconds: float = 30.0) -> dict[str, float]:
     """Genre scores for the first `seconds` of a clip (these clips are short; no window plan)."""
-    y = decode.load(path, pipeline.SAMPLE_RATE, duration=seconds)
+    y = decode.load(path, features.SR, duration=seconds)
     out = tagger(features.patches(features.log_mel(y)))
     per_model = {m: mean_tag_probs(p, tagger.labels[m]) for m, (p, _) in out.items()}
     return combine_models(per_model, default_map())
@@ -51,7 +51,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("audio", type=Path, help="the shared/audio folder")
     args = ap.parse_args()
-    tagger = pipeline.MusicnnTagger()
+    tagger = MusicnnTagger()
 
     print("## librosa example clips (first 30 s)\n")
     print("| clip | top genres (confidence) | written by default |")

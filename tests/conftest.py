@@ -7,6 +7,7 @@ missing (a fresh clone without the test data), instead of failing in hundreds of
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +96,15 @@ def tagged_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 @pytest.fixture
 def library_copy(tagged_library: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
-    """A private copy of the tagged library (files and database keep their paths' layout)."""
+    """A private copy of the tagged library: the files, and a database whose paths point at them."""
     music, db = tagged_library
-    shutil.copytree(music, tmp_path / "Music")
-    shutil.copy2(db, tmp_path / "lib.db")
-    return tmp_path / "Music", tmp_path / "lib.db"
+    new_music, new_db = tmp_path / "Music", tmp_path / "lib.db"
+    shutil.copytree(music, new_music)
+    with sqlite3.connect(db) as src, sqlite3.connect(new_db) as dst:
+        src.backup(dst)  # a consistent copy, WAL included
+        for table in ("tracks", "writes", "failures"):
+            dst.execute(
+                f"UPDATE {table} SET path = ? || substr(path, ?) WHERE path LIKE ? || '%'",
+                (str(new_music), len(str(music)) + 1, str(music)),
+            )
+    return new_music, new_db

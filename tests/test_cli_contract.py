@@ -309,3 +309,56 @@ def test_run_status_ok_partial_failed_interrupted():
     assert run_status(Summary(scanned=38, tagged=36, failed=2)) == "partial"
     assert run_status(Summary(scanned=2, failed=2)) == "failed"
     assert run_status(Summary(scanned=5, tagged=1, interrupted=True)) == "interrupted"
+
+
+@pytest.mark.slow
+def test_markup_and_escapes_in_a_tag_never_crash_or_drive_the_terminal(home, tmp_path):
+    """A genre of `[/x]` plus an escape sequence, through tag (summary), info, runs and undo."""
+    from mgctag import tags
+
+    music, db = tmp_path / "music", tmp_path / "lib.db"
+    (song,) = make_library(music, exts=("flac",), seconds=4.0)
+    hostile = "Rock [/x] [bold]\x1b]2pwned\x07\nerror: forged"  # no ";": tags split there
+    tags.write_genres(song, [hostile])
+    outputs = [
+        cli("tag", music, "--db", db, "--mode", "merge", "--stems", "off"),
+        cli("info", song, "--db", db),
+        cli("runs", "--db", db),
+        cli("undo", "--last", "--db", db),
+    ]
+    for result in outputs:
+        assert result.code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output
+        assert "error: forged" not in result.output.replace("\\nerror: forged", "")
+    assert "[/x] [bold]\\e]2pwned\\x07\\nerror: forged" in outputs[1].stdout  # shown literally
+    assert tags.read_tags(song).genres == [hostile]  # undo brought the exact value back
+
+
+@pytest.mark.slow
+def test_info_and_similar_on_a_copy_of_the_tagged_library(library_copy):
+    music, db = library_copy
+    mp3, flac = music / "vibe_ace.mp3", music / "vibe_ace.flac"
+    info = cli("info", mp3, "--db", db)
+    assert info.code == 0 and "musicnn" in info.stdout and "genre in file:" in info.stdout
+    assert "vibe_ace.mp3" in info.stdout.splitlines()[0]  # no tags: the file name, not "? — ?"
+    hits = json.loads(cli("similar", mp3, "--db", db, "--json", "-k", "1").stdout)
+    assert [h["path"] for h in hits] == [str(flac)]  # the same clip in another format
+    several = cli("info", "vibe_ace", "--db", db)
+    assert several.code == 2 and "matches several tracks" in several.stderr
+    assert "vibe_ace.flac" in several.stderr and "vibe_ace.mp3" in several.stderr
+    polka = cli("similar", mp3, "--db", db, "--genre", "Polka")
+    assert polka.code == 2 and "no other track has the genre 'Polka'" in polka.stderr
+    nowhere = cli("similar", mp3, "--db", db, "--m3u", music / "no" / "list.m3u8")
+    assert nowhere.code == 2 and "no such folder for the playlist" in nowhere.stderr
+
+
+@pytest.mark.slow
+def test_separate_takes_folders(home, tmp_path):
+    music = tmp_path / "music"
+    flac, mp3 = make_library(music / "sub", exts=("flac", "mp3"), seconds=3.0)
+    mp3.rename(music / "other.mp3")
+    (music / "notes.txt").write_text("not audio")
+    result = cli("separate", music, "--separator", "hpss", "--out", tmp_path / "stems")
+    assert result.code == 0, result.output
+    written = sorted(p.relative_to(tmp_path / "stems") for p in (tmp_path / "stems").rglob("*.*"))
+    assert len(written) == 8 and {p.suffix for p in written} == {".flac"}, written

@@ -476,6 +476,7 @@ def world_tmp() -> Path:
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: it writes as the user nobody")
 def test_permissions_are_enforced_for_an_ordinary_user(world_tmp: Path) -> None:
     """Analysed as root, written as `nobody`: an unwritable file and folder are reported, an
     unreadable file fails to read, a file nobody owns in a folder it owns is written."""

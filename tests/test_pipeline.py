@@ -76,6 +76,8 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
         assert summary.failures[0][0] == batch[0].track["path"]
         assert summary.failures[0][0] in {str(p) for p in good}
         assert len(lib.tracks_needing_analysis("musicnn")) == 1
+        pipeline._run_batch(lib, batch[:1], [tagger], summary, pipeline.default_map(), None)
+        assert summary.failed == 2 and summary.failure_types[batch[0].track["path"]]
 
 
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
@@ -128,12 +130,16 @@ def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
     assert np.abs(item.features["mel"] - mel16).max() < 0.05
 
 
-@pytest.mark.parametrize("name", ["musicnn", "musicnn+crnn", "crnn_small", "swishnet_slim"])
+@pytest.mark.parametrize(
+    "name", ["musicnn", "musicnn+crnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"]
+)
 def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     tagger = get_tagger(name)
     assert isinstance(tagger, Tagger) and tagger.name == name
     assert name in {row["name"] for row in list_taggers()}
-    item = prepare({"path": str(LIBROSA / f"{CLIPS[1]}.hq.ogg")}, InputPlan((tagger.inputs,)))
+    separator = pipeline.separator_for([tagger], pipeline.TagOptions())
+    track = {"path": str(LIBROSA / f"{CLIPS[1]}.hq.ogg")}
+    item = prepare(track, InputPlan((tagger.inputs,), windows=1), separator)
     (out,) = tagger.analyse([item])
     assert all(len(p) == item.units for p in out.tags.values())
     rows = tagger.predictions(out, pipeline.default_map())
@@ -172,3 +178,64 @@ def test_audio_taggers_in_one_pass_decode_each_track_once(
         theirs = alone.get_predictions(alone.track_by_path(track["path"])["id"])
         for name in ("musicnn", "crnn_small"):
             assert mine[name]["genres"] == theirs[name]["genres"]
+
+
+class LevelTagger:
+    """A real, tiny waveform tagger (loudness per 10 s window at 32 kHz), the shape an AudioSet
+    model has: it plugs in through the catalog, with no change to the pipeline."""
+
+    name = "level32k"
+    inputs = InputSpec("waveform", sample_rate=32000, window_seconds=10.0)
+    requires: tuple[str, ...] = ()
+    labels = {"level": ["Rock", "Ambient"]}
+
+    def analyse(self, batch):
+        from mgctag.models.protocol import TaggerOutput
+
+        outs = []
+        for item in batch:
+            windows = item.features["waveform@32000"]
+            rms = np.array([np.sqrt(np.mean(np.square(w))) for w in windows], np.float32)
+            loud = np.clip(rms * 20, 0, 1)  # music at -30 dBFS and louder: "loud"
+            outs.append(
+                TaggerOutput(
+                    tags={"level": np.stack([loud, 1 - loud], axis=1)},
+                    embeddings={"mix": np.stack([rms, loud], axis=1)},
+                    extra={"samples": np.array([len(w) for w in windows])},
+                )
+            )
+        return outs
+
+    def predictions(self, output, gmap):
+        from mgctag.models.protocol import Prediction, ranked, unit_mean
+
+        mean = output.tags["level"].mean(axis=0).tolist()
+        genres = ranked(list(zip(self.labels["level"], mean, strict=True)))
+        return [Prediction(self.name, {}, genres, {"mix": unit_mean(output.embeddings["mix"])})]
+
+
+def test_a_new_waveform_tagger_plugs_in_through_the_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registered like mn04 will be: decoded once at its 32 kHz, analysed, stored, written."""
+    from mgctag.models import catalog
+
+    root = tmp_path / "Music"
+    _music(root)
+    monkeypatch.setattr(catalog, "_BUILTIN", dict(catalog._BUILTIN))
+    catalog.register_tagger("level32k", lambda device: LevelTagger(), lambda cards: {"arch": "rms"})
+    assert "level32k" in {row["name"] for row in catalog.list_taggers()}
+    real, rates = decode.load_windows, []
+
+    def load_windows(path, sr, *args, **kwargs):
+        rates.append(sr)
+        return real(path, sr, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "load_windows", load_windows)
+    with Library(tmp_path / "lib.db") as lib:
+        summary = pipeline.tag_paths(lib, [root], pipeline.TagOptions(model="level32k"))
+        assert rates == [32000, 32000] and summary.analysed == 2 and summary.tagged == 2
+        for track in lib.tracks():
+            stored = lib.get_predictions(track["id"])["level32k"]
+            assert stored["genres"][0][0] == "Rock"
+            assert set(lib.get_embeddings(track["id"], "level32k")) == {"mix"}

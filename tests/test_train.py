@@ -21,7 +21,7 @@ from mgctag.audio import decode
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
-from mgctag.train.evaluate import compute_metrics, evaluate_protocol, learning_curve
+from mgctag.train.eval_protocols import compute_metrics, evaluate_protocol, learning_curve
 from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head
 from mgctag.train.labels import (
     LabelError,
@@ -72,10 +72,13 @@ def _mfcc_stats(path: Path) -> np.ndarray:
 def _feature_cache(request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> Path:
     """pytest's own cache folder (.pytest_cache, kept between runs, gone with --cache-clear), or a
     pytest temp dir when that is not writable (another user's checkout)."""
+    cache = getattr(request.config, "cache", None)  # None under `-p no:cacheprovider`
     try:
-        return request.config.cache.mkdir("mgctag-features") / "musdb_mfcc20_v1.npz"
+        if cache is not None:
+            return cache.mkdir("mgctag-features") / "musdb_mfcc20_v1.npz"
     except OSError:
-        return tmp.mktemp("features") / "musdb_mfcc20_v1.npz"
+        pass
+    return tmp.mktemp("features") / "musdb_mfcc20_v1.npz"
 
 
 @pytest.fixture(scope="module")

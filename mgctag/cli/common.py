@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mgctag import config
-from mgctag.cli.output import err
 from mgctag.errors import UsageError
+from mgctag.options import StopFlag
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
@@ -54,7 +53,7 @@ def open_library(db: Path | None) -> Library:
 
 
 def resolve_track(lib: Library, query: str) -> dict[str, Any]:
-    """QUERY as a path, a track id, or text matching artist/title/path (the first match)."""
+    """QUERY as a path, a track id, or text matching artist/title/path (exactly one track)."""
     if os.path.exists(query):
         track = lib.track_by_path(os.path.abspath(query))
         if track is None:
@@ -62,23 +61,24 @@ def resolve_track(lib: Library, query: str) -> dict[str, Any]:
         return track
     if query.isdigit() and (track := lib.get_track(int(query))):
         return track
-    matches = lib.find_tracks(query, limit=2)
+    matches = lib.find_tracks(query, limit=6)
     if not matches:
         raise UsageError("no track matches (give a path, a track id, or artist/title text)", query)
+    if len(matches) > 1:
+        listed = "; ".join(f"{t['id']} {track_label(t)}" for t in matches[:5])
+        more = ", …" if len(matches) > 5 else ""
+        raise UsageError(
+            f"matches several tracks ({listed}{more}); give a track id or a path", query
+        )
     return matches[0]
 
 
-class StopFlag:
-    """Set by a stop signal; work loops check it between files so nothing stops half-way."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def set(self) -> None:
-        self._event.set()
-
-    def __bool__(self) -> bool:
-        return self._event.is_set()
+def track_label(track: dict[str, Any]) -> str:
+    """`Artist — Title` from the tags, or the file name where the tags say nothing."""
+    artist, title = track.get("artist"), track.get("title")
+    if artist or title:
+        return f"{artist or '?'} — {title or Path(track['path']).stem}"
+    return Path(track["path"]).name
 
 
 class Interrupt:
@@ -109,8 +109,10 @@ def interruptible(stop: Any = None) -> Iterator[Interrupt]:
             raise KeyboardInterrupt
         state.signum = signum
         state.stop.set()
+        # A bare write: the signal may land inside an import, where printing through rich (which
+        # may import) would deadlock on the import lock.
         name = signal.Signals(signum).name
-        err.print(f"[yellow]{name}: stopping after the current file… (again to abort)[/yellow]")
+        os.write(2, f"{name}: stopping after the current file… (again to abort)\n".encode())
 
     previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:

@@ -19,6 +19,7 @@ from mgctag.cli.common import (
     open_library,
     refuse,
     resolve_track,
+    track_label,
 )
 from mgctag.cli.output import (
     CliProgress,
@@ -30,6 +31,7 @@ from mgctag.cli.output import (
     shown,
 )
 from mgctag.errors import UsageError
+from mgctag.options import TagOptions
 
 
 def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
@@ -110,7 +112,7 @@ def tag(
         if stems == "off":
             raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
         stems = "on"
-    opts = pipeline.TagOptions(
+    opts = TagOptions(
         mode=mode,  # type: ignore[arg-type]
         max_genres=max_genres,
         min_confidence=min_confidence,
@@ -193,8 +195,7 @@ def info(
     if json_out:
         print_json({"track": track, "file_genres": in_file, "predictions": predictions})
         return
-    artist, title = shown(track.get("artist") or "?"), shown(track.get("title") or "?")
-    out.print(f"[bold]{artist} — {title}[/bold]")
+    out.print(f"[bold]{shown(track_label(track))}[/bold]")
     out.print(f"path: {shown(track['path'])}", highlight=False)
     error = f" ({shown(track['error'])})" if track.get("error") else ""
     out.print(f"status: {shown(track['status'])}{error}")

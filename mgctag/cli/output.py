@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
+
+from mgctag.options import Progress
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -94,13 +96,7 @@ def mark(flag: bool) -> str:
     return "✓" if flag else ""
 
 
-if TYPE_CHECKING:
-    from mgctag.pipeline import Progress as _Progress
-else:  # the pipeline imports torch: `mgctag --help` must not pay for it
-    _Progress = object
-
-
-class CliProgress(_Progress):
+class CliProgress(Progress):
     """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
 
     def __init__(self, enabled: bool) -> None:

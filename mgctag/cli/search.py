@@ -41,6 +41,8 @@ def similar(
 
     if fusion not in ("centroid", "rrf"):
         raise typer.BadParameter("use centroid or rrf", param_hint="--fusion")
+    if m3u and not m3u.expanduser().parent.is_dir():
+        raise UsageError("no such folder for the playlist", m3u)
     lib = open_library(db)
     seeds = [resolve_track(lib, q)["id"] for q in query]
     try:
@@ -57,6 +59,8 @@ def similar(
         )
     except sim.SimilarError as exc:
         raise UsageError(str(exc)) from None
+    if not hits:
+        raise UsageError(_why_empty(genre, by))
     if m3u:
         from mgctag.export import ExportError, write_m3u
 
@@ -79,6 +83,13 @@ def similar(
             shown(h["path"]),
         )
     out.print(table)
+
+
+def _why_empty(genre: str | None, by: str) -> str:
+    """Why a search found nothing, so an empty answer is never silent."""
+    if genre:
+        return f"no other track has the genre {genre!r} (see `mgctag info` for a track's genres)"
+    return f"no other track has a {by!r} embedding yet (run `mgctag tag` on more files)"
 
 
 def map_command(

@@ -13,7 +13,9 @@ from mgctag.errors import UsageError, reason_of
 
 
 def separate(
-    files: Annotated[list[Path], typer.Argument(help="Audio files to split into stems.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Audio files, or folders of them, to split into stems.")
+    ],
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Writes OUT/<track>/<stem>.<format>.")
     ] = Path("separated"),
@@ -30,7 +32,7 @@ def separate(
         ),
     ] = None,
 ) -> None:
-    """Split each FILE into drums, bass, other and vocals stem files."""
+    """Split each audio file under PATHS into drums, bass, other and vocals stem files."""
     import warnings
 
     from mgctag.audio.decode import DecodeError
@@ -50,8 +52,10 @@ def separate(
             raise UsageError(str(exc)) from None
     for w in caught:
         warning(str(w.message))
+    failures: list[tuple[str, str]] = []
+    files = _audio_files(paths, failures)
     progress = CliProgress(enabled=progress_enabled())
-    done, failures = [], []
+    done = []
     with interruptible() as sig, progress.bar:
         progress.stage(f"separating ({sep.name})", total=len(files))
         for path in files:
@@ -72,3 +76,19 @@ def separate(
         highlight=False,
     )
     raise typer.Exit(sig.exit_code(130) if sig.stop else (1 if failures else 0))
+
+
+def _audio_files(paths: list[Path], failures: list[tuple[str, str]]) -> list[Path]:
+    """Files as given; folders walked as `tag` walks them (the same audio extensions)."""
+    from mgctag.library.scan import iter_audio_files
+
+    def unreadable(path: str, reason: str) -> None:
+        failures.append((path, reason))
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += [Path(p) for p in iter_audio_files([path], on_error=unreadable)]
+        else:
+            files.append(path)
+    return files

@@ -11,6 +11,7 @@ from rich.table import Table
 from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
 from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
 from mgctag.errors import UsageError
+from mgctag.options import TagOptions
 
 StemsOption = Annotated[
     str,
@@ -212,7 +213,7 @@ def evaluate(
             from mgctag import pipeline
 
             stems = "off" if _stems(features) == ["mix"] else "on"
-            opts = pipeline.TagOptions(device=device, stems=stems)
+            opts = TagOptions(device=device, stems=stems)
             pipeline.tag_paths(lib, [source], opts, command="eval", write=False)
         elif source is not None:
             pairs = workflow.read_label_csv(source)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mgctag.audio.inputs import PATCH_FEATURES
 from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ _CARD_TAGGERS: dict[str, str] = {
     "head": "mgctag.models.tagger:HeadTagger",
     "audioset": "mgctag.models.audioset:AudiosetTagger",
 }
-STUDENT_INPUTS = ("mel", "stems", "mfcc")
 
 
 def register_tagger(
@@ -87,7 +87,7 @@ def card_kind(card: ModelCard) -> str | None:
     if card.arch == "genre_head":
         return "head"
     prep = card.preprocessing if isinstance(card.preprocessing, dict) else {}
-    return "student" if prep.get("input") in STUDENT_INPUTS else None
+    return "student" if prep.get("input") in PATCH_FEATURES else None
 
 
 def get_tagger(name: str, device: str = "cpu") -> Tagger:

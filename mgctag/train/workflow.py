@@ -23,7 +23,7 @@ from mgctag.models.tagger import prepare_input
 from mgctag.options import MUSICNN_TAGGER, Progress
 from mgctag.separate import get_separator
 from mgctag.train import distill
-from mgctag.train.evaluate import EvalReport, compute_metrics, evaluate_protocol, make_splits
+from mgctag.train.eval_protocols import EvalReport, compute_metrics, evaluate_protocol, make_splits
 from mgctag.train.heads import HeadConfig, train_head
 from mgctag.train.labels import (
     Dataset,
