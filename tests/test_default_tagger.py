@@ -93,3 +93,21 @@ def test_model_musicnn_keeps_the_old_behaviour(clips: Path, tmp_path: Path) -> N
 def test_bad_content_value_is_a_usage_error(tmp_path: Path) -> None:
     code, output = mgctag("--db", tmp_path / "lib.db", "tag", tmp_path, "--content", "some")
     assert code == 2 and "music or all" in output
+
+
+def test_similar_uses_the_concatenated_embedding_once_every_track_has_it(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mgctag.similar import default_embedding_model
+
+    lib = Library(tmp_path / "lib.db")
+    ids = [lib.upsert_track({"path": f"/m/{i}.flac", "size": 1, "mtime": 1}) for i in range(2)]
+    v = np.ones(4, np.float32) / 2
+    for i in ids:
+        lib.save_analysis(i, "musicnn", "none", {}, [], {"mix": v, "drums": v})
+    assert default_embedding_model(lib) == "musicnn"  # tagged before the new default
+    lib.save_analysis(ids[0], "musicnn+mn04", "none", {}, [], {"mix": v})
+    assert default_embedding_model(lib) == "musicnn"  # not every track has it yet
+    lib.save_analysis(ids[1], "musicnn+mn04", "none", {}, [], {"mix": v})
+    assert default_embedding_model(lib) == "musicnn+mn04"
+    assert default_embedding_model(lib, "drums") == "musicnn"  # stems: musicnn's only
