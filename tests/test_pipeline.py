@@ -80,6 +80,7 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
         assert summary.failed == 2 and summary.failure_types[batch[0].track["path"]]
 
 
+@pytest.mark.slow
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     """A 0.5 s clip, a 15 ms click in 5 s of silence and digital silence: skipped with a reason,
     no genre written, exit 0; real music beside them is tagged."""
@@ -133,6 +134,7 @@ def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
 @pytest.mark.parametrize(
     "name", ["musicnn", "musicnn+crnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"]
 )
+@pytest.mark.slow
 def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     tagger = get_tagger(name)
     assert isinstance(tagger, Tagger) and tagger.name == name
@@ -149,6 +151,7 @@ def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_audio_taggers_in_one_pass_decode_each_track_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
