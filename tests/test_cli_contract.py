@@ -350,6 +350,9 @@ def test_info_and_similar_on_a_copy_of_the_tagged_library(library_copy):
     assert polka.code == 2 and "no other track has the genre 'Polka'" in polka.stderr
     nowhere = cli("similar", mp3, "--db", db, "--m3u", music / "no" / "list.m3u8")
     assert nowhere.code == 2 and "no such folder for the playlist" in nowhere.stderr
+    layout = json.loads(cli("map", "--db", db, "--method", "pca", "--json").stdout)
+    assert sorted(p["path"] for p in layout["points"]) == [str(flac), str(mp3)]
+    assert layout["files"] == [] and all(isinstance(p["x"], float) for p in layout["points"])
 
 
 @pytest.mark.slow
