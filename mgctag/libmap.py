@@ -314,7 +314,8 @@ def make_map(
 ) -> dict[str, Any]:
     """The `map` command: lay out `model`'s `by`-stem embeddings and write the requested files.
 
-    Returns a summary (track and genre counts, files written) for the CLI to print. Raises
+    Returns a summary (track and genre counts, files written) and each track's 2-D point (`x`,
+    `y`, its path and the genre it is coloured by) for the CLI to print. Raises
     MapError (or similar.SimilarError when there are no embeddings) with a one-line message.
     """
     li = library_index(lib, model, by)
@@ -337,4 +338,9 @@ def make_map(
             written.append(str(write(path)))
         except OSError as e:
             raise MapError(f"cannot write: {reason_of(e)}", path) from e
-    return {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}
+    coords = [
+        {"path": r.get("path"), "x": float(x), "y": float(y), "genre": g}
+        for r, (x, y), g in zip(li.records, points, labels, strict=True)
+    ]
+    summary = {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}
+    return {**summary, "points": coords}

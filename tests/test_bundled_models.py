@@ -25,6 +25,10 @@ from mgctag.separate import get_separator
 from mgctag.train import distill
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "audio"
+
+pytestmark = pytest.mark.slow  # every test here runs models on real audio
+
+
 CLIPS = {  # name -> (file, offset in seconds)
     "orchestra": ("Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)", 20.0),
     "drum-bass": ("admiralbob77_-_Choice_-_Drum-bass", 20.0),

@@ -350,6 +350,9 @@ def test_info_and_similar_on_a_copy_of_the_tagged_library(library_copy):
     assert polka.code == 2 and "no other track has the genre 'Polka'" in polka.stderr
     nowhere = cli("similar", mp3, "--db", db, "--m3u", music / "no" / "list.m3u8")
     assert nowhere.code == 2 and "no such folder for the playlist" in nowhere.stderr
+    layout = json.loads(cli("map", "--db", db, "--method", "pca", "--json").stdout)
+    assert sorted(p["path"] for p in layout["points"]) == [str(flac), str(mp3)]
+    assert layout["files"] == [] and all(isinstance(p["x"], float) for p in layout["points"])
 
 
 @pytest.mark.slow
@@ -362,3 +365,13 @@ def test_separate_takes_folders(home, tmp_path):
     assert result.code == 0, result.output
     written = sorted(p.relative_to(tmp_path / "stems") for p in (tmp_path / "stems").rglob("*.*"))
     assert len(written) == 8 and {p.suffix for p in written} == {".flac"}, written
+
+
+def test_models_show_is_a_table_or_json_and_built_ins_cannot_be_removed(home):
+    table = cli("models", "show", "crnn_small")
+    assert table.code == 0 and "preprocessing.sample_rate" in table.stdout
+    assert "(27 in" in table.stdout  # a long label list is summarised ("(27 in all)")
+    card = json.loads(cli("models", "show", "crnn_small", "--json").stdout)
+    assert card["name"] == "crnn_small" and len(card["labels"]) == 27
+    removed = cli("models", "remove", "musicnn")
+    assert removed.code == 2 and "built into mgctag" in removed.stderr

@@ -3,6 +3,7 @@ the tagger protocol is what the pipeline runs (every kind through the same code)
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def test_an_exception_in_the_decode_worker_fails_that_track_only(
         assert lib.get_run(summary.run_id)["status"] == "partial"
 
 
+def test_the_exception_class_is_shown_with_verbose_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = _music(tmp_path / "Music")
+    real = decode.load_windows
+
+    def load_windows(path, *args, **kwargs):
+        if Path(path) == good[0]:
+            raise OverflowError("Python int too large to convert to C long")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(decode, "load_windows", load_windows)
+    plain = cli("tag", tmp_path / "Music", "--db", tmp_path / "a.db", "--dry-run")
+    verbose = cli("-v", "tag", tmp_path / "Music", "--db", tmp_path / "b.db", "--dry-run")
+    line = "cannot analyse: Python int too large to convert to C long"
+    assert plain.code == verbose.code == 1 and "Traceback" not in plain.output + verbose.output
+    assert line in plain.stderr and "OverflowError" not in plain.stderr
+    assert f"{line} (OverflowError)" in verbose.stderr
+
+
 def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: Path) -> None:
     """A batch whose forward pass raises is rerun track by track: only the track whose input
     breaks the model (a mel of the wrong shape) fails; the rest of the batch is stored."""
@@ -80,6 +101,7 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
         assert summary.failed == 2 and summary.failure_types[batch[0].track["path"]]
 
 
+@pytest.mark.slow
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     """A 0.5 s clip, a 15 ms click in 5 s of silence and digital silence: skipped with a reason,
     no genre written, exit 0; real music beside them is tagged."""
@@ -100,6 +122,10 @@ def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     assert skips[str(root / "click.wav")].startswith("too short")
     result = cli("tag", root, "--db", tmp_path / "lib2.db", "--dry-run", "--json")
     assert result.code == 0, result.output
+    assert dict((s["path"], s["reason"]) for s in json.loads(result.stdout)["skips"]) == skips
+    result = cli("tag", root, "--db", tmp_path / "lib3.db", "--dry-run")
+    assert result.code == 0 and result.stderr.count("skipped: ") == 3, result.output
+    assert "error" not in result.stderr
 
 
 def test_the_minimum_is_audible_seconds_not_file_length(tmp_path: Path) -> None:
@@ -133,6 +159,7 @@ def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
 @pytest.mark.parametrize(
     "name", ["musicnn", "musicnn+crnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"]
 )
+@pytest.mark.slow
 def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     tagger = get_tagger(name)
     assert isinstance(tagger, Tagger) and tagger.name == name
@@ -149,6 +176,7 @@ def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     )
 
 
+@pytest.mark.slow
 def test_audio_taggers_in_one_pass_decode_each_track_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

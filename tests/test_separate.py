@@ -57,6 +57,7 @@ def test_cascade_beats_a_quarter_of_the_mix_on_every_stem(cascade, musdb) -> Non
         assert np.mean(gains[s]) > 1.0, (s, gains[s])  # dB
 
 
+@pytest.mark.slow
 def test_cascade_vocals_are_separated(cascade, musdb) -> None:
     """Spleeter's U-Nets, not just masking: vocal SDR well above what the mix itself scores."""
     stems, sr = musdb[0]
@@ -65,6 +66,7 @@ def test_cascade_vocals_are_separated(cascade, musdb) -> None:
     assert sdr(stems["vocals"], est["vocals"]) > sdr(stems["vocals"], stems["mixture"]) + 5
 
 
+@pytest.mark.slow
 def test_mono_and_other_rates_come_back_as_given(cascade) -> None:
     y, sr = real_clip(seconds=2.5)
     mono = y.mean(0)[::2].copy()  # 22.05 kHz mono
@@ -73,6 +75,7 @@ def test_mono_and_other_rates_come_back_as_given(cascade) -> None:
     assert np.corrcoef(sum(stems.values()), mono)[0, 1] > 0.999
 
 
+@pytest.mark.slow
 def test_blocks_do_not_change_the_result() -> None:
     """Chunked processing (bounded memory) equals processing the whole track at once."""
     y, sr = real_clip(seconds=5.0)

@@ -214,6 +214,7 @@ def library(tmp_path: Path, musdb) -> Library:
     clear_cache()
 
 
+@pytest.mark.slow
 def test_similar_tracks_from_the_library_with_filters(library, musdb):
     seed = str(musdb["files"][0])
     plain = similar_tracks(library, [seed], model=MODEL, k=5)
@@ -233,6 +234,7 @@ def test_similar_tracks_from_the_library_with_filters(library, musdb):
     } - {seed}
 
 
+@pytest.mark.slow
 def test_album_exclusion_keeps_the_artists_other_albums(library, musdb):
     seed = musdb["files"][1]  # "ANiMAL - Clinic A": album "ANiMAL B"; its other songs alternate
     artist = seed.name.split(" - ")[0]
@@ -244,6 +246,7 @@ def test_album_exclusion_keeps_the_artists_other_albums(library, musdb):
     assert any(r["artist"] == artist for r in hits)
 
 
+@pytest.mark.slow
 def test_drum_stem_search_and_several_seeds(library, musdb):
     ids = [library.track_by_path(f)["id"] for f in musdb["files"][:3]]
     by_drums = similar_tracks(library, ids, model=MODEL, by="drums", k=4)
@@ -253,6 +256,7 @@ def test_drum_stem_search_and_several_seeds(library, musdb):
     assert len(rrf) == 4 and not {r["id"] for r in rrf} & set(ids)
 
 
+@pytest.mark.slow
 def test_missing_stem_and_unknown_seed_give_one_line_errors(library, musdb, tmp_path):
     with pytest.raises(
         MissingEmbeddings, match=r"^no bass embeddings: re-run `mgctag tag --stems on`$"
@@ -266,6 +270,7 @@ def test_missing_stem_and_unknown_seed_give_one_line_errors(library, musdb, tmp_
         similar_tracks(library, [str(musdb["files"][0])], model=MODEL, by="piano")
 
 
+@pytest.mark.slow
 def test_index_is_cached_until_the_database_changes(library, musdb):
     first = library_index(library, MODEL, "mix")
     assert library_index(library, MODEL, "mix") is first
@@ -276,6 +281,7 @@ def test_index_is_cached_until_the_database_changes(library, musdb):
     assert str(musdb["files"][5]) not in again.by_path
 
 
+@pytest.mark.slow
 def test_similar_fusion_option_reaches_the_search(tagged_library) -> None:
     """`similar A B --fusion rrf` ranks by reciprocal rank fusion; a bad name is a usage error."""
     import json

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mgctag import config
+from mgctag.cli import output
 from mgctag.cli.common import (
     DbOption,
     JsonOption,
@@ -154,9 +155,11 @@ def _genres(values: list[str], empty: str) -> str:
 
 
 def print_summary(s: Any, dry_run: bool) -> None:
-    print_failures(s.failures)
-    for path, reason in s.skips:
-        out.print(f"[dim]skipped[/dim] {shown(path)}: {shown(reason)}", highlight=False)
+    kinds = s.failure_types if output.verbosity > 0 else {}  # the exception class, with -v
+    print_failures([(p, f"{r} ({kinds[p]})" if p in kinds else r) for p, r in s.failures])
+    if output.verbosity >= 0:
+        for path, reason in s.skips:  # too short, silent, or not music: not a failure
+            err.print(f"[yellow]skipped[/yellow]: {shown(path)}: {shown(reason)}", highlight=False)
     if s.changes:
         table = Table(title="planned changes" if dry_run else "changed")
         table.add_column("file", overflow="fold")

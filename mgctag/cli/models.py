@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 from rich.table import Table
 
@@ -41,11 +43,40 @@ def models_list(json_out: JsonOption = False) -> None:
 
 
 @models_app.command("show")
-def models_show(name: str) -> None:
+def models_show(
+    name: Annotated[str, typer.Argument(help="A name from `mgctag models list`.")],
+    json_out: JsonOption = False,
+) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
     from mgctag.models.catalog import describe
 
-    print_json(describe(name))
+    card = describe(name)
+    if json_out:
+        print_json(card)
+        return
+    table = Table(title=shown(name), show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for field, value in _card_rows(card):
+        table.add_row(shown(field), shown(value))
+    out.print(table)
+
+
+def _card_rows(card: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A card as `field: value` rows: nested fields dotted, long label lists summarised."""
+    rows: list[tuple[str, str]] = []
+    for key, value in card.items():
+        field = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _card_rows(value, field + ".")
+        elif isinstance(value, list) and len(value) > 12:
+            shown_items = ", ".join(str(v) for v in value[:12])
+            rows.append((field, f"{shown_items}, … ({len(value)} in all)"))
+        elif isinstance(value, list):
+            rows.append((field, ", ".join(str(v) for v in value)))
+        else:
+            rows.append((field, str(value)))
+    return rows
 
 
 @models_app.command("use")
@@ -61,10 +92,18 @@ def models_use(name: str) -> None:
 @models_app.command("remove")
 def models_remove(name: str) -> None:
     """Delete a user-trained model (bundled models cannot be removed)."""
-    from mgctag.models.registry import resolve
+    from mgctag.models.catalog import list_taggers
+    from mgctag.models.registry import ModelError, resolve
     from mgctag.options import DEFAULT_TAGGER
 
-    path = resolve(name)
+    try:
+        path = resolve(name)
+    except ModelError:
+        if name in {row["name"] for row in list_taggers()}:
+            raise UsageError(
+                "built into mgctag; only your own models can be removed", name
+            ) from None
+        raise
     if config.user_models_dir() not in path.parents:
         raise UsageError("a bundled model; only your own models can be removed", name)
     for p in path.parent.glob(f"{path.stem}.*"):

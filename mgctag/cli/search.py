@@ -101,11 +101,14 @@ def map_command(
     by: Annotated[str, typer.Option(help="Embedding: mix, drums, bass, other, vocals.")] = "mix",
     method: Annotated[str, typer.Option(help="tsne or pca.")] = "tsne",
     db: DbOption = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the 2-D points (and the files written) as JSON.")
+    ] = False,
 ) -> None:
     """A 2-D map of your library's embeddings, coloured by genre (PNG and/or HTML)."""
     from mgctag import libmap, similar
 
-    if not (png or html or genres):
+    if not (png or html or genres or json_out):
         html = Path("mgctag-map.html")
     lib = open_library(db)
     try:
@@ -120,5 +123,8 @@ def map_command(
         )
     except (libmap.MapError, similar.SimilarError) as exc:
         raise UsageError(str(exc)) from None
+    if json_out:
+        print_json(result)
+        return
     files = ", ".join(shown(f) for f in result["files"])
     out.print(f"{result['tracks']} tracks, {result['genres']} genres → {files}", highlight=False)
