@@ -149,7 +149,11 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     # Every write, including those a kill cut off before their confirmation, can be undone.
     for run in lib.list_runs():
         if run["command"] == "tag":
-            report = undo.undo_run(lib, run["id"])
+            try:
+                report = undo.undo_run(lib, run["id"])
+            except undo.UndoError as exc:  # a run the kills cut off before any write landed
+                assert "changed no file" in exc.reason
+                continue
             assert report.count("refused") == report.count("failed") == 0
     for path in files:
         assert tags.read_tags(path).genres == []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -59,8 +59,55 @@ class AudioInfo:
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
-    """Read format, codec, duration, rate and channels without decoding the audio."""
+    """Read format, codec, duration, rate and channels without decoding the audio.
+
+    A duration the headers cannot vouch for (a streamed FLAC with 0 total samples, a Xing header
+    claiming 10 h in a 100 kB MP3, sizes of 0xFFFFFFFF) is measured from the packets instead.
+    """
     path = Path(path)
+    info = _probe_headers(path)
+    if not _plausible(info, path):
+        info = replace(info, duration=_measured_duration(path))
+    return info
+
+
+#: No real audio stream holds a second in fewer bits (a silent FLAC frame needs ~1 kbit/s).
+MIN_BITS_PER_SECOND = 500
+
+
+def _plausible(info: AudioInfo, path: Path) -> bool:
+    """Whether the header duration fits the file's size."""
+    d = info.duration
+    if not math.isfinite(d) or d <= 0:
+        return False
+    size = path.stat().st_size
+    if info.codec.startswith("pcm") and info.bits:
+        return d <= size * 8 / (info.sample_rate * info.channels * info.bits) * 1.01 + 1
+    return d <= size * 8 / MIN_BITS_PER_SECOND + 1
+
+
+def _measured_duration(path: Path) -> float:
+    """Seconds of audio, from the end of the last packet FFmpeg demuxes (no decoding)."""
+    deadline = _Deadline(path)
+    container = _av_open(path)
+    try:
+        stream = _av_stream(path, container, 0)
+        end = 0
+        for packet in container.demux(stream):
+            deadline.check()
+            if packet.pts is not None:
+                end = max(end, packet.pts + (packet.duration or 0))
+        seconds = float(end * stream.time_base) if stream.time_base else 0.0
+    except av.error.FFmpegError as e:
+        raise DecodeError(path, f"cannot decode ({_av_reason(e)})") from None
+    finally:
+        container.close()
+    if seconds <= 0:
+        raise DecodeError(path, "contains no audio samples")
+    return seconds
+
+
+def _probe_headers(path: Path) -> AudioInfo:
     if _soundfile_can_try(path):
         try:
             return _sf_probe(path)
