@@ -417,3 +417,39 @@ def test_m4a_with_a_title_that_is_not_utf8(five_seconds: dict[str, Path], tmp_pa
     with pytest.raises(tags.TagWriteError, match="byte-identical"):  # mutagen would re-encode it
         tags.write_genres(path, ["Rock"])
     assert path.read_bytes() == before
+
+
+def test_libmpg123_noise_stays_off_the_terminal(
+    five_seconds: dict[str, Path], tmp_path: Path
+) -> None:
+    """libmpg123 prints every concealed MP3 frame error straight to fd 2; the filter drops those
+    lines and forwards everything else (C-level and Python-level) unchanged."""
+    import random
+    import subprocess
+    import sys
+
+    data = bytearray(five_seconds["mp3"].read_bytes())
+    rng = random.Random(1)
+    for _ in range(200):
+        data[rng.randrange(4000, len(data))] = rng.randrange(256)
+    bad = tmp_path / "damaged.mp3"
+    bad.write_bytes(bytes(data))
+    script = (
+        "import os, sys\n"
+        "from mgctag.audio import decode\n"
+        "if sys.argv[2] == 'filter': decode.filter_decoder_noise()\n"
+        "os.write(2, b'C-level line\\n')\n"
+        "print('python line', file=sys.stderr)\n"
+        "print(decode.load(sys.argv[1], 16000).shape)\n"
+    )
+    runs = {
+        mode: subprocess.run(
+            [sys.executable, "-c", script, str(bad), mode], capture_output=True, timeout=120
+        )
+        for mode in ("plain", "filter")
+    }
+    assert b"[src/libmpg123/" in runs["plain"].stderr  # the noise is real without the filter
+    quiet = runs["filter"]
+    assert quiet.returncode == 0 and b"(80000,)" in quiet.stdout
+    assert b"libmpg123" not in quiet.stderr
+    assert b"C-level line" in quiet.stderr and b"python line" in quiet.stderr

@@ -431,3 +431,23 @@ def test_lock_folder_that_is_a_file_is_one_clear_line(tmp_path: Path, lib: Libra
         journal.file_lock(lib, tmp_path / "song.flac"),
     ):
         pass
+
+
+def test_posix_only_modules_are_not_needed_to_import() -> None:
+    """#17: `import mgctag` failed on Windows (journal imported fcntl). With fcntl absent, the
+    tag code imports and the journal falls back to msvcrt (only that is missing on Linux)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['fcntl'] = None\n"
+        "import mgctag.tags, mgctag.library.db, mgctag.atomicio\n"
+        "try:\n"
+        "    import mgctag.journal\n"
+        "except ImportError as e:\n"
+        "    print(e.name)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "msvcrt"

@@ -14,8 +14,13 @@ instead of a hang (a single FFmpeg call that never returns can only be stopped b
 
 from __future__ import annotations
 
+import atexit
+import logging
 import math
 import os
+import re
+import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +29,8 @@ import av
 import numpy as np
 import soundfile as sf
 import soxr
+
+from mgctag.tags import id3raw  # the one ID3v2 header parser
 
 MAX_SECONDS = 3600.0  # longest span one call decodes (a whole-file load of a longer file fails)
 TIME_LIMIT = 120.0  # wall-clock seconds one call may spend decoding
@@ -56,6 +63,50 @@ class AudioInfo:
 
 
 # --- public API ------------------------------------------------------------------------------
+
+#: C-level lines on file descriptor 2 that are decoder noise, not news for the user: libmpg123
+#: (inside libsndfile) reports every damaged MP3 frame it conceals, and no API turns that off.
+DECODER_NOISE = re.compile(rb"^\[src/libmpg123/[^\]]*\] (error|warning|note)")
+_noise_filter: list[int] = []  # the real stderr's fd once the filter is installed
+
+
+def filter_decoder_noise(log: logging.Logger | None = None) -> None:
+    """Keep C libraries' decoder noise (DECODER_NOISE) off the terminal; call once at start-up.
+
+    File descriptor 2 becomes a pipe read by a daemon thread that forwards every line except the
+    noise (which goes to `log` at debug level, shown with -v) to the real stderr. Python's own
+    `sys.stderr` is re-pointed at the real stderr, so rich output and tracebacks never pass
+    through the thread. Process-wide: for the CLI, not for library use.
+    """
+    if _noise_filter:
+        return
+    log = log or logging.getLogger("mgctag.decode")
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    _noise_filter.append(real)
+    sys.stderr = open(  # noqa: SIM115 (lives as long as the process)
+        real, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+
+    def pump() -> None:
+        with open(read_end, "rb", buffering=0) as pipe:
+            for line in iter(pipe.readline, b""):
+                if DECODER_NOISE.match(line):
+                    log.debug("%s", line.decode("utf-8", "replace").rstrip())
+                else:
+                    os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="mgctag-stderr-filter", daemon=True)
+    thread.start()
+
+    def drain() -> None:  # at exit: fd 2 back to the terminal, the last piped lines forwarded
+        os.dup2(real, 2)  # closes the pipe's write end held as fd 2: the pump sees EOF
+        thread.join(timeout=2.0)
+
+    atexit.register(drain)
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:
@@ -252,9 +303,13 @@ def _soundfile_can_try(path: Path) -> bool:
     """
     head = _open_head(path)
     if head[:3] == b"ID3":  # ID3v2 in front of MP3 (or FLAC): look past it
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
         with open(path, "rb") as f:
-            f.seek(10 + size + (10 if head[5] & 0x10 else 0))
+
+            def read_at(offset: int, n: int) -> bytes:
+                f.seek(offset)
+                return f.read(n)
+
+            f.seek(id3raw.skip_tags(read_at))
             after = f.read(4)
         return after[:4] == b"fLaC" or _mpeg_sync(after)
     if head[:4] in (b"RIFF", b"RF64", b"fLaC", b"OggS", b"caff", b".snd"):

@@ -23,16 +23,74 @@ from mgctag.tags.common import FileTags, TagReadError
 from mgctag.tags.formats import ID3V1_GENRES as _ID3V1_GENRES
 from mgctag.tags.formats import format_for
 
-# Per family: keys of artist, album, title and genre.
-_KEYS: dict[str, tuple[str, str, str, str]] = {
-    "id3": ("TPE1", "TALB", "TIT2", "TCON"),
-    "vorbis": ("artist", "album", "title", "genre"),
-    "mp4": ("\xa9ART", "\xa9alb", "\xa9nam", "\xa9gen"),
-    "asf": ("Author", "WM/AlbumTitle", "Title", "WM/Genre"),
-    "ape": ("Artist", "Album", "Title", "Genre"),
-}
 
-# ----------------------------------------------------------------------------------------- reading
+class Fields:
+    """How one tag family names artist, album, title and genre, and how a field's values read.
+
+    One small class per family (the writers are in formats.py); `name` is FileTags.family.
+    """
+
+    name = ""
+    keys: tuple[str, str, str, str] = ("", "", "", "")
+
+    def values(self, tags: Any, key: str) -> list[str]:
+        return [str(v) for v in tags.get(key, [])]
+
+    def split_slash(self, tags: Any) -> bool:
+        """Whether "/" joins several genres (formats without multi-value fields)."""
+        return False
+
+
+class Id3Fields(Fields):
+    name = "id3"
+    keys = ("TPE1", "TALB", "TIT2", "TCON")
+
+    def values(self, tags: Any, key: str) -> list[str]:
+        frames = tags.getall(key)
+        if key == "TCON":  # through mutagen's ID3v1-number resolution: "(17)" is Rock
+            return [g for frame in frames for g in frame.genres]
+        return [str(t) for frame in frames for t in frame.text]
+
+    def split_slash(self, tags: Any) -> bool:
+        return tags.version < (2, 4, 0)
+
+
+class VorbisFields(Fields):
+    name = "vorbis"
+    keys = ("artist", "album", "title", "genre")
+
+
+class Mp4Fields(Fields):
+    name = "mp4"
+    keys = ("\xa9ART", "\xa9alb", "\xa9nam", "\xa9gen")
+
+
+class AsfFields(Fields):
+    name = "asf"
+    keys = ("Author", "WM/AlbumTitle", "Title", "WM/Genre")
+
+    def values(self, tags: Any, key: str) -> list[str]:
+        names = super().values(tags, key)
+        if key == "WM/Genre" and not names:  # a numeric or named WM/GenreID is a genre too
+            return [_genre_id(v.value) for v in tags.get("WM/GenreID", [])]
+        return names
+
+
+class ApeFields(Fields):
+    name = "ape"
+    keys = ("Artist", "Album", "Title", "Genre")
+
+    def values(self, tags: Any, key: str) -> list[str]:
+        return str(tags[key]).split("\0") if key in tags else []
+
+
+def _genre_id(value: Any) -> str:
+    """WM/GenreID holds a name, "(17)" or a bare number (ID3v1 genre numbers)."""
+    text = str(value).strip()
+    if text.isdigit():
+        text = f"({text})"
+    genres = TCON(encoding=3, text=[text]).genres
+    return genres[0] if genres else text
 
 
 def normalise_genres(values: Iterable[str], *, split_slash: bool = False) -> list[str]:
@@ -83,41 +141,42 @@ def _open(path: Path, cls: type | None = None, **kwargs: Any) -> Any:
     return audio
 
 
-def _family(audio: Any) -> str:
+def _fields(audio: Any) -> Fields | None:
     if isinstance(audio.tags, ID3) or isinstance(audio, ID3FileType | WAVE | AIFF):
-        return "id3"
+        return Id3Fields()
     if isinstance(audio, FLAC | OggFileType):
-        return "vorbis"
+        return VorbisFields()
     if isinstance(audio, MP4):
-        return "mp4"
+        return Mp4Fields()
     if isinstance(audio, ASF):
-        return "asf"
+        return AsfFields()
     if isinstance(audio.tags, APEv2) or isinstance(audio, APEv2File):
-        return "ape"
-    return type(audio).__name__.lower()
+        return ApeFields()
+    return None
 
 
 def _file_tags(path: Path, audio: Any, writable: bool) -> FileTags:
-    family = _family(audio)
-    if family not in _KEYS:
-        return FileTags(path, family, None, None, None, [], writable)
-    sources = [(family, audio.tags)]
+    fields = _fields(audio)
+    if fields is None:
+        return FileTags(path, type(audio).__name__.lower(), None, None, None, [], writable)
+    sources: list[tuple[Fields, Any]] = [(fields, audio.tags)]
     if isinstance(audio, MP3) and (ape := _mp3_ape(path)) is not None:
         # Field by field, ID3v2 wins over APEv2, which wins over ID3v1 (which mutagen merges
         # into the ID3 frames, so a tag of version 1.x holds nothing but ID3v1 fields).
         v1_only = audio.tags is None or audio.tags.version < (2, 2, 0)
-        sources = [("ape", ape), sources[0]] if v1_only else [sources[0], ("ape", ape)]
-    found = [[_values(tags, fam, key) for key in _KEYS[fam]] for fam, tags in sources]
+        sources = [(ApeFields(), ape), sources[0]] if v1_only else [sources[0], (ApeFields(), ape)]
+    found = [
+        [f.values(tags, key) if tags is not None else [] for key in f.keys] for f, tags in sources
+    ]
     artist, album, title, genres = (next((f[i] for f in found if f[i]), []) for i in range(4))
-    fam, tags = next((src for src, f in zip(sources, found, strict=True) if f[3]), sources[0])
-    split_slash = fam == "id3" and tags is not None and tags.version < (2, 4, 0)
+    src, tags = next((src for src, f in zip(sources, found, strict=True) if f[3]), sources[0])
     return FileTags(
         path,
-        sources[0][0],
+        sources[0][0].name,
         _joined(artist),
         _joined(album),
         _joined(title),
-        normalise_genres(genres, split_slash=split_slash),
+        normalise_genres(genres, split_slash=tags is not None and src.split_slash(tags)),
         writable,
     )
 
@@ -129,32 +188,6 @@ def _mp3_ape(path: Path) -> APEv2 | None:
         return None
     except Exception as e:
         raise TagReadError(f"cannot parse APEv2 tag: {reason_of(e)}", path) from None
-
-
-def _values(tags: Any, family: str, key: str) -> list[str]:
-    """All values of one field as strings (ID3 TCON through mutagen's ID3v1-number resolution)."""
-    if tags is None:
-        return []
-    if family == "id3":
-        frames = tags.getall(key)
-        if key == "TCON":
-            return [g for frame in frames for g in frame.genres]
-        return [str(t) for frame in frames for t in frame.text]
-    if family == "ape":
-        return str(tags[key]).split("\0") if key in tags else []
-    if family == "asf" and key == "WM/Genre":
-        names = [str(v) for v in tags.get(key, [])]
-        return names or [_genre_id(v.value) for v in tags.get("WM/GenreID", [])]
-    return [str(v) for v in tags.get(key, [])]
-
-
-def _genre_id(value: Any) -> str:
-    """WM/GenreID holds a name, "(17)" or a bare number (ID3v1 genre numbers)."""
-    text = str(value).strip()
-    if text.isdigit():
-        text = f"({text})"
-    genres = TCON(encoding=3, text=[text]).genres
-    return genres[0] if genres else text
 
 
 def _joined(values: list[str]) -> str | None:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mgctag import atomicio
 from mgctag.errors import reason_of
 from mgctag.tags.common import TagError, TagReadError, TagWriteError, WriteResult
@@ -45,6 +47,7 @@ _CHUNK = 1 << 20
 #: place up to MAX_PATCH_BYTES (the journal keeps a backup of every patched byte).
 SMALL_PATCH_BYTES = 1 << 20
 MAX_PATCH_BYTES = 64 << 20
+_BINARY = getattr(os, "O_BINARY", 0)  # Windows would translate newlines without it
 _UNSUPPORTED = (FormatError, Id3Unsupported, VorbisUnsupported)
 
 #: What `on_commit` receives before the file is touched: the genre exactly as stored before
@@ -182,9 +185,9 @@ def _changed_ranges(a: Path, b: Path) -> list[tuple[int, bytes, bytes]]:
             x, y = fa.read(_CHUNK), fb.read(_CHUNK)
             if not x and not y:
                 return out
-            if x != y:
-                first = next(i for i in range(min(len(x), len(y))) if x[i] != y[i])
-                last = next(i for i in range(len(x) - 1, -1, -1) if x[i] != y[i])
+            if x != y:  # same sizes: the copy has the original's length
+                diff = np.flatnonzero(np.frombuffer(x, np.uint8) != np.frombuffer(y, np.uint8))
+                first, last = int(diff[0]), int(diff[-1])
                 out.append((offset + first, x[first : last + 1], y[first : last + 1]))
             offset += len(x)
 
@@ -213,17 +216,25 @@ def _commit_in_place(
         with real.open("rb") as fh:
             return all(_read_at(fh, off, len(o)) == o for off, o, _ in ranges)
 
-    fd = os.open(real, os.O_WRONLY)
+    fd = os.open(real, os.O_WRONLY | _BINARY)
     try:
         _recheck(real, before, same)
         for off, _, data in ranges:
-            os.pwrite(fd, data, off)
+            _write_at(fd, off, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     if keep_mtime:
         os.utime(real, ns=(before.st_atime_ns, before.st_mtime_ns))
     return "in place"
+
+
+def _write_at(fd: int, offset: int, data: bytes) -> None:
+    """os.pwrite, portably (Windows has no pwrite)."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _read_at(fh: Any, offset: int, n: int) -> bytes:
@@ -308,10 +319,10 @@ def _xattrs(path: Path) -> dict[str, bytes]:
 
 def undo_in_place(real: str | os.PathLike[str], backup: list[tuple[int, bytes]]) -> None:
     """Put back the original bytes of an in-place write (a torn write found after a crash)."""
-    fd = os.open(real, os.O_WRONLY)
+    fd = os.open(real, os.O_WRONLY | _BINARY)
     try:
         for off, data in backup:
-            os.pwrite(fd, data, off)
+            _write_at(fd, off, data)
         os.fsync(fd)
     finally:
         os.close(fd)
