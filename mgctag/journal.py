@@ -226,6 +226,8 @@ def journaled_write(
         raise
     if not result.changed:
         lib.fail_write(write_id)
+        if reverts is not None:  # the file already holds what undo would put back
+            lib.mark_undone(reverts)
         return result
     st = os.stat(path)
     lib.confirm_write(write_id, st.st_size, st.st_mtime_ns)

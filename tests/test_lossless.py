@@ -451,3 +451,18 @@ def test_posix_only_modules_are_not_needed_to_import() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "msvcrt"
+
+
+def test_undo_of_a_file_already_back_to_its_old_genre_counts_as_undone(
+    library: dict[str, Path], tmp_path: Path, lib: Library
+) -> None:
+    path = copy(library, "flac", tmp_path)
+    set_flac_comments(path, [b"GENRE=Jazz"])
+    before = path.read_bytes()
+    run = lib.start_run("tag")
+    write(lib, path, ["Rock"], run)
+    path.write_bytes(before)  # the user put the old file back by hand
+    report = undo.undo_run(lib, run, force=True)
+    assert report.count("restored") == 1 and path.read_bytes() == before
+    with pytest.raises(undo.UndoError, match="already undone"):
+        undo.undo_run(lib, run)
