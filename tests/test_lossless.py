@@ -466,3 +466,62 @@ def test_undo_of_a_file_already_back_to_its_old_genre_counts_as_undone(
     assert report.count("restored") == 1 and path.read_bytes() == before
     with pytest.raises(undo.UndoError, match="already undone"):
         undo.undo_run(lib, run)
+
+
+USER_A, USER_B, GROUP = 4301, 4302, 4300
+
+
+def _tag_as_user_b(paths: list[str], out) -> None:
+    """User B, a member of the shared group, tags files user A owns (the kernel decides)."""
+    try:
+        os.setgroups([GROUP])
+        os.setgid(GROUP)
+        os.setuid(USER_B)
+        results = []
+        for path in paths:
+            try:
+                results.append(tags.write_genres(path, ["Rock"]).method)
+            except tags.TagWriteError as exc:
+                results.append(exc.reason)
+        out.put(results)
+    except BaseException as exc:
+        out.put([repr(exc)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create users' files")
+def test_shared_group_folder_never_changes_the_owner(library: dict[str, Path]) -> None:
+    """#18.2: folder 2775, files 664 owned by A; B tags them. A copy-and-rename would make B the
+    owner (B cannot give a file away): in place keeps A, a tag that must grow is refused."""
+    import multiprocessing as mp
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="mgctag-group-"))
+    try:
+        os.chmod(base, 0o755)
+        shared = base / "shared"
+        shared.mkdir()
+        os.chown(shared, USER_A, GROUP)
+        shared.chmod(0o2775)
+        padded, tight = shared / "padded.flac", shared / "tight.flac"
+        for path, padding in ((padded, 4096), (tight, None)):
+            shutil.copy(library["flac"], path)
+            set_flac_comments(path, [b"TITLE=x"], padding=padding)
+            os.chown(path, USER_A, GROUP)
+            path.chmod(0o664)
+        before = sha(tight)
+        out = mp.get_context("fork").Queue()
+        child = mp.get_context("fork").Process(
+            target=_tag_as_user_b, args=([str(padded), str(tight)], out)
+        )
+        child.start()
+        results = out.get(timeout=60)
+        child.join(timeout=60)
+        assert results[0] == "in place"
+        assert "cannot keep the file's owner" in results[1]
+        for path in (padded, tight):
+            st = path.stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (USER_A, GROUP, 0o664)
+        assert tags.read_tags(padded).genres == ["Rock"] and sha(tight) == before
+        assert not list(shared.glob(".*"))  # no temporary copy left behind
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
