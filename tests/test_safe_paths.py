@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,17 @@ def test_separate_never_overwrites_without_overwrite(tmp_path: Path) -> None:
     again = write_stems(stems(8820), 44100, folder, overwrite=True)
     assert sf.info(again["drums"]).frames == 8820
     assert not list(folder.glob("*.part")) and not list(folder.glob(".*"))
+
+
+def test_fifo_or_device_given_directly_is_one_clear_reason(tmp_path: Path) -> None:
+    """#18: a FIFO or device named on the command line said "Not a directory"."""
+    from mgctag.library.db import Library
+    from mgctag.library.scan import scan
+
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    with Library(tmp_path / "lib.db") as lib:
+        report = scan(lib, [fifo, Path("/dev/null")])
+    reasons = dict(report.failures)
+    expected = "not a regular file or folder (a FIFO, device or socket)"
+    assert reasons == {str(fifo): expected, "/dev/null": expected}
