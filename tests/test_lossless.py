@@ -525,3 +525,36 @@ def test_shared_group_folder_never_changes_the_owner(library: dict[str, Path]) -
         assert not list(shared.glob(".*"))  # no temporary copy left behind
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_id3v23_tag_unsynchronised_as_a_whole(
+    library: dict[str, Path], tmp_path: Path, lib: Library
+) -> None:
+    def frame23(fid: bytes, body: bytes) -> bytes:
+        return fid + len(body).to_bytes(4, "big") + b"\x00\x00" + body
+
+    frames = [
+        frame23(b"TIT2", b"\x00Title"),
+        frame23(b"PRIV", b"owner\x00\xff\xe0\xff\x00\xff\xfb\x90\xff"),  # sync-like bytes
+        frame23(b"TCON", b"\x00Jazz"),
+    ]
+    body = b"".join(frames)
+    stored = bytearray()  # ID3v2.3 section 5, as a tagger applies it to the whole tag
+    for i, byte in enumerate(body):
+        stored.append(byte)
+        if byte == 0xFF and (i + 1 == len(body) or body[i + 1] >= 0xE0 or body[i + 1] == 0):
+            stored.append(0)
+    assert len(stored) == len(body) + 3
+    stored += bytes(256)
+    size = bytes((len(stored) >> k) & 0x7F for k in (21, 14, 7, 0))
+    path = copy(library, "mp3", tmp_path)
+    ID3(path).delete()
+    path.write_bytes(b"ID3\x03\x00\x80" + size + bytes(stored) + path.read_bytes())
+    before = sha(path)
+    assert tags.read_tags(path).genres == ["Jazz"]
+    run = lib.start_run("tag")
+    write(lib, path, ["Rock"], run)
+    assert ID3(path).getall("PRIV")[0].data == b"\xff\xe0\xff\x00\xff\xfb\x90\xff"
+    assert tags.read_tags(path).genres == ["Rock"]
+    undo.undo_run(lib, run)
+    assert sha(path) == before

@@ -3,8 +3,10 @@
 mutagen re-encodes every frame it writes and drops frames it cannot parse (a TXXX with an unknown
 text encoding, a UTF-16 text with a lone surrogate), so mgctag never lets it write an ID3 tag:
 the frames are split here, every frame except the genre (TCON/TCO) is copied verbatim, and the
-tag is re-assembled in its own version. What this parser cannot keep exactly (tag-wide
-unsynchronisation in v2.3, a CRC, compressed v2.2 tags) is refused with a reason.
+tag is re-assembled in its own version. What this parser cannot keep exactly (a v2.3 extended
+header, a CRC, compressed v2.2 tags) is refused with a reason. A v2.2/v2.3 tag
+unsynchronised as a whole is split after undoing the unsynchronisation and redone on the whole
+body when it is re-assembled, which gives the other frames back their stored bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _FRAME_ID = {
     3: re.compile(rb"[A-Z0-9]{4}"),
     4: re.compile(rb"[A-Z0-9]{4}"),
 }
+_SYNC_RISK = re.compile(rb"\xff(?=[\x00\xe0-\xff]|\Z)")
 GENRE_ID = {2: b"TCO", 3: b"TCON", 4: b"TCON"}
 
 
@@ -85,9 +88,12 @@ def parse(data: bytes) -> Id3Tag:
         raise Id3Unsupported(f"ID3v2.{version} tags are not supported")
     if version == 2 and flags & 0x40:
         raise Id3Unsupported("compressed ID3v2.2 tag")
-    if version < 4 and flags & 0x80:
-        raise Id3Unsupported("the ID3 tag is unsynchronised as a whole (ID3v2.3); not rewritten")
     body = data[HEADER : HEADER + synchsafe(data[6:10])]
+    if version < 4 and flags & 0x80:  # the whole tag is unsynchronised: frames are split undone
+        plain = deunsync(body)
+        if unsync(plain) != body:  # redoing it would not give back the stored bytes
+            raise Id3Unsupported("irregular unsynchronisation in the ID3 tag; not rewritten")
+        body = plain
     ext = b""
     if version >= 3 and flags & 0x40:
         ext = _extended_header(body, version)
@@ -134,6 +140,16 @@ def _split(body: bytes, version: int, *, synchsafe_sizes: bool) -> list[bytes] |
     return frames
 
 
+def unsync(data: bytes) -> bytes:
+    """ID3 unsynchronisation: a 0x00 after every 0xFF followed by 0xE0-0xFF or 0x00 (or at the
+    end), so no MPEG sync pattern appears inside the tag."""
+    return _SYNC_RISK.sub(b"\xff\x00", data)
+
+
+def deunsync(data: bytes) -> bytes:
+    return data.replace(b"\xff\x00", b"\xff")
+
+
 def genre_frame(version: int, genres: list[str], separator: str, unsync: bool) -> bytes:
     """A TCON (TCO) frame holding `genres` in the tag's own version."""
     if version == 4:
@@ -153,6 +169,8 @@ def genre_frame(version: int, genres: list[str], separator: str, unsync: bool) -
 def build(tag: Id3Tag, frames: list[bytes], *, fit: int | None = None, pad: int = 1024) -> bytes:
     """The tag with `frames`: exactly `fit` bytes when they fit (padding), else grown by `pad`."""
     body = tag.ext + b"".join(frames)
+    if tag.version < 4 and tag.flags & 0x80:
+        body = unsync(body)  # deterministic: the other frames come out as they were stored
     footer = bool(tag.flags & 0x10)
     room = None if fit is None else fit - HEADER - len(body) - (HEADER if footer else 0)
     if footer:  # a tag with a footer may not be padded

@@ -78,18 +78,19 @@ def write_genres(
         raise TagWriteError(e.reason, path) from None
     old = _file_tags(path, audio, True).genres
     new = normalise_genres(genres)
-    fmt = format_for(audio)
-    real = path.resolve()  # write through symlinks, never replace the link itself
-    try:
-        old_raw = fmt.genre_raw(real) if fmt is not None else None
-    except (*_UNSUPPORTED, OSError) as e:
-        raise TagWriteError(f"not written: {reason_of(e)}", path) from None
-    if (old == new and restore is None) or (restore is not None and old_raw == restore):
-        st = path.stat()  # nothing to do, even where writing would be refused
-        return WriteResult(path, old, new, False, st.st_size, st.st_mtime)
+    if old == new and restore is None:  # nothing to do, even where writing would be refused
+        return _unchanged(path, old, new)
     blocker = write_blocker(path, audio)
     if blocker:
         raise TagWriteError(blocker, path)
+    fmt = format_for(audio)
+    real = path.resolve()  # write through symlinks, never replace the link itself
+    try:
+        old_raw = fmt.genre_raw(real)
+    except (*_UNSUPPORTED, OSError) as e:
+        raise TagWriteError(f"not written: {reason_of(e)}", path) from None
+    if restore is not None and old_raw == restore:
+        return _unchanged(path, old, new)
     try:
         return _write(path, real, fmt, old, old_raw, new, id3v23, keep_mtime, restore, on_commit)
     except TagWriteError as e:
@@ -100,6 +101,11 @@ def write_genres(
         raise TagWriteError(f"not written: {reason_of(e)}", path) from None
     except Exception as e:  # anything else from mutagen or the OS: the original is untouched
         raise TagWriteError(f"write failed: {reason_of(e)}", path) from None
+
+
+def _unchanged(path: Path, old: list[str], new: list[str]) -> WriteResult:
+    st = path.stat()
+    return WriteResult(path, old, new, False, st.st_size, st.st_mtime)
 
 
 def _write(
