@@ -558,3 +558,29 @@ def test_id3v23_tag_unsynchronised_as_a_whole(
     assert tags.read_tags(path).genres == ["Rock"]
     undo.undo_run(lib, run)
     assert sha(path) == before
+
+
+@pytest.mark.parametrize("padding", [4096, None])
+def test_flac_without_comment_block_gets_none_back(
+    library: dict[str, Path], tmp_path: Path, lib: Library, padding: int | None
+) -> None:
+    path = copy(library, "flac", tmp_path)
+    data = path.read_bytes()
+    blocks, end = flac_blocks(data)
+    kept = [(t, b) for t, b in blocks if t not in (1, 4)] + (
+        [(1, bytes(padding))] if padding else []
+    )
+    path.write_bytes(
+        b"fLaC"
+        + b"".join(
+            bytes([t | (0x80 if i == len(kept) - 1 else 0)]) + len(b).to_bytes(3, "big") + b
+            for i, (t, b) in enumerate(kept)
+        )
+        + data[end:]
+    )
+    before = sha(path)
+    run = lib.start_run("tag")
+    write(lib, path, ["Rock"], run)
+    assert tags.read_tags(path).genres == ["Rock"]
+    undo.undo_run(lib, run)
+    assert sha(path) == before

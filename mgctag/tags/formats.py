@@ -353,6 +353,9 @@ def old_id(path: Path, data_start: int) -> bytes:
 # --- Vorbis comments: FLAC --------------------------------------------------------------------
 
 
+_OWN_VENDOR = struct.pack("<I", 6) + b"mgctag"  # vendor of a comment block mgctag had to add
+
+
 class FlacFormat:
     """FLAC: the VORBIS_COMMENT metadata block; a PADDING block absorbs a change of size."""
 
@@ -391,15 +394,15 @@ class FlacFormat:
             _, blocks = self._blocks(fh)
         out: list[Any] = [(t, b) for _, t, b in blocks if t not in (1, 4)]
         comments = self._comments(blocks)
-        if comments is not None:
-            out += [comments.vendor, comments.tail, *vorbis.other_entries(comments)]
-        return out
+        if comments is not None and (comments.vendor, comments.tail) != (_OWN_VENDOR, b""):
+            out += [comments.vendor, comments.tail]  # a block mgctag added is not the file's
+        return out + (vorbis.other_entries(comments) if comments is not None else [])
 
     def edit(self, path: Path, genres: list[str], opts: EditOptions, raw: dict | None) -> None:
         with path.open("rb") as fh:
             start, blocks = self._blocks(fh)
         comments = self._comments(blocks)
-        base = comments or vorbis.Comments(struct.pack("<I", 6) + b"mgctag", [], b"")
+        base = comments or vorbis.Comments(_OWN_VENDOR, [], b"")
         new_entries = (
             [_unb64(e) for e in raw["entries"]]
             if raw is not None
@@ -413,6 +416,8 @@ class FlacFormat:
         typed = [(t, b) for _, t, b in blocks]
         if comments is None:
             typed.insert(1, (4, body))
+        elif raw is not None and raw.get("block") is False and not vorbis.other_entries(comments):
+            typed = [(t, b) for t, b in typed if t != 4]  # undo: the file had no comment block
         else:
             typed = [(t, body if t == 4 else b) for t, b in typed]
         old_len = sum(4 + len(b) for _, _, b in blocks)
