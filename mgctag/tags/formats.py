@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
+from mgctag import atomicio
 from mgctag.tags import id3raw, vorbis
 
 #: How ID3v2.3 (and v2.2) tags join several genres in their one TCON string (the Picard and
@@ -64,14 +66,28 @@ def _rewrite(path: Path, start: int, end: int, new: bytes) -> None:
             fh.seek(start)
             fh.write(new)
         return
-    with path.open("rb") as fh:
-        fh.seek(end)
-        rest = fh.read()
-    with path.open("r+b") as fh:
-        fh.seek(start)
-        fh.write(new)
-        fh.write(rest)
-        fh.truncate()
+    # The length changes: stream into a second temporary file (audio can be hundreds of MB)
+    # and let it take the place of `path`, itself mgctag's temporary copy.
+    with (
+        atomicio.atomic_path(path, mode=None) as out,
+        path.open("rb") as src,
+        out.open("wb") as dst,
+    ):
+        _copy_range(src, dst, 0, start)
+        dst.write(new)
+        src.seek(end)
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
+    src.seek(start)
+    left = end - start
+    while left > 0:
+        block = src.read(min(1 << 20, left))
+        if not block:
+            return
+        dst.write(block)
+        left -= len(block)
 
 
 # --- ID3 (MP3, WAV, AIFF) ---------------------------------------------------------------------
