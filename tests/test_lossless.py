@@ -584,3 +584,23 @@ def test_flac_without_comment_block_gets_none_back(
     assert tags.read_tags(path).genres == ["Rock"]
     undo.undo_run(lib, run)
     assert sha(path) == before
+
+
+def test_wav_with_bytes_after_its_riff_container(
+    library: dict[str, Path], tmp_path: Path, lib: Library
+) -> None:
+    """Some recorders leave bytes after the RIFF container: the new ID3 chunk goes inside it and
+    the RIFF size grows by exactly that chunk; the trailing bytes stay where they were."""
+    path = copy(library, "wav", tmp_path)
+    junk = b"trailing recorder bytes" * 3
+    riff = path.read_bytes()
+    path.write_bytes(riff + junk)
+    before = sha(path)
+    run = lib.start_run("tag")
+    write(lib, path, ["Rock"], run)
+    data = path.read_bytes()
+    size = struct.unpack("<I", data[4:8])[0]
+    assert data.endswith(junk) and 8 + size == len(data) - len(junk)
+    assert tags.read_tags(path).genres == ["Rock"]
+    undo.undo_run(lib, run)
+    assert sha(path) == before

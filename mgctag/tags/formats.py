@@ -293,15 +293,20 @@ class ChunkId3Format:
         self.fmt = "<I" if little_endian else ">I"
         self.new_id = b"id3 " if little_endian else b"ID3 "
 
-    def _chunk(self, fh: BinaryIO) -> tuple[int, int] | None:
-        """(offset of the chunk's data, its length) of the ID3 chunk, or None."""
+    def _end(self, fh: BinaryIO) -> int:
+        """Where the RIFF/FORM container ends (a file may carry junk after it)."""
         head = _read_at(fh, 0, 12)
         if head[:4] not in (b"RIFF", b"FORM"):
             raise FormatError("RF64 and other large-file containers are not rewritten")
-        size = fh.seek(0, os.SEEK_END)
+        (size,) = struct.unpack(self.fmt, head[4:8])
+        return min(8 + size, fh.seek(0, os.SEEK_END))
+
+    def _chunk(self, fh: BinaryIO) -> tuple[int, int] | None:
+        """(offset of the chunk's data, its length) of the ID3 chunk, or None."""
+        end = self._end(fh)
         pos = 12
         found = None
-        while pos + 8 <= size:
+        while pos + 8 <= end:
             cid, length = struct.unpack(self.fmt[0] + "4sI", _read_at(fh, pos, 8))
             if cid.lower() == b"id3 ":
                 if found is not None:
@@ -332,38 +337,26 @@ class ChunkId3Format:
         with path.open("rb") as fh:
             chunk = self._chunk(fh)
             old = _read_at(fh, *chunk) if chunk else b""
-            total = fh.seek(0, os.SEEK_END)
+            end = self._end(fh)
+            chunk_id = _read_at(fh, chunk[0] - 8, 4) if chunk else self.new_id
         tag = id3raw.parse(old) if old else None
         if tag is not None and tag.total < len(old):
             raise FormatError("data after the ID3 tag in its chunk; not rewritten")
         new = _id3_new_tag(old, genres, opts, raw)
-        if chunk is None:
-            if not new:
-                return
-            pad = b"\x00" if len(new) & 1 else b""
-            if total & 1:
-                raise FormatError("odd-sized RIFF/IFF file; not rewritten")
-            _rewrite(path, total, total, self.new_id + struct.pack(self.fmt, len(new)) + new + pad)
-        else:
-            start, length = chunk
-            end = start + length + (length & 1)
-            if not new:  # remove the chunk mgctag added
-                _rewrite(path, start - 8, end, b"")
-            else:
-                pad = b"\x00" if len(new) & 1 else b""
-                _rewrite(
-                    path,
-                    start - 8,
-                    end,
-                    old_id(path, start) + struct.pack(self.fmt, len(new)) + new + pad,
-                )
-        new_total = path.stat().st_size
-        _rewrite(path, 4, 8, struct.pack(self.fmt, new_total - 8))
-
-
-def old_id(path: Path, data_start: int) -> bytes:
-    with path.open("rb") as fh:
-        return _read_at(fh, data_start - 8, 4)
+        if chunk is None and not new:
+            return
+        if chunk is None:  # a new chunk at the end of the container
+            if end & 1:
+                raise FormatError("odd-sized RIFF/IFF container; not rewritten")
+            start = stop = end
+        else:  # the chunk replaced (or removed: undo of a chunk mgctag added)
+            start, stop = chunk[0] - 8, chunk[0] + chunk[1] + (chunk[1] & 1)
+        pad = b"\x00" if len(new) & 1 else b""
+        data = chunk_id + struct.pack(self.fmt, len(new)) + new + pad if new else b""
+        _rewrite(path, start, stop, data)
+        with path.open("rb") as fh:
+            (size,) = struct.unpack(self.fmt, _read_at(fh, 4, 4))
+        _rewrite(path, 4, 8, struct.pack(self.fmt, size + len(data) - (stop - start)))
 
 
 # --- Vorbis comments: FLAC --------------------------------------------------------------------
