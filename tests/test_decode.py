@@ -397,6 +397,7 @@ def test_lying_lengths_are_measured_and_the_audio_decodes(
     windows = segment.plan_windows(info.duration, n=3, length=3.0)
     (y,) = load_windows(path, 16000, windows)
     assert y.size == 48000 and np.abs(y).max() > 0.01
+    assert load(path, 16000).size == pytest.approx(80000, abs=1200)  # whole file (separate)
 
 
 def test_m4a_with_a_title_that_is_not_utf8(five_seconds: dict[str, Path], tmp_path: Path) -> None:

@@ -131,10 +131,15 @@ def _plausible(info: AudioInfo, path: Path) -> bool:
     d = info.duration
     if not math.isfinite(d) or d <= 0:
         return False
-    size = path.stat().st_size
     if info.codec.startswith("pcm") and info.bits:
+        size = path.stat().st_size
         return d <= size * 8 / (info.sample_rate * info.channels * info.bits) * 1.01 + 1
-    return d <= size * 8 / MIN_BITS_PER_SECOND + 1
+    return _fits_size(path, d)
+
+
+def _fits_size(path: Path, seconds: float) -> bool:
+    """Whether a claimed duration could be true for a file of this size (any codec)."""
+    return seconds <= path.stat().st_size * 8 / MIN_BITS_PER_SECOND + 1
 
 
 def _measured_duration(path: Path) -> float:
@@ -374,7 +379,8 @@ def _sf_read(
         rate = f.samplerate
         for offset, duration in windows:
             start, count = _span_frames(offset, duration, rate)
-            if duration is None and f.frames - start > count:
+            claimed_too_long = f.frames - start > count and _fits_size(path, f.frames / rate)
+            if duration is None and claimed_too_long:
                 raise _too_long(path)
             if start >= f.frames:
                 out.append(np.zeros((f.channels, 0), np.float32))
@@ -388,6 +394,8 @@ def _sf_read(
                     break
                 blocks.append(block)
                 count -= len(block)
+            if duration is None and count <= 0 and len(f.read(frames=1)):
+                raise _too_long(path)  # the header understated it: more than the cap is there
             y = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
             out.append(y.T)
     return out, rate
@@ -460,7 +468,8 @@ def _av_read(
         out: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(windows)
         for i in sorted(range(len(windows)), key=lambda i: windows[i][0]):
             offset, duration = windows[i]
-            if duration is None and _av_duration(reader.container, reader.stream) > MAX_SECONDS:
+            claimed = _av_duration(reader.container, reader.stream)
+            if duration is None and claimed > MAX_SECONDS and _fits_size(path, claimed):
                 raise _too_long(path)  # known from the headers: do not decode hours first
             start, count = _span_frames(offset, duration, reader.rate)
             out[i] = reader.read(start, count)
