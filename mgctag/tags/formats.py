@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from mutagen._util import delete_bytes, insert_bytes
 from mutagen.aiff import AIFF
 from mutagen.asf import ASF
 from mutagen.flac import FLAC
@@ -28,7 +28,6 @@ from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from mgctag import atomicio
 from mgctag.tags import id3raw, vorbis
 
 #: How ID3v2.3 (and v2.2) tags join several genres in their one TCON string (the Picard and
@@ -60,34 +59,20 @@ def _read_at(fh: BinaryIO, offset: int, n: int) -> bytes:
 
 
 def _rewrite(path: Path, start: int, end: int, new: bytes) -> None:
-    """Replace bytes [start, end) of `path` by `new` (in place when the length is the same)."""
-    if end - start == len(new):
-        with path.open("r+b") as fh:
-            fh.seek(start)
-            fh.write(new)
-        return
-    # The length changes: stream into a second temporary file (audio can be hundreds of MB)
-    # and let it take the place of `path`, itself mgctag's temporary copy.
-    with (
-        atomicio.atomic_path(path, mode=None) as out,
-        path.open("rb") as src,
-        out.open("wb") as dst,
-    ):
-        _copy_range(src, dst, 0, start)
-        dst.write(new)
-        src.seek(end)
-        shutil.copyfileobj(src, dst, 1 << 20)
+    """Replace bytes [start, end) of `path` (mgctag's temporary copy) by `new`.
 
-
-def _copy_range(src: BinaryIO, dst: BinaryIO, start: int, end: int) -> None:
-    src.seek(start)
-    left = end - start
-    while left > 0:
-        block = src.read(min(1 << 20, left))
-        if not block:
-            return
-        dst.write(block)
-        left -= len(block)
+    A change of length moves the rest of the file inside the same file, in blocks (mutagen's
+    insert/delete helpers): no second temporary file a kill could leave behind, and the audio
+    (hundreds of MB for a long mix) is never held in memory.
+    """
+    grow = len(new) - (end - start)
+    with path.open("r+b") as fh:
+        if grow > 0:
+            insert_bytes(fh, grow, end)
+        elif grow < 0:
+            delete_bytes(fh, -grow, start + len(new))
+        fh.seek(start)
+        fh.write(new)
 
 
 # --- ID3 (MP3, WAV, AIFF) ---------------------------------------------------------------------
