@@ -8,26 +8,34 @@ Order of one write (`journaled_write`, called with `file_lock` held):
 
 A process killed at any moment therefore leaves either no entry (nothing was touched) or a pending
 one, which `settle_pending` resolves by reading the file: genres as intended → done (undo can
-restore it), genres as before → not written. The lock (``fcntl.flock`` on a file in the
-database's folder, keyed by the file's real path) keeps two mgctag processes from writing one file
-at once and from settling an entry whose write is still in flight.
+restore it), genres as before → not written, anything else with a journaled backup (an in-place
+write torn by a crash) → rolled back. The lock (``fcntl.flock``, or ``msvcrt.locking`` on
+Windows, on a file in the database's folder, keyed by the file's real path) keeps two mgctag
+processes from writing one file at once and from settling an entry whose write is still in flight.
 """
 
 from __future__ import annotations
 
+import base64
 import errno
-import fcntl
 import hashlib
 import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from mgctag import tags
+from mgctag.errors import MgctagError, reason_of
 from mgctag.library.db import Library
+
+try:  # POSIX
+    import fcntl
+except ImportError:  # Windows: msvcrt's byte-range lock does the same job for one file
+    fcntl = None  # type: ignore[assignment]
+    import msvcrt
 
 #: How long a write waits for another mgctag process to finish with the same file.
 LOCK_WAIT_S = 60.0
@@ -37,13 +45,26 @@ LOCK_DIR = ".mgctag-locks"
 _TEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")
 
 
-class FileBusyError(Exception):
-    """Another mgctag process held the file's lock for too long (or the user stopped waiting)."""
+class FileBusyError(MgctagError):
+    """Another mgctag process held the file's lock for too long (or the user stopped waiting),
+    or the lock cannot be taken at all."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(reason, path)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on an open lock file without waiting; False when it is held."""
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+            return False
+        raise
+    return True
 
 
 # --- per-file locks ---------------------------------------------------------------------------
@@ -69,13 +90,21 @@ def file_lock(
     name no longer points at it) and tries again, so two holders can never coexist.
     """
     lockfile = lock_path(lib, path)
-    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lockfile.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FileBusyError(
+            path, f"cannot lock: {lockfile.parent} exists but is not a folder; remove it"
+        ) from None
+    except OSError as exc:
+        raise FileBusyError(path, f"cannot lock: {lockfile.parent}: {reason_of(exc)}") from None
     fd = _acquire(lockfile, path, timeout, stop)
     try:
         yield
     finally:
         try:
-            lockfile.unlink(missing_ok=True)
+            with suppress(OSError):  # Windows cannot remove a file that is open
+                lockfile.unlink(missing_ok=True)
         finally:
             os.close(fd)
 
@@ -83,13 +112,17 @@ def file_lock(
 def _acquire(lockfile: Path, path: str | os.PathLike[str], timeout: float, stop: object) -> int:
     deadline = time.monotonic() + timeout
     while True:
-        fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise FileBusyError(path, f"cannot lock: {lockfile}: {reason_of(exc)}") from None
+        try:
+            locked = _try_lock(fd)
         except OSError as exc:
             os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FileBusyError(path, f"cannot lock: {exc.strerror}") from None
+            raise FileBusyError(path, f"cannot lock: {reason_of(exc)}") from None
+        if not locked:
+            os.close(fd)
             if stop:
                 raise FileBusyError(path, "stopped while another mgctag was writing it") from None
             if time.monotonic() > deadline:
@@ -153,21 +186,48 @@ def journaled_write(
     id3v23: bool = False,
     keep_mtime: bool = False,
     reverts: int | None = None,
+    restore: dict | None = None,
 ) -> tags.WriteResult:
-    """Journal (pending) → write → confirm. Call with `file_lock(lib, path)` held.
+    """Journal (pending) → write → confirm: the one way mgctag changes a file (tagging and undo).
+    Call with `file_lock(lib, path)` held.
 
-    Raises tags.TagWriteError (entry marked failed, file as it was). Any other interruption leaves
-    the entry pending for `settle_pending`.
+    The genre as stored and, for an in-place write, the original bytes it replaces are journaled
+    before the file is touched; the file is re-checked at the last moment (tags.write_genres).
+    `restore` puts back a genre exactly as an earlier write journaled it (undo). Raises
+    tags.TagWriteError (entry marked failed, file as it was) and JournalError when the journal
+    cannot be written (nothing written: the run must stop). Any other interruption leaves the
+    entry pending for `settle_pending`.
     """
+    lib.check_journal()
     remove_own_temps(path)
     write_id = lib.begin_write(run_id, track_id, path, old, new, reverts=reverts)
+    journal_error: list[BaseException] = []
+
+    def on_commit(info: dict) -> None:
+        try:
+            lib.record_commit(write_id, info["raw"], info["method"], info["backup"])
+        except Exception as exc:
+            journal_error.append(exc)
+            raise
+
     try:
-        result = tags.write_genres(path, list(new), id3v23=id3v23, keep_mtime=keep_mtime)
+        result = tags.write_genres(
+            path,
+            list(new),
+            id3v23=id3v23,
+            keep_mtime=keep_mtime,
+            restore=restore,
+            on_commit=on_commit,
+        )
     except tags.TagWriteError:
+        if journal_error:
+            raise journal_error[0] from None
         lib.fail_write(write_id)
         raise
     if not result.changed:
         lib.fail_write(write_id)
+        if reverts is not None:  # the file already holds what undo would put back
+            lib.mark_undone(reverts)
         return result
     st = os.stat(path)
     lib.confirm_write(write_id, st.st_size, st.st_mtime_ns)
@@ -177,7 +237,7 @@ def journaled_write(
 @dataclass
 class Settled:
     path: str
-    outcome: str  # "done", "not written", "left pending"
+    outcome: str  # "done", "not written", "rolled back", "left pending"
     reason: str = ""
 
 
@@ -206,16 +266,27 @@ def _settle_one(lib: Library, w: dict) -> Settled:
         if not os.path.lexists(path):
             lib.fail_write(w["id"])
             return Settled(path, "not written", "file is gone")
-        return Settled(path, "left pending", _reason(exc))
+        if w.get("backup"):  # an in-place write torn by a crash: put the original bytes back
+            return _roll_back(lib, w)
+        return Settled(path, "left pending", reason_of(exc))
     remove_own_temps(path)
     if current == tags.normalise_genres(w["new"]):
         lib.confirm_write(w["id"], st.st_size, st.st_mtime_ns)
         return Settled(path, "done")
-    lib.fail_write(w["id"])
     if current == tags.normalise_genres(w["old"]):
+        lib.fail_write(w["id"])
         return Settled(path, "not written")
+    if w.get("backup"):
+        return _roll_back(lib, w)
+    lib.fail_write(w["id"])
     return Settled(path, "not written", "the file holds neither the old nor the new genres")
 
 
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+def _roll_back(lib: Library, w: dict) -> Settled:
+    backup = [(off, base64.b64decode(data)) for off, data in w["backup"]]
+    try:
+        tags.undo_in_place(w["path"], backup)
+    except OSError as exc:
+        return Settled(w["path"], "left pending", f"cannot roll back: {reason_of(exc)}")
+    lib.fail_write(w["id"])
+    return Settled(w["path"], "rolled back", "a torn in-place write was undone from the journal")

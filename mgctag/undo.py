@@ -1,7 +1,8 @@
-"""Undo a run: put back the exact genre values the journal says a run replaced.
+"""Undo a run: put back the exact genre a run replaced, byte for byte where the journal has it.
 
-A file edited since mgctag wrote it (its size or mtime moved, or its genres are no longer what
-mgctag wrote) is refused and reported, never overwritten: the user's later edit wins.
+A file whose genre was changed since mgctag wrote it is refused and reported (the user's later
+edit wins) unless `force`; a file changed only otherwise (mtime, size, other tags) is restored:
+only its genre is put back, everything else stays as the user left it.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from mgctag import tags
-from mgctag.journal import FileBusyError, _reason, file_lock, journaled_write, settle_pending
+from mgctag.errors import MgctagError, UsageError, reason_of
+from mgctag.journal import FileBusyError, file_lock, journaled_write, settle_pending
 from mgctag.library.db import Library
+
+
+class UndoError(UsageError):
+    """Nothing can be undone as asked (unknown run, already undone, nothing written): exit 2."""
 
 
 @dataclass
@@ -33,63 +39,84 @@ class UndoReport:
         return sum(item.status == status for item in self.items)
 
 
-def undo_run(lib: Library, run_id: int, *, dry_run: bool = False) -> UndoReport:
+def last_run(lib: Library) -> int:
+    """The run `undo --last` means: the newest run that changed files (dry, no-op and undo runs
+    are never "last")."""
+    run_id = lib.last_changing_run()
+    if run_id is None:
+        raise UndoError("no run has changed any file; nothing to undo")
+    return run_id
+
+
+def undo_run(
+    lib: Library, run_id: int, *, dry_run: bool = False, force: bool = False
+) -> UndoReport:
     """Restore every file run `run_id` changed (latest write first); a journaled run of its own.
 
     Pending entries (a killed run) are settled first, so a write that reached the file before the
-    kill is undone like any other.
+    kill is undone like any other. UndoError for an unknown run, one that changed nothing, or one
+    already undone. `force` restores over genres edited since.
     """
+    run = lib.get_run(run_id)
+    if run is None:
+        raise UndoError(f"no run {run_id}")
     if not dry_run:
         settle_pending(lib)
-    writes = [
-        w
-        for w in reversed(lib.writes_for_run(run_id))
-        if w.get("state", "done") == "done" and not w["undone_at"]
-    ]
-    undo_id = None if dry_run else lib.start_run("undo", {"run": run_id})
+    done = [w for w in lib.writes_for_run(run_id) if w.get("state", "done") == "done"]
+    if not done:
+        raise UndoError(f"run {run_id} ({run['command']}) changed no file; nothing to undo")
+    writes = [w for w in reversed(done) if not w["undone_at"]]
+    if not writes:
+        raise UndoError(f"run {run_id} was already undone")
+    undo_id = None if dry_run else lib.start_run("undo", {"run": run_id, "force": force})
     report = UndoReport(run_id, undo_id)
-    for w in writes:
-        report.items.append(_undo_one(lib, w, undo_id, dry_run))
-    if undo_id is not None:
-        failed = report.count("failed") + report.count("refused")
-        lib.finish_run(
-            undo_id,
-            "failed" if failed else "ok",
-            {"restored": report.count("restored"), "failed": failed},
-        )
+    try:
+        for w in writes:
+            report.items.append(_undo_one(lib, w, undo_id, dry_run, force))
+    finally:
+        if undo_id is not None:
+            failed = report.count("failed") + report.count("refused")
+            lib.finish_run(
+                undo_id,
+                "failed" if failed else "ok",
+                {"restored": report.count("restored"), "failed": failed},
+            )
     return report
 
 
-def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool) -> UndoItem:
+def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool) -> UndoItem:
     if dry_run:
-        return _check_and_restore(lib, w, undo_id, dry_run)
+        return _check_and_restore(lib, w, undo_id, dry_run, force)
     try:
         with file_lock(lib, w["path"]):
-            return _check_and_restore(lib, w, undo_id, dry_run)
+            return _check_and_restore(lib, w, undo_id, dry_run, force)
     except FileBusyError as exc:
         return UndoItem(w["path"], w["new"], w["old"], "failed", exc.reason)
 
 
-def _check_and_restore(lib: Library, w: dict, undo_id: int | None, dry_run: bool) -> UndoItem:
+def _check_and_restore(
+    lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool
+) -> UndoItem:
     path, old, new = w["path"], w["old"], w["new"]
     item = UndoItem(path, new, old, "refused")
     try:
-        st = os.stat(path)
+        os.stat(path)
         current = tags.read_tags(path).genres
     except (OSError, tags.TagError) as exc:
-        item.reason = _reason(exc)
+        item.reason = reason_of(exc)
         return item
     item.current = current
-    moved = (st.st_size, st.st_mtime_ns) != (w["size_after"], w["mtime_after"])
-    if moved or current != tags.normalise_genres(new):
-        item.reason = "changed since mgctag wrote it"
+    if current != tags.normalise_genres(new) and not force:
+        item.reason = "its genre was changed since mgctag wrote it (force restores it anyway)"
         return item
     if dry_run:
         item.status = "would restore"
         return item
     try:
-        journaled_write(lib, undo_id, w["track_id"], path, current, old, reverts=w["id"])
-    except tags.TagWriteError as exc:
+        journaled_write(
+            lib, undo_id, w["track_id"], path, current, old, reverts=w["id"], restore=w.get("raw")
+        )
+    except MgctagError as exc:  # TagWriteError; JournalError: nothing was written
         item.status, item.reason = "failed", exc.reason
         return item
     item.status = "restored"

@@ -147,7 +147,10 @@ def main() -> int:
     restored = 0
     for run in lib.list_runs():
         if run["command"] == "tag":
-            report = undo.undo_run(lib, run["id"])
+            try:
+                report = undo.undo_run(lib, run["id"])
+            except undo.UndoError:  # a run cut off before any write landed: nothing to undo
+                continue
             restored += report.count("restored")
             if report.count("refused") or report.count("failed"):
                 problems.append(f"undo of run {run['id']} refused or failed some files")

@@ -344,3 +344,116 @@ def test_whole_file_length_cap(library, monkeypatch, ext):
     with pytest.raises(DecodeError, match="longer than 5 s"):
         load(library[ext], 16000)
     assert len(load(library[ext], 16000, offset=2.0, duration=3.0)) == 48000
+
+
+# --- issue #18: headers that lie about the length -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def five_seconds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("lying")
+    exts = ("flac", "wav", "mp3", "m4a")
+    return dict(zip(exts, make_library(root, exts, seconds=5.0), strict=True))
+
+
+def _streamed_flac(src: Path, dest: Path) -> Path:
+    """A legal FLAC as an encoder writing to a pipe leaves it: 0 total samples in STREAMINFO."""
+    data = bytearray(src.read_bytes())
+    assert data[:4] == b"fLaC" and data[4] & 0x7F == 0  # STREAMINFO first
+    body = 8
+    data[body + 13] &= 0xF0  # the 36-bit sample count: low 4 bits of byte 13, bytes 14-17
+    data[body + 14 : body + 18] = bytes(4)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def _streamed_wav(src: Path, dest: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    data[4:8] = b"\xff\xff\xff\xff"
+    i = data.index(b"data")
+    data[i + 4 : i + 8] = b"\xff\xff\xff\xff"
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def _ten_hour_xing(src: Path, dest: Path) -> Path:
+    data = bytearray(src.read_bytes())
+    i = max(data.find(b"Xing"), data.find(b"Info"))
+    assert i > 0 and data[i + 7] & 1  # the frame-count field is present
+    data[i + 8 : i + 12] = (10 * 3600 * 44100 // 1152).to_bytes(4, "big")
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("ext", "make"),
+    [("flac", _streamed_flac), ("wav", _streamed_wav), ("mp3", _ten_hour_xing)],
+)
+def test_lying_lengths_are_measured_and_the_audio_decodes(
+    five_seconds: dict[str, Path], tmp_path: Path, ext: str, make
+) -> None:
+    path = make(five_seconds[ext], tmp_path / f"odd.{ext}")
+    info = probe(path)
+    assert info.duration == pytest.approx(5.0, abs=0.1)
+    from mgctag.audio import segment
+
+    windows = segment.plan_windows(info.duration, n=3, length=3.0)
+    (y,) = load_windows(path, 16000, windows)
+    assert y.size == 48000 and np.abs(y).max() > 0.01
+    assert load(path, 16000).size == pytest.approx(80000, abs=1200)  # whole file (separate)
+
+
+def test_m4a_with_a_title_that_is_not_utf8(five_seconds: dict[str, Path], tmp_path: Path) -> None:
+    from mutagen.mp4 import MP4
+
+    from mgctag import tags
+
+    path = tmp_path / "latin1.m4a"
+    path.write_bytes(five_seconds["m4a"].read_bytes())
+    audio = MP4(path)
+    audio["\xa9nam"] = ["QQQQ"]
+    audio.save()
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"QQQQ", b"Bj\xf6r"))  # Latin-1 bytes where UTF-8 belongs
+    assert probe(path).duration == pytest.approx(5.0, abs=0.1)
+    assert len(tags.audio_payload_hash(path)) == 64  # was: "cannot read the audio data"
+    before = path.read_bytes()
+    with pytest.raises(tags.TagWriteError, match="byte-identical"):  # mutagen would re-encode it
+        tags.write_genres(path, ["Rock"])
+    assert path.read_bytes() == before
+
+
+def test_libmpg123_noise_stays_off_the_terminal(
+    five_seconds: dict[str, Path], tmp_path: Path
+) -> None:
+    """libmpg123 prints every concealed MP3 frame error straight to fd 2; the filter drops those
+    lines and forwards everything else (C-level and Python-level) unchanged."""
+    import random
+    import subprocess
+    import sys
+
+    data = bytearray(five_seconds["mp3"].read_bytes())
+    rng = random.Random(1)
+    for _ in range(200):
+        data[rng.randrange(4000, len(data))] = rng.randrange(256)
+    bad = tmp_path / "damaged.mp3"
+    bad.write_bytes(bytes(data))
+    script = (
+        "import os, sys\n"
+        "from mgctag.audio import decode\n"
+        "if sys.argv[2] == 'filter': decode.filter_decoder_noise()\n"
+        "os.write(2, b'C-level line\\n')\n"
+        "print('python line', file=sys.stderr)\n"
+        "print(decode.load(sys.argv[1], 16000).shape)\n"
+    )
+    runs = {
+        mode: subprocess.run(
+            [sys.executable, "-c", script, str(bad), mode], capture_output=True, timeout=120
+        )
+        for mode in ("plain", "filter")
+    }
+    assert b"[src/libmpg123/" in runs["plain"].stderr  # the noise is real without the filter
+    quiet = runs["filter"]
+    assert quiet.returncode == 0 and b"(80000,)" in quiet.stdout
+    assert b"libmpg123" not in quiet.stderr
+    assert b"C-level line" in quiet.stderr and b"python line" in quiet.stderr

@@ -125,14 +125,19 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     assert kills >= 2
 
     # What the next run must redo: files not yet analysed, or changed on disk behind the journal.
+    # A write a kill left pending whose genres reached the file is settled as mgctag's own (audio
+    # unchanged) before the scan, so that file is not analysed again.
     rows = {t["path"]: t for t in lib.tracks()}
     stale = {t["path"] for t in lib.tracks_needing_analysis("musicnn")}
+    landed = {
+        w["path"]
+        for w in lib.pending_writes()
+        if tags.read_tags(w["path"]).genres == tags.normalise_genres(w["new"])
+    }
     for path in map(str, files):
         st = os.stat(path)
-        if path not in rows or (rows[path]["size"], rows[path]["mtime"]) != (
-            st.st_size,
-            st.st_mtime_ns,
-        ):
+        known = (rows[path]["size"], rows[path]["mtime"]) if path in rows else None
+        if known != (st.st_size, st.st_mtime_ns) and path not in landed:
             stale.add(path)
     final = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr
@@ -153,7 +158,11 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     # Every write, including those a kill cut off before their confirmation, can be undone.
     for run in lib.list_runs():
         if run["command"] == "tag":
-            report = undo.undo_run(lib, run["id"])
+            try:
+                report = undo.undo_run(lib, run["id"])
+            except undo.UndoError as exc:  # a run the kills cut off before any write landed
+                assert "changed no file" in exc.reason
+                continue
             assert report.count("refused") == report.count("failed") == 0
     for path in files:
         assert tags.read_tags(path).genres == []

@@ -14,16 +14,23 @@ instead of a hang (a single FFmpeg call that never returns can only be stopped b
 
 from __future__ import annotations
 
+import atexit
+import logging
 import math
 import os
+import re
+import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
 import numpy as np
 import soundfile as sf
 import soxr
+
+from mgctag.tags import id3raw  # the one ID3v2 header parser
 
 MAX_SECONDS = 3600.0  # longest span one call decodes (a whole-file load of a longer file fails)
 TIME_LIMIT = 120.0  # wall-clock seconds one call may spend decoding
@@ -57,10 +64,106 @@ class AudioInfo:
 
 # --- public API ------------------------------------------------------------------------------
 
+#: C-level lines on file descriptor 2 that are decoder noise, not news for the user: libmpg123
+#: (inside libsndfile) reports every damaged MP3 frame it conceals, and no API turns that off.
+DECODER_NOISE = re.compile(rb"^\[src/libmpg123/[^\]]*\] (error|warning|note)")
+_noise_filter: list[int] = []  # the real stderr's fd once the filter is installed
+
+
+def filter_decoder_noise(log: logging.Logger | None = None) -> None:
+    """Keep C libraries' decoder noise (DECODER_NOISE) off the terminal; call once at start-up.
+
+    File descriptor 2 becomes a pipe read by a daemon thread that forwards every line except the
+    noise (which goes to `log` at debug level, shown with -v) to the real stderr. Python's own
+    `sys.stderr` is re-pointed at the real stderr, so rich output and tracebacks never pass
+    through the thread. Process-wide: for the CLI, not for library use.
+    """
+    if _noise_filter:
+        return
+    log = log or logging.getLogger("mgctag.decode")
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    _noise_filter.append(real)
+    sys.stderr = open(  # noqa: SIM115 (lives as long as the process)
+        real, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+    )
+
+    def pump() -> None:
+        with open(read_end, "rb", buffering=0) as pipe:
+            for line in iter(pipe.readline, b""):
+                if DECODER_NOISE.match(line):
+                    log.debug("%s", line.decode("utf-8", "replace").rstrip())
+                else:
+                    os.write(real, line)
+
+    thread = threading.Thread(target=pump, name="mgctag-stderr-filter", daemon=True)
+    thread.start()
+
+    def drain() -> None:  # at exit: fd 2 back to the terminal, the last piped lines forwarded
+        os.dup2(real, 2)  # closes the pipe's write end held as fd 2: the pump sees EOF
+        thread.join(timeout=2.0)
+
+    atexit.register(drain)
+
 
 def probe(path: str | os.PathLike) -> AudioInfo:
-    """Read format, codec, duration, rate and channels without decoding the audio."""
+    """Read format, codec, duration, rate and channels without decoding the audio.
+
+    A duration the headers cannot vouch for (a streamed FLAC with 0 total samples, a Xing header
+    claiming 10 h in a 100 kB MP3, sizes of 0xFFFFFFFF) is measured from the packets instead.
+    """
     path = Path(path)
+    info = _probe_headers(path)
+    if not _plausible(info, path):
+        info = replace(info, duration=_measured_duration(path))
+    return info
+
+
+#: No real audio stream holds a second in fewer bits (a silent FLAC frame needs ~1 kbit/s).
+MIN_BITS_PER_SECOND = 500
+
+
+def _plausible(info: AudioInfo, path: Path) -> bool:
+    """Whether the header duration fits the file's size."""
+    d = info.duration
+    if not math.isfinite(d) or d <= 0:
+        return False
+    if info.codec.startswith("pcm") and info.bits:
+        size = path.stat().st_size
+        return d <= size * 8 / (info.sample_rate * info.channels * info.bits) * 1.01 + 1
+    return _fits_size(path, d)
+
+
+def _fits_size(path: Path, seconds: float) -> bool:
+    """Whether a claimed duration could be true for a file of this size (any codec)."""
+    return seconds <= path.stat().st_size * 8 / MIN_BITS_PER_SECOND + 1
+
+
+def _measured_duration(path: Path) -> float:
+    """Seconds of audio, from the end of the last packet FFmpeg demuxes (no decoding)."""
+    deadline = _Deadline(path)
+    container = _av_open(path)
+    try:
+        stream = _av_stream(path, container, 0)
+        end = 0
+        for packet in container.demux(stream):
+            deadline.check()
+            if packet.pts is not None:
+                end = max(end, packet.pts + (packet.duration or 0))
+        seconds = float(end * stream.time_base) if stream.time_base else 0.0
+    except av.error.FFmpegError as e:
+        raise DecodeError(path, f"cannot decode ({_av_reason(e)})") from None
+    finally:
+        container.close()
+    if seconds <= 0:
+        raise DecodeError(path, "contains no audio samples")
+    return seconds
+
+
+def _probe_headers(path: Path) -> AudioInfo:
     if _soundfile_can_try(path):
         try:
             return _sf_probe(path)
@@ -205,9 +308,13 @@ def _soundfile_can_try(path: Path) -> bool:
     """
     head = _open_head(path)
     if head[:3] == b"ID3":  # ID3v2 in front of MP3 (or FLAC): look past it
-        size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
         with open(path, "rb") as f:
-            f.seek(10 + size + (10 if head[5] & 0x10 else 0))
+
+            def read_at(offset: int, n: int) -> bytes:
+                f.seek(offset)
+                return f.read(n)
+
+            f.seek(id3raw.skip_tags(read_at))
             after = f.read(4)
         return after[:4] == b"fLaC" or _mpeg_sync(after)
     if head[:4] in (b"RIFF", b"RF64", b"fLaC", b"OggS", b"caff", b".snd"):
@@ -272,7 +379,8 @@ def _sf_read(
         rate = f.samplerate
         for offset, duration in windows:
             start, count = _span_frames(offset, duration, rate)
-            if duration is None and f.frames - start > count:
+            claimed_too_long = f.frames - start > count and _fits_size(path, f.frames / rate)
+            if duration is None and claimed_too_long:
                 raise _too_long(path)
             if start >= f.frames:
                 out.append(np.zeros((f.channels, 0), np.float32))
@@ -286,6 +394,8 @@ def _sf_read(
                     break
                 blocks.append(block)
                 count -= len(block)
+            if duration is None and count <= 0 and len(f.read(frames=1)):
+                raise _too_long(path)  # the header understated it: more than the cap is there
             y = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
             out.append(y.T)
     return out, rate
@@ -358,7 +468,8 @@ def _av_read(
         out: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(windows)
         for i in sorted(range(len(windows)), key=lambda i: windows[i][0]):
             offset, duration = windows[i]
-            if duration is None and _av_duration(reader.container, reader.stream) > MAX_SECONDS:
+            claimed = _av_duration(reader.container, reader.stream)
+            if duration is None and claimed > MAX_SECONDS and _fits_size(path, claimed):
                 raise _too_long(path)  # known from the headers: do not decode hours first
             start, count = _span_frames(offset, duration, reader.rate)
             out[i] = reader.read(start, count)

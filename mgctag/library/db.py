@@ -14,13 +14,15 @@ Paths are stored as TEXT when they are valid UTF-8 and as a BLOB of the raw byte
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
+import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from mgctag.errors import MgctagError, reason_of
 from mgctag.export import to_jsonable
 
 BUSY_TIMEOUT_S = 30.0
@@ -36,8 +39,15 @@ TRACK_STATUSES = ("ok", "failed", "removed")
 _PAGE = 500  # rows per query when iterating, so no statement stays open across a yield
 
 
-class LibraryError(Exception):
-    """The database cannot be used (not a library, unreadable, corrupt); the message says why."""
+class LibraryError(MgctagError):
+    """The database cannot be used (not a library, unreadable, corrupt, full); one line why."""
+
+    exit_code = 2
+
+
+class JournalError(LibraryError):
+    """The write journal cannot be written (database deleted, replaced or full): no file may be
+    written without it, so a run stops before its next write."""
 
 
 class SchemaTooNewError(LibraryError):
@@ -164,11 +174,25 @@ def _v4_content(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE predictions ADD COLUMN windows TEXT")
 
 
+def _v5_exact_undo(db: sqlite_utils.Database) -> None:
+    """What undo needs to put back the very bytes a write replaced.
+
+    `raw` is the genre as it was stored (JSON: raw ID3 frames, Vorbis comments, APEv2 items,
+    the ID3v1 genre byte, base64), `method` how the file was changed ('in place' or 'replaced'),
+    `backup` the original bytes of each range an in-place write changed (to roll back a write a
+    crash tore).
+    """
+    db.execute("ALTER TABLE writes ADD COLUMN raw TEXT")
+    db.execute("ALTER TABLE writes ADD COLUMN method TEXT")
+    db.execute("ALTER TABLE writes ADD COLUMN backup TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_keys_and_indexes,
     _v3_write_ahead,
     _v4_content,
+    _v5_exact_undo,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -176,7 +200,8 @@ TRACK_COLUMNS = frozenset(
     ("path", "size", "mtime", "duration", "format", "codec", "sample_rate", "channels", "artist")
     + ("album", "title", "genres", "status", "error", "scanned_at", "analyzed_at", "analysis_key")
 )
-_JSON_COLUMNS = ("genres", "tags", "args", "counts", "old", "new", "windows")
+_JSON_COLUMNS = ("genres", "tags", "args", "counts", "old", "new", "windows", "raw", "backup")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 # --- value conversions ------------------------------------------------------------------------
@@ -218,7 +243,8 @@ def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
     row = {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
     for col in _JSON_COLUMNS:
         if isinstance(row.get(col), str):
-            row[col] = json.loads(row[col])
+            with suppress(ValueError):  # a damaged value is shown as it is, never a crash
+                row[col] = json.loads(row[col])
     if "path" in row and row["path"] is not None:
         row["path"] = _py_path(row["path"])
     return row
@@ -259,25 +285,29 @@ class Library:
     def __init__(self, path: Path | str, *, timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path).expanduser()
         try:
+            _check_before_open(self.path, timeout)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
-            raise LibraryError(f"{self.path}: cannot open the library database: {exc}") from exc
+            raise LibraryError(
+                f"cannot open the library database: {reason_of(exc)}", self.path
+            ) from exc
         self.db = sqlite_utils.Database(conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             if _set_wal(conn, timeout) != "wal":
-                raise LibraryError(f"{self.path}: SQLite cannot use WAL mode on this file system")
+                raise LibraryError("SQLite cannot use WAL mode on this file system", self.path)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # embedding loads read pages in place
             self._migrate()
+            self._identity = _file_identity(self.path)
         except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, disk full
             conn.close()
-            raise LibraryError(f"{self.path}: cannot open the library: {exc}") from exc
+            raise LibraryError(f"cannot open the library: {exc}", self.path) from exc
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise LibraryError(f"{self.path}: not a usable mgctag library: {exc}") from exc
+            raise LibraryError(f"not a usable mgctag library: {exc}", self.path) from exc
         except LibraryError:
             conn.close()
             raise
@@ -286,6 +316,20 @@ class Library:
 
     def close(self) -> None:
         self.db.close()
+
+    def check_journal(self) -> None:
+        """JournalError unless the database file is still the one opened (not deleted, moved or
+        replaced): SQLite would go on writing into a deleted file, and no journal is no undo."""
+        try:
+            same = _file_identity(self.path) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            raise JournalError(
+                "the library database was deleted or replaced during the run; stopping before"
+                " the next tag write (no journal, no undo)",
+                self.path,
+            )
 
     def __enter__(self) -> Library:
         return self
@@ -304,14 +348,17 @@ class Library:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise LibraryError(f"{self.path}: cannot write to the library: {exc}") from exc
+            raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
         try:
             yield
-        except BaseException:
+            conn.execute("COMMIT")
+        except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error, read-only
+                raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
             raise
-        conn.execute("COMMIT")
 
     def _exec(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
         """Run one statement; numpy scalars are bound as numbers (sqlite3 would bind a blob)."""
@@ -342,15 +389,14 @@ class Library:
                 version = self.schema_version
                 if version > SCHEMA_VERSION:
                     raise SchemaTooNewError(
-                        f"{self.path}: written by a newer mgctag (schema {version}; this version"
-                        f" knows up to {SCHEMA_VERSION}); upgrade mgctag to use it"
+                        f"written by a newer mgctag (schema {version}; this version"
+                        f" knows up to {SCHEMA_VERSION}); upgrade mgctag to use it",
+                        self.path,
                     )
                 if version == SCHEMA_VERSION:
                     return
                 if version == 0 and self.db.table_names():
-                    raise LibraryError(
-                        f"{self.path}: an SQLite database, but not an mgctag library"
-                    )
+                    raise LibraryError("an SQLite database, but not an mgctag library", self.path)
                 MIGRATIONS[version](self.db)
                 self.db.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
@@ -687,6 +733,26 @@ class Library:
             if track_id is not None:
                 self._own_change(track_id, size_after, mtime_after, genres=json.loads(new))
 
+    def record_commit(
+        self, write_id: int, raw: Any, method: str, backup: Sequence[tuple[int, bytes]]
+    ) -> None:
+        """Before a pending write touches its file: the genre exactly as stored (for an exact
+        undo), how the file will be changed, the original bytes of each range patched in place."""
+        self.check_journal()
+        encoded = [[off, base64.b64encode(data).decode("ascii")] for off, data in backup]
+        with self.transaction():
+            self._exec(
+                "UPDATE writes SET raw = ?, method = ?, backup = ? WHERE id = ?",
+                [_dumps(raw), method, _dumps(encoded) if encoded else None, write_id],
+            )
+
+    def last_changing_run(self) -> int | None:
+        """The newest run (not an undo) with a write that reached a file."""
+        return self._scalar(
+            "SELECT max(w.run_id) FROM writes w JOIN runs r ON r.id = w.run_id"
+            " WHERE w.state = 'done' AND r.command != 'undo'"
+        )
+
     def fail_write(self, write_id: int) -> None:
         """The pending write did not happen (the file is as it was)."""
         with self.transaction():
@@ -746,6 +812,45 @@ class Library:
 
     def failures(self, run_id: int) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM failures WHERE run_id = ? ORDER BY id", [run_id])
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
+def _check_before_open(path: Path, timeout: float) -> None:
+    """Refuse, touching nothing, what is not (or cannot become) an mgctag library.
+
+    Opening switches the database to WAL mode, which rewrites its header: another
+    application's SQLite file must be recognised first, read-only. A device, FIFO or folder
+    (``MGCTAG_DB=/dev/null``) is refused before SQLite creates a ``-journal`` beside it.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return  # a new library
+    if not stat.S_ISREG(st.st_mode):
+        raise LibraryError("not a regular file; the library database must be one", path)
+    if st.st_size == 0:
+        return
+    with open(path, "rb") as fh:
+        if fh.read(16) != _SQLITE_MAGIC:
+            raise LibraryError("not an SQLite database (so not an mgctag library)", path)
+    uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    try:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = None
+        if "meta" in names:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
+    except sqlite3.DatabaseError as exc:
+        raise LibraryError(f"not a usable mgctag library: {exc}", path) from exc
+    finally:
+        conn.close()
+    if names and version is None:
+        raise LibraryError("an SQLite database, but not an mgctag library", path)
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> str:

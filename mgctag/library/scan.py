@@ -95,6 +95,9 @@ def _walk(
                 seen_files.add((st.st_dev, st.st_ino))
                 yield root, st
             continue
+        if not stat.S_ISDIR(st.st_mode):  # opening a FIFO would block, a device is not audio
+            on_error(root, "not a regular file or folder (a FIFO, device or socket)")
+            continue
         stack = [root]
         while stack:
             folder = stack.pop()

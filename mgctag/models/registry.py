@@ -135,6 +135,40 @@ def resolve(name: str | os.PathLike) -> Path:
     raise ModelError(f"{name}: unknown model (available: {known})")
 
 
+def remove_model(name: str | os.PathLike) -> list[Path]:
+    """Delete one user-trained model: exactly NAME.safetensors and NAME.json, nothing else.
+
+    The model is looked up in the user models folder only, a path is resolved first (`..` and
+    symlinks) and must lie directly in that folder, so no name can reach a file elsewhere, and
+    `rock` never touches `rock.v2.*` or `rock.old-backup`. Returns the files removed.
+    """
+    folder = config.user_models_dir().resolve()
+    given = Path(name)
+    if given.suffix == ".safetensors" or len(given.parts) > 1:
+        path = given.expanduser().resolve()
+        if path.parent != folder or path.suffix != ".safetensors":
+            raise ModelError(
+                f"{name}: not a model in your models folder ({folder}); only those can be removed"
+            )
+        stem = path.stem
+    else:
+        stem = str(name)
+        if not _NAME_RE.match(stem):
+            raise ModelError(f"{name!r}: not a model name")
+    weights = folder / f"{stem}.safetensors"
+    if not os.path.lexists(weights):
+        if (config.bundled_weights_dir() / f"{stem}.safetensors").is_file():
+            raise ModelError(f"{stem}: a bundled model; only your own models can be removed")
+        raise ModelError(f"{stem}: no such model in {folder}")
+    removed = []
+    for path in (weights, weights.with_suffix(".json")):
+        if os.path.lexists(path):
+            path.unlink()  # a symlink is removed, never what it points to
+            removed.append(path)
+    clear_cache()
+    return removed
+
+
 def build(card: ModelCard) -> nn.Module:
     """An untrained module of the card's architecture."""
     if card.arch not in ARCHITECTURES:
