@@ -27,7 +27,7 @@ from mgctag.errors import UsageError, one_line, reason_of
 from mgctag.genres import GenreMap, default_map, plan_genres
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
-from mgctag.library.db import Library
+from mgctag.library.db import Library, LibraryError
 from mgctag.models import catalog
 from mgctag.models.protocol import Prediction, Tagger
 from mgctag.options import (
@@ -338,6 +338,8 @@ def write_tags(
                 break
             _record_failure(lib, summary, track["path"], "write", exc.reason)
             continue
+        except LibraryError:  # the journal is gone or full: no further write may go unjournaled
+            raise
         except Exception as exc:  # a bug on one odd file must not end the run; its entry settles
             reason = f"internal error: {reason_of(exc)}"
             _record_failure(lib, summary, track["path"], "write", reason, type(exc).__name__)

@@ -99,8 +99,16 @@ def report(exc: BaseException) -> int:
     return int(getattr(exc, "exit_code", 2))
 
 
+# Commands that decode audio: C decoders' own warnings (libmpg123) are kept off the terminal.
+_DECODING = frozenset({"scan", "tag", "info", "separate", "train", "eval", "explain", "segments"})
+
+
 def run(argv: list[str] | None = None) -> None:
     """The console script: an expected problem becomes one red line and its exit status."""
+    if _DECODING & set(sys.argv[1:] if argv is None else argv):
+        from mgctag.audio.decode import filter_decoder_noise
+
+        filter_decoder_noise()
     try:
         app(args=argv)
     except Exception as exc:

@@ -267,20 +267,24 @@ def undo(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be restored.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Restore even over genres edited since the run."),
+    ] = False,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Restore the exact genre values a run replaced; files changed since are refused."""
-    from mgctag.undo import undo_run
+    """Restore the exact genre bytes a run replaced; genres edited since are refused."""
+    from mgctag.undo import last_run, undo_run
 
     lib = open_library(db)
     if run_id is None:
         if not last:
             raise typer.BadParameter("give a RUN_ID or --last")
-        run_id = lib.last_run_id("tag")
-        if run_id is None:
-            raise UsageError("no tag run to undo")
-    report = undo_run(lib, run_id, dry_run=dry_run)
+        run_id = last_run(lib)
+    elif last:
+        raise typer.BadParameter("give a RUN_ID or --last, not both")
+    report = undo_run(lib, run_id, dry_run=dry_run, force=force)
     if json_out:
         print_json({"run": run_id, "undo_run": report.undo_run_id, "items": report.items})
     else:

@@ -93,7 +93,7 @@ def models_use(name: str) -> None:
 def models_remove(name: str) -> None:
     """Delete a user-trained model (bundled models cannot be removed)."""
     from mgctag.models.catalog import list_taggers
-    from mgctag.models.registry import ModelError, resolve
+    from mgctag.models.registry import ModelError, remove_model, resolve
     from mgctag.options import DEFAULT_TAGGER
 
     try:
@@ -104,10 +104,9 @@ def models_remove(name: str) -> None:
                 "built into mgctag; only your own models can be removed", name
             ) from None
         raise
-    if config.user_models_dir() not in path.parents:
+    if config.user_models_dir().resolve() not in path.resolve().parents:
         raise UsageError("a bundled model; only your own models can be removed", name)
-    for p in path.parent.glob(f"{path.stem}.*"):
-        p.unlink()
+    remove_model(name)
     if config.default_model() == name:
         config.set_default_model(DEFAULT_TAGGER)
     out.print(f"removed {shown(name)}")

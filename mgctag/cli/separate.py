@@ -31,6 +31,9 @@ def separate(
             help="Demucs weights: a file, a --repo style folder, or a name (htdemucs_ft...).",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace stem files that already exist.")
+    ] = False,
 ) -> None:
     """Split each audio file under PATHS into drums, bass, other and vocals stem files."""
     import warnings
@@ -62,7 +65,7 @@ def separate(
             if sig.stop:
                 break
             try:
-                done.append(separate_file(path, out_dir, sep, fmt))
+                done.append(separate_file(path, out_dir, sep, fmt, overwrite=overwrite))
             except (DecodeError, SeparationError, OSError, ValueError) as exc:
                 failures.append((str(path), reason_of(exc)))
             progress.advance()
