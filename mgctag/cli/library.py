@@ -31,7 +31,6 @@ from mgctag.cli.output import (
     progress_enabled,
     shown,
 )
-from mgctag.errors import UsageError
 from mgctag.options import TagOptions
 
 
