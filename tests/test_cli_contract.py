@@ -154,7 +154,6 @@ def test_runs_tolerates_counts_that_are_not_an_object(home, tmp_path):
     assert result.code == 0 and "tag" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="library/db.py must decode a bad JSON column (helper T)")
 def test_invalid_json_in_a_database_column_does_not_crash_runs(home, tmp_path):
     db = tmp_path / "lib.db"
     Library(db).start_run("tag", {})
