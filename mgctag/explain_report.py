@@ -269,12 +269,9 @@ def _stems_section(expl: Explanation) -> str:
         for stem in st.delta:
             for m in models:
                 v = st.delta[stem].get(m, {}).get(genre)
-                cls = (
-                    ""
-                    if v is None or abs(v) < 0.01
-                    else (' class="up"' if v > 0 else ' class="down"')
+                cells.append(
+                    f'<td class="{_delta_class(v)}">{"" if v is None else f"{v:+.3f}"}</td>'
                 )
-                cells.append(f'<td class="num"{cls}>{"" if v is None else f"{v:+.3f}"}</td>')
         base = "".join(f'<td class="num">{_num(st.baseline[m].get(genre))}</td>' for m in models)
         rows.append(f"<tr><td>{_e(genre)}</td>{base}{''.join(cells)}</tr>")
     short = {COMBINED: "comb", MUSICNN: "musicnn", "audioset_mn04": "mn04", STEM_MODEL: "stemCNN"}
@@ -297,6 +294,13 @@ def _stems_section(expl: Explanation) -> str:
         f"levels: {levels}.</p>"
         f'<div class="wide"><table id="stems">{head1}{head2}{"".join(rows)}</table></div>'
     )
+
+
+def _delta_class(v: float | None) -> str:
+    """Cell classes: red when a genre rises by 0.01 or more without the stem, blue when it falls."""
+    if v is None or abs(v) < 0.01:
+        return "num"
+    return "num up" if v > 0 else "num down"
 
 
 def _num(v: float | None) -> str:

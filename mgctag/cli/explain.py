@@ -42,7 +42,7 @@ def explain(
     window: Annotated[
         float, typer.Option("--window", min=1.0, help="Timeline window length in seconds.")
     ] = 10.0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "cpu",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     json_out: JsonOption = False,
 ) -> None:
     """Why PATH gets its genres: timeline, model terms, stems and what the filters hear."""
