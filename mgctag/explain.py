@@ -162,6 +162,7 @@ def explain_file(
     say("loading models")
     tagger = get_tagger(DEFAULT_TAGGER, device)
     gmap = default_map()
+    seconds["load"] = _lap(clock)
     say("analysing")
     item = prepare({"path": str(path), "duration": info.duration}, InputPlan((tagger.inputs,)))
     if item.error or item.skip:
@@ -170,7 +171,7 @@ def explain_file(
     y16 = decode.convert(y32, AT_RATE, features.SR)
     timeline_item = timeline_input(y32, y16, window_seconds)
     track_out, timeline_out = tagger.analyse([item, timeline_item])
-    seconds["analyse"] = _lap(clock)
+    seconds["analyse"] = round(_lap(clock) - seconds["load"], 3)
     scores, decision, rows = model_scores(tagger, track_out, gmap)
     content = decision.content
     skip = skip_reason(content)
@@ -184,7 +185,7 @@ def explain_file(
     genres = [genre_why(g, scores, per_vocab, gmap, g in written) for g in shown_genres]
     top_tags = {v: _top_items(p, TOP_TAGS) for v, p in per_vocab.items()}
     timeline = make_timeline(tagger, timeline_out, gmap, shown_genres, y32, info.duration)
-    seconds["timeline"] = _lap(clock) - seconds["analyse"]
+    seconds["timeline"] = round(_lap(clock) - seconds["load"] - seconds["analyse"], 3)
     expl = Explanation(
         str(path), info.duration, DEFAULT_TAGGER, content, skip, decision.windows, written,
         genres, top_tags, timeline, seconds=seconds,

@@ -46,7 +46,8 @@ def _timeline_axes(axes: list[Any], expl: Explanation) -> None:
     ax.set_xlim(0, tl.duration)
     ax.set_ylim(-1.05, 1.05)
     ax.set_yticks([])
-    ax.set_title(f"{Path(expl.path).name}: content gate per window ({expl.content})", fontsize=9)
+    name = Path(expl.path).name.replace("$", r"\$")  # a file name is text, never mathtext
+    ax.set_title(f"{name}: content gate per window ({expl.content})", fontsize=9)
     top = max(0.3, max(float(v.max()) for v in tl.scores.values()) if tl.genres else 0.3)
     for ax, model in zip(axes[1:], (COMBINED, MUSICNN, "audioset_mn04"), strict=True):
         im = ax.pcolormesh(

@@ -6,7 +6,8 @@ The track is real music from ../shared/audio/librosa (jazz, drum & bass, ragtime
 orchestra, ...) concatenated end to end to the asked length and written as a 44.1 kHz stereo FLAC
 in a temp dir. It runs the command the user runs (`mgctag explain FILE --html --png --auralise N
 --json`) as a subprocess, so model loading and start-up count, and reports the wall time and the
-command's own per-part seconds (from its --json).
+command's own per-part seconds (from its --json), and the CPU time the command used (user + sys
+over all its threads), which a loaded machine stretches far less than the wall time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -73,6 +75,7 @@ def main() -> None:
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         wall = time.perf_counter() - t0
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode:
             sys.exit(f"explain failed ({done.returncode}): {done.stderr.strip()}")
         doc = json.loads(done.stdout)
@@ -80,6 +83,8 @@ def main() -> None:
     print(f"track: {doc['duration']:.1f} s, {len(doc['timeline']['windows'])} timeline windows")
     print(f"written: {doc['written']} ({doc['content']})")
     print(f"wall (whole command, start-up and model loading included): {wall:.1f} s")
+    cpu = usage.ru_utime + usage.ru_stime
+    print(f"CPU time of the command (user + sys, all threads): {cpu:.1f} s")
     print("parts (s): " + ", ".join(f"{k} {v:.1f}" for k, v in doc["seconds"].items()))
     print(f"HTML report: {size / 1e6:.2f} MB; cores: {os.cpu_count()}")
 

@@ -32,9 +32,11 @@ SPEECH = LIBROSA / "198-209-0000.ogg"  # LibriSpeech: a woman reading Sense and 
 
 @pytest.fixture(scope="module")
 def jazz_wav(tmp_path_factory: pytest.TempPathFactory):
-    """25 s of a real jazz recording (Vibe Ace), as a WAV in a temp dir."""
+    """25 s of a real jazz recording (Vibe Ace), as a WAV in a temp dir, under a name that
+    is HTML markup and matplotlib mathtext (the report must show it, not run or parse it)."""
     y, sr = real_clip("Kevin_MacLeod_-_Vibe_Ace", seconds=25.0)
-    return encode(y, sr, tmp_path_factory.mktemp("explain") / "vibe ace.wav")
+    name = "vibe <b onclick=x>ace & $co$ $\\frac{.wav"  # markup, and mathtext for matplotlib
+    return encode(y, sr, tmp_path_factory.mktemp("explain") / name)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,7 @@ def test_report_json_png_and_wavs(jazz, jazz_wav, tmp_path) -> None:
     assert 'id="timeline"' in page and page.count("<audio") == 3
     assert not re.search(r"""(src|href)=["'](?!data:)""", page), "only data: URIs"
     assert "<script" not in page
+    assert "<b onclick" not in page and "vibe &lt;b onclick=x&gt;ace &amp; $co$" in page
     png = summary_png(jazz, tmp_path / "r.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     wavs = write_wavs(jazz, tmp_path / "w")
