@@ -185,3 +185,17 @@ def test_cli_json(jazz_wav) -> None:
     assert result.code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["content"] == "music" and doc["stems"] is None and doc["timeline"]["windows"]
+
+
+@pytest.mark.slow
+def test_cli_writes_the_report_png_and_one_wav_per_filter(jazz_wav, tmp_path) -> None:
+    html, png = tmp_path / "report.html", tmp_path / "summary.png"
+    result = cli(
+        "explain", jazz_wav, "--no-stems", "--html", html, "--png", png,
+        "--auralise", "2", "--auralise-seconds", "1", "--layer", "midend1",
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    wavs = sorted((tmp_path / "report-filters").glob("midend1-filter*.wav"))
+    assert len(wavs) == 2 and html.is_file() and png.read_bytes().startswith(b"\x89PNG")
+    assert [decode.probe(w).duration for w in wavs] == pytest.approx([1.0, 1.0], abs=1e-3)
+    assert "written" in result.stdout and str(html) in result.stdout
