@@ -122,7 +122,7 @@ class Explanation:
     written: list[str]
     genres: list[GenreWhy]
     top_tags: dict[str, list[tuple[str, float]]]
-    timeline: Timeline
+    timeline: Timeline | None = None
     stems: StemEffects | None = None
     auralisation: Auralisation | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -148,7 +148,7 @@ def explain_file(
     auralise (0: none), each `auralise_seconds` long. `step(name)` is called as each part starts.
     """
     from mgctag.auralise import check_layer
-    from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger, selection
+    from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger
 
     if window_seconds < 1:
         raise UsageError("--window must be at least 1 s")
@@ -164,48 +164,70 @@ def explain_file(
     gmap = default_map()
     seconds["load"] = _lap(clock)
     say("analysing")
-    item = prepare({"path": str(path), "duration": info.duration}, InputPlan((tagger.inputs,)))
+    plan = InputPlan((tagger.inputs,))
+    item = prepare({"path": str(path), "duration": info.duration}, plan)
     if item.error or item.skip:
         raise MgctagError(item.error or item.skip or "", path)
     y32 = _load(path, AT_RATE)
     y16 = decode.convert(y32, AT_RATE, features.SR)
-    timeline_item = timeline_input(y32, y16, window_seconds)
-    track_out, timeline_out = tagger.analyse([item, timeline_item])
+    track_out, timeline_out = tagger.analyse([item, timeline_input(y32, y16, window_seconds)])
     seconds["analyse"] = round(_lap(clock) - seconds["load"], 3)
-    scores, decision, rows = model_scores(tagger, track_out, gmap)
-    content = decision.content
-    skip = skip_reason(content)
-    most, floor, relative = selection(DEFAULT_TAGGER)
-    chosen = _select(
-        scores[COMBINED], max_genres=most, min_confidence=floor, relative_floor=relative
-    )
-    written = [g for g, _ in chosen] if skip is None else []
-    per_vocab = vocab_probs(tagger, track_out, decision, rows)
-    shown_genres = list(dict.fromkeys(written + _top(scores[COMBINED], SHOWN_GENRES)))
-    genres = [genre_why(g, scores, per_vocab, gmap, g in written) for g in shown_genres]
-    top_tags = {v: _top_items(p, TOP_TAGS) for v, p in per_vocab.items()}
-    timeline = make_timeline(tagger, timeline_out, gmap, shown_genres, y32, info.duration)
-    seconds["timeline"] = round(_lap(clock) - seconds["load"] - seconds["analyse"], 3)
-    expl = Explanation(
-        str(path), info.duration, DEFAULT_TAGGER, content, skip, decision.windows, written,
-        genres, top_tags, timeline, seconds=seconds,
-    )  # fmt: skip
-    focus = written or shown_genres[:1]
+    expl = track_explanation(tagger, track_out, gmap, path, info.duration)
+    shown_genres = [g.genre for g in expl.genres]
+    expl.timeline = make_timeline(tagger, timeline_out, gmap, shown_genres, y32, info.duration)
+    expl.seconds = seconds
+    focus = expl.written or shown_genres[:1]
     if separator:
         say(f"separating stems ({separator})")
         t0 = time.perf_counter()
-        expl.stems = stems_of_file(path, tagger, gmap, item.features["offsets"], window_seconds,
-                                   separator, device, shown_genres)  # fmt: skip
+        expl.stems = stems_of_file(path, tagger, gmap, item.features["offsets"],
+                                   plan.window_length, separator, device, shown_genres)  # fmt: skip
         seconds["stems"] = _lap(t0)
     if auralise and focus:
         say(f"auralising {auralise} filter(s) of {layer}")
         t0 = time.perf_counter()
         expl.auralisation = auralise_genre(
-            tagger, timeline_out, timeline, y16, focus[0], gmap, auralise, layer, auralise_seconds
+            tagger,
+            timeline_out,
+            expl.timeline,
+            y16,
+            focus[0],
+            gmap,
+            auralise,
+            layer,
+            auralise_seconds,
         )
         seconds["auralise"] = _lap(t0)
     seconds["total"] = _lap(clock)
     return expl
+
+
+def track_explanation(
+    tagger: Any, out: Any, gmap: GenreMap, path: Path, duration: float
+) -> Explanation:
+    """The track-level part: content, written genres (as `tag` selects them), terms, tags."""
+    from mgctag.models.catalog import DEFAULT_TAGGER, selection
+
+    scores, decision, rows = model_scores(tagger, out, gmap)
+    skip = skip_reason(decision.content)
+    most, floor, relative = selection(DEFAULT_TAGGER)
+    chosen = _select(
+        scores[COMBINED], max_genres=most, min_confidence=floor, relative_floor=relative
+    )
+    written = [g for g, _ in chosen] if skip is None else []
+    per_vocab = vocab_probs(tagger, out, decision, rows)
+    shown = list(dict.fromkeys(written + _top(scores[COMBINED], SHOWN_GENRES)))
+    return Explanation(
+        path=str(path),
+        duration=duration,
+        tagger=DEFAULT_TAGGER,
+        content=decision.content,
+        skip=skip,
+        windows=decision.windows,
+        written=written,
+        genres=[genre_why(g, scores, per_vocab, gmap, g in written) for g in shown],
+        top_tags={v: _top_items(p, TOP_TAGS) for v, p in per_vocab.items()},
+    )
 
 
 def _lap(t0: float) -> float:
