@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"errors", "config", "options", "data"},
     # export: the one JSON/CSV/M3U writer over plain records, which the library uses too
     {"audio", "library", "models", "separate", "tags", "genres", "content", "export"},
-    {"journal", "undo", "similar", "libmap"},
+    {"journal", "undo", "similar", "libmap", "explain", "auralise", "explain_report"},
     {"pipeline"},
     {"train"},
     {"cli", "__main__"},

@@ -15,6 +15,7 @@ import typer
 
 from mgctag import __version__
 from mgctag.cli import common, library, output, search, separate, train
+from mgctag.cli.explain import explain
 from mgctag.cli.models import models_app
 from mgctag.cli.output import err, shown
 from mgctag.errors import MgctagError
@@ -71,6 +72,7 @@ app.command()(train.train)
 app.command("eval")(train.evaluate)
 app.add_typer(models_app, name="models")
 app.command("map")(search.map_command)
+app.command()(explain)
 
 # Module errors not yet derived from MgctagError: (module, class) — looked up only if the module
 # was imported, so checking an exception never imports anything (nor fails to).
