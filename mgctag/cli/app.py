@@ -107,7 +107,7 @@ _DECODING = frozenset({"scan", "tag", "info", "separate", "train", "eval", "expl
 
 def run(argv: list[str] | None = None) -> None:
     """The console script: an expected problem becomes one red line and its exit status."""
-    if _DECODING & set(sys.argv[1:] if argv is None else argv):
+    if argv is None and _DECODING & set(sys.argv[1:]):  # the console script, not a caller's argv
         from mgctag.audio.decode import filter_decoder_noise
 
         filter_decoder_noise()
