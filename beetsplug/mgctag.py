@@ -1,0 +1,513 @@
+"""beets plugin: mgctag's listening genre tagger inside beets (`plugins: mgctag`).
+
+beets stays the owner of its files: genres are set on beets' items (its database) and written to
+the files only through beets' own writer (`item.try_write()`, when beets' `write` setting says
+so). mgctag contributes the analysis and its database: the same analysis cache as `mgctag tag`
+(an item analysed before is not analysed again unless its file changed), the embeddings for
+`mgctag-similar`, and the journal `mgctag-undo` reverses. Heavy modules (torch, the pipeline) are
+imported inside the commands, so loading the plugin costs beets nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from beets import ui
+from beets.library import Item
+from beets.plugins import BeetsPlugin
+
+from mgctag import config as mgconfig
+from mgctag.errors import MgctagError, one_line, reason_of
+from mgctag.genres import plan_genres, split_genres
+from mgctag.options import Change, Progress, StopFlag, Summary, TagOptions
+
+if TYPE_CHECKING:
+    from beets.library import Library as BeetsLibrary
+
+    from mgctag.library.db import Library
+
+RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
+IMPORT_COMMAND = "beet import"
+UNDO_COMMAND = "beet mgctag-undo"
+MODES = ("fill", "merge", "replace")
+CONTENTS = ("music", "all")
+#: Files per scan/analysis call: keeps mgctag's path clauses well under SQLite's parameter limit.
+CHUNK = 200
+
+
+def genre_field() -> str:
+    """The beets field genres go into: the multi-valued `genres` where this beets has it (2.14+
+    dropped the single `genre`), else the string `genre` joined with the configured separator."""
+    return "genres" if "genres" in Item._fields else "genre"
+
+
+def _beets_errors(func: Callable[..., None]) -> Callable[..., None]:
+    """An expected mgctag problem ends a beets command as beets' own one-line UserError."""
+
+    @wraps(func)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except MgctagError as exc:
+            raise ui.UserError(f"mgctag: {exc}") from None
+
+    return run
+
+
+def _chunks(seq: Sequence[str], n: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+class MgctagPlugin(BeetsPlugin):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config.add(
+            {
+                "auto": False,
+                "mode": "fill",
+                "count": None,  # None: the model's own number of genres
+                "min_confidence": None,  # None: the model's own floor
+                "model": None,  # None: mgctag's default (`mgctag models use`)
+                "separator": "; ",  # joins genres in the single `genre` field of older beets
+                "content": "music",
+                "device": "auto",
+                "db": None,  # None: mgctag's own database (MGCTAG_DB or the user data dir)
+            }
+        )
+        self._chains: dict[tuple[str, str], list] = {}
+        if self.config["auto"].get(bool):
+            self.import_stages = [self.imported]
+
+    # -- settings ---------------------------------------------------------------------------
+
+    def tag_options(self) -> TagOptions:
+        """The run's TagOptions from the `mgctag:` section (confuse reports a bad value)."""
+        kw: dict[str, Any] = {
+            "mode": self.config["mode"].as_choice(MODES),
+            "model": self.config["model"].get() or mgconfig.default_model(),
+            "device": self.config["device"].as_str(),
+        }
+        count = self.config["count"].get()
+        if count is not None:
+            kw["max_genres"] = self.config["count"].get(int)
+            if kw["max_genres"] < 1:
+                raise ui.UserError("mgctag: count must be 1 or more")
+        if self.config["min_confidence"].get() is not None:
+            kw["min_confidence"] = self.config["min_confidence"].as_number()
+            if not 0 <= kw["min_confidence"] <= 1:
+                raise ui.UserError("mgctag: min_confidence must be between 0 and 1")
+        content = self.config["content"].as_choice(CONTENTS)
+        if "content" in TagOptions.__dataclass_fields__:  # mgctag with the content gate
+            kw["content"] = content
+        return TagOptions(**kw)
+
+    @contextmanager
+    def mgctag_library(self) -> Iterator[Library]:
+        """mgctag's database (the `db` key, else mgctag's own), opened for one command."""
+        from mgctag.library.db import Library, LibraryError
+
+        configured = self.config["db"].get()
+        path = self.config["db"].as_filename() if configured else mgconfig.default_db_path()
+        try:
+            lib = Library(path)
+        except (LibraryError, OSError) as exc:
+            raise ui.UserError(f"mgctag: {path}: {reason_of(exc)}") from None
+        try:
+            yield lib
+        finally:
+            lib.close()
+
+    # -- genres on beets items --------------------------------------------------------------
+
+    def item_genres(self, item: Item) -> list[str]:
+        """The item's genres as beets holds them, one value each."""
+        if genre_field() == "genres":
+            return [g for g in (item.get("genres") or []) if g]
+        return split_genres(item.get("genre") or "")
+
+    def set_item_genres(self, item: Item, genres: Sequence[str]) -> None:
+        if genre_field() == "genres":
+            item.genres = list(genres)
+        else:
+            item.genre = self.config["separator"].as_str().join(genres)
+
+    # -- analysis ---------------------------------------------------------------------------
+
+    def _chain(self, opts: TagOptions) -> list:
+        """The tagger chain for the model, built once per beets process."""
+        from mgctag import pipeline
+        from mgctag.separate import resolve_device
+
+        key = (opts.model, opts.device)
+        if key not in self._chains:
+            self._chains[key] = pipeline.tagger_chain(opts.model, resolve_device(opts.device))
+        return self._chains[key]
+
+    def analyse(
+        self,
+        mlib: Library,
+        paths: Sequence[str],
+        opts: TagOptions,
+        summary: Summary,
+        stop: StopFlag,
+        force: bool = False,
+    ) -> None:
+        """Scan and analyse the files mgctag has no current analysis of (all with `force`).
+
+        A missing file is that item's failure; the rest go on.
+        """
+        from mgctag import pipeline
+        from mgctag.library import scan as scanner
+
+        chain = self._chain(opts)
+        present = []
+        for path in paths:
+            if os.path.isfile(path):
+                present.append(path)
+            else:
+                summary.fail(path, "the file is missing (beet update removes it from beets)")
+        for chunk in _chunks(present, CHUNK):
+            if stop:
+                return
+            report = scanner.scan(mlib, chunk, run_id=summary.run_id)
+            summary.scanned += report.total
+            for path, reason in report.failures:
+                summary.fail(str(path), reason)
+            roots = [Path(p) for p in chunk]
+            pipeline.analyse_chain(mlib, roots, chain, opts, summary, Progress(), stop, force=force)
+
+    def _content_skip(self, mlib: Library, track_id: int, opts: TagOptions) -> str | None:
+        """Why the content gate gives this track no genre (speech...), with a gating mgctag."""
+        from mgctag import pipeline
+
+        content_skip = getattr(pipeline, "content_skip", None)
+        return content_skip(mlib, track_id, opts.model, opts) if content_skip else None
+
+    # -- one tagging run over beets items -----------------------------------------------------
+
+    def tag_items(
+        self,
+        items: Sequence[Item],
+        *,
+        command: str,
+        write: bool,
+        pretend: bool = False,
+        force: bool = False,
+        show: bool = True,
+    ) -> Summary:
+        """Analyse the items and set their genres through beets; journaled as one mgctag run."""
+        from mgctag import journal, pipeline
+
+        opts = self.tag_options()
+        opts.dry_run = pretend
+        stop = StopFlag()
+        paths = [os.fsdecode(item.path) for item in items]
+        with self.mgctag_library() as mlib:
+            summary = Summary()
+            args = {"items": len(items), "write": write, "force": force, **vars(opts)}
+            summary.run_id = mlib.start_run(command, {k: str(v) for k, v in args.items()})
+            try:
+                if not pretend:
+                    journal.settle_pending(mlib)
+                self.analyse(mlib, paths, opts, summary, stop, force)
+                failed = {p for p, _ in summary.failures}
+                for item, path in zip(items, paths, strict=True):
+                    if path not in failed:
+                        self._tag_one(mlib, item, path, opts, summary, write, show)
+            except KeyboardInterrupt:
+                mlib.finish_run(summary.run_id, "interrupted", summary.counts())
+                raise
+            except BaseException:
+                mlib.finish_run(summary.run_id, "failed", summary.counts())
+                raise
+            mlib.finish_run(summary.run_id, pipeline.run_status(summary), summary.counts())
+        for path, reason in summary.failures:
+            self._log.error("{}: {}", path, one_line(reason))
+        for path, reason in summary.skips:
+            self._log.info("{}: no genre ({})", path, one_line(reason))
+        return summary
+
+    def _tag_one(
+        self,
+        mlib: Library,
+        item: Item,
+        path: str,
+        opts: TagOptions,
+        summary: Summary,
+        write: bool,
+        show: bool,
+    ) -> None:
+        """Plan one item's genres from its stored analysis and set them (unless pretending)."""
+        from mgctag import pipeline
+
+        track = mlib.track_by_path(path)
+        if track is None or track["status"] != "ok":
+            return
+        if reason := self._content_skip(mlib, track["id"], opts):
+            summary.skips.append((path, reason))
+            return
+        predicted = pipeline.predicted_genres(mlib, track["id"], opts.model, opts)
+        if not predicted:  # analysed, but no genre confident enough (or too short / silent)
+            summary.skipped += 1
+            return
+        old = self.item_genres(item)
+        new = plan_genres(old, predicted, opts.mode)
+        if new is None:
+            summary.unchanged += 1
+            return
+        self.set_item_genres(item, new)
+        if show:
+            ui.show_model_changes(item, fields=[genre_field()])
+        else:
+            self._log.info("{}: {}", item, "; ".join(new))
+        if opts.dry_run:
+            summary.changes.append(Change(path, old, new, written=False))
+            return
+        if self._store(mlib, item, path, track["id"], old, new, summary.run_id, write, summary):
+            summary.changes.append(Change(path, old, new, written=write))
+            summary.tagged += 1
+
+    def _store(
+        self,
+        mlib: Library,
+        item: Item,
+        path: str,
+        track_id: int | None,
+        old: Sequence[str],
+        new: Sequence[str],
+        run_id: int | None,
+        write: bool,
+        summary: Summary | None = None,
+        reverts: int | None = None,
+    ) -> bool:
+        """Journal the change, store it in beets' database and (if `write`) let beets write the
+        file, under mgctag's lock on the file. The journal entry moves mgctag's record of the file
+        to its state after beets' tag write, so the next run does not analyse it again."""
+        from mgctag import journal
+
+        try:
+            with journal.file_lock(mlib, path):
+                write_id = mlib.begin_write(run_id, track_id, path, old, new, reverts=reverts)
+                item.store()
+                written = item.try_write() if write else True
+                st = os.stat(path)
+                mlib.confirm_write(write_id, st.st_size, st.st_mtime_ns)
+        except (journal.FileBusyError, OSError) as exc:
+            if summary is not None:
+                summary.fail(path, reason_of(exc))
+            else:
+                self._log.error("{}: {}", path, reason_of(exc))
+            return False
+        if not written and summary is not None:
+            summary.fail(path, "beets could not write the file (its database has the genres)")
+        return bool(written)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def commands(self) -> list[ui.Subcommand]:
+        tag = ui.Subcommand("mgctag", help="set genres by listening to the audio (mgctag)")
+        tag.parser.add_option(
+            "-p", "--pretend", action="store_true", help="show the changes, change nothing"
+        )
+        tag.parser.add_option(
+            "-f", "--force", action="store_true", help="analyse again items analysed before"
+        )
+        tag.parser.add_option("-w", "--write", action="store_true", default=None)
+        tag.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        tag.parser.add_option(
+            "-m", "--mode", choices=MODES, help="fill (default), merge or replace genres"
+        )
+        tag.func = self._tag_command
+
+        similar = ui.Subcommand(
+            "mgctag-similar", help="items that sound like the query's items (mgctag)"
+        )
+        similar.parser.add_option("-k", type="int", default=10, help="how many (default 10)")
+        similar.parser.add_option(
+            "--playlist", metavar="FILE", help="also write them to an M3U8 playlist"
+        )
+        similar.parser.add_format_option(target=Item)
+        similar.func = self._similar_command
+
+        undo = ui.Subcommand("mgctag-undo", help="reverse the last `beet mgctag` run")
+        undo.parser.add_option(
+            "-p", "--pretend", action="store_true", help="show what would be restored"
+        )
+        undo.parser.add_option("--run", type="int", help="the mgctag run to reverse (its id)")
+        undo.parser.add_option("-w", "--write", action="store_true", default=None)
+        undo.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        undo.func = self._undo_command
+        return [tag, similar, undo]
+
+    @_beets_errors
+    def _tag_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
+        if opts.mode:
+            self.config["mode"].set(opts.mode)
+        items = list(lib.items(args))
+        if not items:
+            raise ui.UserError("mgctag: no items match the query")
+        summary = self.tag_items(
+            items,
+            command=RUN_COMMAND,
+            write=ui.should_write(opts.write),
+            pretend=opts.pretend,
+            force=opts.force,
+        )
+        verb = "would change" if opts.pretend else "changed"
+        ui.print_(
+            f"mgctag: {len(items)} items, {summary.analysed} analysed,"
+            f" {len(summary.changes)} {verb}, {summary.unchanged} unchanged,"
+            f" {summary.skipped + len(summary.skips)} without a genre, {summary.failed} failed"
+        )
+        if summary.failed:
+            raise ui.UserError(f"mgctag: {summary.failed} of {len(items)} items failed")
+
+    def imported(self, session: Any, task: Any) -> None:
+        """The `auto` import stage: genres for the task's items after the metadata match.
+
+        Like other beets import stages it only stores them; beets writes the files afterwards
+        (when its import `write` setting is on and the task's metadata was applied).
+        """
+        items = list(task.imported_items())
+        try:
+            summary = self.tag_items(items, command=IMPORT_COMMAND, write=False, show=False)
+        except MgctagError as exc:
+            self._log.error("{}", exc)
+            return
+        if summary.tagged:
+            self._log.info("genres for {} of {} items", summary.tagged, len(items))
+
+    @_beets_errors
+    def _similar_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
+        from mgctag import export
+
+        if opts.k < 1:
+            raise ui.UserError("mgctag-similar: -k must be 1 or more")
+        seeds_items = list(lib.items(args))
+        if not seeds_items:
+            raise ui.UserError("mgctag-similar: no items match the query")
+        model = self.tag_options().model
+        with self.mgctag_library() as mlib:
+            seeds = [
+                t["id"]
+                for item in seeds_items
+                if (t := mlib.track_by_path(os.fsdecode(item.path))) is not None
+            ]
+            if not seeds:
+                raise ui.UserError(
+                    f"mgctag-similar: none of the {len(seeds_items)} items is analysed yet;"
+                    " run `beet mgctag QUERY` first"
+                )
+            hits = self._beets_hits(lib, mlib, seeds, model, opts.k)
+        if not hits:
+            ui.print_("mgctag-similar: no other analysed items in this beets library")
+        for item in hits:
+            ui.print_(format(item, opts.format or ""))
+        if opts.playlist:
+            entries = [
+                export.PlaylistEntry(os.fsdecode(i.path), i.artist, i.title, i.length) for i in hits
+            ]
+            export.write_m3u(opts.playlist, entries)
+            self._log.info("playlist {} ({} items)", opts.playlist, len(hits))
+
+    def _beets_hits(
+        self, lib: BeetsLibrary, mlib: Library, seeds: list[int], model: str, k: int
+    ) -> list[Item]:
+        """The k nearest tracks that are items of this beets library (mgctag's database may
+        know other files too), asking mgctag for more until k are found or none are left."""
+        from mgctag.similar import similar_tracks
+
+        by_path = {os.fsdecode(item.path): item for item in lib.items()}
+        want = k
+        while True:
+            hits = similar_tracks(mlib, seeds, model=model, k=want)
+            items = [by_path[h["path"]] for h in hits if h["path"] in by_path]
+            if len(items) >= k or len(hits) < want:
+                return items[:k]
+            want *= 4
+
+    @_beets_errors
+    def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
+        from mgctag import journal
+
+        write = ui.should_write(opts.write)
+        with self.mgctag_library() as mlib:
+            if not opts.pretend:
+                journal.settle_pending(mlib)
+            run_id = opts.run or self._last_undoable(mlib)
+            if run_id is None:
+                raise ui.UserError("mgctag-undo: no `beet mgctag` run to undo")
+            run = mlib.get_run(run_id)
+            if run is None or run["command"] != RUN_COMMAND:
+                raise ui.UserError(f"mgctag-undo: run {run_id} is not a `beet mgctag` run")
+            writes = _undoable(mlib, run_id)
+            by_path = _items_by_path(lib, {w["path"] for w in writes})
+            undo_id = None if opts.pretend else mlib.start_run(UNDO_COMMAND, {"run": run_id})
+            done, refused = self._undo_writes(mlib, writes, by_path, undo_id, write, opts.pretend)
+            if undo_id is not None:
+                status = "partial" if refused and done else ("failed" if refused else "ok")
+                mlib.finish_run(undo_id, status, {"restored": done, "failed": refused})
+        verb = "would restore" if opts.pretend else "restored"
+        ui.print_(f"mgctag-undo: run {run_id}: {done} {verb}, {refused} refused")
+        if refused:
+            raise ui.UserError(f"mgctag-undo: {refused} items not restored")
+
+    def _undo_writes(
+        self,
+        mlib: Library,
+        writes: Iterable[dict],
+        by_path: dict[str, Item],
+        undo_id: int | None,
+        write: bool,
+        pretend: bool,
+    ) -> tuple[int, int]:
+        """Put back each item's genres from before the run; an item edited since is refused."""
+        done = refused = 0
+        for w in writes:
+            item = by_path.get(w["path"])
+            if item is None:
+                self._log.error("{}: no longer in the beets library; not restored", w["path"])
+                refused += 1
+                continue
+            current = self.item_genres(item)
+            if current != list(w["new"]):
+                self._log.error("{}: genres changed since `beet mgctag`; not restored", item)
+                refused += 1
+                continue
+            self.set_item_genres(item, w["old"])
+            ui.show_model_changes(item, fields=[genre_field()])
+            if pretend:
+                done += 1
+                continue
+            path = w["path"]
+            ok = self._store(
+                mlib, item, path, w["track_id"], current, w["old"], undo_id, write, reverts=w["id"]
+            )
+            done, refused = (done + 1, refused) if ok else (done, refused + 1)
+        return done, refused
+
+    def _last_undoable(self, mlib: Library) -> int | None:
+        """The newest `beet mgctag` run with changes not undone yet."""
+        for run in mlib.list_runs():
+            if run["command"] == RUN_COMMAND and _undoable(mlib, run["id"]):
+                return run["id"]
+        return None
+
+
+def _undoable(mlib: Library, run_id: int) -> list[dict]:
+    """A run's changes still in place, latest first."""
+    return [
+        w
+        for w in reversed(mlib.writes_for_run(run_id))
+        if w.get("state", "done") == "done" and not w["undone_at"]
+    ]
+
+
+def _items_by_path(lib: BeetsLibrary, paths: set[str]) -> dict[str, Item]:
+    return {p: item for item in lib.items() if (p := os.fsdecode(item.path)) in paths}
