@@ -11,6 +11,7 @@ imported inside the commands, so loading the plugin costs beets nothing.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
@@ -83,6 +84,12 @@ class MgctagPlugin(BeetsPlugin):
         self._chains: dict[tuple[str, str], list] = {}
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
+        self._local = threading.local()  # per thread: beets' importer runs stages in threads
+        self.register_listener("write", self._before_write)
+        self.register_listener("after_write", self._after_write)
+        self.register_listener("item_copied", self._copied)
+        self.register_listener("item_moved", self._moved)
+        self.register_listener("cli_exit", self._close)
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -122,6 +129,95 @@ class MgctagPlugin(BeetsPlugin):
             yield lib
         finally:
             lib.close()
+
+    # -- keeping mgctag's analysis when beets rewrites, copies or moves a file -------------------
+
+    def _events_library(self) -> Library | None:
+        """This thread's mgctag database for the file events, when it exists (never created)."""
+        from mgctag.library.db import Library
+
+        mlib = getattr(self._local, "mlib", None)
+        if mlib is None:
+            configured = self.config["db"].get()
+            path = Path(self.config["db"].as_filename()) if configured else None
+            path = path or mgconfig.default_db_path()
+            if not path.is_file():
+                return None
+            mlib = self._local.mlib = Library(path)
+        return mlib
+
+    def _current(self, path: bytes | str) -> tuple[Library, dict] | None:
+        """mgctag's record of a file whose stored analysis is of the file as it is now."""
+        mlib = self._events_library()
+        track = mlib.track_by_path(os.fsdecode(path)) if mlib else None
+        if mlib is None or track is None or track["status"] != "ok":
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = f"{st.st_size}:{st.st_mtime_ns}"
+        if (st.st_size, st.st_mtime_ns) != (track["size"], track["mtime"]):
+            return None
+        return (mlib, track) if track["analysis_key"] == key else None
+
+    def _relocate(self, mlib: Library, track_id: int, path: bytes | str) -> None:
+        st = os.stat(path)
+        mlib.relocate_track(track_id, os.fsdecode(path), st.st_size, st.st_mtime_ns)
+
+    def _file_event(func: Callable[..., None]) -> Callable[..., None]:  # type: ignore[misc]
+        """A listener that keeps mgctag's records: whatever goes wrong there is logged at debug
+        level and never breaks the beets command that moved or wrote the file."""
+
+        @wraps(func)
+        def run(self: MgctagPlugin, **kwargs: Any) -> None:
+            try:
+                func(self, **kwargs)
+            except Exception as exc:  # bookkeeping only: the file itself is beets' business
+                self._log.debug("mgctag record of a file not updated: {}", reason_of(exc))
+
+        return run
+
+    @_file_event
+    def _before_write(self, item: Item, path: bytes, **_: Any) -> None:
+        """beets is about to write tags: remember the file if mgctag's analysis of it is current."""
+        found = self._current(path)
+        pending = self._local.__dict__.setdefault("pending", {})
+        if found:
+            pending[os.fsdecode(path)] = found[1]["id"]
+
+    @_file_event
+    def _after_write(self, item: Item, path: bytes, **_: Any) -> None:
+        """beets rewrote only the tags: the analysis stays valid for the file's new size/mtime."""
+        track_id = self._local.__dict__.get("pending", {}).pop(os.fsdecode(path), None)
+        mlib = self._events_library()
+        if track_id is not None and mlib is not None:
+            self._relocate(mlib, track_id, path)
+
+    @_file_event
+    def _copied(self, item: Item, source: bytes, destination: bytes, **_: Any) -> None:
+        """A copy (import with `copy: yes`): the analysis follows the copy beets keeps."""
+        if found := self._current(source):
+            self._relocate(found[0], found[1]["id"], destination)
+
+    @_file_event
+    def _moved(self, item: Item, source: bytes, destination: bytes, **_: Any) -> None:
+        """A move (a rename keeps size and mtime): the analysis follows the file."""
+        mlib = self._events_library()
+        track = mlib.track_by_path(os.fsdecode(source)) if mlib else None
+        if mlib is None or track is None or track["status"] != "ok":
+            return
+        st = os.stat(destination)
+        same = (st.st_size, st.st_mtime_ns) == (track["size"], track["mtime"])
+        if same and track["analysis_key"] == f"{st.st_size}:{st.st_mtime_ns}":
+            self._relocate(mlib, track["id"], destination)
+
+    def _close(self, **_: Any) -> None:
+        """At beets' exit: close this thread's database (SQLite connections belong to the thread
+        that opened them; those of the importer's finished threads go with their threads)."""
+        mlib = self._local.__dict__.pop("mlib", None)
+        if mlib is not None:
+            mlib.close()
 
     # -- genres on beets items --------------------------------------------------------------
 

@@ -47,6 +47,11 @@ class Beets:
     root: Path
     env: dict[str, str]
 
+    @property
+    def dest(self) -> Path:
+        """beets' library folder (where a copying import puts files)."""
+        return self.root / "library"
+
     def run(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
         extra = ["-c", str(config)] if config else []
         return subprocess.run(
@@ -152,6 +157,16 @@ def test_force_analyses_again(lib: Beets) -> None:
     assert "1 items, 1 analysed" in out.stdout
 
 
+def test_beets_own_tag_writes_keep_the_analysis(lib: Beets) -> None:
+    """`beet modify -w` rewrites the file's tags: mgctag's analysis follows the file."""
+    query = "title:Hungarian"
+    out = lib.run("modify", "-y", "-w", "comments=edited by beets", query)
+    assert out.returncode == 0, out.stderr
+    out = lib.run("mgctag", query)
+    assert out.returncode == 0, out.stderr
+    assert "1 items, 0 analysed" in out.stdout
+
+
 def test_similar_lists_beets_items_and_writes_a_playlist(lib: Beets) -> None:
     playlist = lib.root / "similar.m3u8"
     seed = str(lib.root / "music" / MUSIC[0].name)
@@ -211,6 +226,26 @@ def test_auto_tags_on_import(lib: Beets) -> None:
     assert (command, status) == ("beet import", "ok")
 
 
+def test_copying_import_keeps_the_analysis(lib: Beets) -> None:
+    """Import with `copy: yes`: the auto stage analyses the source, beets copies it into its
+    library folder, and the analysis follows the copy (no second analysis)."""
+    src = lib.root / "to-copy"
+    src.mkdir()
+    clip = media.LIBROSA / "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.hq.ogg"
+    shutil.copyfile(clip, src / clip.name)
+    cfg = lib.root / "copy.yaml"
+    cfg.write_text("mgctag:\n  auto: yes\nimport:\n  copy: yes\n")
+    out = lib.run("import", "-A", "-q", str(src), config=cfg)
+    assert out.returncode == 0, out.stderr
+    ids = lib.run("ls", "-f", "$id\t$path").stdout.splitlines()
+    (item_id,) = [i for i, p in (ln.split("\t") for ln in ids) if lib.dest in Path(p).parents]
+    copied = lib.ls(f"id:{item_id}")
+    assert beets_genres(next(iter(copied.values())))
+    out = lib.run("mgctag", f"id:{item_id}")
+    assert out.returncode == 0, out.stderr
+    assert "1 items, 0 analysed, 0 changed, 1 unchanged" in out.stdout
+
+
 def test_a_failing_file_is_one_line_and_the_rest_go_on(lib: Beets) -> None:
     broken = lib.root / "music" / MUSIC[1].name
     broken.write_bytes(b"not audio at all\n" * 100)
@@ -232,3 +267,16 @@ def test_bad_config_is_beets_one_line_error(lib: Beets) -> None:
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "mode" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_relocate_track_refuses_another_tracks_path(tmp_path: Path) -> None:
+    from mgctag.library.db import Library
+
+    with Library(tmp_path / "m.db") as mlib:
+        a = mlib.upsert_track({"path": str(tmp_path / "a.ogg"), "size": 1, "mtime": 2})
+        b = mlib.upsert_track({"path": str(tmp_path / "b.ogg"), "size": 3, "mtime": 4})
+        assert not mlib.relocate_track(a, tmp_path / "b.ogg", 5, 6)
+        assert mlib.relocate_track(a, tmp_path / "c.ogg", 5, 6)
+        moved = mlib.get_track(a)
+        assert (moved["path"], moved["size"], moved["mtime"]) == (str(tmp_path / "c.ogg"), 5, 6)
+        assert mlib.get_track(b)["path"] == str(tmp_path / "b.ogg")
