@@ -283,7 +283,9 @@ class MgctagPlugin(BeetsPlugin):
         from mgctag import pipeline
 
         content_skip = getattr(pipeline, "content_skip", None)
-        return content_skip(mlib, track_id, opts.model, opts) if content_skip else None
+        reason = content_skip(mlib, track_id, opts.model, opts) if content_skip else None
+        # mgctag's reason names its command-line flag; in beets the setting is `content: all`
+        return reason.replace("--content all", "content: all") if reason else None
 
     # -- one tagging run over beets items -----------------------------------------------------
 
@@ -361,7 +363,7 @@ class MgctagPlugin(BeetsPlugin):
         if show:
             ui.show_model_changes(item, fields=[genre_field()])
         else:
-            self._log.info("{}: {}", item, "; ".join(new))
+            self._log.info("{}: {}", path, "; ".join(new))
         if opts.dry_run:
             summary.changes.append(Change(path, old, new, written=False))
             return
