@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beets import ui
-from beets.library import Item
+from beets.library import Album, Item, LibModel
 from beets.plugins import BeetsPlugin
 
 from mgctag import config as mgconfig
@@ -41,10 +42,10 @@ CONTENTS = ("music", "all")
 CHUNK = 200
 
 
-def genre_field() -> str:
+def genre_field(model: type[LibModel] = Item) -> str:
     """The beets field genres go into: the multi-valued `genres` where this beets has it (2.14+
     dropped the single `genre`), else the string `genre` joined with the configured separator."""
-    return "genres" if "genres" in Item._fields else "genre"
+    return "genres" if "genres" in model._fields else "genre"
 
 
 def _beets_errors(func: Callable[..., None]) -> Callable[..., None]:
@@ -221,17 +222,26 @@ class MgctagPlugin(BeetsPlugin):
 
     # -- genres on beets items --------------------------------------------------------------
 
-    def item_genres(self, item: Item) -> list[str]:
-        """The item's genres as beets holds them, one value each."""
-        if genre_field() == "genres":
-            return [g for g in (item.get("genres") or []) if g]
-        return split_genres(item.get("genre") or "")
+    def item_genres(self, obj: LibModel) -> list[str]:
+        """An item's (or album's) genres as beets holds them, one value each."""
+        if genre_field(type(obj)) == "genres":
+            return [g for g in (obj.get("genres") or []) if g]
+        return split_genres(obj.get("genre") or "")
 
-    def set_item_genres(self, item: Item, genres: Sequence[str]) -> None:
-        if genre_field() == "genres":
-            item.genres = list(genres)
+    def set_item_genres(self, obj: LibModel, genres: Sequence[str]) -> None:
+        if genre_field(type(obj)) == "genres":
+            obj.genres = list(genres)
         else:
-            item.genre = self.config["separator"].as_str().join(genres)
+            obj.genre = self.config["separator"].as_str().join(genres)
+
+    def album_genres(self, items: Sequence[Item]) -> list[str]:
+        """An album's genres from its tracks': the ones most tracks have first (ties: in the
+        order they first appear), as many as one track has at most."""
+        lists = [self.item_genres(item) for item in items]
+        first = list(dict.fromkeys(g for genres in lists for g in genres))
+        votes = Counter(g for genres in lists for g in set(genres))
+        most = max((len(genres) for genres in lists), default=0)
+        return sorted(first, key=lambda g: (-votes[g], first.index(g)))[:most]
 
     # -- analysis ---------------------------------------------------------------------------
 
@@ -480,6 +490,19 @@ class MgctagPlugin(BeetsPlugin):
             return
         if summary.tagged:
             self._log.info("genres for {} of {} items", summary.tagged, len(items))
+        if task.is_album and summary.tagged:
+            self._album_from_items(task.album, items)
+
+    def _album_from_items(self, album: Album, items: Sequence[Item]) -> None:
+        """An imported album's own genres from its tracks' (by `mode`, like a track's); the
+        tracks keep theirs (stored without beets' album-to-track inheritance)."""
+        new = plan_genres(
+            self.item_genres(album), self.album_genres(items), self.tag_options().mode
+        )
+        if new:
+            self.set_item_genres(album, new)
+            album.store(inherit=False)
+            self._log.info("album {}: {}", album, "; ".join(new))
 
     @_beets_errors
     def _similar_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:

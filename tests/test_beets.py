@@ -22,6 +22,7 @@ import pytest
 beets = pytest.importorskip("beets", reason="beets is not installed (pip install 'mgctag[beets]')")
 
 import media  # noqa: E402
+from beets.library import Album  # noqa: E402
 from mediafile import MediaFile  # noqa: E402
 
 from beetsplug.mgctag import genre_field  # noqa: E402
@@ -224,6 +225,12 @@ def test_auto_tags_on_import(lib: Beets) -> None:
     assert beets_genres(got[trumpet])
     if hasattr(pipeline, "content_skip"):  # mgctag with the content gate: speech gets none
         assert got[speech] == ""
+    # the album's own genres come from its tracks' (one track genre each here: the commonest)
+    (album_id,) = set(lib.run("ls", "-f", "$album_id", f"path:{new}").stdout.split())
+    fmt = f"$id\t${genre_field(Album)}"
+    albums = dict(ln.split("\t") for ln in lib.run("ls", "-a", "-f", fmt).stdout.splitlines())
+    album_genres = beets_genres(albums[album_id])
+    assert album_genres and set(album_genres) <= {g for v in got.values() for g in beets_genres(v)}
     command, status, _ = lib.runs()[-1][1:]
     assert (command, status) == ("beet import", "ok")
 
