@@ -121,10 +121,14 @@ class MgctagPlugin(BeetsPlugin):
         from mgctag.library.db import Library, LibraryError
 
         configured = self.config["db"].get()
-        path = self.config["db"].as_filename() if configured else mgconfig.default_db_path()
+        path = Path(self.config["db"].as_filename() if configured else mgconfig.default_db_path())
+        if configured and not path.parent.is_dir():  # a typo, as for `mgctag --db`
+            raise ui.UserError(f"mgctag: {path}: no such folder for the database (create it first)")
         try:
             lib = Library(path)
-        except (LibraryError, OSError) as exc:
+        except LibraryError as exc:  # its message names the file already
+            raise ui.UserError(f"mgctag: {one_line(str(exc))}") from None
+        except OSError as exc:
             raise ui.UserError(f"mgctag: {path}: {reason_of(exc)}") from None
         try:
             yield lib

@@ -289,3 +289,21 @@ def test_relocate_track_refuses_another_tracks_path(tmp_path: Path) -> None:
         moved = mlib.get_track(a)
         assert (moved["path"], moved["size"], moved["mtime"]) == (str(tmp_path / "c.ogg"), 5, 6)
         assert mlib.get_track(b)["path"] == str(tmp_path / "b.ogg")
+
+
+@pytest.mark.parametrize(
+    ("db", "reason"),
+    [
+        ("missing-folder/m.db", "no such folder for the database (create it first)"),
+        ("not-a-db.db", "not a usable mgctag library"),
+    ],
+)
+def test_a_bad_mgctag_database_is_one_line(lib: Beets, db: str, reason: str) -> None:
+    (lib.root / "not-a-db.db").write_text("not a database\n")
+    cfg = lib.root / "db.yaml"
+    cfg.write_text(f"mgctag:\n  db: {lib.root / db}\n")
+    out = lib.run("mgctag", "-p", config=cfg)
+    assert out.returncode == 1
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: mgctag: ") and reason in lines[0]
+    assert not (lib.root / "missing-folder").exists()
