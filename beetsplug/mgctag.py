@@ -66,6 +66,24 @@ def _chunks(seq: Sequence[str], n: int) -> Iterator[Sequence[str]]:
         yield seq[i : i + n]
 
 
+class _LogProgress(Progress):
+    """The pipeline's progress as beets log lines: a line when a batch of files starts, then
+    one every `every` files, so a long analysis is never silent (`beet -v` shows it on import)."""
+
+    def __init__(self, log: Any, every: int = 25) -> None:
+        self.log, self.every, self.done, self.total = log, every, 0, 0
+
+    def stage(self, name: str, total: int) -> None:
+        self.done, self.total = 0, total
+        if total:
+            self.log.info("{} {} files", name, total)
+
+    def advance(self, n: int = 1) -> None:
+        before, self.done = self.done, self.done + n
+        if self.done // self.every > before // self.every and self.done < self.total:
+            self.log.info("  {}/{}", self.done, self.total)
+
+
 class MgctagPlugin(BeetsPlugin):
     def __init__(self) -> None:
         super().__init__()
@@ -290,7 +308,8 @@ class MgctagPlugin(BeetsPlugin):
             for path, reason in report.failures:
                 summary.fail(str(path), reason)
             roots = [Path(p) for p in chunk]
-            pipeline.analyse_chain(mlib, roots, chain, opts, summary, Progress(), stop, force=force)
+            progress = _LogProgress(self._log)
+            pipeline.analyse_chain(mlib, roots, chain, opts, summary, progress, stop, force=force)
 
     def _content_skip(self, mlib: Library, track_id: int, opts: TagOptions) -> str | None:
         """Why the content gate gives this track no genre (speech...), with a gating mgctag."""
