@@ -497,8 +497,11 @@ def analyse_chain(
     summary: Summary,
     progress: Progress,
     stop: StopFlag,
+    *,
+    force: bool = False,
 ) -> None:
-    """Analyse what the chain's taggers have not seen yet, in order, one pass per group.
+    """Analyse what the chain's taggers have not seen yet, in order, one pass per group
+    (with `force`, every OK track below the roots again: the beets plugin's `-f`).
 
     Taggers that read audio and do not depend on each other share one pass, so each track is
     decoded once for all of them; a tagger that reads another's stored stem embeddings makes that
@@ -514,7 +517,13 @@ def analyse_chain(
         audio = group[0].inputs.reads_audio
         separator = separator_for(group, opts, needs_stems) if audio else None
         sep_name = separator.name if separator else None
-        todo = _union(lib.tracks_needing_analysis(t.name, roots, separator=sep_name) for t in group)
+        todo = (
+            list(lib.iter_tracks(roots))
+            if force
+            else _union(
+                lib.tracks_needing_analysis(t.name, roots, separator=sep_name) for t in group
+            )
+        )
         if todo and not stop:
             analyse(lib, todo, group, opts, summary, progress, stop, gmap, separator)
 

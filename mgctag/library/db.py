@@ -522,6 +522,19 @@ class Library:
             )
             return cursor.rowcount
 
+    def relocate_track(self, track_id: int, path: str | os.PathLike, size: int, mtime: int) -> bool:
+        """The track's file now lives at `path` with this size/mtime, its audio unchanged (moved
+        or copied there, or its tags rewritten, by a tool such as beets): move the record and its
+        current analysis keys along, so the file is not analysed again. False (nothing changed)
+        when `path` is another track's already."""
+        with self.transaction():
+            other = self._scalar("SELECT id FROM tracks WHERE path = ?", [_db_path(path)])
+            if other is not None and other != track_id:
+                return False
+            self._exec("UPDATE tracks SET path = ? WHERE id = ?", [_db_path(path), track_id])
+            self._own_change(track_id, size, mtime)
+        return True
+
     def status_counts(self) -> dict[str, int]:
         """Number of tracks per status (for `mgctag status`)."""
         rows = self._exec("SELECT status, count(*) FROM tracks GROUP BY status")
