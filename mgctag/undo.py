@@ -60,6 +60,8 @@ def undo_run(
     run = lib.get_run(run_id)
     if run is None:
         raise UndoError(f"no run {run_id}")
+    if str(run["command"]).startswith("beet "):  # beets owns those files and its database
+        raise UndoError(f"run {run_id} was made in beets; undo it there with `beet mgctag-undo`")
     if not dry_run:
         settle_pending(lib)
     done = [w for w in lib.writes_for_run(run_id) if w.get("state", "done") == "done"]

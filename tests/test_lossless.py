@@ -604,3 +604,20 @@ def test_wav_with_bytes_after_its_riff_container(
     assert tags.read_tags(path).genres == ["Rock"]
     undo.undo_run(lib, run)
     assert sha(path) == before
+
+
+def test_undo_leaves_runs_of_the_beets_plugin_to_beets(
+    library: dict[str, Path], tmp_path: Path, lib: Library
+) -> None:
+    """A `beet mgctag` run changed beets' database too: `mgctag undo` must not half-undo it."""
+    a = copy(library, "flac", tmp_path, "a")
+    own = lib.start_run("tag")
+    write(lib, a, ["Rock"], own)
+    lib.finish_run(own, "ok")
+    beets_run = lib.start_run("beet mgctag")
+    write(lib, a, ["Jazz"], beets_run)
+    lib.finish_run(beets_run, "ok")
+    assert undo.last_run(lib) == own
+    with pytest.raises(undo.UndoError, match="beet mgctag-undo"):
+        undo.undo_run(lib, beets_run)
+    assert tags.read_tags(a).genres == ["Jazz"]

@@ -760,10 +760,11 @@ class Library:
             )
 
     def last_changing_run(self) -> int | None:
-        """The newest run (not an undo) with a write that reached a file."""
+        """The newest run of mgctag's own (not an undo, not the beets plugin's) with a write that
+        reached a file."""
         return self._scalar(
             "SELECT max(w.run_id) FROM writes w JOIN runs r ON r.id = w.run_id"
-            " WHERE w.state = 'done' AND r.command != 'undo'"
+            " WHERE w.state = 'done' AND r.command != 'undo' AND r.command NOT LIKE 'beet %'"
         )
 
     def fail_write(self, write_id: int) -> None:
