@@ -14,7 +14,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from mgctag.atomicio import atomic_path
 from mgctag.errors import MgctagError, reason_of
 
 # C0/C1 controls and the Unicode line/paragraph separators some players treat as line breaks.
@@ -56,17 +56,14 @@ def one_line(text: Any) -> str:
 
 @contextmanager
 def _atomic_text(path: Path, newline: str | None = None) -> Iterator[IO[str]]:
-    """A text file that appears at `path` only when fully written."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            yield f
-        # mkstemp makes 0600 files; a playlist should get the usual mode (or keep the old one)
-        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A text file that appears at `path` only when fully written (atomicio: fsync, rename)."""
+    # a playlist gets the usual mode, or keeps the one the user gave the old file
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    with (
+        atomic_path(path, mode=mode) as tmp,
+        open(tmp, "w", encoding="utf-8", newline=newline) as f,
+    ):
+        yield f
 
 
 def _m3u_location(entry_path: str | Path, relative_to: str | Path | None) -> str:
@@ -187,17 +184,3 @@ def write_json(path: str | Path, data: Any) -> None:
             f.write(dumps_json(data) + "\n")
     except OSError as err:
         raise ExportError(f"cannot write JSON: {reason_of(err)}", path) from err
-
-
-def write_export(path: str | Path, records: Sequence[Mapping[str, Any]], **kw: Any) -> int:
-    """Pick the writer from the extension (.m3u/.m3u8, .csv, .json); returns the record count."""
-    suffix = Path(path).suffix.lower()
-    if suffix in (".m3u", ".m3u8"):
-        return write_m3u(path, records, relative_to=kw.get("relative_to"))
-    if suffix == ".csv":
-        return write_csv(path, records, kw.get("fields"))
-    if suffix == ".json":
-        write_json(path, list(records))
-        return len(records)
-    what = suffix or "(none)"
-    raise ExportError(f"unknown export format {what}: use .m3u8, .csv or .json", path)

@@ -22,7 +22,6 @@ from mgctag.export import (
     csv_cell,
     dumps_json,
     write_csv,
-    write_export,
     write_json,
     write_m3u,
 )
@@ -96,16 +95,6 @@ def test_paths_no_playlist_can_hold_are_refused_and_nothing_is_written(tmp_path)
     assert read_m3u(pl) == [("#EXTINF:-1,X - Y", "./#1 hit.mp3")]
     with pytest.raises(ExportError, match="cannot write playlist"):
         write_m3u(tmp_path / "no" / "such" / "dir.m3u8", [PlaylistEntry(hashed)])
-
-
-def test_m3u_from_similar_records_and_by_extension(tracks, tmp_path):
-    recs = [
-        {"id": 1, "path": str(tracks[0]), "artist": "A", "title": "B", "duration": 2.0, "score": 1}
-    ]
-    assert write_export(tmp_path / "x.m3u", recs) == 1
-    assert read_m3u(tmp_path / "x.m3u") == [("#EXTINF:2,A - B", str(tracks[0].absolute()))]
-    with pytest.raises(ExportError, match="unknown export format .xlsx"):
-        write_export(tmp_path / "x.xlsx", recs)
 
 
 def test_csv_neutralises_formulas_and_round_trips_everything_else(tmp_path):

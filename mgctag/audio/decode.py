@@ -30,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from mgctag.errors import MgctagError
 from mgctag.tags import id3raw  # the one ID3v2 header parser
 
 MAX_SECONDS = 3600.0  # longest span one call decodes (a whole-file load of a longer file fails)
@@ -40,13 +41,11 @@ SEEK_GAP = 5.0  # a PyAV read further ahead than this seeks instead of decoding 
 _BLOCK = 1 << 20  # frames per soundfile read between deadline checks
 
 
-class DecodeError(Exception):
+class DecodeError(MgctagError):
     """A file that cannot be decoded; `str()` is one line naming the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{self.path}: {self.reason}")
+        super().__init__(reason, path)
 
 
 @dataclass(frozen=True)

@@ -74,25 +74,10 @@ app.add_typer(models_app, name="models")
 app.command("map")(search.map_command)
 app.command()(explain)
 
-# Module errors not yet derived from MgctagError: (module, class) — looked up only if the module
-# was imported, so checking an exception never imports anything (nor fails to).
-_LEGACY_ERRORS = (
-    ("mgctag.library.db", "LibraryError"),
-    ("mgctag.library.scan", "ScanError"),
-    ("mgctag.models.registry", "ModelError"),
-    ("mgctag.separate.base", "SeparationError"),
-)
-
 
 def expected(exc: BaseException) -> bool:
     """An expected problem (told in one line), as opposed to a bug (keeps its traceback)."""
-    if isinstance(exc, MgctagError):
-        return True
-    for module, name in _LEGACY_ERRORS:
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(exc, cls):
-            return True
-    return False
+    return isinstance(exc, MgctagError)
 
 
 def report(exc: BaseException) -> int:
