@@ -295,7 +295,7 @@ def test_relocate_track_refuses_another_tracks_path(tmp_path: Path) -> None:
     ("db", "reason"),
     [
         ("missing-folder/m.db", "no such folder for the database (create it first)"),
-        ("not-a-db.db", "not a usable mgctag library"),
+        ("not-a-db.db", "not an SQLite database (so not an mgctag library)"),
     ],
 )
 def test_a_bad_mgctag_database_is_one_line(lib: Beets, db: str, reason: str) -> None:
