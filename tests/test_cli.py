@@ -256,9 +256,9 @@ def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_pa
 def test_models_show_and_use_know_the_ensemble_and_the_blend(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    code, output = mgctag("models", "show", "musicnn")
+    code, output = mgctag("models", "show", "musicnn", "--json")
     assert code == 0 and json.loads(output)["models"] == ["MSD_musicnn", "MTT_musicnn"]
-    code, output = mgctag("models", "show", "musicnn+crnn")
+    code, output = mgctag("models", "show", "musicnn+crnn", "--json")
     assert code == 0 and json.loads(output)["student"] == "crnn_small"
     code, output = mgctag("models", "use", "musicnn+crnn")
     assert code == 0
