@@ -9,7 +9,7 @@ from rich.table import Table
 
 from mgctag import config
 from mgctag.cli.common import JsonOption
-from mgctag.cli.output import mark, out, print_json, shown
+from mgctag.cli.output import mark, out, print_json, shown, warning
 from mgctag.errors import UsageError
 
 models_app = typer.Typer(help="Bundled and user-trained genre models.", no_args_is_help=True)
@@ -20,7 +20,10 @@ def models_list(json_out: JsonOption = False) -> None:
     """Every model mgctag can tag with (bundled, then yours)."""
     from mgctag.models.catalog import catalog
 
-    rows = catalog()
+    problems: list[str] = []
+    rows = catalog(problems)
+    for problem in problems:
+        warning(f"skipped {problem}")
     default = config.default_model()
     if json_out:
         print_json([{**row, "default": row["name"] == default} for row in rows])

@@ -13,7 +13,6 @@ imported only when a tagger is built.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,9 +108,10 @@ def list_taggers() -> list[dict[str, Any]]:
     return rows + [{**c.to_dict(), "kind": card_kind(c)} for c in cards if card_kind(c)]
 
 
-def catalog() -> list[dict[str, Any]]:
-    """`models list`: the built-in taggers, then every model card (taggers or their parts)."""
-    cards = list_models()
+def catalog(problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """`models list`: the built-in taggers, then every model card (taggers or their parts);
+    broken cards are left out and told in `problems`."""
+    cards = list_models(problems)
     rows = [_builtin_row(e, cards) for e in _BUILTIN.values()]
     return rows + [{**c.to_dict(), "kind": card_kind(c) or "part"} for c in cards]
 
@@ -120,7 +120,7 @@ def describe(name: str) -> dict[str, Any]:
     """`models show`: a built-in tagger's description, or a model's card as stored."""
     if name in _BUILTIN:
         return _builtin_row(_BUILTIN[name], list_models())
-    return json.loads(resolve(name).with_suffix(".json").read_text("utf-8"))
+    return ModelCard.read(resolve(name).with_suffix(".json")).to_dict()
 
 
 def check_tagger(name: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from threading import Lock
@@ -23,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag import config
-from mgctag.errors import UsageError
+from mgctag.atomicio import write_atomic
+from mgctag.errors import UsageError, reason_of
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.efficientat import EfficientAT
@@ -83,6 +83,7 @@ class ModelCard:
         missing = {"name", "arch", "labels"} - data.keys()
         if missing:
             raise ModelError(f"model card lacks {', '.join(sorted(missing))}")
+        _check_types(data)
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**{k: v for k, v in data.items() if k in known}, extra=extra)
 
@@ -90,8 +91,12 @@ class ModelCard:
     def read(cls, path: Path) -> ModelCard:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: unreadable model card ({exc})") from exc
+        except UnicodeDecodeError:
+            raise ModelError(f"{path}: unreadable model card (not UTF-8)") from None
+        except RecursionError:
+            raise ModelError(f"{path}: unreadable model card (nested too deeply)") from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path}: unreadable model card ({reason_of(exc)})") from exc
         if not isinstance(data, dict):
             raise ModelError(f"{path}: model card is not a JSON object")
         try:
@@ -107,6 +112,22 @@ class ModelCard:
     def embedding_dim(self) -> int | None:
         """Size of the embedding the model returns beside its logits, if the card says."""
         return self.outputs.get("embedding_dim")
+
+
+_DICT_FIELDS = ("arch_args", "preprocessing", "outputs", "source", "licence", "published", "parity")
+MAX_PARAMETERS = 200_000_000  # far above any genre model; a card asking for more is broken
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """A card's fields have the types the code reads them as (a user's card may be anything)."""
+    if not isinstance(data["name"], str) or not isinstance(data["arch"], str):
+        raise ModelError("model card: name and arch must be text")
+    labels = data["labels"]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ModelError("model card: labels must be a list of text")
+    for key in _DICT_FIELDS:
+        if key in data and not isinstance(data[key], dict):
+            raise ModelError(f"model card: {key} must be an object")
 
 
 def _search_dirs() -> list[Path]:
@@ -173,10 +194,22 @@ def build(card: ModelCard) -> nn.Module:
     """An untrained module of the card's architecture."""
     if card.arch not in ARCHITECTURES:
         raise ModelError(f"{card.name}: unknown architecture {card.arch!r}")
+    cls = ARCHITECTURES[card.arch]
     try:
-        return ARCHITECTURES[card.arch](**card.arch_args)
+        with torch.device("meta"):  # sized first without memory: a card can ask for anything
+            size = sum(p.numel() for p in cls(**card.arch_args).parameters())
     except TypeError as exc:
         raise ModelError(f"{card.name}: arch_args do not fit {card.arch} ({exc})") from exc
+    except Exception:  # noqa: BLE001 - some constructors compute on real tensors; built below
+        size = 0
+    if size > MAX_PARAMETERS:
+        raise ModelError(f"{card.name}: arch_args ask for {size:,} parameters; not a usable model")
+    try:
+        return cls(**card.arch_args)
+    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as exc:
+        raise ModelError(
+            f"{card.name}: arch_args do not fit {card.arch} ({reason_of(exc)})"
+        ) from exc
 
 
 _CACHE: dict[tuple[str, int, str], tuple[nn.Module, ModelCard]] = {}
@@ -226,8 +259,12 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-def list_models() -> list[ModelCard]:
-    """Cards of every bundled and user model that has both files, bundled first."""
+def list_models(problems: list[str] | None = None) -> list[ModelCard]:
+    """Cards of every bundled and user model that has both files, bundled first.
+
+    A broken card is left out (it must not hide the others); its one-line reason is appended to
+    `problems` when given.
+    """
     cards: list[ModelCard] = []
     for folder in _search_dirs():
         if not folder.is_dir():
@@ -237,22 +274,10 @@ def list_models() -> list[ModelCard]:
                 continue
             try:
                 cards.append(ModelCard.read(card_path))
-            except ModelError:
-                continue  # a broken card must not hide the others; load_model names the problem
+            except ModelError as exc:
+                if problems is not None and folder == config.user_models_dir():
+                    problems.append(str(exc))  # bundled JSON files are not all genre models
     return cards
-
-
-def _atomic_write(dest: Path, write) -> None:
-    """Write through a temp file in the same folder, then rename: never a half-written model."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is not a secret
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(module: nn.Module, card: ModelCard, dest_dir: Path) -> Path:
@@ -266,8 +291,8 @@ def save_model(module: nn.Module, card: ModelCard, dest_dir: Path) -> Path:
     weights = dest_dir / f"{card.name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     meta = {"name": card.name, "arch": card.arch}
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata=meta))
+    write_atomic(weights, lambda p: save_file(state, str(p), metadata=meta))
     text = json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    _atomic_write(weights.with_suffix(".json"), lambda p: p.write_text(text, encoding="utf-8"))
+    write_atomic(weights.with_suffix(".json"), lambda p: p.write_text(text, encoding="utf-8"))
     clear_cache()
     return weights
