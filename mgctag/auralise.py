@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import librosa
 import numpy as np
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 from mgctag.audio.features import HOP, N_FFT, SR, _mel_basis, log_mel, mel_power
 from mgctag.errors import UsageError
-from mgctag.models.musicnn import Musicnn, _same_pad
+from mgctag.models.musicnn import Musicnn, PooledConv, _same_pad
 
 # The convolution layers one can auralise, in network order: musicnn's five front-end branches
 # (timbral 7x38 and 7x67 filters, temporal 128/64/32 x 1 filters) and its three mid-end layers.
@@ -77,13 +78,13 @@ def layer_map(model: Musicnn, x: torch.Tensor, layer: str) -> torch.Tensor:
     check_layer(layer)
     xb = model.input_bn(x.unsqueeze(1)).squeeze(1)
     if layer.startswith("timbral"):
-        branch = model.timbral[int(layer[-1]) - 1]
+        branch = cast(PooledConv, model.timbral[int(layer[-1]) - 1])  # ModuleList items: Module
         return F.relu(branch.conv(F.pad(xb, (0, 0, 3, 3)).unsqueeze(1)))
     if layer.startswith("temporal"):
         i = int(layer[-1]) - 1
         kernel = model.temporal_kernels[i]
         padded = F.pad(xb, (0, 0, *_same_pad(kernel)))
-        return F.relu(model.temporal[i].conv(padded.unsqueeze(1)))
+        return F.relu(cast(PooledConv, model.temporal[i]).conv(padded.unsqueeze(1)))
     h = model.frontend(x)
     for depth in range(int(layer[-1])):
         out = model.midend[depth](h)

@@ -128,7 +128,9 @@ class ContentDecision:
     genre_windows: list[int]
 
 
-def decide(gate: ContentGate, probs: np.ndarray, offsets: Sequence[float]) -> ContentDecision:
+def decide(
+    gate: ContentGate, probs: np.ndarray, offsets: Sequence[float] | np.ndarray
+) -> ContentDecision:
     """The gate over one track's windows ((windows, classes) probabilities, window offsets)."""
     music, speech = gate.scores(probs)
     classes = [window_class(float(m), float(s), gate) for m, s in zip(music, speech, strict=True)]

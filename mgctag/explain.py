@@ -581,6 +581,7 @@ def _source_tag(tagger: Any, out: Any, genre: str, gmap: GenreMap) -> tuple[str,
 def to_json(expl: Explanation) -> dict[str, Any]:
     """The `--json` document: the same numbers the report shows (no audio, no images)."""
     tl = expl.timeline
+    assert tl is not None  # explain_file always sets the timeline
     doc: dict[str, Any] = {
         "path": expl.path,
         "duration": round(expl.duration, 3),

@@ -36,6 +36,7 @@ CSP = "default-src 'none'; img-src data:; media-src data:; style-src 'unsafe-inl
 def _timeline_axes(axes: list[Any], expl: Explanation) -> None:
     """Waveform + content gate on the first axes, one genre heat strip per model on the others."""
     tl = expl.timeline
+    assert tl is not None  # explain_file always sets the timeline
     ends = [o + ln for o, ln in zip(tl.offsets, tl.lengths, strict=True)]
     ax = axes[0]
     t = np.linspace(0, tl.duration, len(tl.envelope))

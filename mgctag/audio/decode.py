@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def load(
 def load_windows(
     path: str | os.PathLike,
     sr: int | None,
-    windows: list[tuple[float, float | None]],
+    windows: Sequence[tuple[float, float | None]],
     *,
     mono: bool = True,
     stream: int = 0,
@@ -368,7 +369,7 @@ def _sf_probe(path: Path) -> AudioInfo:
 
 
 def _sf_read(
-    path: Path, windows: list[tuple[float, float | None]], stream: int, deadline: _Deadline
+    path: Path, windows: Sequence[tuple[float, float | None]], stream: int, deadline: _Deadline
 ) -> tuple[list[np.ndarray], int]:
     """Native-rate (channels, n) spans via libsndfile: seek + bounded block reads."""
     if stream != 0:
@@ -460,7 +461,7 @@ def _av_probe(path: Path) -> AudioInfo:
 
 
 def _av_read(
-    path: Path, windows: list[tuple[float, float | None]], stream: int, deadline: _Deadline
+    path: Path, windows: Sequence[tuple[float, float | None]], stream: int, deadline: _Deadline
 ) -> tuple[list[np.ndarray], int]:
     """Native-rate (channels, n) spans via FFmpeg, visiting windows in file order."""
     with _AvReader(path, stream, deadline) as reader:
@@ -561,6 +562,7 @@ class _AvReader:
         """Seek PREROLL before `start`, further back if that lands late, else decode from 0."""
         for back in (PREROLL, 10 * PREROLL):
             target_s = max(0.0, start / self.rate - back)
+            assert self.origin is not None and self.stream.time_base is not None  # see _position
             ts = self.origin + int(target_s / self.stream.time_base)
             try:
                 self.container.seek(ts, stream=self.stream, backward=True, any_frame=False)
@@ -621,4 +623,6 @@ class _AvReader:
             if seeked:
                 raise _NoTimestamps
             return 0
+        # origin is set from the first frame before any position; demuxed streams have a time base
+        assert self.origin is not None and self.stream.time_base is not None
         return int(round(float((frame.pts - self.origin) * self.stream.time_base) * self.rate))

@@ -134,7 +134,7 @@ def _v2_keys_and_indexes(db: sqlite_utils.Database) -> None:
     v1 kept one analysis key per track, so analysing with a second model hid that the first model's
     result was stale; the key now lives on each prediction (seeded from the track's).
     """
-    db["predictions"].add_column("analysis_key", str)
+    db.table("predictions").add_column("analysis_key", str)
     db.execute(
         "UPDATE predictions SET analysis_key ="
         " (SELECT analysis_key FROM tracks WHERE tracks.id = predictions.track_id)"
@@ -142,13 +142,13 @@ def _v2_keys_and_indexes(db: sqlite_utils.Database) -> None:
     db.execute(
         "ALTER TABLE failures ADD COLUMN track_id INTEGER REFERENCES tracks(id) ON DELETE SET NULL"
     )
-    db["writes"].add_column("payload_hash", str)
-    db["tracks"].create_index(["status"], index_name="tracks_status")
-    db["predictions"].create_index(["model"], index_name="predictions_model")
-    db["embeddings"].create_index(["model", "stem"], index_name="embeddings_model_stem")
-    db["writes"].create_index(["run_id"], index_name="writes_run")
-    db["writes"].create_index(["track_id"], index_name="writes_track")
-    db["failures"].create_index(["run_id"], index_name="failures_run")
+    db.table("writes").add_column("payload_hash", str)
+    db.table("tracks").create_index(["status"], index_name="tracks_status")
+    db.table("predictions").create_index(["model"], index_name="predictions_model")
+    db.table("embeddings").create_index(["model", "stem"], index_name="embeddings_model_stem")
+    db.table("writes").create_index(["run_id"], index_name="writes_run")
+    db.table("writes").create_index(["track_id"], index_name="writes_track")
+    db.table("failures").create_index(["run_id"], index_name="failures_run")
 
 
 def _v3_write_ahead(db: sqlite_utils.Database) -> None:
@@ -262,6 +262,8 @@ def _under(roots: Iterable[str | os.PathLike] | None, column: str = "path") -> t
     for root in roots:
         text = os.path.abspath(os.fsdecode(root))
         for value in {_db_path(text), os.fsencode(text)}:
+            sep: Any  # the same type as value (str or bytes)
+            nxt: Any
             sep, nxt = (b"/", b"0") if isinstance(value, bytes) else ("/", "0")
             prefix = value if value.endswith(sep) else value + sep
             clauses.append(f"({column} = ? OR ({column} >= ? AND {column} < ?))")
@@ -620,11 +622,11 @@ class Library:
         ).fetchall()
         if not rows:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
-        ids, dims, blobs = zip(*rows, strict=True)
+        raw_ids, dims, blobs = zip(*rows, strict=True)
         if len(set(dims)) != 1:
             raise LibraryError(f"embeddings of {model}/{stem} have mixed sizes {sorted(set(dims))}")
         matrix = np.frombuffer(bytearray().join(blobs), "<f4").reshape(len(rows), dims[0])
-        ids = np.array(ids, dtype=np.int64)
+        ids = np.array(raw_ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         if (order != np.arange(len(order))).any():
             ids, matrix = ids[order], matrix[order]

@@ -220,7 +220,12 @@ def _scan_file(
 ) -> None:
     """Record one file: skip it when unchanged, else read it and store the result or the failure."""
     fresh = row is None or row["status"] == "removed"
-    if not fresh and not force and (row["size"], row["mtime"]) == (st.st_size, st.st_mtime_ns):
+    if (
+        row is not None  # implied by not fresh; said for mypy
+        and not fresh
+        and not force
+        and (row["size"], row["mtime"]) == (st.st_size, st.st_mtime_ns)
+    ):
         if row["status"] == "failed":
             report.failed += 1
             report.failures.append((path, row["error"] or "failed before"))

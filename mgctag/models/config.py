@@ -11,7 +11,7 @@ import functools
 import inspect
 from typing import Any, TypeVar
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T", bound="type[Any]")
 
 
 def capture_init(cls: T) -> T:
@@ -26,7 +26,7 @@ def capture_init(cls: T) -> T:
         init(self, *args, **kwargs)
         self.config = {name: _jsonable(value) for name, value in list(bound.arguments.items())[1:]}
 
-    cls.__init__ = __init__  # type: ignore[misc]
+    cls.__init__ = __init__
     return cls
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,10 @@ ARCH = "genre_head"
 @capture_init
 class GenreHead(nn.Module):
     """Standardise -> [Linear -> ReLU -> Dropout] -> Linear; logits for `n_classes` genres."""
+
+    shift: torch.Tensor  # buffers, registered in __init__
+    scale: torch.Tensor
+    config: dict[str, Any]  # set by capture_init
 
     def __init__(
         self,

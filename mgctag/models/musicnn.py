@@ -34,6 +34,7 @@ def _bn(channels: int) -> nn.BatchNorm1d:
 
 def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with bn(x) == x * scale + shift in eval mode."""
+    assert bn.running_var is not None and bn.running_mean is not None  # _bn tracks running stats
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - bn.running_mean * scale
 
@@ -75,6 +76,7 @@ def relu_bn_pool(
     only the pooled values. ``conv_fn(weight, bias)`` runs the convolution.
     """
     scale, shift = _bn_affine(bn)
+    assert conv.bias is not None  # every conv here has a bias
     sign = torch.where(scale < 0, -1.0, 1.0).to(scale.dtype)
     pooled = pool_fn(conv_fn(conv.weight * sign[:, None, None, None], conv.bias * sign))
     shape = (-1,) + (1,) * (pooled.dim() - 2)

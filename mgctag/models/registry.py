@@ -50,7 +50,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 # The networks `mgctag train --arch` retrains from audio, with the input each declares (INPUT).
 NETWORK_INPUTS: dict[str, str] = {
-    arch: cls.INPUT for arch, cls in ARCHITECTURES.items() if getattr(cls, "INPUT", None)
+    arch: spec for arch, cls in ARCHITECTURES.items() if (spec := getattr(cls, "INPUT", None))
 }
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib", ".npy", ".npz"}

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ import torch
 from mgctag.audio.inputs import InputSpec, TrackInput, select_input
 from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
 from mgctag.models.catalog import BLENDS, EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
-from mgctag.models.head import predict_proba
+from mgctag.models.head import GenreHead, predict_proba
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import ModelCard, load_model
 
@@ -192,8 +193,9 @@ class HeadTagger:
 
     def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
         # one track at a time: the same numbers whatever the batch (BLAS sums differ by size)
+        head = cast(GenreHead, self.module)  # a head card builds a GenreHead
         return [
-            TaggerOutput(tags={self.name: predict_proba(self.module, item.features["embeddings"])})
+            TaggerOutput(tags={self.name: predict_proba(head, item.features["embeddings"])})
             for item in batch
         ]
 

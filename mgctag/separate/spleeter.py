@@ -106,4 +106,5 @@ def load_spleeter(path: Path | None = None) -> Spleeter2Stems:
     model = Spleeter2Stems()
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)
-    return model.to(memory_format=torch.channels_last).eval()  # ~30% faster convs on CPU
+    # ~30% faster convs on CPU; Module.to takes memory_format at run time, torch's stubs omit it
+    return model.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]

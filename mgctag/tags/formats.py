@@ -521,7 +521,7 @@ class Mp4Format:
         return []
 
     def genre_raw(self, path: Path) -> dict:
-        tags = MP4(path).tags or {}
+        tags: Any = MP4(path).tags or {}  # mutagen declares FileType.tags None; load sets it
         return {"values": [str(v) for v in tags.get("\xa9gen", [])]}
 
     def units(self, path: Path) -> list[Any]:
@@ -590,7 +590,7 @@ class AsfFormat:
     name = "asf"
 
     def genre_raw(self, path: Path) -> dict:
-        tags = ASF(path).tags
+        tags: Any = ASF(path).tags  # mutagen declares FileType.tags None; load sets it
         attrs = []
         for name, attr in tags or []:
             if name in _ASF_GENRES:
@@ -627,7 +627,7 @@ class AsfFormat:
         from mutagen.asf._attrs import ASFValue
 
         audio = ASF(path)
-        tags = audio.tags
+        tags: Any = audio.tags  # mutagen declares FileType.tags None; load sets it
         for key in _ASF_GENRES:
             if key in tags:
                 del tags[key]

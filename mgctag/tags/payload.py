@@ -177,7 +177,7 @@ def _hash_ogg(fh: BinaryIO, h: Any) -> None:
 
 def _hash_demuxed(fh: BinaryIO, h: Any) -> None:
     fh.seek(0)
-    with av.open(fh, metadata_errors="replace") as container:
+    with av.open(fh, "r", metadata_errors="replace") as container:
         streams = [s for s in container.streams if s.type == "audio"]
         if not streams:
             raise ValueError("no audio stream")

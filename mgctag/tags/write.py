@@ -84,6 +84,7 @@ def write_genres(
     if blocker:
         raise TagWriteError(blocker, path)
     fmt = format_for(audio)
+    assert fmt is not None  # write_blocker refused formats without a writer
     real = path.resolve()  # write through symlinks, never replace the link itself
     try:
         old_raw = fmt.genre_raw(real)
@@ -140,6 +141,7 @@ def _write(
         if not blocker and (patch is None or patch > SMALL_PATCH_BYTES):
             method = _commit_replace(tmp, real, before, keep_mtime, fmt, units, old_raw, on_commit)
         elif patch is not None and patch <= MAX_PATCH_BYTES:
+            assert ranges is not None  # patch is only set from ranges
             method = _commit_in_place(ranges, real, before, keep_mtime, old_raw, on_commit)
         else:
             raise TagWriteError(f"{blocker}; not written")
@@ -184,7 +186,7 @@ def _identity(st: os.stat_result) -> tuple:
 
 def _changed_ranges(a: Path, b: Path) -> list[tuple[int, bytes, bytes]]:
     """(offset, bytes in a, bytes in b) of every differing span (one per differing block)."""
-    out = []
+    out: list[tuple[int, bytes, bytes]] = []
     with a.open("rb") as fa, b.open("rb") as fb:
         offset = 0
         while True:

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,7 +123,8 @@ def teacher_targets(
 class Teacher(MusicnnTagger):
     """The bundled musicnn pair as teacher: (patches, 187, 96) log-mel → each model's tag probs."""
 
-    def __call__(self, mel: np.ndarray) -> dict[str, np.ndarray]:
+    # deliberately narrower than the parent's: each model's probabilities without the second array
+    def __call__(self, mel: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[override]
         out = super().__call__(np.ascontiguousarray(mel, dtype=np.float32))
         return {name: probs for name, (probs, _) in out.items()}
 
@@ -191,7 +193,8 @@ def cache_track(
             parts.append(feats)
     if not parts:
         return None
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    # Any: numpy's stub checks **arrays against savez's allow_pickle: bool as well
+    arrays: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     probs = teacher(arrays["mel"])
     # float16 halves the cache and is ample for log-mels and MFCCs
     arrays = {k: v.astype(np.float16) for k, v in arrays.items()}
@@ -354,6 +357,7 @@ def train_student(
     x, teacher, labels = train
     torch.manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict]
     start, history = 0, []
     if checkpoint is not None and checkpoint.exists():
         start, history = load_checkpoint(checkpoint, model, opt)

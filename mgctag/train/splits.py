@@ -213,8 +213,8 @@ def split_from_files(
         sides[part] = np.asarray(rows, dtype=np.int64)
         unmatched += missing
     seen: dict[int, str] = {}
-    for part, rows in sides.items():
-        for r in rows.tolist():
+    for part, side in sides.items():
+        for r in side.tolist():
             if r in seen and seen[r] != part:
                 raise SplitError(f"{files[part]}: {paths[r]} is also in the {seen[r]} list")
             seen[r] = part
