@@ -374,3 +374,15 @@ def test_models_show_is_a_table_or_json_and_built_ins_cannot_be_removed(home):
     assert card["name"] == "crnn_small" and len(card["labels"]) == 27
     removed = cli("models", "remove", "musicnn")
     assert removed.code == 2 and "built into mgctag" in removed.stderr
+
+
+def test_eval_arch_on_labels_of_files_not_in_the_library_is_one_line(home, tmp_path):
+    files = make_library(tmp_path / "music", exts=("flac", "ogg"), seconds=3.0)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("".join(f"{p},{g}\n" for p, g in zip(files, ("Rock", "Jazz"), strict=True)))
+    (tmp_path / "db").mkdir()
+    args = ("eval", labels, "--arch", "cnn1d", "--min-count", "1", "--folds", "2")
+    result = cli(*args, "--db", tmp_path / "db" / "lib.db")
+    assert result.code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "not in the library" in line and "mgctag scan" in line

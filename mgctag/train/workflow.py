@@ -217,7 +217,14 @@ def network_data(
     label_set = build_label_set(pairs, min_count=min_count)
     if not label_set.labels:
         raise LabelError(f"no genre has {min_count} or more labelled tracks; lower --min-count")
-    tracks = [lib.track_by_path(p) for p in label_set.paths]
+    found = {p: lib.track_by_path(p) for p in label_set.paths}
+    missing = [p for p, row in found.items() if row is None]
+    if missing:
+        raise LabelError(
+            f"{len(missing)} labelled file(s) are not in the library (first: {missing[0]}); "
+            "run `mgctag scan` on their folder first"
+        )
+    tracks = [row for row in found.values() if row is not None]
     y_track = label_set.matrix().argmax(axis=1)  # several genres on a track: the first one
     sep = get_separator(separator) if kind == "stems" else None
     plan = InputPlan((InputSpec(kind),))
