@@ -32,6 +32,7 @@ SR = features.SR
 HOP = features.HOP
 FPS = SR / HOP  # 62.5 frames per second
 N_MFCC = 20
+TELEPHONE_SR = 8000
 DEFAULT_MODEL = "segmenter_swishnet"
 SILENCE_DB = -50.0  # frame RMS below this (dBFS) is silence, as audio.segment's floor
 MIN_SILENCE_S = 0.3  # shorter pauses stay part of what surrounds them
@@ -84,8 +85,17 @@ class Timeline:
 
 
 def mfcc(y: np.ndarray) -> np.ndarray:
-    """The detector's input: (frames, 20) MFCCs of 16 kHz mono audio (audio.features.mfcc)."""
-    return features.mfcc(y, SR, n_mfcc=N_MFCC)
+    """The detector's input: (frames, 20) MFCCs of 16 kHz mono audio, from its telephone band.
+
+    The audio is resampled to 8 kHz first (MFCC at hop 128: the same 62.5 frames/s, frame t
+    centred on sample t * HOP at 16 kHz), so the detector never sees above 4 kHz. The speech
+    it learns from is 8 kHz telephone audio: given the full band it learned "wideband means not
+    speech" and called held-out wideband speech music.
+    """
+    from mgctag.audio.decode import convert
+
+    y8 = convert(features._check_mono(y), SR, TELEPHONE_SR)
+    return features.mfcc(y8, TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
 
 
 def frame_db(y: np.ndarray, frames: int | None = None) -> np.ndarray:

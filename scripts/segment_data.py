@@ -85,6 +85,12 @@ def sources() -> list[dict]:
             files = _files(pkg, exclude=("music", "bgm", "Music", "music_tracks"))
             files = [p for p in files if p.stem not in NOT_NOISE]
             rows += [dict(path=p, cls="noise", origin=f"debian:{pkg.name}") for p in files]
+    # ktuberling's spoken words: many voices in ~20 languages, wideband (last: the streams of
+    # the first build keep their order and their teacher windows)
+    for lang in sorted(
+        (DATA / "speech2" / "ktuberling-data").glob("usr/share/ktuberling/sounds/*")
+    ):
+        rows += [dict(path=p, cls="speech", origin=f"ktuberling:{lang.name}") for p in _files(lang)]
     for r in rows:
         r.setdefault("split", split_of(r["path"]))
     return rows

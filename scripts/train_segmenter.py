@@ -110,7 +110,7 @@ def train_swishnet(a: argparse.Namespace) -> None:
         labels=list(CLASSES),
         arch_args={"n_classes": 3, "n_mfcc": N_MFCC, "width": a.width},
         preprocessing={
-            "input": "mfcc",
+            "input": "mfcc_frames",  # not a patch input: no genre tagger (catalog.card_kind)
             "features": "mgctag.segments.mfcc",
             "sample_rate": 16000,
             "hop": 256,
@@ -178,6 +178,7 @@ def bundle(a: argparse.Namespace) -> None:
     card = json.loads(src.read_text())
     card["name"] = "segmenter_swishnet"
     card["preprocessing"]["median_seconds"] = a.median
+    card["preprocessing"]["input"] = "mfcc_frames"  # a detector, not a genre tagger
     card["source"]["trained_as"] = a.name
     if a.metrics:
         card["metrics"] = json.loads(Path(a.metrics).read_text())

@@ -169,8 +169,8 @@ class GmmBaseline:
 
         self.gmms = [
             GaussianMixture(
-                self.components, covariance_type="diag", random_state=self.seed, max_iter=100
-            ).fit(f)
+                self.components, covariance_type="diag", random_state=self.seed, reg_covar=1e-3
+            ).fit(np.asarray(f, np.float64))
             for f in frames_by_class
         ]
         return self
