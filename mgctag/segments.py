@@ -235,11 +235,24 @@ class Segmenter:
         return decide(probs, db, len(y) / SR, self.median, self.floor)
 
 
-def segment_file(path: str | Path, segmenter: Segmenter) -> Timeline:
-    """Decode a whole file at 16 kHz mono and segment it (DecodeError for what cannot be read)."""
+CHUNK_S = 600.0
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """A whole recording at 16 kHz mono, decoded in 10-minute windows (the decoder refuses one
+    window over an hour); DecodeError for what cannot be read."""
     from mgctag.audio import decode
 
-    return segmenter.segment(decode.load(path, SR))
+    duration = decode.probe(path).duration
+    if not duration or duration <= CHUNK_S:
+        return decode.load(path, SR)
+    spans = [(o, CHUNK_S) for o in np.arange(0.0, duration, CHUNK_S).tolist()]
+    return np.concatenate(decode.load_windows(path, SR, spans))
+
+
+def segment_file(path: str | Path, segmenter: Segmenter) -> Timeline:
+    """Decode a whole file at 16 kHz mono and segment it."""
+    return segmenter.segment(load_audio(path))
 
 
 def timeline_record(path: str | Path, timeline: Timeline) -> dict:

@@ -233,12 +233,48 @@ def mn04_cpu_10s(gate: Mn04Gate, y: np.ndarray, reps: int = 3) -> float:
     return best * 60 * SR / len(y)
 
 
+def table(paths: list[Path]) -> str:
+    """The markdown table of one or more result files (methods in the order found)."""
+    rows = {}
+    for p in paths:
+        rows |= {k: v for k, v in json.loads(p.read_text()).items() if k != "synthetic"}
+    head = (
+        "| method | params | clip acc 0.5 / 1 / 2 s | clip recall sp / mu / no (1 s) | median | "
+        "synthetic frame acc | sp / mu / no recall | CPU s per min |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for name, r in rows.items():
+        clip = r["clip"]
+        if name.startswith(("gmm_", "fnn_")):  # one context each: its clips are that long
+            clip = {name.split("_")[1]: next(iter(clip.values()))}
+        accs = " / ".join(
+            f"{clip[k]['acc']:.3f}" if k in clip else "–" for k in ("0.5s", "1s", "2s")
+        )
+        one = clip.get("1s") or next(iter(clip.values()))
+        rec = " / ".join(f"{one[f'recall_{c}']:.3f}" for c in CLASSES)
+        syn = r["synthetic"]
+        srec = " / ".join(f"{syn[f'recall_{c}']:.3f}" for c in CLASSES)
+        cpu = f"{r['cpu_s_per_min']:.3f}"
+        if "cpu_s_per_min_10s_windows" in r:
+            cpu += f" ({r['cpu_s_per_min_10s_windows']:.3f} on 10 s windows)"
+        lines.append(
+            f"| {name} | {r['params']:,} | {accs} | {rec} | {r['median_s']:g} s | "
+            f"{syn['frame_acc']:.3f} | {srec} | {cpu} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["table"]:
+        print(table([Path(p) for p in sys.argv[2:]]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=60)
     ap.add_argument("--val-files", type=int, default=20)
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--no-mn04", action="store_true")
+    ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=DATA / "eval.json")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -246,7 +282,8 @@ def main() -> None:
     names = a.models or sorted(p.stem for p in (DATA / "models").glob("seg_*.safetensors"))
     methods: list = [SwishMethod(n) for n in names]
     base = pickle.loads((DATA / "models" / "baselines.pkl").read_bytes())
-    methods += [FrameMethod(k, base, c) for k in ("gmm", "fnn") for c in CONTEXTS]
+    if not a.no_baselines:
+        methods += [FrameMethod(k, base, c) for k in ("gmm", "fnn") for c in CONTEXTS]
     if not a.no_mn04:
         methods.append(Mn04Gate())
     test_clips = {c: clips("test", c, mean, std) for c in CONTEXTS}
@@ -270,8 +307,8 @@ def main() -> None:
                 for c in CONTEXTS
             }
         elif isinstance(m, FrameMethod):
-            c = m.context / FPS
-            r["clip"] = {f"{c:g}s": clip_report(*m.clip_scores_stream("test", m.context))}
+            c = m.name.split("_")[1]
+            r["clip"] = {c: clip_report(*m.clip_scores_stream("test", m.context))}
         else:
             r["clip"] = {
                 f"{c:g}s": clip_report(

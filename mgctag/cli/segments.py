@@ -36,7 +36,13 @@ def segments(
     from mgctag.audio import decode
     from mgctag.audio.features import FeatureError
     from mgctag.cli.separate import _audio_files
-    from mgctag.segments import SR, Segmenter, draw_timeline, store_timeline, timeline_record
+    from mgctag.segments import (
+        Segmenter,
+        draw_timeline,
+        load_audio,
+        store_timeline,
+        timeline_record,
+    )
 
     segmenter = Segmenter(model)
     lib = open_library(db) if store else None
@@ -49,7 +55,7 @@ def segments(
             if sig.stop:
                 break
             try:
-                y = decode.load(path, SR)
+                y = load_audio(path)
                 timeline = segmenter.segment(y)
                 if png is not None:
                     dest = png / f"{path.stem}.png" if folder else png
