@@ -98,14 +98,38 @@ def mfcc(y: np.ndarray) -> np.ndarray:
     return features.mfcc(y8, TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
 
 
+def chunked_mfcc(y: np.ndarray, block_s: float = 600.0) -> np.ndarray:
+    """`mfcc` of a long recording block by block (each with 4 frames of context on both sides,
+    dropped), so memory stays bounded; the same frames as one call, up to resampler edges."""
+    y = np.asarray(y, np.float32)
+    total = 1 + len(y) // HOP
+    step = int(block_s * SR) // HOP * HOP
+    if len(y) <= step:
+        return mfcc(y)
+    pad = 4 * HOP
+    parts = []
+    for s0 in range(0, len(y), step):
+        lo = max(0, s0 - pad)
+        piece = mfcc(y[lo : s0 + step + pad])
+        first = (s0 - lo) // HOP
+        count = min(step // HOP, total - s0 // HOP)
+        parts.append(piece[first : first + count])
+    return np.concatenate(parts)
+
+
 def frame_db(y: np.ndarray, frames: int | None = None) -> np.ndarray:
-    """RMS level (dBFS) of each MFCC frame: a 512-sample window centred on frame t * HOP."""
+    """RMS level (dBFS) of each MFCC frame: a 512-sample window centred on frame t * HOP.
+
+    Computed a block of frames at a time, so an hour of audio needs megabytes, not gigabytes."""
     y = np.asarray(y, np.float32)
     n = frames if frames is not None else 1 + len(y) // HOP
-    padded = np.pad(y, (256, 256 + HOP * n))
-    win = np.lib.stride_tricks.sliding_window_view(padded, 512)[: n * HOP : HOP]
-    rms = np.sqrt(np.mean(win.astype(np.float64) ** 2, axis=1) + 1e-12)
-    return (20 * np.log10(rms)).astype(np.float32)
+    padded = np.pad(y, (256, max(0, (n - 1) * HOP + 256 - len(y))))
+    win = np.lib.stride_tricks.sliding_window_view(padded, 512)[::HOP][:n]
+    out = np.empty(n, np.float32)
+    for b in range(0, n, 8192):
+        block = win[b : b + 8192].astype(np.float64)
+        out[b : b + 8192] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
+    return out
 
 
 def silent_frames(
@@ -212,7 +236,8 @@ class Segmenter:
         self.floor = float(pre.get("silence_db", SILENCE_DB))
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
-        return (mfcc(y) - self.mean) / self.std
+        """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
+        return (chunked_mfcc(y) - self.mean) / self.std
 
     def frame_probs(self, y: np.ndarray) -> np.ndarray:
         """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
@@ -246,8 +271,9 @@ def load_audio(path: str | Path) -> np.ndarray:
     duration = decode.probe(path).duration
     if not duration or duration <= CHUNK_S:
         return decode.load(path, SR)
-    spans = [(o, CHUNK_S) for o in np.arange(0.0, duration, CHUNK_S).tolist()]
-    return np.concatenate(decode.load_windows(path, SR, spans))
+    starts = np.arange(0.0, duration, CHUNK_S).tolist()
+    # one window per call: the decoder holds all its windows' native audio at once
+    return np.concatenate([decode.load_windows(path, SR, [(o, CHUNK_S)])[0] for o in starts])
 
 
 def segment_file(path: str | Path, segmenter: Segmenter) -> Timeline:
