@@ -18,7 +18,7 @@ PACKAGE = Path(mgctag.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "config", "options", "data", "atomicio"},
     # export: the one JSON/CSV/M3U writer over plain records, which the library uses too
-    {"audio", "library", "models", "separate", "tags", "genres", "content", "export"},
+    {"audio", "library", "models", "separate", "tags", "genres", "content", "segments", "export"},
     {"journal", "undo", "similar", "libmap", "explain", "auralise", "explain_report"},
     {"pipeline"},
     {"train"},

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mgctag import __version__
-from mgctag.cli import common, library, output, search, separate, train
+from mgctag.cli import common, library, output, search, segments, separate, train
 from mgctag.cli.explain import explain
 from mgctag.cli.models import models_app
 from mgctag.cli.output import err, shown
@@ -67,6 +67,7 @@ for command in (library.scan, library.tag, library.info, library.runs, library.u
     app.command()(command)
 app.command()(search.similar)
 app.command()(separate.separate)
+app.command()(segments.segments)
 app.command()(train.labels)
 app.command()(train.train)
 app.command("eval")(train.evaluate)

@@ -69,6 +69,12 @@ class SwishNet(nn.Module):
         self.classifier = nn.Linear(3 * w8 + w16, n_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.frame_features(x).mean(dim=2)  # swish, then the global average
+        return self.classifier(emb), emb
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Swish features per frame (batch, 3 * w8 + w16, frames), before the time average; a
+        frame-wise detector (mgctag.segments) averages them over any window it likes."""
         if x.dim() != 3:
             raise ValueError(f"expected (batch, frames, n_mfcc) MFCCs, got {tuple(x.shape)}")
         h = self.block2(self.block1(x.transpose(1, 2)))
@@ -79,5 +85,4 @@ class SwishNet(nn.Module):
         l3 = self.loop3(h)
         h = h + l3
         feats = torch.cat([l2, l3, self.forward_branch(h), self.loop4(h)], dim=1)
-        emb = F.silu(feats).mean(dim=2)  # swish, then the global average
-        return self.classifier(emb), emb
+        return F.silu(feats)

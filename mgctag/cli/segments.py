@@ -1,0 +1,94 @@
+"""The segments command: speech, music, noise and silence over time. Parsing and printing only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mgctag.cli.common import DbOption, interruptible, open_library
+from mgctag.cli.output import out, print_failures, print_json, shown
+from mgctag.errors import reason_of
+
+
+def segments(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files (or folders of them).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the intervals as JSON.")] = False,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            "--png", help="Draw the strip over the waveform: a .png file, or a folder for several."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Detector weights: a name or a .safetensors file.")
+    ] = "segmenter_swishnet",
+    store: Annotated[
+        bool,
+        typer.Option("--store", help="Keep the intervals of library tracks (`info` shows them)."),
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Show where each recording has speech, music, noise and silence."""
+    from rich.table import Table
+
+    from mgctag.audio import decode
+    from mgctag.audio.features import FeatureError
+    from mgctag.cli.separate import _audio_files
+    from mgctag.segments import (
+        Segmenter,
+        draw_timeline,
+        load_audio,
+        store_timeline,
+        timeline_record,
+    )
+
+    segmenter = Segmenter(model)
+    lib = open_library(db) if store else None
+    failures: list[tuple[str, str]] = []
+    files = _audio_files(paths, failures)
+    folder = png is not None and (len(files) > 1 or png.is_dir())
+    records = []
+    with interruptible() as sig:
+        for path in files:
+            if sig.stop:
+                break
+            try:
+                y = load_audio(path)
+                timeline = segmenter.segment(y)
+                if png is not None:
+                    dest = png / f"{path.stem}.png" if folder else png
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    draw_timeline(y, timeline, dest, title=str(path.name))
+            except (decode.DecodeError, FeatureError, OSError, ValueError) as exc:
+                failures.append((str(path), reason_of(exc)))
+                continue
+            records.append(timeline_record(path, timeline))
+            if lib is not None:
+                records[-1]["stored"] = store_timeline(lib, path, timeline, segmenter.card.name)
+            if not json_out:
+                _print_table(records[-1], Table)
+    print_failures(failures)
+    if json_out:
+        print_json(records)
+    raise typer.Exit(sig.exit_code(130) if sig.stop else (1 if failures else 0))
+
+
+def _print_table(rec: dict, table_cls: type) -> None:
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in rec["shares"].items() if v > 0)
+    out.print(
+        f"{shown(rec['path'])}  {rec['duration']:.1f} s  {rec['content']}  ({shares})",
+        highlight=False,
+    )
+    table = table_cls("start", "end", "class", "confidence")
+    for iv in rec["intervals"]:
+        table.add_row(
+            _clock(iv["start"]), _clock(iv["end"]), iv["class"], f"{iv['confidence']:.2f}"
+        )
+    out.print(table)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}:{s:05.2f}"

@@ -1,0 +1,345 @@
+"""Speech, music and noise over time: SwishNet as its paper uses it (issue 13).
+
+A recording is cut into MFCC frames (16 kHz, hop 256: 62.5 frames/s). The detector decides each
+frame from a context window centred on it (0.5, 1 or 2 s): SwishNet's causal convolutions run
+once over the whole recording, their swish features are averaged over the window and the linear
+classifier gives speech / music / noise. That is what the network computes on a clip of that
+length (its head is a time average then a linear layer), without running it once per frame.
+Class probabilities are then median-filtered over time (the paper's smoothing) before the
+decision, and frames below an energy floor are silence (not a class the network learns, and not
+scored, as in the paper). Runs of equal labels become intervals.
+
+Rap and singing are music: the training data has vocals in its music and the teacher's targets
+count AudioSet's singing / rapping classes as music (`mgctag.content`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import median_filter as _median
+
+from mgctag.audio import features
+from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
+
+CLASSES = ("speech", "music", "noise")
+SILENCE = "silence"
+SR = features.SR
+HOP = features.HOP
+FPS = SR / HOP  # 62.5 frames per second
+N_MFCC = 20
+TELEPHONE_SR = 8000
+DEFAULT_MODEL = "segmenter_swishnet"
+SILENCE_DB = -50.0  # frame RMS below this (dBFS) is silence, as audio.segment's floor
+MIN_SILENCE_S = 0.3  # shorter pauses stay part of what surrounds them
+CONTENT_OF = {"speech": SPEECH, "music": MUSIC, "noise": OTHER}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A stretch of one class: seconds from the start, and the mean probability of its class."""
+
+    start: float
+    end: float
+    label: str
+    confidence: float
+
+    def as_dict(self) -> dict:
+        return {
+            "start": round(self.start, 2),
+            "end": round(self.end, 2),
+            "class": self.label,
+            "confidence": round(self.confidence, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One recording's frame decisions and their intervals."""
+
+    duration: float
+    labels: np.ndarray  # (frames,) index into CLASSES, -1 for silence
+    probs: np.ndarray  # (frames, 3) smoothed class probabilities
+    intervals: list[Interval]
+
+    def shares(self) -> dict[str, float]:
+        """Fraction of the recording's time in each class and in silence."""
+        n = max(1, len(self.labels))
+        out = {c: float((self.labels == i).sum()) / n for i, c in enumerate(CLASSES)}
+        return out | {SILENCE: float((self.labels < 0).sum()) / n}
+
+    def content(self) -> str:
+        """music / speech / other for the whole recording, by `content.track_class`'s rule over
+        its non-silent frames (music when at least half of them are music)."""
+        from mgctag.content import track_class
+
+        voiced = [CONTENT_OF[CLASSES[i]] for i in self.labels if i >= 0]
+        return track_class(voiced)
+
+
+# --- features ----------------------------------------------------------------------------------
+
+
+def mfcc(y: np.ndarray) -> np.ndarray:
+    """The detector's input: (frames, 20) MFCCs of 16 kHz mono audio, from its telephone band.
+
+    The audio is resampled to 8 kHz first (MFCC at hop 128: the same 62.5 frames/s, frame t
+    centred on sample t * HOP at 16 kHz), so the detector never sees above 4 kHz. The speech
+    it learns from is 8 kHz telephone audio: given the full band it learned "wideband means not
+    speech" and called held-out wideband speech music.
+    """
+    from mgctag.audio.decode import convert
+
+    y8 = convert(features._check_mono(y), SR, TELEPHONE_SR)
+    return features.mfcc(y8, TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
+
+
+def chunked_mfcc(y: np.ndarray, block_s: float = 600.0) -> np.ndarray:
+    """`mfcc` of a long recording block by block (each with 4 frames of context on both sides,
+    dropped), so memory stays bounded; the same frames as one call, up to resampler edges."""
+    y = np.asarray(y, np.float32)
+    total = 1 + len(y) // HOP
+    step = int(block_s * SR) // HOP * HOP
+    if len(y) <= step:
+        return mfcc(y)
+    pad = 4 * HOP
+    parts = []
+    for s0 in range(0, len(y), step):
+        lo = max(0, s0 - pad)
+        piece = mfcc(y[lo : s0 + step + pad])
+        first = (s0 - lo) // HOP
+        count = min(step // HOP, total - s0 // HOP)
+        parts.append(piece[first : first + count])
+    return np.concatenate(parts)
+
+
+def frame_db(y: np.ndarray, frames: int | None = None) -> np.ndarray:
+    """RMS level (dBFS) of each MFCC frame: a 512-sample window centred on frame t * HOP.
+
+    Computed a block of frames at a time, so an hour of audio needs megabytes, not gigabytes."""
+    y = np.asarray(y, np.float32)
+    n = frames if frames is not None else 1 + len(y) // HOP
+    padded = np.pad(y, (256, max(0, (n - 1) * HOP + 256 - len(y))))
+    win = np.lib.stride_tricks.sliding_window_view(padded, 512)[::HOP][:n]
+    out = np.empty(n, np.float32)
+    for b in range(0, n, 8192):
+        block = win[b : b + 8192].astype(np.float64)
+        out[b : b + 8192] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
+    return out
+
+
+def silent_frames(
+    db: np.ndarray, floor: float = SILENCE_DB, min_s: float = MIN_SILENCE_S
+) -> np.ndarray:
+    """Frames in runs of at least `min_s` below `floor` dBFS."""
+    quiet = db < floor
+    out = np.zeros_like(quiet)
+    min_len = max(1, round(min_s * FPS))
+    for start, end in runs(quiet.astype(np.int8)):
+        if quiet[start] and end - start >= min_len:
+            out[start:end] = True
+    return out
+
+
+def teacher_probs(audioset: np.ndarray, gate: ContentGate) -> np.ndarray:
+    """(n, 3) speech / music / noise from AudioSet probabilities, music first as the gate decides:
+    p(music) = m, p(speech) = (1 - m) s, p(noise) = (1 - m)(1 - s), with m and s the strongest
+    music and speech class (`ContentGate.scores`). Rows sum to 1."""
+    m, s = gate.scores(audioset)
+    return np.stack([(1 - m) * s, m, (1 - m) * (1 - s)], axis=1)
+
+
+# --- decisions over time -----------------------------------------------------------------------
+
+
+def context_mean(x: np.ndarray, frames: int) -> np.ndarray:
+    """Mean of x (T, C) over a window of `frames` centred on each frame (shorter at the ends)."""
+    x = np.asarray(x, np.float64)
+    t = len(x)
+    half = frames // 2
+    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    lo = np.clip(np.arange(t) - half, 0, t)
+    hi = np.clip(np.arange(t) - half + frames, 0, t)
+    return ((c[hi] - c[lo]) / np.maximum(hi - lo, 1)[:, None]).astype(np.float32)
+
+
+def smooth(probs: np.ndarray, frames: int) -> np.ndarray:
+    """Median filter of each class's probability over `frames` frames (the paper's smoothing)."""
+    if frames <= 1:
+        return probs
+    return _median(probs, size=(frames, 1), mode="nearest")
+
+
+def runs(labels: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) frame ranges of equal consecutive labels."""
+    if len(labels) == 0:
+        return []
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate([[0], edges])
+    ends = np.concatenate([edges, [len(labels)]])
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def to_intervals(labels: np.ndarray, probs: np.ndarray, duration: float) -> list[Interval]:
+    """Runs of frame labels as intervals in seconds (the last one ends at `duration`)."""
+    out = []
+    for start, end in runs(labels):
+        k = int(labels[start])
+        conf = 1.0 if k < 0 else float(probs[start:end, k].mean())
+        name = SILENCE if k < 0 else CLASSES[k]
+        out.append(Interval(start / FPS, min(end / FPS, duration), name, conf))
+    return out
+
+
+def decide(
+    probs: np.ndarray,
+    db: np.ndarray,
+    duration: float,
+    median_frames: int,
+    floor: float = SILENCE_DB,
+) -> Timeline:
+    """Smoothed frame probabilities → labels (silence by energy) → intervals."""
+    p = smooth(probs, median_frames)
+    labels = p.argmax(axis=1).astype(np.int64)
+    labels[silent_frames(db[: len(labels)], floor)] = -1
+    return Timeline(duration, labels, p, to_intervals(labels, p, duration))
+
+
+# --- the detector -----------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def swishnet_frame_logits(model: torch.nn.Module, x: np.ndarray, context: int) -> np.ndarray:
+    """(T, 3) logits of each frame's centred `context`-frame window, from one pass of the
+    network's convolutions over the whole input (T, n_mfcc) (standardised)."""
+    feats = model.frame_features(torch.from_numpy(np.ascontiguousarray(x))[None])  # (1, C, T)
+    emb = context_mean(feats[0].T.numpy(), context)
+    return model.classifier(torch.from_numpy(emb)).numpy()
+
+
+class Segmenter:
+    """The bundled speech / music / noise detector: a SwishNet with its card's settings."""
+
+    def __init__(self, name: str | Path = DEFAULT_MODEL, device: str = "cpu") -> None:
+        from mgctag.models.registry import load_model
+
+        self.model, self.card = load_model(name, device=device)
+        pre = self.card.preprocessing
+        self.mean = np.asarray(pre["standardize"]["mean"], np.float32)
+        self.std = np.asarray(pre["standardize"]["std"], np.float32)
+        self.context = round(float(pre.get("context_seconds", 1.0)) * FPS)
+        self.median = round(float(pre.get("median_seconds", 1.0)) * FPS) | 1
+        self.floor = float(pre.get("silence_db", SILENCE_DB))
+
+    def inputs(self, y: np.ndarray) -> np.ndarray:
+        """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
+        return (chunked_mfcc(y) - self.mean) / self.std
+
+    def frame_probs(self, y: np.ndarray) -> np.ndarray:
+        """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
+        logits = swishnet_frame_logits(self.model, self.inputs(y), self.context)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+    @torch.inference_mode()
+    def clip_probs(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """(clips, 3) probabilities, each clip classified whole (the paper's clip task)."""
+        out = []
+        for y in clips:
+            x = torch.from_numpy(self.inputs(y))[None]
+            out.append(torch.softmax(self.model(x)[0], dim=1)[0].numpy())
+        return np.stack(out)
+
+    def segment(self, y: np.ndarray) -> Timeline:
+        """The timeline of 16 kHz mono audio."""
+        probs = self.frame_probs(y)
+        db = frame_db(y, len(probs))
+        return decide(probs, db, len(y) / SR, self.median, self.floor)
+
+
+CHUNK_S = 600.0
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """A whole recording at 16 kHz mono, decoded in 10-minute windows (the decoder refuses one
+    window over an hour); DecodeError for what cannot be read."""
+    from mgctag.audio import decode
+
+    duration = decode.probe(path).duration
+    if not duration or duration <= CHUNK_S:
+        return decode.load(path, SR)
+    starts = np.arange(0.0, duration, CHUNK_S).tolist()
+    # one window per call: the decoder holds all its windows' native audio at once
+    return np.concatenate([decode.load_windows(path, SR, [(o, CHUNK_S)])[0] for o in starts])
+
+
+def segment_file(path: str | Path, segmenter: Segmenter) -> Timeline:
+    """Decode a whole file at 16 kHz mono and segment it."""
+    return segmenter.segment(load_audio(path))
+
+
+def timeline_record(path: str | Path, timeline: Timeline) -> dict:
+    """What `segments --json` prints per file."""
+    return {
+        "path": str(path),
+        "duration": round(timeline.duration, 2),
+        "content": timeline.content(),
+        "shares": {k: round(v, 4) for k, v in timeline.shares().items()},
+        "intervals": [i.as_dict() for i in timeline.intervals],
+    }
+
+
+COLOURS = {"speech": "#d62728", "music": "#1f77b4", "noise": "#2ca02c", SILENCE: "#bbbbbb"}
+
+
+def draw_timeline(y: np.ndarray, timeline: Timeline, path: str | Path, title: str = "") -> None:
+    """A PNG: the waveform's envelope with the intervals as a coloured strip beneath it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    fig = Figure(figsize=(12, 3), dpi=100)
+    FigureCanvasAgg(fig)
+    wave, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
+    step = max(1, len(y) // 4000)
+    env = np.abs(np.asarray(y[: len(y) // step * step])).reshape(-1, step).max(axis=1)
+    t = np.arange(len(env)) * step / SR
+    wave.fill_between(t, -env, env, color="#444444", linewidth=0)
+    wave.set_ylim(-1, 1)
+    wave.set_yticks([])
+    wave.set_title(title, fontsize=9, loc="left")
+    for iv in timeline.intervals:
+        strip.axvspan(iv.start, iv.end, color=COLOURS[iv.label], linewidth=0)
+    strip.set_yticks([])
+    strip.set_xlim(0, max(timeline.duration, 1e-3))
+    strip.set_xlabel("seconds")
+    fig.legend(
+        handles=[Patch(color=c, label=k) for k, c in COLOURS.items()],
+        loc="upper right",
+        ncol=4,
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def store_timeline(lib, path: str | Path, timeline: Timeline, model: str) -> bool:
+    """Keep a library track's intervals as a prediction row of the detector (no genres), in the
+    content columns the AudioSet gate uses: `content` the track's class, `windows` one record per
+    interval ({offset, end, content, confidence}), so `info` shows them as it shows the gate's.
+    False when the file is not a track of the library."""
+    track = lib.track_by_path(Path(path).resolve())
+    if track is None:
+        return False
+    windows = [
+        {"offset": round(i.start, 2), "end": round(i.end, 2), "content": i.label}
+        | {"confidence": round(i.confidence, 3)}
+        for i in timeline.intervals
+    ]
+    lib.save_analysis(
+        track["id"], model, "none", {}, [], {}, content=timeline.content(), windows=windows
+    )
+    return True

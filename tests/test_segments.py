@@ -1,0 +1,223 @@
+"""The speech / music / noise detector (issue 13): shapes, training, weights, the bundled
+detector on real held-out recordings, and `mgctag segments`.
+
+The clips used here were held out of the detector's training (docs/segments.md: the LibriSpeech
+clips are test-only; the waltz and the ragtime fell in the test split).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mgctag.audio import decode
+from mgctag.content import ContentGate
+from mgctag.models.registry import ModelCard, load_model, save_model
+from mgctag.models.swishnet import SwishNet
+from mgctag.segments import (
+    CLASSES,
+    FPS,
+    SR,
+    Segmenter,
+    context_mean,
+    frame_db,
+    mfcc,
+    runs,
+    silent_frames,
+    swishnet_frame_logits,
+    teacher_probs,
+    to_intervals,
+)
+from mgctag.train import segmenter as seg
+from tests.conftest import cli
+from tests.media import LIBROSA
+
+SPEECH = LIBROSA / "198-209-0000.ogg"
+SPEECH2 = LIBROSA / "3436-172162-0000.ogg"
+MUSIC = LIBROSA / "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.ogg"
+WALTZ = LIBROSA / "147793__setuniman__sweet-waltz-0i-22mi.ogg"
+
+
+@pytest.fixture(scope="module")
+def detector() -> Segmenter:
+    return Segmenter()
+
+
+def _load(path, seconds: float) -> np.ndarray:
+    return decode.load(path, SR, duration=seconds)
+
+
+def test_frame_features_shapes_and_forward_is_their_mean() -> None:
+    torch.manual_seed(0)
+    net = SwishNet(n_classes=3, width=2).eval()
+    x = torch.randn(2, 62, 20)
+    feats = net.frame_features(x)
+    assert feats.shape == (2, 80, 62)
+    logits, emb = net(x)
+    assert logits.shape == (2, 3) and emb.shape == (2, 80)
+    assert torch.allclose(emb, feats.mean(dim=2), atol=1e-6)
+
+
+def test_frame_logits_equal_the_clip_network_where_the_window_is_whole() -> None:
+    """A frame's logits are those of its context window's mean features: for the middle frame
+    of an input exactly one window long, the same as the network on the whole clip."""
+    torch.manual_seed(0)
+    net = SwishNet(n_classes=3).eval()
+    x = np.random.default_rng(0).standard_normal((63, 20)).astype(np.float32)
+    frames = swishnet_frame_logits(net, x, 63)
+    assert frames.shape == (63, 3)
+    with torch.inference_mode():
+        clip = net(torch.from_numpy(x)[None])[0][0].numpy()
+    np.testing.assert_allclose(frames[31], clip, atol=1e-5)
+
+
+def test_context_mean_matches_a_direct_window_mean() -> None:
+    x = np.random.default_rng(1).standard_normal((50, 3)).astype(np.float32)
+    got = context_mean(x, 7)
+    for t in (0, 3, 25, 49):
+        lo, hi = max(0, t - 3), min(50, t + 4)
+        np.testing.assert_allclose(got[t], x[lo:hi].mean(0), atol=1e-5)
+
+
+def test_intervals_from_labels_and_silence_by_energy() -> None:
+    labels = np.array([0] * 10 + [-1] * 5 + [1] * 20)
+    probs = np.full((35, 3), 1 / 3, np.float32)
+    iv = to_intervals(labels, probs, 35 / FPS)
+    assert [i.label for i in iv] == ["speech", "silence", "music"]
+    assert iv[1].start == pytest.approx(10 / FPS) and iv[-1].end == pytest.approx(35 / FPS)
+    assert runs(np.array([2, 2, 0])) == [(0, 2), (2, 3)]
+    y = np.concatenate([np.zeros(SR, np.float32), 0.3 * np.ones(SR, np.float32)])
+    quiet = silent_frames(frame_db(y))
+    assert quiet[: int(0.9 * FPS)].all() and not quiet[int(1.1 * FPS) :].any()
+
+
+def test_teacher_targets_are_distributions_with_music_first() -> None:
+    labels = ["Music", "Speech", "Singing", "Dog"]
+    gate = ContentGate.for_labels(labels)
+    p = teacher_probs(
+        np.array([[0.9, 0.9, 0.0, 0.0], [0.0, 0.9, 0.0, 0.0], [0.0, 0.0, 0.0, 0.9]]), gate
+    )
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    assert list(p.argmax(1)) == [1, 0, 2]  # music wins over speech; nothing heard: noise
+
+
+@pytest.fixture(scope="module")
+def real_clips() -> seg.Clips:
+    """1 s clips of real speech and music MFCCs, standardised over themselves."""
+    parts = []
+    feats = [mfcc(_load(SPEECH, 8.0)), mfcc(_load(MUSIC, 8.0))]
+    allf = np.concatenate(feats)
+    mean, std = allf.mean(0), allf.std(0) + 1e-6
+    for k, f in zip((0, 1), feats, strict=True):
+        x = (f - mean) / std
+        teacher = np.tile(np.eye(3, dtype=np.float32)[k] * 0.8 + 0.2 / 3, (20, 1))
+        parts.append(seg.cut_clips(x, np.zeros(len(x), bool), teacher, k, 62, 16))
+    return seg.concat(parts)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_a_few_training_steps_lower_the_loss_on_real_features(
+    real_clips: seg.Clips, alpha: float
+) -> None:
+    net = SwishNet(n_classes=3)
+    hist = seg.train_clips(net, real_clips, epochs=4, alpha=alpha, T=2.0, lr=3e-3, batch=16)
+    assert hist[-1] < hist[0]
+
+
+def test_frame_baselines_learn_real_frames(real_clips: seg.Clips) -> None:
+    f = [seg.with_deltas(mfcc(_load(p, 6.0))) for p in (SPEECH, MUSIC)]
+    x = np.concatenate(f).astype(np.float32)
+    y = np.concatenate([np.full(len(f[0]), 0), np.full(len(f[1]), 1)])
+    mlp = seg.FrameMlp(n_in=60)
+    hist = seg.train_frames(mlp, (x - x.mean(0)) / x.std(0), y, epochs=4, batch=64)
+    assert hist[-1] < hist[0]
+
+
+def test_safetensors_round_trip(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = SwishNet(n_classes=3, width=1).eval()
+    card = ModelCard(
+        name="seg_test",
+        arch="swishnet",
+        labels=list(CLASSES),
+        arch_args={"n_classes": 3, "width": 1},
+    )
+    path = save_model(net, card, tmp_path)
+    back, card2 = load_model(path)
+    x = torch.randn(1, 62, 20)
+    with torch.inference_mode():
+        assert torch.equal(net(x)[0], back(x)[0])
+    assert card2.labels == list(CLASSES)
+
+
+def test_bundled_detector_hears_held_out_speech_and_music(detector: Segmenter) -> None:
+    speech = _voiced(detector.segment(_load(SPEECH, 12.0)).shares())
+    music = _voiced(detector.segment(_load(MUSIC, 12.0)).shares())
+    assert speech["speech"] > 0.7, speech
+    assert music["music"] > 0.8, music
+    clips = detector.clip_probs([_load(SPEECH, 6.0)[SR * 3 :], _load(WALTZ, 6.0)[SR * 3 :]])
+    assert [CLASSES[i] for i in clips.argmax(1)] == ["speech", "music"]
+
+
+def _voiced(shares: dict[str, float]) -> dict[str, float]:
+    """Class shares of the non-silent time."""
+    total = sum(v for k, v in shares.items() if k != "silence")
+    return {k: v / total for k, v in shares.items() if k != "silence"}
+
+
+def test_bundled_card_describes_the_detector(detector: Segmenter) -> None:
+    card = detector.card
+    assert card.labels == list(CLASSES)
+    assert {"context_seconds", "median_seconds", "standardize"} <= card.preprocessing.keys()
+
+
+def _halves(tmp_path):
+    speech = _load(SPEECH2, 12.0)
+    music = _load(WALTZ, 12.0)
+    path = tmp_path / "talk_then_music.wav"
+    sf.write(path, np.concatenate([speech, music]), SR)
+    return path, len(speech) / SR
+
+
+def test_segments_finds_the_speech_music_boundary(tmp_path) -> None:
+    path, boundary = _halves(tmp_path)
+    res = cli("segments", path, "--json", "--png", tmp_path / "strip.png")
+    assert res.code == 0, res.output
+    (rec,) = json.loads(res.stdout)
+    voiced = [iv for iv in rec["intervals"] if iv["class"] != "silence"]
+    first_music = next(iv for iv in voiced if iv["class"] == "music")
+    assert abs(first_music["start"] - boundary) <= 1.0, rec["intervals"]
+    assert all(iv["class"] == "speech" for iv in voiced if iv["end"] <= boundary - 1.0)
+    assert (tmp_path / "strip.png").stat().st_size > 1000
+
+
+def test_segments_table_and_bad_input(tmp_path) -> None:
+    path, _ = _halves(tmp_path)
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"not audio at all" * 100)
+    res = cli("segments", bad, path)
+    assert res.code == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.mp3" in errors[0], res.stderr
+    assert "Traceback" not in res.output
+    assert "speech" in res.stdout and "music" in res.stdout
+
+
+def test_stored_intervals_show_in_info(tmp_path) -> None:
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    path, _ = _halves(folder)
+    db = tmp_path / "library.db"
+    assert cli("scan", folder, "--db", db).code == 0
+    res = cli("segments", path, "--store", "--db", db, "--json")
+    assert res.code == 0, res.output
+    assert json.loads(res.stdout)[0]["stored"] is True
+    info = cli("info", path, "--db", db)
+    assert "segmenter_swishnet" in info.stdout and "speech" in info.stdout, info.output
+    data = json.loads(cli("info", path, "--db", db, "--json").stdout)
+    windows = data["predictions"]["segmenter_swishnet"]["windows"]
+    assert {w["content"] for w in windows} >= {"speech", "music"}
