@@ -25,6 +25,8 @@ from scipy.ndimage import median_filter as _median
 
 from mgctag.audio import features
 from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
+from mgctag.errors import MgctagError
+from mgctag.models.swishnet import SwishNet
 
 CLASSES = ("speech", "music", "noise")
 SILENCE = "silence"
@@ -213,7 +215,7 @@ def decide(
 
 
 @torch.inference_mode()
-def swishnet_frame_logits(model: torch.nn.Module, x: np.ndarray, context: int) -> np.ndarray:
+def swishnet_frame_logits(model: SwishNet, x: np.ndarray, context: int) -> np.ndarray:
     """(T, 3) logits of each frame's centred `context`-frame window, from one pass of the
     network's convolutions over the whole input (T, n_mfcc) (standardised)."""
     feats = model.frame_features(torch.from_numpy(np.ascontiguousarray(x))[None])  # (1, C, T)
@@ -227,7 +229,10 @@ class Segmenter:
     def __init__(self, name: str | Path = DEFAULT_MODEL, device: str = "cpu") -> None:
         from mgctag.models.registry import load_model
 
-        self.model, self.card = load_model(name, device=device)
+        model, self.card = load_model(name, device=device)
+        if not isinstance(model, SwishNet):
+            raise MgctagError(f"{name}: not a SwishNet detector ({self.card.arch})")
+        self.model = model
         pre = self.card.preprocessing
         self.mean = np.asarray(pre["standardize"]["mean"], np.float32)
         self.std = np.asarray(pre["standardize"]["std"], np.float32)
