@@ -314,17 +314,18 @@ def write_tags(
     progress.stage("writing" if not opts.dry_run else "planning", len(tracks))
     if not opts.dry_run:
         _clean_stale_temps(tracks)
+    failed = {path for path, _ in summary.failures}
+    told = dict(summary.skips)  # skips analysis already listed (too short, silent)
     for track in tracks:
         if stop:
             break
         progress.advance()
-        if reason := content_skip(lib, track["id"], model, opts):
-            summary.skipped += 1
-            summary.skips.append((track["path"], reason))
+        if track["path"] in failed:  # counted once, as failed, never also as skipped
             continue
-        predicted = predicted_genres(lib, track["id"], model, opts)
-        if not predicted:  # not analysed (failed), or no genre confident enough to write
-            summary.skipped += 1
+        reason = content_skip(lib, track["id"], model, opts)
+        predicted = None if reason else predicted_genres(lib, track["id"], model, opts)
+        if not predicted:
+            _skip(summary, told, track["path"], reason or _no_genre_reason(predicted))
             continue
         t0 = time.perf_counter()
         if opts.dry_run:
@@ -345,6 +346,20 @@ def write_tags(
             _record_failure(lib, summary, track["path"], "write", reason, type(exc).__name__)
             continue
         summary.stage_seconds["tag write"] += time.perf_counter() - t0
+
+
+def _no_genre_reason(predicted: list[str] | None) -> str:
+    if predicted is None:
+        return "not analysed (too short or silent)"
+    return "no genre confident enough"
+
+
+def _skip(summary: Summary, told: dict[str, str], path: str, reason: str) -> None:
+    """Count a skipped track once and list it with its reason (once, even if analysis told it)."""
+    summary.skipped += 1
+    if path not in told:
+        summary.skips.append((path, reason))
+        told[path] = reason
 
 
 def _write_one(
@@ -369,7 +384,7 @@ def _write_one(
         reason = "the file changed since it was scanned; not written (run mgctag again)"
         _record_failure(lib, summary, path, "write", reason)
         return
-    new = plan_genres(current, predicted, opts.mode)
+    new = plan_genres(current, predicted, opts.mode, _max_genres(opts))
     if new is None:
         summary.unchanged += 1
         return
@@ -392,6 +407,11 @@ def _write_one(
         return
     summary.changes.append(Change(path, current, new, written=True))
     summary.tagged += 1
+
+
+def _max_genres(opts: TagOptions) -> int:
+    """The most genres a file may hold after this run: --max-genres, else the model's own."""
+    return opts.max_genres if opts.max_genres is not None else catalog.selection(opts.model)[0]
 
 
 def _clean_stale_temps(tracks: Sequence[dict]) -> None:

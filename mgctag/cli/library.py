@@ -156,16 +156,15 @@ def _genres(values: list[str], empty: str) -> str:
 def print_summary(s: Any, dry_run: bool) -> None:
     kinds = s.failure_types if output.verbosity > 0 else {}  # the exception class, with -v
     print_failures([(p, f"{r} ({kinds[p]})" if p in kinds else r) for p, r in s.failures])
-    if output.verbosity >= 0:
-        for path, reason in s.skips:  # too short, silent, or not music: not a failure
-            err.print(f"[yellow]skipped[/yellow]: {shown(path)}: {shown(reason)}", highlight=False)
-    if s.changes:
+    if s.changes or s.skips:
         table = Table(title="planned changes" if dry_run else "changed")
         table.add_column("file", overflow="fold")
         table.add_column("genre before")
-        table.add_column("genre after")
+        table.add_column("genre after", overflow="fold")
         for c in s.changes:
             table.add_row(shown(c.path), _genres(c.old, "—"), _genres(c.new, ""))
+        for path, reason in s.skips:  # too short, silent, not music, no confident genre
+            table.add_row(shown(path), "", f"[yellow]skipped[/yellow]: {shown(reason)}")
         out.print(table)
     verb = "would tag" if dry_run else "tagged"
     n_changes = len(s.changes) if dry_run else s.tagged
