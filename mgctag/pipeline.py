@@ -173,7 +173,8 @@ def analyse(
             progress.advance()
             continue
         batch.append(item)
-        if sum(p.units for p in batch) >= opts.batch_patches:
+        first = summary.analysed == 0  # a batch of one first: the bar moves from the first file
+        if first or sum(p.units for p in batch) >= opts.batch_patches:
             _run_batch(lib, batch, taggers, summary, gmap, separator)
             progress.advance(len(batch))
             batch = []
@@ -463,7 +464,9 @@ def tag_paths(
     args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})
     try:
+        progress.stage("loading models", 1)  # tens of seconds on a cold start: say so
         chain = tagger_chain(opts.model, resolve_device(opts.device))  # before any work
+        progress.advance()
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)
         t0 = time.perf_counter()

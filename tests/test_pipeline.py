@@ -103,6 +103,32 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
 
 
 @pytest.mark.slow
+class _Recorded(pipeline.Progress):
+    """The pipeline's progress reports, as the CLI's bar receives them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def stage(self, name: str, total: int) -> None:
+        self.events.append((name, total))
+
+    def advance(self, n: int = 1) -> None:
+        self.events.append(("advance", n))
+
+
+@pytest.mark.slow
+def test_progress_says_loading_models_and_moves_from_the_first_file(tmp_path: Path) -> None:
+    """Models load as a stage of their own, and the analysis bar advances after the first file,
+    not after a whole batch of twenty (issue 17)."""
+    _music(tmp_path / "Music")
+    progress = _Recorded()
+    with Library(tmp_path / "lib.db") as lib:
+        pipeline.tag_paths(lib, [tmp_path / "Music"], pipeline.TagOptions(), progress=progress)
+    assert progress.events[:2] == [("loading models", 1), ("advance", 1)]
+    start = progress.events.index(("analysing", 2))
+    assert progress.events[start + 1] == ("advance", 1)
+
+
 @pytest.mark.slow
 def test_summary_counts_add_up_and_every_skip_is_listed(tmp_path: Path) -> None:
     """Music, a file already tagged (fill: unchanged), digital silence and a broken file: each

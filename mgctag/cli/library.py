@@ -96,8 +96,6 @@ def tag(
     json_out: JsonOption = False,
 ) -> None:
     """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
-    from mgctag import pipeline
-
     if mode not in ("fill", "merge", "replace"):
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
     if content not in ("music", "all"):
@@ -130,6 +128,9 @@ def tag(
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
+        progress.stage("loading models", 1)  # importing torch takes seconds on a cold start
+        from mgctag import pipeline
+
         summary = pipeline.tag_paths(lib, paths, opts, progress=progress, stop=sig.stop)
     if json_out:
         print_json(summary_dict(summary))

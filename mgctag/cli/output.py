@@ -113,6 +113,11 @@ class CliProgress(Progress):
         self.task: Any = None
 
     def stage(self, name: str, total: int) -> None:
+        """A new bar per stage; the same stage named again (the CLI starts "loading models" before
+        importing torch, the pipeline names it too) keeps its bar."""
+        if self.task is not None and self.bar.tasks[self.task].description == shown(name):
+            self.bar.update(self.task, total=total)
+            return
         if self.task is not None:
             self.bar.update(self.task, completed=self.bar.tasks[self.task].total)
         self.task = self.bar.add_task(shown(name), total=total)
