@@ -20,6 +20,23 @@ DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 
 
+# `mgctag tag`'s settings a user may put under [tag] in config.toml, with the built-in defaults
+# (the command line wins over config.toml, which wins over these; `mgctag config` shows them).
+TAG_DEFAULTS: dict[str, object] = {
+    "mode": "fill",
+    "max_genres": None,  # None: the model's own
+    "min_confidence": None,
+    "content": "music",
+    "id3v23": False,
+    "id3v23_separator": "; ",
+    "keep_mtime": False,
+    "stems": "auto",
+    "separator": "auto",
+    "device": "auto",
+    "model": DEFAULT_TAGGER,
+}
+
+
 @dataclass
 class TagOptions:
     mode: Mode = "fill"
@@ -28,6 +45,7 @@ class TagOptions:
     content: Content = "music"  # "music": genres only for tracks the content gate hears as music
     dry_run: bool = False
     id3v23: bool = False
+    id3v23_separator: str = "; "  # joins genres in ID3v2.3 tags (Picard: "; ", beets: "/")
     keep_mtime: bool = False
     windows: int = 3
     window_seconds: float = 10.0

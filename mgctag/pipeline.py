@@ -401,6 +401,7 @@ def _write_one(
             current,
             new,
             id3v23=opts.id3v23,
+            id3v23_separator=opts.id3v23_separator,
             keep_mtime=opts.keep_mtime,
         )
     except tags.TagWriteError as exc:

@@ -22,6 +22,7 @@ from mgctag.cli.common import (
     resolve_track,
     track_label,
 )
+from mgctag.cli.common import given as given_options
 from mgctag.cli.output import (
     CliProgress,
     err,
@@ -31,7 +32,7 @@ from mgctag.cli.output import (
     progress_enabled,
     shown,
 )
-from mgctag.options import TagOptions
+from mgctag.options import TAG_DEFAULTS, TagOptions
 
 
 def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
@@ -76,6 +77,10 @@ def tag(
         ),
     ] = "music",
     id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
+    id3v23_separator: Annotated[
+        str,
+        typer.Option(help='Joins genres in ID3v2.3 tags: "; " (Picard, foobar2000), "/" (beets).'),
+    ] = "; ",
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
     ] = False,
@@ -95,7 +100,14 @@ def tag(
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
+    """Scan PATHS, analyse new and changed tracks, and write their genres into the files.
+
+    Options not given here come from the tag section of config.toml (see `mgctag config`)."""
+    given = dict(locals())
+    s = with_config(ctx, {k: given[k] for k in TAG_DEFAULTS})
+    mode, content, stems, separator, device = (s[k] for k in _CHOICES)
+    if s["id3v23_separator"] not in ("; ", ";", "/", " / "):
+        raise typer.BadParameter('use "; ", ";", "/" or " / "', param_hint="--id3v23-separator")
     if mode not in ("fill", "merge", "replace"):
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
     if content not in ("music", "all"):
@@ -112,17 +124,18 @@ def tag(
         stems = "on"
     opts = TagOptions(
         mode=mode,  # type: ignore[arg-type]
-        max_genres=max_genres,
-        min_confidence=min_confidence,
+        max_genres=s["max_genres"],
+        min_confidence=s["min_confidence"],
         content=content,  # type: ignore[arg-type]
         dry_run=dry_run,
-        id3v23=id3v23,
-        keep_mtime=keep_mtime,
+        id3v23=s["id3v23"],
+        id3v23_separator=s["id3v23_separator"],
+        keep_mtime=s["keep_mtime"],
         stems=stems,
         separator=separator,
         separator_model=separator_model,
         device=device,
-        model=model or config.default_model(),
+        model=s["model"],
         keep_stems=keep_stems,
     )
     lib = open_library(db)
@@ -137,6 +150,17 @@ def tag(
     else:
         print_summary(summary, dry_run)
     raise typer.Exit(sig.exit_code(130) if summary.interrupted else (1 if summary.failed else 0))
+
+
+_CHOICES = ("mode", "content", "stems", "separator", "device")
+
+
+def with_config(ctx: typer.Context, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line; the others from the environment or config.toml
+    (validated when it was read), else the built-in default."""
+    effective = config.effective("tag", TAG_DEFAULTS)
+    typed = set(given_options(ctx, *given))
+    return {key: value if key in typed else effective[key][0] for key, value in given.items()}
 
 
 def summary_dict(s: Any) -> dict[str, Any]:
