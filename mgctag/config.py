@@ -93,6 +93,7 @@ SETTINGS: dict[str, dict[str, tuple[type, tuple[Any, ...] | None]]] = {
         "id3v23": (bool, None),
         "id3v23_separator": (str, ("; ", ";", "/", " / ")),
         "keep_mtime": (bool, None),
+        "follow_symlinks": (bool, None),
         "stems": (str, ("auto", "on", "off")),
         "separator": (str, ("auto", "demucs", "cascade", "hpss")),
         "device": (str, None),  # checked like --device: auto, cpu, cuda, cuda:N, mps

@@ -30,6 +30,7 @@ TAG_DEFAULTS: dict[str, object] = {
     "id3v23": False,
     "id3v23_separator": "; ",
     "keep_mtime": False,
+    "follow_symlinks": False,
     "stems": "auto",
     "separator": "auto",
     "device": "auto",
@@ -47,6 +48,7 @@ class TagOptions:
     id3v23: bool = False
     id3v23_separator: str = "; "  # joins genres in ID3v2.3 tags (Picard: "; ", beets: "/")
     keep_mtime: bool = False
+    follow_symlinks: bool = False  # scan through symlinked files and folders (loops are cut)
     windows: int = 3
     window_seconds: float = 10.0
     batch_patches: int = 60
@@ -79,6 +81,7 @@ class Summary:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    links_skipped: int = 0  # symlinks the scan did not follow
     interrupted: bool = False
     changes: list[Change] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)

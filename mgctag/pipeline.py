@@ -471,7 +471,10 @@ def tag_paths(
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)
         t0 = time.perf_counter()
-        report = scanner.scan(lib, roots, run_id=summary.run_id)
+        report = scanner.scan(
+            lib, roots, run_id=summary.run_id, follow_symlinks=opts.follow_symlinks
+        )
+        summary.links_skipped = report.links_skipped
         summary.stage_seconds["scan"] += time.perf_counter() - t0
         summary.scanned = report.total
         for path, reason in report.failures:

@@ -24,6 +24,7 @@ content = "all"
 id3v23 = true
 id3v23_separator = "/"
 keep_mtime = true
+follow_symlinks = true
 stems = "off"
 separator = "hpss"
 device = "cpu"
@@ -65,7 +66,7 @@ def test_every_tag_option_can_be_set_under_tag(home: Path) -> None:
     assert args["mode"] == "merge" and args["max_genres"] == 3 and args["min_confidence"] == 0.25
     assert args["content"] == "all" and args["id3v23"] is True and args["keep_mtime"] is True
     assert args["id3v23_separator"] == "/" and args["stems"] == "off" and args["model"] == "musicnn"
-    assert args["separator"] == "hpss" and args["device"] == "cpu"
+    assert args["separator"] == "hpss" and args["device"] == "cpu" and args["follow_symlinks"]
 
 
 def test_the_command_line_wins_over_config_toml(home: Path) -> None:

@@ -34,13 +34,26 @@ from mgctag.cli.output import (
 )
 from mgctag.options import TAG_DEFAULTS, TagOptions
 
+FollowOption = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        help="Also scan symlinked files and folders (loops are cut); else they are counted.",
+    ),
+]
 
-def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
+
+def scan(
+    paths: PathsArg,
+    db: DbOption = None,
+    follow_symlinks: FollowOption = False,
+    json_out: JsonOption = False,
+) -> None:
     """Record the audio files under PATHS in the database (incremental)."""
     from mgctag.library.scan import scan as run_scan
 
     lib = open_library(db)
-    report = run_scan(lib, paths)
+    report = run_scan(lib, paths, follow_symlinks=follow_symlinks)
     if json_out:
         print_json(report.as_dict())
     else:
@@ -84,6 +97,7 @@ def tag(
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
     ] = False,
+    follow_symlinks: FollowOption = False,
     stems: Annotated[
         str, typer.Option(help="Separate stems first: auto (GPU + Demucs, else config), on, off.")
     ] = "auto",
@@ -131,6 +145,7 @@ def tag(
         id3v23=s["id3v23"],
         id3v23_separator=s["id3v23_separator"],
         keep_mtime=s["keep_mtime"],
+        follow_symlinks=s["follow_symlinks"],
         stems=stems,
         separator=separator,
         separator_model=separator_model,
@@ -168,6 +183,7 @@ def summary_dict(s: Any) -> dict[str, Any]:
         "run_id": s.run_id,
         "counts": s.counts(),
         "interrupted": s.interrupted,
+        "links_skipped": s.links_skipped,
         "changes": [c.__dict__ for c in s.changes],
         "failures": [{"path": p, "reason": r} for p, r in s.failures],
         "skips": [{"path": p, "reason": r} for p, r in s.skips],
@@ -179,6 +195,8 @@ def _genres(values: list[str], empty: str) -> str:
 
 
 def print_summary(s: Any, dry_run: bool) -> None:
+    from mgctag.library.scan import links_note
+
     kinds = s.failure_types if output.verbosity > 0 else {}  # the exception class, with -v
     print_failures([(p, f"{r} ({kinds[p]})" if p in kinds else r) for p, r in s.failures])
     if s.changes or s.skips:
@@ -197,6 +215,7 @@ def print_summary(s: Any, dry_run: bool) -> None:
         f"analysed {s.analysed}, {verb} {n_changes}, unchanged {s.unchanged}, "
         f"skipped {s.skipped}, failed {s.failed}"
         + (" (interrupted)" if s.interrupted else "")
+        + links_note(s.links_skipped)
         + (f"  [dim]run {s.run_id}[/dim]" if s.run_id else "")
     )
 
