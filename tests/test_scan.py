@@ -320,3 +320,13 @@ def test_tag_tells_the_symlinks_it_did_not_follow(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["links_skipped"] == 1
     result = cli("tag", tmp_path / "Music", "--db", tmp_path / "lib.db", "--follow-symlinks")
     assert result.code == 0 and "symlink" not in result.stdout
+
+
+def test_info_on_a_file_the_scan_could_not_read_says_so(tmp_path: Path) -> None:
+    (tmp_path / "Music").mkdir()
+    broken = tmp_path / "Music" / "broken.mp3"
+    broken.write_bytes(b"not audio at all " * 64)
+    assert cli("scan", tmp_path / "Music", "--db", tmp_path / "lib.db").code == 1
+    result = cli("info", broken, "--db", tmp_path / "lib.db")
+    assert result.code == 0 and "status: failed (not audio or corrupt" in result.stdout
+    assert "could not be read" in result.stdout and "run `mgctag tag`" not in result.stdout

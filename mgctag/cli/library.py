@@ -246,7 +246,9 @@ def info(
     out.print(f"status: {shown(track['status'])}{error}")
     genres_in_file = "; ".join(in_file) if isinstance(in_file, list) else in_file
     out.print(f"genre in file: {shown(genres_in_file)}")
-    if not predictions:
+    if not predictions and track["status"] == "failed":
+        out.print("not analysed: the file could not be read (the reason is on the status line)")
+    elif not predictions:
         out.print("not analysed yet: run `mgctag tag` on it")
     for model, pred in predictions.items():
         out.print(

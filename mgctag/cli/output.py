@@ -96,6 +96,11 @@ def mark(flag: bool) -> str:
     return "✓" if flag else ""
 
 
+#: The ETA comes from the speed over this many seconds: long enough that a slow file (a model
+#: batch, a long decode) does not make it jump, short enough to follow a real change of pace.
+SPEED_WINDOW_S = 120.0
+
+
 class CliProgress(Progress):
     """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
 
@@ -109,6 +114,7 @@ class CliProgress(Progress):
             console=err,
             disable=not enabled,
             transient=False,
+            speed_estimate_period=SPEED_WINDOW_S,
         )
         self.task: Any = None
 
