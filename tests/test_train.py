@@ -433,3 +433,34 @@ def test_trials_put_every_genre_in_some_test_split(dataset: dict):
     assert missing == []
     for split in splits:  # and each trial tests most genres, not a lucky few
         assert (dataset["Y"][split.test].sum(axis=0) > 0).mean() >= 0.8
+
+
+def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, musdb: dict):
+    """Genres mgctag wrote itself are not labels for eval either (scoring the model on its own
+    output is circular); eval says where its labels come from and how many tracks (issue 17)."""
+    from conftest import cli
+
+    from mgctag.train import workflow
+
+    lib = Library(tmp_path / "lib.db")
+    ours = set()
+    for i, (name, genre, artist, x) in enumerate(
+        zip(musdb["names"], musdb["genres"], musdb["artists"], musdb["X"], strict=True)
+    ):
+        path = f"/music/{name}"
+        tid = lib.upsert_track({"path": path, "artist": artist, "genres": [genre], "status": "ok"})
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+        if i % 3 == 0:  # mgctag tagged these: their genre now is its own prediction
+            write = lib.begin_write(None, tid, path, [], ["Electronic"])
+            lib.confirm_write(write, 1, 1)
+            ours.add(path)
+    pairs = workflow.library_pairs(lib)
+    ds = workflow.dataset(lib, None, ["mix"], 5)
+    lib.close()
+    assert ours and not ours & set(ds.paths) and set(ds.paths) <= {p for p, _ in pairs}
+    result = cli("eval", "--db", tmp_path / "lib.db", "--folds", "3")
+    assert result.code == 0, result.output
+    assert (
+        f"labels: the genre tags you wrote (mgctag's own left out); {len(ds.labels)} genres over "
+        f"{len(ds.Y)} tracks"
+    ) in result.stdout

@@ -265,6 +265,8 @@ def evaluate(
     if json_out:
         print_json(report.to_dict())
     else:
+        origin = shown(source) if source else "the genre tags you wrote (mgctag's own left out)"
+        out.print(f"labels: {origin}; {len(ds.labels)} genres over {len(ds.Y)} tracks")
         print_eval(report)
 
 
