@@ -163,6 +163,7 @@ def analyse(
     """Analyse tracks with these taggers in batches of units across tracks; store each result."""
     progress.stage("analysing", len(tracks))
     batch: list[TrackInput] = []
+    started = False  # the first batch is one track, so the bar moves from the first file
     for item in _inputs(lib, tracks, taggers, opts, separator):
         if stop:
             break
@@ -173,8 +174,8 @@ def analyse(
             progress.advance()
             continue
         batch.append(item)
-        first = summary.analysed == 0  # a batch of one first: the bar moves from the first file
-        if first or sum(p.units for p in batch) >= opts.batch_patches:
+        if not started or sum(p.units for p in batch) >= opts.batch_patches:
+            started = True
             _run_batch(lib, batch, taggers, summary, gmap, separator)
             progress.advance(len(batch))
             batch = []

@@ -129,7 +129,7 @@ def _walk(
                     continue
                 try:
                     if entry.is_symlink() and not follow_symlinks:
-                        if entry.is_dir() or is_audio_name(entry.name):  # one a user would miss
+                        if is_audio_name(entry.name) or _links_to_dir(entry):  # a user would miss
                             on_link(entry.path)
                         continue
                     if entry.is_dir(follow_symlinks=follow_symlinks):
@@ -144,6 +144,13 @@ def _walk(
                 except OSError as exc:  # a dangling symlink, a file vanishing mid-scan
                     on_error(entry.path, reason_of(exc))
             stack.extend(reversed(subdirs))
+
+
+def _links_to_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop (ELOOP) or an unreadable target: not a folder to scan
+        return False
 
 
 def iter_audio_files(
