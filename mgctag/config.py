@@ -78,7 +78,64 @@ def _parse_config(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:  # no
     for section, table in data.items():
         if not isinstance(table, dict):
             raise ConfigError(f"`{section}` must be a [section] table", path)
+    _check_settings(data, path)
     return data
+
+
+# Every setting config.toml may hold: section -> key -> (type, allowed values or None). A key not
+# listed here is a one-line error naming it, so a typo is never silently ignored.
+SETTINGS: dict[str, dict[str, tuple[type, tuple[Any, ...] | None]]] = {
+    "tag": {
+        "mode": (str, ("fill", "merge", "replace")),
+        "max_genres": (int, None),
+        "min_confidence": (float, None),
+        "content": (str, ("music", "all")),
+        "id3v23": (bool, None),
+        "id3v23_separator": (str, ("; ", ";", "/", " / ")),
+        "keep_mtime": (bool, None),
+        "follow_symlinks": (bool, None),
+        "stems": (str, ("auto", "on", "off")),
+        "separator": (str, ("auto", "demucs", "cascade", "hpss")),
+        "device": (str, None),  # checked like --device: auto, cpu, cuda, cuda:N, mps
+        "model": (str, None),
+    }
+}
+
+
+def _check_settings(data: dict[str, Any], path: Path) -> None:
+    """Unknown sections or keys, and values of the wrong type or outside their choices."""
+    for section, table in data.items():
+        if section not in SETTINGS:
+            raise ConfigError(f"unknown section [{section}]; known: {', '.join(SETTINGS)}", path)
+        for key, value in table.items():
+            if key not in SETTINGS[section]:
+                known = ", ".join(SETTINGS[section])
+                raise ConfigError(f"unknown setting `{key}` in [{section}]; known: {known}", path)
+            kind, choices = SETTINGS[section][key]
+            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok or (choices is not None and value not in choices):
+                want = " or ".join(repr(c) for c in choices) if choices else kind.__name__
+                raise ConfigError(f"[{section}] {key} = {value!r}: use {want}", path)
+
+
+def effective(section: str, defaults: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Each setting of `section` with where its value came from (environment, config.toml,
+    default) — what `mgctag config` prints and what a command uses when no option is given."""
+    table = _config_file().get(section, {})
+    result: dict[str, tuple[Any, str]] = {}
+    for key, default in defaults.items():
+        env = f"MGCTAG_{key.upper()}"
+        if key in ("stems", "model") and os.environ.get(env):  # the documented variables
+            result[key] = (os.environ[env], f"environment ({env})")
+        elif key in table:
+            result[key] = (table[key], f"{config_path()} [{section}]")
+        elif key == "model" and chosen_model():
+            result[key] = (chosen_model(), "mgctag models use")
+        else:
+            result[key] = (default, "default")
+    return result
 
 
 def setting(section: str, key: str, default: Any) -> Any:
@@ -89,13 +146,18 @@ def setting(section: str, key: str, default: Any) -> Any:
     return _config_file().get(section, {}).get(key, default)
 
 
-def default_model() -> str:
-    """The model `mgctag tag` uses unless --model says otherwise (set by `mgctag models use`)."""
+def chosen_model() -> str:
+    """The model `mgctag models use` made the default ("" when none was chosen)."""
     path = data_dir() / "default-model"
-    name = path.read_text("utf-8").strip() if path.is_file() else ""
+    return path.read_text("utf-8").strip() if path.is_file() else ""
+
+
+def default_model() -> str:
+    """The model `mgctag tag` uses unless --model says otherwise: MGCTAG_MODEL, else `model`
+    under [tag] in config.toml, else the one `mgctag models use` chose, else the built-in one."""
     from mgctag.options import DEFAULT_TAGGER
 
-    return os.environ.get("MGCTAG_MODEL") or name or DEFAULT_TAGGER
+    return str(effective("tag", {"model": DEFAULT_TAGGER})["model"][0])
 
 
 def set_default_model(name: str) -> None:

@@ -203,17 +203,22 @@ def select_genres(
     return [(g, round(s, 4)) for g, s in ranked[:max_genres] if s >= floor]
 
 
-def plan_genres(existing: list[str], predicted: list[str], mode: Mode) -> list[str] | None:
+def plan_genres(
+    existing: list[str], predicted: list[str], mode: Mode, max_genres: int | None = None
+) -> list[str] | None:
     """The genre values a file should end with, or None when it should not be touched.
 
-    fill: only files without a genre; merge: keep the file's genres and add new ones;
-    replace: the prediction wins. Nothing to write when the result equals what is there.
+    fill: only files without a genre; merge: keep the file's genres and add new ones, while the
+    file holds at most `max_genres` genres (the user's own are never dropped, so a file that
+    already has that many gets none added); replace: the prediction wins. Nothing to write when
+    the result equals what is there.
     """
     if mode == "fill":
         new = [] if existing else list(predicted)
     elif mode == "merge":
         seen = {genre_key(g) for value in existing for g in split_genres(value)}
-        new = list(existing) + [g for g in predicted if genre_key(g) not in seen]
+        room = len(predicted) if max_genres is None else max(0, max_genres - len(seen))
+        new = list(existing) + [g for g in predicted if genre_key(g) not in seen][:room]
     elif mode == "replace":
         new = list(predicted)
     else:

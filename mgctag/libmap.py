@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import os
 from collections import Counter
 from collections.abc import Sequence
 from importlib.resources import files
@@ -125,10 +126,26 @@ def _figure(size: tuple[float, float]):
     return fig
 
 
+#: Up to this many tracks, the PNG names each point (a bigger library would be unreadable).
+LABELLED_TRACKS = 40
+
+
+def track_label(record: dict) -> str:
+    """How a point is named: "Artist – Title", else the title, else the file name."""
+    title = str(record.get("title") or Path(str(record.get("path", ""))).stem)
+    artist = str(record.get("artist") or "")
+    return f"{artist} – {title}" if artist else title
+
+
 def map_png(
-    points: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "Library map"
+    points: np.ndarray,
+    labels: Sequence[str],
+    path: str | Path,
+    title: str = "Library map",
+    track_labels: Sequence[str] | None = None,
 ) -> Path:
-    """Scatter plot of the layout coloured by genre, with a legend (top 20 genres named)."""
+    """Scatter plot of the layout coloured by genre, with a legend (top 20 genres named); in a
+    small library (LABELLED_TRACKS or fewer) each point is named by its `track_labels` entry."""
     points = np.asarray(points)
     if len(points) != len(labels):
         raise ValueError(f"{len(points)} points but {len(labels)} labels")
@@ -150,6 +167,9 @@ def map_png(
             linewidths=0,
             alpha=0.85,
         )
+    if track_labels is not None and len(track_labels) <= LABELLED_TRACKS:
+        for (x, y), name in zip(points, track_labels, strict=True):
+            ax.annotate(name[:40], (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -263,10 +283,15 @@ def _asset(name: str) -> str:
 
 
 def map_html(
-    points: np.ndarray, records: Sequence[dict], path: str | Path, title: str = "mgctag library map"
+    points: np.ndarray,
+    records: Sequence[dict],
+    path: str | Path,
+    title: str = "mgctag library map",
+    root: str | None = None,
 ) -> Path:
     """One self-contained interactive page: hover shows artist/title/genres, click shows and copies
-    the path, wheel zooms, drag pans, legend entries toggle genres."""
+    the path, wheel zooms, drag pans, legend entries toggle genres. With `root`, paths are shown
+    relative to it, so a page shared with someone does not reveal the home folder's layout."""
     if len(points) != len(records):
         raise ValueError(f"{len(points)} points but {len(records)} records")
     labels = [primary_genre(r) for r in records]
@@ -283,7 +308,7 @@ def map_html(
         "artist": [str(r.get("artist") or "") for r in records],
         "title": [str(r.get("title") or Path(str(r.get("path", ""))).stem) for r in records],
         "tags": [", ".join(track_genres(r)) for r in records],
-        "path": [str(r.get("path") or "") for r in records],
+        "path": [_shown_path(str(r.get("path") or ""), root) for r in records],
     }
     script = _asset("map.js")
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
@@ -296,6 +321,19 @@ def map_html(
     )
     Path(path).write_text(page, encoding="utf-8")
     return Path(path)
+
+
+def _shown_path(path: str, root: str | None) -> str:
+    return os.path.relpath(path, root) if root and path else path
+
+
+def library_root(paths: Sequence[str]) -> str | None:
+    """The deepest folder holding every path (None when there are none or they share no root)."""
+    folders = [os.path.dirname(p) for p in paths if p]
+    try:
+        return os.path.commonpath(folders) if folders else None
+    except ValueError:  # different drives on Windows, or relative mixed with absolute
+        return None
 
 
 # ---- the `map` command ---------------------------------------------------------------------------
@@ -311,25 +349,39 @@ def make_map(
     method: str = "tsne",
     heatmap_png: str | Path | None = None,
     threads: int | None = None,
+    absolute_paths: bool = False,
 ) -> dict[str, Any]:
     """The `map` command: lay out `model`'s `by`-stem embeddings and write the requested files.
 
     Returns a summary (track and genre counts, files written) and each track's 2-D point (`x`,
     `y`, its path and the genre it is coloured by) for the CLI to print. Raises
     MapError (or similar.SimilarError when there are no embeddings) with a one-line message.
+    The heatmap counts the same genre per track as the map's colours and legend (its first); the
+    HTML shows paths relative to the library's root unless `absolute_paths`.
     """
     li = library_index(lib, model, by)
     points = layout_2d(li.index.matrix, method, threads=threads)
     labels = [primary_genre(r) for r in li.records]
+    names_of_tracks = [track_label(r) for r in li.records]
     jobs = []
     if out_png:
         jobs.append(
-            (out_png, lambda p: map_png(points, labels, p, f"Library map ({by}, {method})"))
+            (
+                out_png,
+                lambda p: map_png(
+                    points, labels, p, f"Library map ({by}, {method})", names_of_tracks
+                ),
+            )
         )
     if out_html:
-        jobs.append((out_html, lambda p: map_html(points, li.records, p)))
+        root = (
+            None if absolute_paths else library_root([str(r.get("path") or "") for r in li.records])
+        )
+        title = f"mgctag library map: {root}" if root else "mgctag library map"
+        jobs.append((out_html, lambda p: map_html(points, li.records, p, title, root)))
     if heatmap_png:
-        names, sim = genre_similarity(li.index.matrix, [track_genres(r) for r in li.records])
+        per_track = [[g] if g != UNKNOWN else [] for g in labels]  # as the legend counts them
+        names, sim = genre_similarity(li.index.matrix, per_track)
         if names:
             jobs.append((heatmap_png, lambda p: genre_heatmap_png(names, sim, p)))
     written = []
@@ -343,4 +395,6 @@ def make_map(
         for r, (x, y), g in zip(li.records, points, labels, strict=True)
     ]
     summary = {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}
+    if heatmap_png:
+        summary["heatmap_genres"] = names
     return {**summary, "points": coords}

@@ -20,6 +20,24 @@ DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 
 
+# `mgctag tag`'s settings a user may put under [tag] in config.toml, with the built-in defaults
+# (the command line wins over config.toml, which wins over these; `mgctag config` shows them).
+TAG_DEFAULTS: dict[str, object] = {
+    "mode": "fill",
+    "max_genres": None,  # None: the model's own
+    "min_confidence": None,
+    "content": "music",
+    "id3v23": False,
+    "id3v23_separator": "; ",
+    "keep_mtime": False,
+    "follow_symlinks": False,
+    "stems": "auto",
+    "separator": "auto",
+    "device": "auto",
+    "model": DEFAULT_TAGGER,
+}
+
+
 @dataclass
 class TagOptions:
     mode: Mode = "fill"
@@ -28,7 +46,9 @@ class TagOptions:
     content: Content = "music"  # "music": genres only for tracks the content gate hears as music
     dry_run: bool = False
     id3v23: bool = False
+    id3v23_separator: str = "; "  # joins genres in ID3v2.3 tags (Picard: "; ", beets: "/")
     keep_mtime: bool = False
+    follow_symlinks: bool = False  # scan through symlinked files and folders (loops are cut)
     windows: int = 3
     window_seconds: float = 10.0
     batch_patches: int = 60
@@ -61,6 +81,7 @@ class Summary:
     unchanged: int = 0
     skipped: int = 0
     failed: int = 0
+    links_skipped: int = 0  # symlinks the scan did not follow
     interrupted: bool = False
     changes: list[Change] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)

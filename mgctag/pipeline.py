@@ -163,6 +163,7 @@ def analyse(
     """Analyse tracks with these taggers in batches of units across tracks; store each result."""
     progress.stage("analysing", len(tracks))
     batch: list[TrackInput] = []
+    started = False  # the first batch is one track, so the bar moves from the first file
     for item in _inputs(lib, tracks, taggers, opts, separator):
         if stop:
             break
@@ -173,7 +174,8 @@ def analyse(
             progress.advance()
             continue
         batch.append(item)
-        if sum(p.units for p in batch) >= opts.batch_patches:
+        if not started or sum(p.units for p in batch) >= opts.batch_patches:
+            started = True
             _run_batch(lib, batch, taggers, summary, gmap, separator)
             progress.advance(len(batch))
             batch = []
@@ -314,17 +316,18 @@ def write_tags(
     progress.stage("writing" if not opts.dry_run else "planning", len(tracks))
     if not opts.dry_run:
         _clean_stale_temps(tracks)
+    failed = {path for path, _ in summary.failures}
+    told = dict(summary.skips)  # skips analysis already listed (too short, silent)
     for track in tracks:
         if stop:
             break
         progress.advance()
-        if reason := content_skip(lib, track["id"], model, opts):
-            summary.skipped += 1
-            summary.skips.append((track["path"], reason))
+        if track["path"] in failed:  # counted once, as failed, never also as skipped
             continue
-        predicted = predicted_genres(lib, track["id"], model, opts)
-        if not predicted:  # not analysed (failed), or no genre confident enough to write
-            summary.skipped += 1
+        reason = content_skip(lib, track["id"], model, opts)
+        predicted = None if reason else predicted_genres(lib, track["id"], model, opts)
+        if not predicted:
+            _skip(summary, told, track["path"], reason or _no_genre_reason(predicted))
             continue
         t0 = time.perf_counter()
         if opts.dry_run:
@@ -345,6 +348,20 @@ def write_tags(
             _record_failure(lib, summary, track["path"], "write", reason, type(exc).__name__)
             continue
         summary.stage_seconds["tag write"] += time.perf_counter() - t0
+
+
+def _no_genre_reason(predicted: list[str] | None) -> str:
+    if predicted is None:
+        return "not analysed (too short or silent)"
+    return "no genre confident enough"
+
+
+def _skip(summary: Summary, told: dict[str, str], path: str, reason: str) -> None:
+    """Count a skipped track once and list it with its reason (once, even if analysis told it)."""
+    summary.skipped += 1
+    if path not in told:
+        summary.skips.append((path, reason))
+        told[path] = reason
 
 
 def _write_one(
@@ -369,7 +386,7 @@ def _write_one(
         reason = "the file changed since it was scanned; not written (run mgctag again)"
         _record_failure(lib, summary, path, "write", reason)
         return
-    new = plan_genres(current, predicted, opts.mode)
+    new = plan_genres(current, predicted, opts.mode, _max_genres(opts))
     if new is None:
         summary.unchanged += 1
         return
@@ -385,6 +402,7 @@ def _write_one(
             current,
             new,
             id3v23=opts.id3v23,
+            id3v23_separator=opts.id3v23_separator,
             keep_mtime=opts.keep_mtime,
         )
     except tags.TagWriteError as exc:
@@ -392,6 +410,11 @@ def _write_one(
         return
     summary.changes.append(Change(path, current, new, written=True))
     summary.tagged += 1
+
+
+def _max_genres(opts: TagOptions) -> int:
+    """The most genres a file may hold after this run: --max-genres, else the model's own."""
+    return opts.max_genres if opts.max_genres is not None else catalog.selection(opts.model)[0]
 
 
 def _clean_stale_temps(tracks: Sequence[dict]) -> None:
@@ -443,11 +466,16 @@ def tag_paths(
     args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})
     try:
+        progress.stage("loading models", 1)  # tens of seconds on a cold start: say so
         chain = tagger_chain(opts.model, resolve_device(opts.device))  # before any work
+        progress.advance()
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)
         t0 = time.perf_counter()
-        report = scanner.scan(lib, roots, run_id=summary.run_id)
+        report = scanner.scan(
+            lib, roots, run_id=summary.run_id, follow_symlinks=opts.follow_symlinks
+        )
+        summary.links_skipped = report.links_skipped
         summary.stage_seconds["scan"] += time.perf_counter() - t0
         summary.scanned = report.total
         for path, reason in report.failures:

@@ -171,3 +171,23 @@ def test_blend_scores_with_hand_worked_numbers():
     assert blend_scores({"Rock": 0.6}, {"Jazz": 1.0}, 0.0) == pytest.approx(
         {"Rock": 0, "Jazz": 0.6}
     )
+
+
+@pytest.mark.parametrize(
+    ("existing", "predicted", "most", "expected"),
+    [
+        (["Metal"], ["Techno", "Rock", "Electronic"], 3, ["Metal", "Techno", "Rock"]),
+        (["Metal; Punk"], ["Techno", "Rock"], 3, ["Metal; Punk", "Techno"]),
+        (
+            ["Metal", "Punk", "Folk"],
+            ["Techno"],
+            3,
+            None,
+        ),  # full: the user's genres stay, none added
+        (["Metal", "Punk", "Folk", "Soul"], ["Techno"], 2, None),  # never drops the user's own
+        (["Metal"], ["metal", "Rock"], 2, ["Metal", "Rock"]),  # a repeat takes no room
+    ],
+)
+def test_merge_respects_max_genres(existing, predicted, most, expected):
+    """`--mode merge --max-genres N`: the file ends with at most N genres, counting its own."""
+    assert plan_genres(existing, predicted, "merge", most) == expected

@@ -232,3 +232,42 @@ def test_make_map_writes_all_three_files(library, tmp_path, stems):
     assert len(json.loads(data.scripts[0][1])["x"]) == N_TRACKS
     with pytest.raises(MissingEmbeddings, match="no drums embeddings"):
         make_map(library, out / "d.png", model="mfcc-test", by="drums")
+
+
+def _html_paths(page: Path) -> list[str]:
+    data = Scripts()
+    data.feed(page.read_text(encoding="utf-8"))
+    return json.loads(data.scripts[0][1])["path"]
+
+
+def test_map_html_paths_are_relative_unless_asked_and_heatmap_counts_the_legend_genres(
+    library, tmp_path, stems
+):
+    """A shared map does not reveal where the library lives; the heatmap and the legend count
+    the same genres (each track's first, as the points are coloured) (issue 17)."""
+    result = make_map(
+        library, None, tmp_path / "m.html", model="mfcc-test", heatmap_png=tmp_path / "h.png"
+    )
+    assert _html_paths(tmp_path / "m.html") == sorted(f.name for f in stems["files"])
+    legend = {p["genre"] for p in result["points"]} - {UNKNOWN}
+    assert sorted(result["heatmap_genres"]) == sorted(legend)
+    assert len(result["heatmap_genres"]) == result["genres"]
+    make_map(library, None, tmp_path / "a.html", model="mfcc-test", absolute_paths=True)
+    assert _html_paths(tmp_path / "a.html") == sorted(str(f) for f in stems["files"])
+
+
+def test_small_library_png_names_its_points(tmp_path):
+    x, labels = clustered(6, 8, 2)
+    points = layout_2d(x, "pca")
+    genres = ["Rock", "Jazz"]
+    bare = image(map_png(points, [genres[i] for i in labels], tmp_path / "a.png"))
+    names = [f"Artist {i} – Song {i}" for i in range(6)]
+    named = image(map_png(points, [genres[i] for i in labels], tmp_path / "b.png", "m", names))
+    ink = lambda img: int((img.min(axis=-1) < 200).sum())  # noqa: E731
+    assert ink(named) > ink(bare) + 300, (ink(named), ink(bare))  # six names beside the points
+    many = [f"Song {i}" for i in range(60)]
+    x60, l60 = clustered(60, 8, 2)
+    p60 = layout_2d(x60, "pca")
+    plain = image(map_png(p60, [genres[i] for i in l60], tmp_path / "c.png", "m"))
+    big = image(map_png(p60, [genres[i] for i in l60], tmp_path / "d.png", "m", many))
+    assert (plain == big).all()  # a big library stays a readable scatter

@@ -55,6 +55,7 @@ def test_an_exception_in_the_decode_worker_fails_that_track_only(
         ]
         assert summary.failure_types == {str(odd): "OverflowError"}
         assert summary.analysed == 2 and summary.tagged == 2
+        assert summary.skipped == 0 and summary.skips == []  # failed once, never also skipped
         stored = [(f["stage"], f["reason"]) for f in lib.failures(summary.run_id)]
         assert stored == [("decode", f"{summary.failures[0][1]} [OverflowError]")]
         assert lib.get_run(summary.run_id)["status"] == "partial"
@@ -102,6 +103,58 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
 
 
 @pytest.mark.slow
+class _Recorded(pipeline.Progress):
+    """The pipeline's progress reports, as the CLI's bar receives them."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def stage(self, name: str, total: int) -> None:
+        self.events.append((name, total))
+
+    def advance(self, n: int = 1) -> None:
+        self.events.append(("advance", n))
+
+
+@pytest.mark.slow
+def test_progress_says_loading_models_and_moves_from_the_first_file(tmp_path: Path) -> None:
+    """Models load as a stage of their own, and the analysis bar advances after the first file,
+    not after a whole batch of twenty (issue 17)."""
+    _music(tmp_path / "Music")
+    progress = _Recorded()
+    with Library(tmp_path / "lib.db") as lib:
+        pipeline.tag_paths(lib, [tmp_path / "Music"], pipeline.TagOptions(), progress=progress)
+    assert progress.events[:2] == [("loading models", 1), ("advance", 1)]
+    start = progress.events.index(("analysing", 2))
+    assert progress.events[start + 1] == ("advance", 1)
+
+
+@pytest.mark.slow
+def test_summary_counts_add_up_and_every_skip_is_listed(tmp_path: Path) -> None:
+    """Music, a file already tagged (fill: unchanged), digital silence and a broken file: each
+    file counted once (a failure is not also a skip) and each skip listed with its reason in the
+    table and in --json (issue 17)."""
+    root = tmp_path / "Music"
+    music = _music(root)
+    from mgctag.tags import write_genres
+
+    write_genres(music[1], ["Jazz"])
+    sf.write(root / "silence.wav", np.zeros(4 * 16000, np.float32), 16000)
+    (root / "broken.mp3").write_bytes(b"not audio at all " * 64)
+    result = cli("tag", root, "--db", tmp_path / "lib.db", "--dry-run", "--json")
+    assert result.code == 1, result.output
+    report = json.loads(result.stdout)
+    counts = report["counts"]
+    assert counts["scanned"] == 4 and counts["failed"] == 1 and counts["skipped"] == 1
+    assert len(report["changes"]) + counts["unchanged"] + counts["skipped"] + counts["failed"] == 4
+    assert [(s["path"], s["reason"][:6]) for s in report["skips"]] == [
+        (str(root / "silence.wav"), "silent")
+    ]
+    table = cli("tag", root, "--db", tmp_path / "lib.db", "--dry-run").stdout
+    assert "silence.wav" in table and table.count("skipped: ") == 1, table
+    assert "analysed 0, would tag 1, unchanged 1, skipped 1, failed 1" in table
+
+
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     """A 0.5 s clip, a 15 ms click in 5 s of silence and digital silence: skipped with a reason,
     no genre written, exit 0; real music beside them is tagged."""
@@ -124,7 +177,7 @@ def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     assert result.code == 0, result.output
     assert dict((s["path"], s["reason"]) for s in json.loads(result.stdout)["skips"]) == skips
     result = cli("tag", root, "--db", tmp_path / "lib3.db", "--dry-run")
-    assert result.code == 0 and result.stderr.count("skipped: ") == 3, result.output
+    assert result.code == 0 and result.stdout.count("skipped: ") == 3, result.output
     assert "error" not in result.stderr
 
 

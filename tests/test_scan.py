@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import mutagen.flac
 import pytest
+from conftest import cli
 from media import make_library
 
 from mgctag.library.db import Library
@@ -285,3 +287,46 @@ def test_unreadable_folder_is_reported_and_its_tracks_are_not_removed(encoded: P
     finally:
         (base / "music" / "Locked").chmod(0o755)
         shutil.rmtree(base)
+
+
+def test_symlinks_not_followed_are_counted_and_told(music: Path, tmp_path: Path) -> None:
+    """Never silently ignored (issue 17): the scan says how many links it left alone and how to
+    follow them; --follow-symlinks scans through them, a loop still ends."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(music / "Album A" / "vibe_ace.flac", outside / "elsewhere.flac")
+    (music / "link to outside").symlink_to(outside, target_is_directory=True)
+    (music / "linked.flac").symlink_to(outside / "elsewhere.flac")
+    (music / "Album A" / "loop").symlink_to(music, target_is_directory=True)
+    (music / "notes.txt").symlink_to(outside / "elsewhere.flac")  # not audio: not counted
+    with Library(tmp_path / "a.db") as lib:
+        report = scan(lib, [music])
+    assert report.links_skipped == 3 and report.as_dict()["links_skipped"] == 3
+    assert report.summary_line().endswith(
+        "; 3 symlinks not followed (--follow-symlinks follows them)"
+    )
+    result = cli("scan", music, "--db", tmp_path / "b.db", "--follow-symlinks", "--json")
+    followed = json.loads(result.stdout)
+    assert followed["links_skipped"] == 0 and followed["total"] == report.total + 1
+
+
+def test_tag_tells_the_symlinks_it_did_not_follow(tmp_path: Path) -> None:
+    (tmp_path / "Music").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "Music" / "more").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    result = cli("tag", tmp_path / "Music", "--db", tmp_path / "lib.db", "--dry-run")
+    assert result.code == 0 and "1 symlink not followed (--follow-symlinks" in result.stdout
+    result = cli("tag", tmp_path / "Music", "--db", tmp_path / "lib.db", "--json")
+    assert json.loads(result.stdout)["links_skipped"] == 1
+    result = cli("tag", tmp_path / "Music", "--db", tmp_path / "lib.db", "--follow-symlinks")
+    assert result.code == 0 and "symlink" not in result.stdout
+
+
+def test_info_on_a_file_the_scan_could_not_read_says_so(tmp_path: Path) -> None:
+    (tmp_path / "Music").mkdir()
+    broken = tmp_path / "Music" / "broken.mp3"
+    broken.write_bytes(b"not audio at all " * 64)
+    assert cli("scan", tmp_path / "Music", "--db", tmp_path / "lib.db").code == 1
+    result = cli("info", broken, "--db", tmp_path / "lib.db")
+    assert result.code == 0 and "status: failed (not audio or corrupt" in result.stdout
+    assert "could not be read" in result.stdout and "run `mgctag tag`" not in result.stdout

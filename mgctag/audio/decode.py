@@ -87,9 +87,10 @@ def filter_decoder_noise(log: logging.Logger | None = None) -> None:
     os.dup2(write_end, 2)
     os.close(write_end)
     _noise_filter.append(real)
-    sys.stderr = open(  # noqa: SIM115 (lives as long as the process)
-        real, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
-    )
+    if _writes_to_fd2(sys.stderr):  # a captured sys.stderr (tests, an embedding app) stays
+        sys.stderr = open(  # noqa: SIM115 (lives as long as the process)
+            real, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+        )
 
     def pump() -> None:
         with open(read_end, "rb", buffering=0) as pipe:
@@ -107,6 +108,13 @@ def filter_decoder_noise(log: logging.Logger | None = None) -> None:
         thread.join(timeout=2.0)
 
     atexit.register(drain)
+
+
+def _writes_to_fd2(stream: object) -> bool:
+    try:
+        return stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def probe(path: str | os.PathLike) -> AudioInfo:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from mgctag import __version__
-from mgctag.cli import common, library, output, search, segments, separate, train
+from mgctag.cli import common, library, output, search, segments, separate, settings, train
 from mgctag.cli.explain import explain
 from mgctag.cli.models import models_app
 from mgctag.cli.output import err, shown
@@ -72,6 +72,7 @@ app.command()(train.labels)
 app.command()(train.train)
 app.command("eval")(train.evaluate)
 app.add_typer(models_app, name="models")
+app.command("config")(settings.config_command)
 app.command("map")(search.map_command)
 app.command()(explain)
 

@@ -22,6 +22,7 @@ from mgctag.cli.common import (
     resolve_track,
     track_label,
 )
+from mgctag.cli.common import given as given_options
 from mgctag.cli.output import (
     CliProgress,
     err,
@@ -31,15 +32,28 @@ from mgctag.cli.output import (
     progress_enabled,
     shown,
 )
-from mgctag.options import TagOptions
+from mgctag.options import TAG_DEFAULTS, TagOptions
+
+FollowOption = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        help="Also scan symlinked files and folders (loops are cut); else they are counted.",
+    ),
+]
 
 
-def scan(paths: PathsArg, db: DbOption = None, json_out: JsonOption = False) -> None:
+def scan(
+    paths: PathsArg,
+    db: DbOption = None,
+    follow_symlinks: FollowOption = False,
+    json_out: JsonOption = False,
+) -> None:
     """Record the audio files under PATHS in the database (incremental)."""
     from mgctag.library.scan import scan as run_scan
 
     lib = open_library(db)
-    report = run_scan(lib, paths)
+    report = run_scan(lib, paths, follow_symlinks=follow_symlinks)
     if json_out:
         print_json(report.as_dict())
     else:
@@ -76,9 +90,14 @@ def tag(
         ),
     ] = "music",
     id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
+    id3v23_separator: Annotated[
+        str,
+        typer.Option(help='Joins genres in ID3v2.3 tags: "; " (Picard, foobar2000), "/" (beets).'),
+    ] = "; ",
     keep_mtime: Annotated[
         bool, typer.Option("--keep-mtime", help="Keep file modification times.")
     ] = False,
+    follow_symlinks: FollowOption = False,
     stems: Annotated[
         str, typer.Option(help="Separate stems first: auto (GPU + Demucs, else config), on, off.")
     ] = "auto",
@@ -95,9 +114,14 @@ def tag(
     ] = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Scan PATHS, analyse new and changed tracks, and write their genres into the files."""
-    from mgctag import pipeline
+    """Scan PATHS, analyse new and changed tracks, and write their genres into the files.
 
+    Options not given here come from the tag section of config.toml (see `mgctag config`)."""
+    given = dict(locals())
+    s = with_config(ctx, {k: given[k] for k in TAG_DEFAULTS})
+    mode, content, stems, separator, device = (s[k] for k in _CHOICES)
+    if s["id3v23_separator"] not in ("; ", ";", "/", " / "):
+        raise typer.BadParameter('use "; ", ";", "/" or " / "', param_hint="--id3v23-separator")
     if mode not in ("fill", "merge", "replace"):
         raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
     if content not in ("music", "all"):
@@ -114,22 +138,27 @@ def tag(
         stems = "on"
     opts = TagOptions(
         mode=mode,  # type: ignore[arg-type]
-        max_genres=max_genres,
-        min_confidence=min_confidence,
+        max_genres=s["max_genres"],
+        min_confidence=s["min_confidence"],
         content=content,  # type: ignore[arg-type]
         dry_run=dry_run,
-        id3v23=id3v23,
-        keep_mtime=keep_mtime,
+        id3v23=s["id3v23"],
+        id3v23_separator=s["id3v23_separator"],
+        keep_mtime=s["keep_mtime"],
+        follow_symlinks=s["follow_symlinks"],
         stems=stems,
         separator=separator,
         separator_model=separator_model,
         device=device,
-        model=model or config.default_model(),
+        model=s["model"],
         keep_stems=keep_stems,
     )
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
+        progress.stage("loading models", 1)  # importing torch takes seconds on a cold start
+        from mgctag import pipeline
+
         summary = pipeline.tag_paths(lib, paths, opts, progress=progress, stop=sig.stop)
     if json_out:
         print_json(summary_dict(summary))
@@ -138,11 +167,23 @@ def tag(
     raise typer.Exit(sig.exit_code(130) if summary.interrupted else (1 if summary.failed else 0))
 
 
+_CHOICES = ("mode", "content", "stems", "separator", "device")
+
+
+def with_config(ctx: typer.Context, given: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line; the others from the environment or config.toml
+    (validated when it was read), else the built-in default."""
+    effective = config.effective("tag", TAG_DEFAULTS)
+    typed = set(given_options(ctx, *given))
+    return {key: value if key in typed else effective[key][0] for key, value in given.items()}
+
+
 def summary_dict(s: Any) -> dict[str, Any]:
     return {
         "run_id": s.run_id,
         "counts": s.counts(),
         "interrupted": s.interrupted,
+        "links_skipped": s.links_skipped,
         "changes": [c.__dict__ for c in s.changes],
         "failures": [{"path": p, "reason": r} for p, r in s.failures],
         "skips": [{"path": p, "reason": r} for p, r in s.skips],
@@ -154,18 +195,19 @@ def _genres(values: list[str], empty: str) -> str:
 
 
 def print_summary(s: Any, dry_run: bool) -> None:
+    from mgctag.library.scan import links_note
+
     kinds = s.failure_types if output.verbosity > 0 else {}  # the exception class, with -v
     print_failures([(p, f"{r} ({kinds[p]})" if p in kinds else r) for p, r in s.failures])
-    if output.verbosity >= 0:
-        for path, reason in s.skips:  # too short, silent, or not music: not a failure
-            err.print(f"[yellow]skipped[/yellow]: {shown(path)}: {shown(reason)}", highlight=False)
-    if s.changes:
+    if s.changes or s.skips:
         table = Table(title="planned changes" if dry_run else "changed")
         table.add_column("file", overflow="fold")
         table.add_column("genre before")
-        table.add_column("genre after")
+        table.add_column("genre after", overflow="fold")
         for c in s.changes:
             table.add_row(shown(c.path), _genres(c.old, "—"), _genres(c.new, ""))
+        for path, reason in s.skips:  # too short, silent, not music, no confident genre
+            table.add_row(shown(path), "", f"[yellow]skipped[/yellow]: {shown(reason)}")
         out.print(table)
     verb = "would tag" if dry_run else "tagged"
     n_changes = len(s.changes) if dry_run else s.tagged
@@ -173,6 +215,7 @@ def print_summary(s: Any, dry_run: bool) -> None:
         f"analysed {s.analysed}, {verb} {n_changes}, unchanged {s.unchanged}, "
         f"skipped {s.skipped}, failed {s.failed}"
         + (" (interrupted)" if s.interrupted else "")
+        + links_note(s.links_skipped)
         + (f"  [dim]run {s.run_id}[/dim]" if s.run_id else "")
     )
 
@@ -203,7 +246,9 @@ def info(
     out.print(f"status: {shown(track['status'])}{error}")
     genres_in_file = "; ".join(in_file) if isinstance(in_file, list) else in_file
     out.print(f"genre in file: {shown(genres_in_file)}")
-    if not predictions:
+    if not predictions and track["status"] == "failed":
+        out.print("not analysed: the file could not be read (the reason is on the status line)")
+    elif not predictions:
         out.print("not analysed yet: run `mgctag tag` on it")
     for model, pred in predictions.items():
         out.print(

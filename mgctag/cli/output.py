@@ -96,6 +96,11 @@ def mark(flag: bool) -> str:
     return "✓" if flag else ""
 
 
+#: The ETA comes from the speed over this many seconds: long enough that a slow file (a model
+#: batch, a long decode) does not make it jump, short enough to follow a real change of pace.
+SPEED_WINDOW_S = 120.0
+
+
 class CliProgress(Progress):
     """A rich progress bar with ETA, one task per pipeline stage; silent when not a terminal."""
 
@@ -109,10 +114,16 @@ class CliProgress(Progress):
             console=err,
             disable=not enabled,
             transient=False,
+            speed_estimate_period=SPEED_WINDOW_S,
         )
         self.task: Any = None
 
     def stage(self, name: str, total: int) -> None:
+        """A new bar per stage; the same stage named again (the CLI starts "loading models" before
+        importing torch, the pipeline names it too) keeps its bar."""
+        if self.task is not None and self.bar.tasks[self.task].description == shown(name):
+            self.bar.update(self.task, total=total)
+            return
         if self.task is not None:
             self.bar.update(self.task, completed=self.bar.tasks[self.task].total)
         self.task = self.bar.add_task(shown(name), total=total)

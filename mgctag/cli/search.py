@@ -100,6 +100,12 @@ def map_command(
     ] = None,
     by: Annotated[str, typer.Option(help="Embedding: mix, drums, bass, other, vocals.")] = "mix",
     method: Annotated[str, typer.Option(help="tsne or pca.")] = "tsne",
+    absolute_paths: Annotated[
+        bool,
+        typer.Option(
+            "--absolute-paths", help="Full paths in the HTML (default: relative to the library)."
+        ),
+    ] = False,
     db: DbOption = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the 2-D points (and the files written) as JSON.")
@@ -120,6 +126,7 @@ def map_command(
             by=by,
             method=method,
             heatmap_png=genres,
+            absolute_paths=absolute_paths,
         )
     except (libmap.MapError, similar.SimilarError) as exc:
         raise UsageError(str(exc)) from None

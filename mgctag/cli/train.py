@@ -155,7 +155,10 @@ def print_eval(report: Any) -> None:
         f"{report.protocol}: {len(report.folds)} splits, {report.n_tracks} tracks, "
         f"{report.n_groups} artist groups, seed {report.seed}"
     )
-    out.print(f"accuracy {acc:.3f} ± {acc_sd:.3f}, macro-F1 {f1:.3f} ± {f1_sd:.3f}")
+    out.print(
+        f"accuracy {acc:.3f} ± {acc_sd:.3f}, macro-F1 {f1:.3f} ± {f1_sd:.3f} (mean ± sd over the "
+        f"splits); the table pools every split's test tracks: macro-F1 {report.pooled.macro_f1:.3f}"
+    )
     table = Table()
     for col in ("genre", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "genre" else "right")
@@ -262,6 +265,8 @@ def evaluate(
     if json_out:
         print_json(report.to_dict())
     else:
+        origin = shown(source) if source else "the genre tags you wrote (mgctag's own left out)"
+        out.print(f"labels: {origin}; {len(ds.labels)} genres over {len(ds.Y)} tracks")
         print_eval(report)
 
 

@@ -44,6 +44,7 @@ class ScanReport:
     unchanged: int = 0
     removed: int = 0
     failed: int = 0
+    links_skipped: int = 0  # symlinks not followed (without --follow-symlinks): told, not hidden
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -53,7 +54,7 @@ class ScanReport:
 
     def as_dict(self) -> dict:
         """The stable --json schema."""
-        counts = ("new", "changed", "unchanged", "removed", "failed", "total")
+        counts = ("new", "changed", "unchanged", "removed", "failed", "total", "links_skipped")
         return {
             **{name: getattr(self, name) for name in counts},
             "failures": [{"path": path, "reason": reason} for path, reason in self.failures],
@@ -63,7 +64,15 @@ class ScanReport:
         return (
             f"{self.total} audio files: {self.new} new, {self.changed} changed,"
             f" {self.unchanged} unchanged, {self.failed} failed; {self.removed} removed"
+            + links_note(self.links_skipped)
         )
+
+
+def links_note(n: int) -> str:
+    """The scan summary's note on symlinks left alone ("" when there were none)."""
+    if not n:
+        return ""
+    return f"; {n} symlink{'s' if n > 1 else ''} not followed (--follow-symlinks follows them)"
 
 
 def is_audio_name(name: str) -> bool:
@@ -74,7 +83,10 @@ def is_audio_name(name: str) -> bool:
 
 
 def _walk(
-    roots: Iterable[str | os.PathLike], follow_symlinks: bool, on_error: OnError
+    roots: Iterable[str | os.PathLike],
+    follow_symlinks: bool,
+    on_error: OnError,
+    on_link: Callable[[str], None] = lambda path: None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """(path, stat) of each audio file below the roots: depth first, names sorted, a folder's own
     files before its subfolders.
@@ -113,9 +125,13 @@ def _walk(
                 continue
             subdirs = []
             for entry in entries:
-                if entry.name.startswith(".") or (entry.is_symlink() and not follow_symlinks):
+                if entry.name.startswith("."):
                     continue
                 try:
+                    if entry.is_symlink() and not follow_symlinks:
+                        if is_audio_name(entry.name) or _links_to_dir(entry):  # a user would miss
+                            on_link(entry.path)
+                        continue
                     if entry.is_dir(follow_symlinks=follow_symlinks):
                         subdirs.append(entry.path)
                     elif is_audio_name(entry.name) and entry.is_file(
@@ -128,6 +144,13 @@ def _walk(
                 except OSError as exc:  # a dangling symlink, a file vanishing mid-scan
                     on_error(entry.path, reason_of(exc))
             stack.extend(reversed(subdirs))
+
+
+def _links_to_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop (ELOOP) or an unreadable target: not a folder to scan
+        return False
 
 
 def iter_audio_files(
@@ -192,7 +215,10 @@ def scan(
         report.failures.append((path, reason))
         lib.record_failure(run_id, path, "scan", reason)
 
-    files = list(_walk(roots, follow_symlinks, walk_error))
+    def skipped_link(path: str) -> None:
+        report.links_skipped += 1
+
+    files = list(_walk(roots, follow_symlinks, walk_error, skipped_link))
     known = lib.known_files(roots)
     for done, (path, st) in enumerate(files, 1):
         row = known.get(path)

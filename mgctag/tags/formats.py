@@ -43,6 +43,7 @@ class FormatError(ValueError):
 @dataclass(frozen=True)
 class EditOptions:
     id3v23: bool = False
+    id3v23_separator: str = ID3V23_SEPARATOR  # joins genres in an ID3v2.3 TCON ("/": beets)
 
 
 def _b64(data: bytes) -> str:
@@ -87,7 +88,7 @@ def _id3_genre_frames(
     if not genres:
         return []
     unsync = tag is not None and bool(tag.flags & 0x80)
-    return [id3raw.genre_frame(version, genres, ID3V23_SEPARATOR, unsync)]
+    return [id3raw.genre_frame(version, genres, opts.id3v23_separator, unsync)]
 
 
 def _id3_new_tag(old: bytes, genres: list[str], opts: EditOptions, raw: dict | None) -> bytes:

@@ -34,7 +34,7 @@ import numpy as np
 from mgctag import atomicio
 from mgctag.errors import reason_of
 from mgctag.tags.common import TagError, TagReadError, TagWriteError, WriteResult
-from mgctag.tags.formats import EditOptions, FormatError, format_for
+from mgctag.tags.formats import ID3V23_SEPARATOR, EditOptions, FormatError, format_for
 from mgctag.tags.id3raw import Id3Unsupported
 from mgctag.tags.payload import audio_payload_hash
 from mgctag.tags.read import _file_tags, _open, normalise_genres, write_blocker
@@ -61,6 +61,7 @@ def write_genres(
     genres: list[str],
     *,
     id3v23: bool = False,
+    id3v23_separator: str = ID3V23_SEPARATOR,
     keep_mtime: bool = False,
     restore: dict | None = None,
     on_commit: CommitHook | None = None,
@@ -93,7 +94,8 @@ def write_genres(
     if restore is not None and old_raw == restore:
         return _unchanged(path, old, new)
     try:
-        return _write(path, real, fmt, old, old_raw, new, id3v23, keep_mtime, restore, on_commit)
+        edit = EditOptions(id3v23=id3v23, id3v23_separator=id3v23_separator)
+        return _write(path, real, fmt, old, old_raw, new, edit, keep_mtime, restore, on_commit)
     except TagWriteError as e:
         raise TagWriteError(e.reason, path) from None
     except TagError as e:
@@ -116,7 +118,7 @@ def _write(
     old: list[str],
     old_raw: dict,
     new: list[str],
-    id3v23: bool,
+    edit: EditOptions,
     keep_mtime: bool,
     restore: dict | None,
     on_commit: CommitHook | None,
@@ -129,7 +131,7 @@ def _write(
     except OSError as e:
         raise TagWriteError(f"cannot make a temporary copy: {reason_of(e)}") from None
     try:
-        fmt.edit(tmp, new, EditOptions(id3v23=id3v23), restore)
+        fmt.edit(tmp, new, edit, restore)
         _verify(tmp, fmt, new, units, payload)
         ranges = _changed_ranges(real, tmp) if tmp.stat().st_size == before.st_size else None
         patch = sum(len(o) for _, o, _ in ranges) if ranges is not None else None

@@ -93,6 +93,8 @@ class TrainResult:
 def dataset(
     lib: Library, pairs: list[Pair] | None, stems: Sequence[str], min_count: int
 ) -> Dataset:
+    """Labelled embeddings; without `pairs`, the labels `train` uses (never mgctag's own tags)."""
+    pairs = pairs if pairs is not None else library_pairs(lib)
     return dataset_from_library(
         lib, model=MUSICNN_TAGGER, stems=tuple(stems), pairs=pairs, min_count=min_count
     )
