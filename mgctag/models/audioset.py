@@ -31,10 +31,11 @@ from mgctag.models.tagger import EnsembleTagger
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
-# bfloat16 for musicnn's pair (1.5x faster per patch) is measured but off: raw, it changes the
-# written genres of 2 of 88 real tracks; re-running a track in float32 when its written genres lie
-# within BF16_MARGIN of changing keeps the default's genres, but not those of the musicnn row it
-# stores, and costs too many re-runs (docs/benchmarks.md, scripts/compare_precision.py).
+# bfloat16 for musicnn's pair (2x faster per patch) is measured but off: raw, it changes the
+# written genres of 2 of 88 real tracks; re-running a track in float32 when the default's written
+# genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as fast as
+# musicnn alone, but the musicnn row it stores (which `--model musicnn` reuses) would still write
+# other genres for 2 of 88 (docs/benchmarks.md, scripts/compare_precision.py).
 BF16_MUSICNN = False
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
