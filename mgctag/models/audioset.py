@@ -15,7 +15,7 @@ and musicnn's and mn04's embeddings concatenated, the better one for `similar`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -24,13 +24,21 @@ from mgctag.audio.features import efficientat_mel
 from mgctag.audio.inputs import InputSpec, TrackInput
 from mgctag.content import ContentDecision, ContentGate, decide
 from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
-from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER
+from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
 from mgctag.models.tagger import EnsembleTagger
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
+# bfloat16 for musicnn's pair (2x faster per patch) is measured but off: raw, it changes the
+# written genres of 2 of 88 real tracks; re-running a track in float32 when the default's written
+# genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as fast as
+# musicnn alone, but the musicnn row it stores (which `--model musicnn` reuses) would still write
+# other genres for 2 of 88 (docs/benchmarks.md, scripts/compare_precision.py).
+BF16_MUSICNN = False
+BF16_MARGIN = 0.012
+BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
 
 
 class AudiosetNet:
@@ -126,6 +134,7 @@ class CombinedTagger:
     def __init__(self, device: str = "cpu") -> None:
         self.name = DEFAULT_TAGGER
         self.musicnn = EnsembleTagger(device)
+        self.musicnn.bf16 = BF16_MUSICNN
         self.net = AudiosetNet(device)
         self.inputs = InputSpec(
             "waveform", sample_rate=AUDIOSET_RATE, embeds_stems=True, also=("mel",)
@@ -140,9 +149,35 @@ class CombinedTagger:
             out.tags.update(extra.tags)
             out.extra.update(extra.extra)
             out.extra["mel_windows"] = np.asarray(item.features["mel_windows"])
+            if self.musicnn.bf16:
+                out.extra["mel"] = item.features["mel"]  # for a float32 re-run (predictions)
         return outputs
 
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
+        rows = self._rows(output, gmap)
+        if "mel" in output.extra and self._borderline(rows):
+            self._float32_musicnn(output, output.extra.pop("mel"))
+            rows = self._rows(output, gmap)
+        return rows
+
+    def _borderline(self, rows: list[Prediction]) -> bool:
+        """Whether bfloat16's drift could change the genres written from musicnn's row or ours."""
+        musicnn, _, combined = rows
+        rows_checked = [combined] + ([musicnn] if BF16_GUARD_MUSICNN else [])
+        return any(choice_margin(dict(r.genres), r.model) < BF16_MARGIN for r in rows_checked)
+
+    def _float32_musicnn(self, output: TaggerOutput, mel: np.ndarray) -> None:
+        """musicnn's tags and embeddings of this track again, in float32."""
+        self.musicnn.bf16 = False
+        try:
+            for name, (probs, emb) in self.musicnn(mel).items():
+                output.tags[name] = probs
+                if name == self.musicnn.embedding_model:
+                    output.embeddings["mix"] = emb
+        finally:
+            self.musicnn.bf16 = True
+
+    def _rows(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
         (musicnn,) = self.musicnn.predictions(output, gmap)
         probs = output.tags[AUDIOSET_MODEL]
         decision = decide(self.net.gate(gmap), probs, output.extra["offsets"])
@@ -174,6 +209,27 @@ class CombinedTagger:
             for name, labels in self.musicnn.labels.items()
         }
         return combine_models(per_model, gmap)
+
+
+def choice_margin(scores: Mapping[str, float], name: str) -> float:
+    """How far the genres written from `scores` are from changing (`catalog.selection(name)`).
+
+    The smallest gap that decides the written list: between the written genres in turn, from
+    each to the floor, and from the best unwritten genre to what it would have to beat. Moving
+    every score by less than half of it (the floor moves at most `relative` times as much)
+    cannot change what is written.
+    """
+    most, floor, relative = selection(name)
+    top = sorted(scores.values(), reverse=True)[: most + 1]
+    if not top:
+        return float("inf")
+    cut = max(floor, relative * top[0])
+    kept = [s for s in top[:most] if s >= cut]
+    gaps = [a - b for a, b in zip(kept, kept[1:], strict=False)] + [s - cut for s in kept]
+    if len(top) > len(kept):  # the first genre left out: below the floor, or past the count
+        rival = top[len(kept)]
+        gaps.append((kept[-1] if len(kept) == most else cut) - rival)
+    return min(gaps, default=float("inf"))
 
 
 def _patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:
