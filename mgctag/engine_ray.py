@@ -68,6 +68,7 @@ def connect(address: str | None) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    _check_reachable(address)
     try:
         ray.init(
             address=address,
@@ -79,6 +80,19 @@ def connect(address: str | None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
         raise UsageError(f"--engine ray: cannot start or reach {where}: {reason_of(exc)}") from None
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """A HOST:PORT that nothing answers on is one line now (Ray itself would retry for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address}: use auto or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--ray-address {address}: no Ray there ({reason_of(exc)})") from None
 
 
 def plan_workers(requested: int | None, resources: dict[str, float]) -> tuple[int, float]:

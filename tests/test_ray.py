@@ -109,6 +109,23 @@ def test_ray_options_need_the_ray_engine(tmp_path: Path) -> None:
     assert res.code == 2 and "--workers: only with --engine ray" in res.stderr
 
 
+@pytest.mark.skipif(not HAVE_RAY, reason=NO_RAY)
+def test_a_cluster_address_nothing_answers_on_is_one_line(tmp_path: Path) -> None:
+    """Port 1 of this machine: refused at once, one line and exit 2 instead of Ray's retries."""
+    res = cli(
+        "tag",
+        tmp_path,
+        "--db",
+        tmp_path / "lib.db",
+        "--engine",
+        "ray",
+        "--ray-address",
+        "127.0.0.1:1",
+    )
+    assert res.code == 2 and "--ray-address 127.0.0.1:1: no Ray there" in res.stderr
+    assert "Traceback" not in res.output
+
+
 def test_workers_follow_the_cluster() -> None:
     """One actor per CPU on a CPU cluster; one per GPU (a whole one each) when there are GPUs."""
     assert engine_ray.plan_workers(None, {"CPU": 8.0}) == (8, 0.0)
