@@ -18,6 +18,7 @@ MUSICNN_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog de
 # The default: musicnn + EfficientAT mn04 in one pass, genres by their mean, the content gate.
 DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
+Engine = Literal["local", "ray"]
 
 
 # `mgctag tag`'s settings a user may put under [tag] in config.toml, with the built-in defaults
@@ -58,6 +59,9 @@ class TagOptions:
     separator_model: Path | None = None
     model: str = DEFAULT_TAGGER  # a tagger name (mgctag models list)
     keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
+    engine: Engine = "local"  # "ray": decode + models in Ray actors (mgctag/engine_ray.py)
+    ray_address: str | None = None  # None: a local Ray; "auto" or HOST:PORT: a running cluster
+    workers: int | None = None  # Ray actors (None: one per CPU, or per GPU, of the cluster)
 
 
 @dataclass

@@ -201,30 +201,51 @@ def _run_batch(
     gmap: GenreMap,
     separator: Separator | None,
 ) -> None:
-    """One forward pass per tagger over the batch, then each track's rows stored.
-
-    If the batch raises, each track is analysed again on its own, so only the track that breaks
-    a model fails (one line, the exception class kept). Storing is not guarded: a database that
-    cannot be written ends the run, as it should.
-    """
+    """One forward pass per tagger over the batch, then each track's rows stored."""
     t0 = time.perf_counter()
-    try:
-        rows: list[list[Prediction] | Exception] = list(_predict(batch, taggers, gmap))
-    except Exception:
-        rows = [_predict_alone(item, taggers, gmap) for item in batch]
+    rows = predict_batch(batch, taggers, gmap)
     summary.stage_seconds["models"] += time.perf_counter() - t0
-    t1 = time.perf_counter()
     run_sep = separator.name if separator else "none"
-    for item, predictions in zip(batch, rows, strict=True):
+    store_batch(lib, [item.track for item in batch], rows, summary, run_sep)
+
+
+def predict_batch(
+    batch: list[TrackInput], taggers: Sequence[Tagger], gmap: GenreMap
+) -> list[list[Prediction] | Exception]:
+    """Each track's rows to store, or the exception that analysing it raised.
+
+    The per-batch analysis step, shared by the local run and a Ray worker (mgctag/engine_ray.py).
+    If the batch raises, each track is analysed again on its own, so only the track that breaks
+    a model fails (one line, the exception class kept).
+    """
+    try:
+        return list(_predict(batch, taggers, gmap))
+    except Exception:
+        return [_predict_alone(item, taggers, gmap) for item in batch]
+
+
+def store_batch(
+    lib: Library,
+    tracks: Sequence[dict],
+    rows: Sequence[list[Prediction] | Exception],
+    summary: Summary,
+    run_sep: str,
+) -> None:
+    """Store each track's rows (one transaction a track) or record its failure.
+
+    Storing is not guarded: a database that cannot be written ends the run, as it should.
+    """
+    t1 = time.perf_counter()
+    for track, predictions in zip(tracks, rows, strict=True):
         if isinstance(predictions, Exception):
             reason = f"cannot analyse: {reason_of(predictions)}"
-            path, kind = item.track["path"], type(predictions).__name__
+            path, kind = track["path"], type(predictions).__name__
             _record_failure(lib, summary, path, "model", reason, kind)
             continue
         for p in predictions:
             sep = p.separator or run_sep
             lib.save_analysis(
-                item.track["id"],
+                track["id"],
                 p.model,
                 sep,
                 p.tags,
@@ -469,6 +490,10 @@ def tag_paths(
         progress.stage("loading models", 1)  # tens of seconds on a cold start: say so
         chain = tagger_chain(opts.model, resolve_device(opts.device))  # before any work
         progress.advance()
+        if opts.engine == "ray":  # Ray missing or the cluster unreachable: before any work too
+            from mgctag import engine_ray
+
+            engine_ray.connect(opts.ray_address)
         if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
             journal.settle_pending(lib)
         t0 = time.perf_counter()
@@ -552,7 +577,13 @@ def analyse_chain(
                 lib.tracks_needing_analysis(t.name, roots, separator=sep_name) for t in group
             )
         )
-        if todo and not stop:
+        if todo and not stop and audio and opts.engine == "ray":
+            from mgctag import engine_ray
+
+            engine_ray.analyse(
+                lib, todo, group, opts, summary, progress, stop, separator, needs_stems
+            )
+        elif todo and not stop:
             analyse(lib, todo, group, opts, summary, progress, stop, gmap, separator)
 
 

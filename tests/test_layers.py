@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     # export: the one JSON/CSV/M3U writer over plain records, which the library uses too
     {"audio", "library", "models", "separate", "tags", "genres", "content", "segments", "export"},
     {"journal", "undo", "similar", "libmap", "explain", "auralise", "explain_report"},
-    {"pipeline"},
+    {"pipeline", "engine_ray"},
     {"train"},
     {"cli", "__main__"},
 ]

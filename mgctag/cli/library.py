@@ -112,6 +112,23 @@ def tag(
     model: Annotated[
         str | None, typer.Option(help="Tag with this model (see `mgctag models list`).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help='local, or ray: decode and models in Ray actors (pip install "mgctag[ray]").'
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine ray: auto or HOST:PORT of a running cluster (default: "
+            "start a local Ray)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --engine ray: actors (default: one per GPU, else per CPU)."),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Scan PATHS, analyse new and changed tracks, and write their genres into the files.
@@ -130,6 +147,10 @@ def tag(
         raise typer.BadParameter("use auto, on or off", param_hint="--stems")
     check_device(device)
     check_separator(separator)
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("use local or ray", param_hint="--engine")
+    if engine == "local":
+        refuse(ctx, ("ray_address", "workers"), "only with --engine ray")
     if stems == "off":
         refuse(ctx, ("separator", "separator_model"), "not with --stems off")
     if keep_stems is not None:
@@ -152,6 +173,9 @@ def tag(
         device=device,
         model=s["model"],
         keep_stems=keep_stems,
+        engine=engine,  # type: ignore[arg-type]
+        ray_address=ray_address,
+        workers=workers,
     )
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
