@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mgctag.audio.features import HOP, N_FFT, SR, _mel_basis, log_mel, mel_power
+from mgctag.audio.features import HOP, N_FFT, SR, log_mel, mel_basis, mel_power
 from mgctag.errors import UsageError
-from mgctag.models.musicnn import Musicnn, PooledConv, _same_pad
+from mgctag.models.musicnn import Musicnn, PooledConv, same_pad
 
 # The convolution layers one can auralise, in network order: musicnn's five front-end branches
 # (timbral 7x38 and 7x67 filters, temporal 128/64/32 x 1 filters) and its three mid-end layers.
@@ -83,7 +83,7 @@ def layer_map(model: Musicnn, x: torch.Tensor, layer: str) -> torch.Tensor:
     if layer.startswith("temporal"):
         i = int(layer[-1]) - 1
         kernel = model.temporal_kernels[i]
-        padded = F.pad(xb, (0, 0, *_same_pad(kernel)))
+        padded = F.pad(xb, (0, 0, *same_pad(kernel)))
         return F.relu(cast(PooledConv, model.temporal[i]).conv(padded.unsqueeze(1)))
     h = model.frontend(x)
     for depth in range(int(layer[-1])):
@@ -129,7 +129,7 @@ def _logits_after_frontend(
             branches.append(model.timbral[int(name[-1]) - 1](F.pad(xb, (0, 0, 3, 3))))
         else:
             i = int(name[-1]) - 1
-            pad = _same_pad(model.temporal_kernels[i])
+            pad = same_pad(model.temporal_kernels[i])
             branches.append(model.temporal[i](F.pad(xb, (0, 0, *pad))))
     return _head(model, torch.cat(branches, dim=1))
 
@@ -179,7 +179,7 @@ def invert(weights: np.ndarray, y: np.ndarray) -> np.ndarray:
     """
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP)
     mel_mag = np.sqrt(mel_power(y, SR)) * weights
-    linear = np.clip(np.linalg.pinv(_mel_basis(SR, N_FFT, weights.shape[1])) @ mel_mag.T, 0, None)
+    linear = np.clip(np.linalg.pinv(mel_basis(SR, N_FFT, weights.shape[1])) @ mel_mag.T, 0, None)
     audio = librosa.istft(
         linear * np.exp(1j * np.angle(spec)), hop_length=HOP, n_fft=N_FFT, length=len(y)
     )

@@ -141,12 +141,12 @@ class AnalysisWorker:
     def analyse(self, tracks: list[dict]) -> list[Outcome]:
         """Decode (in a thread, as locally) and analyse these tracks; every track an Outcome."""
         from mgctag.audio.inputs import TrackInput, prepare
-        from mgctag.pipeline import _guarded, _prefetch
+        from mgctag.pipeline import guarded_work, prefetch
 
         outcomes: list[Outcome] = []
         batch: list[TrackInput] = []
-        work = _guarded(lambda t: self._unreadable(t) or prepare(t, self.plan, self.separator))
-        for item in _prefetch(tracks, work, depth=4):
+        work = guarded_work(lambda t: self._unreadable(t) or prepare(t, self.plan, self.separator))
+        for item in prefetch(tracks, work, depth=4):
             if item.error or item.skip:
                 outcomes.append(
                     Outcome(
@@ -223,7 +223,7 @@ def analyse(
     and ends the actors: every stored track is complete, the rest is analysed by the next run.
     """
     ray = _ray()
-    from mgctag.pipeline import _not_analysed, store_batch
+    from mgctag.pipeline import report_not_analysed, store_batch
 
     n, per_gpu = plan_workers(opts.workers, ray.cluster_resources())
     progress.stage("analysing", len(tracks))
@@ -243,7 +243,7 @@ def analyse(
             for ref in done:
                 actor, sent = pending.pop(ref)
                 for out in _results(ray, ref, sent):
-                    _store(lib, out, summary, run_sep, store_batch, _not_analysed)
+                    _store(lib, out, summary, run_sep, store_batch, report_not_analysed)
                     progress.advance()
                 if not stop:
                     _submit(actor, todo, pending)

@@ -346,12 +346,12 @@ def model_scores(
 ) -> tuple[dict[str, dict[str, float]], ContentDecision, np.ndarray]:
     """musicnn's, mn04's and the combined genre scores of one track, as `CombinedTagger` makes
     them (the content gate's music windows only), with the gate's decision and musicnn's rows."""
-    from mgctag.models.audioset import _patch_rows
+    from mgctag.models.audioset import patch_rows
     from mgctag.models.catalog import AUDIOSET_MODEL
 
     probs = out.tags[AUDIOSET_MODEL]
     decision = decide(tagger.net.gate(gmap), probs, out.extra["offsets"])
-    rows = _patch_rows(out.extra["mel_windows"], decision.genre_windows)
+    rows = patch_rows(out.extra["mel_windows"], decision.genre_windows)
     musicnn = tagger.musicnn_scores(out, rows, gmap)
     mn04 = gmap.genre_scores(mean_tag_probs(probs[decision.genre_windows], tagger.net.labels))
     combined = mean_scores([musicnn, mn04])

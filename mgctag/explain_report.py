@@ -3,7 +3,7 @@
 The page needs no network and no files beside it: figures are PNG data URIs, the auralised
 filters and their clip WAV data URIs, and a Content-Security-Policy allows nothing else (no
 script at all). Every text from the file (its name, tags) is HTML-escaped. The figures are drawn
-with matplotlib's Agg canvas (`libmap._figure`), so no display is needed.
+with matplotlib's Agg canvas (`libmap.agg_figure`), so no display is needed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from mgctag.explain import COMBINED, MUSICNN, STEM_MODEL, Explanation
-from mgctag.libmap import _asset, _figure
+from mgctag.libmap import agg_figure, data_asset
 
 CONTENT_COLORS = {"music": "#c7e9c0", "speech": "#fdd0a2", "other": "#d9d9d9"}
 MODEL_TITLES = {
@@ -71,7 +71,7 @@ def _timeline_axes(axes: list[Any], expl: Explanation) -> None:
 
 def timeline_png(expl: Explanation) -> bytes:
     """Waveform with the gate's windows, and the three models' genre heat strips."""
-    fig = _figure((11, 7))
+    fig = agg_figure((11, 7))
     _timeline_axes([fig.add_subplot(4, 1, i + 1) for i in range(4)], expl)
     fig.tight_layout()
     return _png(fig)
@@ -79,7 +79,7 @@ def timeline_png(expl: Explanation) -> bytes:
 
 def summary_png(expl: Explanation, path: str | Path) -> Path:
     """The PNG summary: the timeline, each shown genre's terms, and the stems' effects."""
-    fig = _figure((11, 11))
+    fig = agg_figure((11, 11))
     grid = fig.add_gridspec(5, 2, height_ratios=[1, 1, 1, 1, 1.7])
     _timeline_axes([fig.add_subplot(grid[i, :]) for i in range(4)], expl)
     _terms_panel(fig.add_subplot(grid[4, 0]), expl)
@@ -127,7 +127,7 @@ def _stems_panel(ax: Any, expl: Explanation) -> None:
 
 def filter_png(logmel: np.ndarray, weights: np.ndarray | None, title: str) -> bytes:
     """A filter's projection (0..1) drawn over the clip's log-mel (grey); the clip alone."""
-    fig = _figure((4.2, 2.2))
+    fig = agg_figure((4.2, 2.2))
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(logmel.T, origin="lower", aspect="auto", cmap="gray_r", alpha=0.5)
     if weights is not None:
@@ -194,7 +194,7 @@ def report_html(expl: Explanation, path: str | Path) -> Path:
         _timing(expl),
     ]
     title = f"mgctag explain: {Path(expl.path).name}"
-    page = Template(_asset("explain.html")).substitute(
+    page = Template(data_asset("explain.html")).substitute(
         title=_e(title), csp=CSP, body="\n".join(p for p in parts if p)
     )
     Path(path).write_text(page, encoding="utf-8")

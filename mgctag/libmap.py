@@ -116,7 +116,7 @@ def genre_colors(names: Sequence[str]) -> dict[str, str]:
 # ---- PNG ---------------------------------------------------------------------------------------
 
 
-def _figure(size: tuple[float, float]):
+def agg_figure(size: tuple[float, float]):
     """A pyplot-free Agg figure: no global state, no display needed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -152,7 +152,7 @@ def map_png(
     labels = [lab or UNKNOWN for lab in labels]
     names = genre_order(labels)
     colors = genre_colors(names)
-    fig = _figure((10, 7.5))
+    fig = agg_figure((10, 7.5))
     ax = fig.add_axes((0.03, 0.04, 0.72, 0.9))
     lab = np.asarray(labels, dtype=object)
     size = float(np.clip(3000 / max(len(points), 1), 4, 40))
@@ -224,7 +224,7 @@ def genre_heatmap_png(names: Sequence[str], sim: np.ndarray, path: str | Path) -
     """Heatmap of genre_similarity, values written in the cells when there are few genres."""
     k = len(names)
     side = float(np.clip(0.45 * k + 2.5, 5, 16))
-    fig = _figure((side + 1.5, side))
+    fig = agg_figure((side + 1.5, side))
     ax = fig.add_subplot()
     im = ax.imshow(np.ma.masked_invalid(sim), cmap="viridis")
     ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=8)
@@ -277,7 +277,7 @@ def _unit_square(points: np.ndarray) -> np.ndarray:
     return (p - (lo + hi) / 2) / span + 0.5
 
 
-def _asset(name: str) -> str:
+def data_asset(name: str) -> str:
     """The viewer page's HTML, CSS and JS live in mgctag/data/ as files of their own language."""
     return files("mgctag").joinpath("data", name).read_text("utf-8")
 
@@ -310,12 +310,12 @@ def map_html(
         "tags": [", ".join(track_genres(r)) for r in records],
         "path": [_shown_path(str(r.get("path") or ""), root) for r in records],
     }
-    script = _asset("map.js")
+    script = data_asset("map.js")
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
-    page = Template(_asset("map.html")).substitute(
+    page = Template(data_asset("map.html")).substitute(
         title=html.escape(title),
         csp=f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'",
-        css=_asset("map.css"),
+        css=data_asset("map.css"),
         data=json_for_html(data),
         script=script,
     )

@@ -92,7 +92,7 @@ def separator_for(
     return None
 
 
-def _prefetch(
+def prefetch(
     items: Iterable[dict], work: Callable[[dict], TrackInput], depth: int
 ) -> Iterator[TrackInput]:
     """Run `work` over items in a background thread, at most `depth` ahead of the consumer."""
@@ -106,7 +106,7 @@ def _prefetch(
             yield fut.result()
 
 
-def _guarded(work: Callable[[dict], TrackInput]) -> Callable[[dict], TrackInput]:
+def guarded_work(work: Callable[[dict], TrackInput]) -> Callable[[dict], TrackInput]:
     """`work` for one track, with any unexpected exception turned into that track's failure."""
 
     def run(track: dict) -> TrackInput:
@@ -143,10 +143,10 @@ def _inputs(
     specs = tuple(t.inputs for t in taggers)
     if all(not s.reads_audio for s in specs):
         (spec,) = set(specs)
-        yield from (_guarded(lambda t: stored_input(lib, t, spec))(t) for t in tracks)
+        yield from (guarded_work(lambda t: stored_input(lib, t, spec))(t) for t in tracks)
         return
     plan = InputPlan(specs, opts.windows, opts.window_seconds, opts.keep_stems)
-    yield from _prefetch(tracks, _guarded(lambda t: prepare(t, plan, separator)), depth=4)
+    yield from prefetch(tracks, guarded_work(lambda t: prepare(t, plan, separator)), depth=4)
 
 
 def analyse(
@@ -170,7 +170,7 @@ def analyse(
         for stage, seconds in item.seconds.items():
             summary.stage_seconds[stage] += seconds
         if item.error or item.skip:
-            _not_analysed(lib, summary, item)
+            report_not_analysed(lib, summary, item)
             progress.advance()
             continue
         batch.append(item)
@@ -184,7 +184,7 @@ def analyse(
         progress.advance(len(batch))
 
 
-def _not_analysed(lib: Library, summary: Summary, item: TrackInput) -> None:
+def report_not_analysed(lib: Library, summary: Summary, item: TrackInput) -> None:
     """A track with no input: a skip (too short, silent) is told; an error is a failure."""
     path = item.track["path"]
     if item.error:

@@ -96,7 +96,7 @@ def mfcc(y: np.ndarray) -> np.ndarray:
     """
     from mgctag.audio.decode import convert
 
-    y8 = convert(features._check_mono(y), SR, TELEPHONE_SR)
+    y8 = convert(features.check_mono(y), SR, TELEPHONE_SR)
     return features.mfcc(y8, TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
 
 

@@ -30,14 +30,14 @@ class FeatureError(MgctagError, ValueError):
 
 
 @lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+def mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """librosa's Slaney mel filterbank (n_mels, 1 + n_fft // 2), float32, built once per setting."""
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
     basis.setflags(write=False)
     return basis
 
 
-def _check_mono(y: np.ndarray) -> np.ndarray:
+def check_mono(y: np.ndarray) -> np.ndarray:
     """Return y as contiguous float32 mono, or raise FeatureError saying what is wrong."""
     y = np.asarray(y)
     if y.ndim != 1:
@@ -52,10 +52,10 @@ def _check_mono(y: np.ndarray) -> np.ndarray:
 
 def mel_power(y: np.ndarray, sr: int = SR, n_mels: int = N_MELS) -> np.ndarray:
     """Power mel (frames, n_mels), bit-identical to librosa.feature.melspectrogram(...).T."""
-    y = _check_mono(y)
+    y = check_mono(y)
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP)
     power = np.abs(spec) ** 2
-    return np.ascontiguousarray((_mel_basis(sr, N_FFT, n_mels) @ power).T)
+    return np.ascontiguousarray((mel_basis(sr, N_FFT, n_mels) @ power).T)
 
 
 def log_mel(y: np.ndarray, sr: int = SR) -> np.ndarray:
@@ -100,9 +100,9 @@ def mfcc(
     Uses librosa's dB scaling and DCT-II (ortho), so the values match ``librosa.feature.mfcc``
     with the same n_fft / hop / n_mels.
     """
-    y = _check_mono(y)
+    y = check_mono(y)
     spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=hop)) ** 2
-    mel = _mel_basis(sr, N_FFT, n_mels) @ spec
+    mel = mel_basis(sr, N_FFT, n_mels) @ spec
     coeffs = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
     return np.ascontiguousarray(coeffs.T, dtype=np.float32)
 
@@ -163,7 +163,7 @@ def efficientat_mel(y: np.ndarray) -> np.ndarray:
     log(mel + 1e-5), then (x + 4.5) / 5 — the model's eval-mode preprocessing. A 10 s window
     gives 1000 frames.
     """
-    y = _check_mono(y)
+    y = check_mono(y)
     if y.size <= AT_N_FFT // 2 + 1:
         raise FeatureError(f"audio too short for EfficientAT's STFT ({y.size} samples at 32 kHz)")
     window, banks = _at_constants()

@@ -182,7 +182,7 @@ class CombinedTagger:
         probs = output.tags[AUDIOSET_MODEL]
         decision = decide(self.net.gate(gmap), probs, output.extra["offsets"])
         audioset = audioset_row(AUDIOSET_MODEL, self.net.labels, output, decision, gmap)
-        rows = _patch_rows(output.extra["mel_windows"], decision.genre_windows)
+        rows = patch_rows(output.extra["mel_windows"], decision.genre_windows)
         musicnn_genres = self.musicnn_scores(output, rows, gmap)
         genres = mean_scores([musicnn_genres, dict(audioset.genres)])
         embedding = unit_mean(
@@ -232,7 +232,7 @@ def choice_margin(scores: Mapping[str, float], name: str) -> float:
     return min(gaps, default=float("inf"))
 
 
-def _patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+def patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:
     """The indices of the mel patches that belong to the given windows."""
     starts = np.concatenate([[0], np.cumsum(patches_per_window)[:-1]])
     return np.concatenate(

@@ -39,7 +39,7 @@ def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch
     return scale, bn.bias - bn.running_mean * scale
 
 
-def _same_pad(kernel: int) -> tuple[int, int]:
+def same_pad(kernel: int) -> tuple[int, int]:
     """TF's 'same' padding: the odd extra pad goes after."""
     total = kernel - 1
     return total // 2, total - total // 2
@@ -164,7 +164,7 @@ class Musicnn(nn.Module):
         padded = F.pad(x, (0, 0, 3, 3))
         branches = [conv(padded) for conv in self.timbral]
         for kernel, conv in zip(self.temporal_kernels, self.temporal, strict=True):
-            branches.append(conv(F.pad(x, (0, 0, *_same_pad(kernel)))))
+            branches.append(conv(F.pad(x, (0, 0, *same_pad(kernel)))))
         return torch.cat(branches, dim=1)
 
     def midend_features(self, front: torch.Tensor) -> torch.Tensor:
