@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -483,6 +484,7 @@ def tag_paths(
     progress = progress or Progress()
     stop = stop if stop is not None else StopFlag()  # an unset StopFlag is falsy
     summary = Summary()
+    opts = replace(opts, model=catalog.canonical(opts.model))  # results live under the real name
     roots = [Path(os.path.abspath(r)) for r in roots]
     args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
     summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})

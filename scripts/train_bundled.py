@@ -30,10 +30,19 @@ import torch
 
 from mgctag.audio.decode import DecodeError
 from mgctag.audio.inputs import select_input
-from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
+from mgctag.content import ContentGate, decide
+from mgctag.genres import (
+    GenreMap,
+    blend_scores,
+    combine_models,
+    mean_scores,
+    mean_tag_probs,
+    select_genres,
+)
+from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
-from mgctag.models.tagger import prepare_input
+from mgctag.models.tagger import prepare_input, student_decision
 from mgctag.separate import get_separator
 from mgctag.train import distill
 
@@ -42,7 +51,13 @@ import genre_sanity  # noqa: E402  (the lead's hit rule, shared)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "audio"
-CORPUS = Path("/work/corpus")
+# the Debian music corpus (../shared/corpus/fetch-debian-music.sh DEST full), the music of more
+# Debian game-data packages (one folder per package: docs/data/distill-corpus.md says how they
+# are fetched) and speech / sound-effect folders for the students' not-music outputs
+CORPUS = Path("/work/data/corpus")
+EXTRA_MUSIC = Path("/work/data/music-x")
+NOT_MUSIC = tuple(Path("/work/data") / d for d in ("speech-en", "speech", "speech2", "noise"))
+AUDIO_SUFFIXES = (".ogg", ".mp3", ".wav", ".flac", ".opus")
 MUSDB = SHARED / "musdb18-7s"
 # the music in ../shared/audio (its librosa folder also holds speech and animal sounds)
 SHARED_MUSIC = [
@@ -70,7 +85,7 @@ STUDENTS: dict[str, dict] = {
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
         "separator": "hpss",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 6},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 10},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
     },
@@ -79,9 +94,17 @@ STUDENTS: dict[str, dict] = {
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
         "separator": "cascade",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 6},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 10},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
+    },
+    "stemcnn_mix": {  # the same network on the mix: the stem paper's baseline
+        "arch": "stemcnn",
+        "args": {"in_channels": 1, "separable": True},
+        "input": "mel",
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 8},
+        "paper": "music genre classification with source separation and depthwise separable "
+        "convolutions (its one-spectrogram baseline)",
     },
     "ecapa_ccs_fsa": {
         "arch": "ecapa_tdnn",
@@ -94,7 +117,7 @@ STUDENTS: dict[str, dict] = {
             "shared_frontend": True,
         },  # fmt: skip
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 10},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
         "paper": "ECAPA-TDNN with convolution channel separation and frequency sub-band "
         "aggregation",
     },
@@ -102,27 +125,29 @@ STUDENTS: dict[str, dict] = {
         "arch": "swishnet",
         "args": {"width": 1},
         "input": "mfcc",
-        "train": {"lr": 3e-3, "epochs": 40},
+        "train": {"lr": 3e-3, "epochs": 15},
         "paper": "SwishNet (Hussain & Haque 2018), trained by knowledge distillation",
     },
     "crnn_small": {
         "arch": "crnn",
         "args": {"channels": [32, 64, 64, 64], "hidden": 64, "lstm_layers": 2},
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 8},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
         "paper": "CNN/CRNN baselines on mel spectrograms (CNN front end, stacked LSTM)",
     },
     "mobilenetv2_half": {
         "arch": "mobilenetv2",
         "args": {"width": 0.5, "tap": "shallow"},
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 14, "keep_best": True},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
         "paper": "MobileNetV2 (Sandler et al. 2018) on log-mels, embeddings at three depths",
     },
 }
+# the genres a retrained student writes: the default's selection (not tuned for the students)
+STUDENT_SELECTION = selection(DEFAULT_TAGGER)
 # corpus packages held out of training: teacher agreement is measured on them (grouped by package,
 # so no soundtrack is both trained on and tested on)
-HOLDOUT = ("nexuiz-music", "singularity-music")
+HOLDOUT = ("nexuiz-music", "singularity-music", "speech2/ktuberling-data", "noise/pingus-data")
 
 
 def training_files(max_tracks: int) -> list[Path]:
@@ -137,6 +162,14 @@ def training_files(max_tracks: int) -> list[Path]:
             parts = row.split("\t")
             if len(parts) >= 2 and (CORPUS / parts[1]).is_file():
                 by_package.setdefault(parts[0], []).append(CORPUS / parts[1])
+    for root in (EXTRA_MUSIC, *NOT_MUSIC):
+        for package in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+            tracks = sorted(f for f in package.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            if root in NOT_MUSIC:  # thousands of short prompts and effects: a sample is enough
+                longest = sorted(tracks, key=lambda f: f.stat().st_size)[-40:]  # most windows
+                by_package[f"{root.name}/{package.name}"] = sorted(longest)
+            else:
+                by_package[package.name] = tracks
     files = list(SHARED_MUSIC)
     for i in range(max(map(len, by_package.values()), default=0)):
         files += [tracks[i] for tracks in by_package.values() if i < len(tracks)]
@@ -167,14 +200,37 @@ def build_cache(files: list[Path], dest: Path, args: argparse.Namespace, teacher
     return out
 
 
+def make_teacher(kind: str) -> distill.Teacher:
+    """The default tagger's pair (musicnn + mn04) or, as for the 0.2 students, musicnn alone."""
+    return distill.CombinedTeacher() if kind == "combined" else distill.Teacher()
+
+
+def cache_root(args: argparse.Namespace) -> Path:
+    """Each teacher and separator has its own cache (0.2's musicnn caches keep their paths)."""
+    base = Path(args.cache_dir)
+    return (
+        base / args.separator
+        if args.teacher == "musicnn"
+        else base / f"{args.teacher}-{args.separator}"
+    )
+
+
 def cmd_cache(args: argparse.Namespace) -> None:
-    teacher = distill.Teacher()
-    root = Path(args.cache_dir) / args.separator
+    teacher = make_teacher(args.teacher)
+    root = cache_root(args)
     if args.part in ("train", "both"):
         files = training_files(args.max_tracks)
         build_cache(files[::-1] if args.reverse else files, root / "train", args, teacher)
     if args.part in ("check", "both"):
         build_cache(musdb_files(args.max_check), root / "check", args, teacher)
+
+
+def teacher_setup(args: argparse.Namespace, gmap: GenreMap) -> tuple[dict, list[str]]:
+    """The teacher's label lists and the students' classes (the content outputs last)."""
+    labels = make_teacher(args.teacher).labels
+    if args.teacher == "combined":
+        return labels, distill.combined_classes(gmap, labels)
+    return labels, distill.teacher_classes(gmap, labels)
 
 
 def cached(root: Path) -> list[Path]:
@@ -185,7 +241,13 @@ def cached(root: Path) -> list[Path]:
 def package_of(source: str) -> str:
     """The corpus package a training file comes from ('shared' for ../shared/audio music)."""
     path = Path(source)
-    return path.relative_to(CORPUS).parts[0] if path.is_relative_to(CORPUS) else "shared"
+    for root in (CORPUS, EXTRA_MUSIC):
+        if path.is_relative_to(root):
+            return path.relative_to(root).parts[0]
+    for root in NOT_MUSIC:
+        if path.is_relative_to(root):
+            return f"{root.name}/{path.relative_to(root).parts[0]}"
+    return "shared"
 
 
 def musdb_labels() -> dict[str, str]:
@@ -219,10 +281,57 @@ def hit_rates(sources: list[str], rankings: list[list[str]]) -> dict:
 
 def track_probs(model, x: torch.Tensor, data: distill.PatchSet) -> np.ndarray:
     """(tracks, classes): the student's softmax averaged over each track's patches."""
+    probs = patch_probs(model, x)
+    return np.stack([probs[data.track == t].mean(0) for t in range(len(data.sources))])
+
+
+def patch_probs(model, x: torch.Tensor) -> np.ndarray:
     with torch.inference_mode():
         logits = torch.cat([model(x[i : i + 64].float())[0] for i in range(0, len(x), 64)])
-    probs = torch.softmax(logits, dim=1).numpy()
-    return np.stack([probs[data.track == t].mean(0) for t in range(len(data.sources))])
+    return torch.softmax(logits, dim=1).numpy()
+
+
+def student_track_scores(probs: np.ndarray, data: distill.PatchSet,
+                         classes: list[str]) -> list[dict[str, float]]:  # fmt: skip
+    """Each track's genre scores as `mgctag tag` makes them (the student's own content gate)."""
+    content = content_classes(classes)
+    out = []
+    for t in range(len(data.sources)):
+        rows = data.track == t
+        if not content:
+            out.append(dict(zip(classes, probs[rows].mean(0).tolist(), strict=True)))
+            continue
+        window = data.window[rows] if data.window is not None else np.zeros(rows.sum(), int)
+        counts = np.bincount(window)
+        _, scores = student_decision(probs[rows], counts, np.arange(len(counts)), classes, content)
+        out.append(scores)
+    return out
+
+
+def content_classes(classes: list[str]) -> dict[str, str]:
+    """The student's not-music outputs (content class -> label), if it has them."""
+    return {c: label for c, label in distill.CONTENT_LABELS.items() if label in classes}
+
+
+def written_rates(sources: list[str], scores: list[dict[str, float]],
+                  chosen_by: tuple[int, float, float]) -> dict:  # fmt: skip
+    """Top-1 / top-3 / precision of the genres `mgctag tag` would write with this selection
+    (max genres, floor, relative floor; `catalog.selection`)."""
+    labels = musdb_labels()
+    most, floor, relative = chosen_by
+    top1, top3, right, written = [], [], 0, 0
+    for source, sc in zip(sources, scores, strict=True):
+        label = labels[Path(source).name]
+        chosen = [g for g, _ in select_genres(sc, max_genres=most, min_confidence=floor,
+                                              relative_floor=relative)]  # fmt: skip
+        top1.append(bool(chosen) and genre_sanity.hit(label, chosen[:1]))
+        top3.append(genre_sanity.hit(label, chosen[:3]))
+        right += sum(genre_sanity.hit(label, [g]) for g in chosen)
+        written += len(chosen)
+    return {"tracks": len(sources), "written_top1": round(float(np.mean(top1)), 4),
+            "written_top3": round(float(np.mean(top3)), 4),
+            "genres_per_track": round(written / max(1, len(sources)), 3),
+            "precision": round(right / max(1, written), 4)}  # fmt: skip
 
 
 def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: dict,
@@ -233,7 +342,7 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
     if len(val):
         x = prepare_input(select_input(val.inputs, prep["input"], PAPER_STEMS), prep)
         agree = distill.teacher_agreement(model, x, val.teacher)
-        student = track_probs(model, x, val).argmax(1)
+        student = track_probs(model, x, val).argmax(1)  # not-music outputs included
         teacher = np.stack([val.teacher[val.track == t].mean(0).numpy()
                             for t in range(len(val.sources))]).argmax(1)  # fmt: skip
         metrics["heldout"] = {
@@ -246,10 +355,10 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
         }
     if len(check):
         x = prepare_input(select_input(check.inputs, prep["input"], PAPER_STEMS), prep)
-        probs = track_probs(model, x, check)
-        rankings = [[classes[i] for i in np.argsort(-p)] for p in probs]
+        scores = student_track_scores(patch_probs(model, x), check, classes)
         metrics["musdb"] = {
-            **hit_rates(check.sources, rankings),
+            **hit_rates(check.sources, _rankings(scores)),
+            **written_rates(check.sources, scores, STUDENT_SELECTION),
             "patch_agreement": distill.teacher_agreement(model, x, check.teacher)["agreement"],
         }
     return metrics
@@ -257,8 +366,8 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
 
 def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     """(train, held-out val, MUSDB check) PatchSets from the cache."""
-    root = Path(args.cache_dir) / args.separator
-    labels = distill.Teacher().labels
+    root = cache_root(args)
+    labels, _ = teacher_setup(args, gmap)
     files = [f for f in cached(root / "train") if _patch_count(f) >= args.min_patches]
     data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
@@ -271,6 +380,25 @@ def _patch_count(cache_file: Path) -> int:
         return len(z["mel"])
 
 
+def combined_track_scores(files: list[Path], gmap: GenreMap,
+                          labels: dict) -> list[dict[str, float]]:  # fmt: skip
+    """The default tagger's genres from the cache, its way: the content gate on mn04's windows,
+    then the mean of musicnn's genres (music windows' patches) and mn04's (music windows)."""
+    net_labels = labels[AUDIOSET_MODEL]
+    gate = ContentGate.for_labels(net_labels, gmap.tags)
+    out = []
+    for f in files:
+        with np.load(f) as z:
+            windows = z[f"teacher.window.{AUDIOSET_MODEL}"]
+            decision = decide(gate, windows, np.arange(len(windows)))
+            rows = np.isin(z["window"], decision.genre_windows)
+            musicnn = combine_models({m: mean_tag_probs(z[f"teacher.{m}"][rows], labels[m])
+                                      for m in distill.TEACHERS}, gmap)  # fmt: skip
+            mn04 = gmap.genre_scores(mean_tag_probs(windows[decision.genre_windows], net_labels))
+        out.append(mean_scores([musicnn, mn04]))
+    return out
+
+
 def cmd_teacher(args: argparse.Namespace) -> None:
     """musicnn alone on the MUSDB check set, and a prior-only baseline for every metric.
 
@@ -278,12 +406,17 @@ def cmd_teacher(args: argparse.Namespace) -> None:
     the training patches: a student has learnt something only where it beats that.
     """
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
-    files = cached(Path(args.cache_dir) / args.separator / "check")
+    labels, classes = teacher_setup(args, gmap)
+    files = cached(cache_root(args) / "check")
     sources = [str(np.load(f)["source"]) for f in files]
-    scores = teacher_track_scores(files, gmap)
-    rankings = [sorted(sc, key=lambda g: -sc[g]) for sc in scores]
-    print(json.dumps({"teacher": "+".join(distill.TEACHERS), **hit_rates(sources, rankings)}))
-    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    if args.teacher == "combined":
+        scores = combined_track_scores(files, gmap, labels)
+        name, chosen_by = DEFAULT_TAGGER, selection(DEFAULT_TAGGER)
+    else:
+        scores = teacher_track_scores(files, gmap)
+        name, chosen_by = "+".join(distill.TEACHERS), selection("musicnn")
+    print(json.dumps({"teacher": name, **hit_rates(sources, _rankings(scores)),
+                      **written_rates(sources, scores, chosen_by)}))  # fmt: skip
     train, val, check = load_split(args, gmap, classes)
     prior = np.bincount(train.labels, minlength=len(classes))
     order = [classes[i] for i in np.argsort(-prior, kind="stable")]
@@ -304,7 +437,7 @@ def cmd_ensemble(args: argparse.Namespace) -> None:
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
     teacher_labels = distill.Teacher().labels
     classes = distill.teacher_classes(gmap, teacher_labels)
-    files = cached(Path(args.cache_dir) / args.separator / "check")
+    files = cached(cache_root(args) / "check")
     check = distill.load_patches(files, teacher_labels, gmap, classes)
     by_source = dict(zip([str(np.load(f)["source"]) for f in files],
                          teacher_track_scores(files, gmap), strict=True))  # fmt: skip
@@ -368,7 +501,7 @@ def _cross_validate(blends: dict, sources: list[str], halvings: int) -> dict:
 def cmd_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     gmap = GenreMap.load(Path(args.genre_map)) if args.genre_map else GenreMap.load()
-    classes = distill.teacher_classes(gmap, distill.Teacher().labels)
+    _, classes = teacher_setup(args, gmap)
     train, val, check = load_split(args, gmap, classes)
     sizes = [f"{k} {len(d)} patches / {len(d.sources)} tracks" for k, d in
              (("train", train), ("held-out", val), ("check", check))]  # fmt: skip
@@ -385,12 +518,14 @@ def cmd_train(args: argparse.Namespace) -> None:
             continue
         model = ARCHITECTURES[spec["arch"]](**{"n_classes": len(classes), **spec["args"]})
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
+        if args.augment:
+            settings["augment"] = "frames" if spec["input"] == "mfcc" else "mel"
         cfg = distill.DistillConfig(**settings)
         prep = preprocessing(spec["input"], train, args.separator)
         x_train = prepare_input(select_input(train.inputs, spec["input"], PAPER_STEMS), prep)
         x_val = prepare_input(select_input(val.inputs, spec["input"], PAPER_STEMS), prep)
         val_set = (x_val, val.teacher) if len(val) else None
-        ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{args.separator}.safetensors"
+        ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{cache_root(args).name}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         history = distill.train_student(
@@ -401,8 +536,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         metrics["train_seconds"] = round(time.perf_counter() - t0)
         print(f"{name}: {json.dumps(metrics)}")
         card = make_card(name, spec, model, classes, cfg, train, prep, metrics, history, args)
-        card = ModelCard(**{**card.__dict__, "outputs": {
-            **card.outputs, "embedding_dim": _embedding_dim(model, x_train)}})  # fmt: skip
+        outputs = {**card.outputs, "embedding_dim": _embedding_dim(model, x_train)}
+        if content := content_classes(classes):
+            outputs["content_classes"] = content
+            outputs["activation"] = ("softmax over genres and not-music outputs; per window, "
+                                     "music when the not-music outputs hold < 0.5")  # fmt: skip
+        card = ModelCard(**{**card.__dict__, "outputs": outputs})
         print(f"{name}: wrote {save_model(model, card, Path(args.out))}")
 
 
@@ -442,8 +581,7 @@ def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: dist
         outputs={"activation": "softmax over labels, averaged over a track's patches"},
         source={
             "trained_by": "mgctag, by knowledge distillation (no human genre labels)",
-            "teachers": list(distill.TEACHERS),
-            "teacher_targets": "musicnn tag probabilities -> canonical genres (mgctag.genres)",
+            **teacher_card(args),
             "paper": spec["paper"],
             "train_packages": sorted({package_of(s) for s in train.sources}),
             "heldout_packages": list(args.holdout),
@@ -462,8 +600,23 @@ def make_card(name: str, spec: dict, model, classes: list[str], cfg, train: dist
             + "; each package's licence is in its debian/copyright; plus CC/public-domain "
             "example music from ../shared/audio (arcade, pygame, librosa examples)",
         },  # fmt: skip
-        extra={"metrics": {**metrics, **epoch_record(history, cfg)}},
-    )
+        extra={"metrics": {**metrics, **epoch_record(history, cfg)},
+               **({"selection": list(STUDENT_SELECTION)} if args.teacher == "combined" else {})},
+    )  # fmt: skip
+
+
+def teacher_card(args: argparse.Namespace) -> dict:
+    """The card's account of the teacher and its targets."""
+    if args.teacher == "musicnn":
+        return {
+            "teachers": list(distill.TEACHERS),
+            "teacher_targets": "musicnn tag probabilities -> canonical genres (mgctag.genres)",
+        }
+    return {"teachers": [*distill.TEACHERS, AUDIOSET_MODEL], "teacher_tagger": DEFAULT_TAGGER,
+            "teacher_targets": "per 3 s patch: genres.mean_scores of musicnn's genre scores (the "
+            "patch) and mn04's (its 10 s window), normalised; windows the content gate calls "
+            f"speech or other sound put {distill.NOT_MUSIC_TARGET} of the mass on "
+            "(speech) / (other sound)"}  # fmt: skip
 
 
 def epoch_record(history: list[dict], cfg) -> dict:
@@ -485,6 +638,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-dir", default="/work/cache/distill")
     ap.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "none"])
+    ap.add_argument("--teacher", default="combined", choices=["combined", "musicnn"],
+                    help="the default tagger (musicnn + mn04) or musicnn alone (0.2)")  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("cache", help="features + teacher outputs, once per file")
     c.add_argument("--max-tracks", type=int, default=0, help="the first N files (0: all)")
@@ -502,6 +657,8 @@ def main() -> None:
     t.add_argument("--holdout", nargs="*", default=list(HOLDOUT), help="held-out packages")
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--augment", action="store_true",
+                   help="gain, pitch, tempo, mixup per batch (distill.augment)")  # fmt: skip
     t.add_argument("--genre-map", default=None)
     t.add_argument("--windows", type=int, default=3,
                    help="windows per track the cache was built with (for the card)")  # fmt: skip

@@ -180,7 +180,9 @@ def prepare(track: dict, plan: InputPlan, separator: Separator | None = None) ->
         item.features["mel"] = np.concatenate(per_window)
         item.features["mel_windows"] = [len(p) for p in per_window]  # patches of each window
     if "mfcc" in keys:
-        item.features["mfcc"] = _patches_of(mix16, features.mfcc)
+        per_window = [features.patches(features.mfcc(y, features.SR)) for y in mix16]
+        item.features["mfcc"] = np.concatenate(per_window)
+        item.features.setdefault("mel_windows", [len(p) for p in per_window])
     for spec in plan.specs:
         if spec.feature == "waveform":
             item.features[spec.key] = _mono_at([audio[i] for i in kept], rate, spec.sample_rate)
@@ -203,6 +205,7 @@ def prepare(track: dict, plan: InputPlan, separator: Separator | None = None) ->
             ],
             axis=1,
         )  # (patches, 4, 187, 96) in STEMS order
+    item.features.setdefault("offsets", [windows[i][0] for i in kept])  # for per-window gates
     first = next(iter(item.features.values()))
     item.units = len(first)
     seconds["features"] = time.perf_counter() - t0 - sum(seconds.values())

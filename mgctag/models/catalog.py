@@ -36,9 +36,34 @@ SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6)}
 DEFAULT_SELECTION = (3, 0.15, 0.35)
 
 
+# Names for a tagger chosen for a purpose: alias -> the tagger it stands for (results are stored
+# under the real name). "fast": the best student by accuracy per cost (docs/models.md).
+ALIASES = {"fast": "stemcnn_mix"}
+
+
+def canonical(name: str) -> str:
+    """The tagger a name stands for (an alias resolved; any other name as given)."""
+    return ALIASES.get(name, name)
+
+
 def selection(name: str) -> tuple[int, float, float]:
-    """(max genres, absolute floor, relative floor) a tagger's genres are written with."""
-    return SELECTION.get(name, DEFAULT_SELECTION)
+    """(max genres, absolute floor, relative floor) a tagger's genres are written with.
+
+    Built-in rules first; a model card may carry its own (`"selection"`, e.g. the students
+    distilled from the default tagger write as the default does); else the 0.2 default.
+    """
+    name = canonical(name)
+    if name in SELECTION:
+        return SELECTION[name]
+    if name in _BUILTIN:
+        return DEFAULT_SELECTION
+    try:
+        chosen = _card(name).extra.get("selection")
+    except (ModelError, OSError, ValueError):
+        return DEFAULT_SELECTION
+    if isinstance(chosen, list) and len(chosen) == 3:
+        return int(chosen[0]), float(chosen[1]), float(chosen[2])
+    return DEFAULT_SELECTION
 
 
 # musicnn blended with a distilled student that reads the same mel patches:
@@ -90,7 +115,8 @@ def card_kind(card: ModelCard) -> str | None:
 
 
 def get_tagger(name: str, device: str = "cpu") -> Tagger:
-    """The tagger called `name` (built-in, or a genre model card), ready on `device`."""
+    """The tagger called `name` (built-in, an alias, or a genre model card), ready on `device`."""
+    name = canonical(name)
     if name in _BUILTIN:
         return _BUILTIN[name].build(device)
     card = _card(name)
@@ -118,6 +144,8 @@ def catalog(problems: list[str] | None = None) -> list[dict[str, Any]]:
 
 def describe(name: str) -> dict[str, Any]:
     """`models show`: a built-in tagger's description, or a model's card as stored."""
+    if name in ALIASES:
+        return {**describe(ALIASES[name]), "alias": name, "stands_for": ALIASES[name]}
     if name in _BUILTIN:
         return _builtin_row(_BUILTIN[name], list_models())
     return ModelCard.read(resolve(name).with_suffix(".json")).to_dict()
@@ -125,6 +153,7 @@ def describe(name: str) -> dict[str, Any]:
 
 def check_tagger(name: str) -> None:
     """Raise ModelError unless `name` is something `mgctag tag --model` can use."""
+    name = canonical(name)
     if name in _BUILTIN:
         return
     if card_kind(_card(name)) not in _CARD_TAGGERS:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mgctag.audio.inputs import InputSpec, TrackInput, select_input
+from mgctag.content import MUSIC, SPEECH, ContentDecision, track_class
 from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
 from mgctag.models.catalog import BLENDS, EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
 from mgctag.models.head import GenreHead, predict_proba
@@ -133,14 +134,69 @@ class StudentTagger:
         probs, emb = self(np.concatenate(inputs))
         counts = [len(x) for x in inputs]
         return [
-            TaggerOutput(tags={self.name: p}, embeddings={"mix": e})
-            for p, e in zip(split_rows(probs, counts), split_rows(emb, counts), strict=True)
+            TaggerOutput(
+                tags={self.name: p},
+                embeddings={"mix": e},
+                extra={k: np.asarray(item.features[k]) for k in WINDOW_KEYS if k in item.features},
+            )
+            for p, e, item in zip(
+                split_rows(probs, counts), split_rows(emb, counts), batch, strict=True
+            )
         ]
 
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
-        mean = output.tags[self.name].mean(axis=0).tolist()
-        genres = ranked(list(zip(self.labels[self.name], mean, strict=True)))
-        return [Prediction(self.name, {}, genres, {"mix": unit_mean(output.embeddings["mix"])})]
+        probs = output.tags[self.name]
+        content = self.card.outputs.get("content_classes") or {}
+        embeddings = {"mix": unit_mean(output.embeddings["mix"])}
+        if not content or "mel_windows" not in output.extra:
+            genres = ranked(list(zip(self.labels[self.name], probs.mean(axis=0), strict=True)))
+            return [Prediction(self.name, {}, genres, embeddings)]
+        decision, scores = student_decision(
+            probs, output.extra["mel_windows"], output.extra["offsets"], self.labels[self.name],
+            content,
+        )  # fmt: skip
+        return [Prediction(self.name, {}, ranked(scores), embeddings,
+                           content=decision.content, windows=decision.windows)]  # fmt: skip
+
+
+WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (audio/inputs.py)
+
+
+def student_decision(
+    probs: np.ndarray,
+    patches_per_window: Sequence[int] | np.ndarray,
+    offsets: Sequence[float] | np.ndarray,
+    labels: Sequence[str],
+    content: Mapping[str, str],
+) -> tuple[ContentDecision, dict[str, float]]:
+    """A student's own content gate and genres, from one pass.
+
+    Students distilled from the default tagger have not-music outputs (`content`: class →
+    label, e.g. speech → "(speech)"). Per window, the patches' mean softmax decides: music when
+    the not-music outputs hold less than half the mass, else the larger of them. Genres are the
+    mean over the music windows' patches (all windows when none is music), renormalised over the
+    genre outputs so the selection floors read them as shares of the genre evidence.
+    """
+    index = {c: labels.index(label) for c, label in content.items()}
+    genre_idx = [i for i in range(len(labels)) if i not in index.values()]
+    starts = np.concatenate([[0], np.cumsum(patches_per_window)[:-1]]).astype(int)
+    records, classes = [], []
+    for start, n, offset in zip(starts, patches_per_window, offsets, strict=True):
+        mean = probs[start : start + int(n)].mean(axis=0)
+        not_music = {c: float(mean[i]) for c, i in index.items()}
+        music = 1.0 - sum(not_music.values())
+        cls = MUSIC if music >= 0.5 else max(not_music, key=lambda c: not_music[c])
+        classes.append(cls)
+        speech = round(not_music.get(SPEECH, 0.0), 4)
+        records.append({"offset": round(float(offset), 3), "content": cls,
+                        "music": round(music, 4), "speech": speech})  # fmt: skip
+    chosen = [i for i, c in enumerate(classes) if c == MUSIC] or list(range(len(classes)))
+    rows = np.concatenate([np.arange(starts[w], starts[w] + int(patches_per_window[w]))
+                           for w in chosen])  # fmt: skip
+    mean = probs[rows][:, genre_idx].mean(axis=0)
+    mean = mean / max(float(mean.sum()), 1e-9)
+    scores = {labels[i]: float(v) for i, v in zip(genre_idx, mean, strict=True)}
+    return ContentDecision(track_class(classes), records, chosen), scores
 
 
 def student_spec(card: ModelCard) -> InputSpec:

@@ -27,7 +27,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag.audio import decode, features, segment
-from mgctag.genres import GenreMap, combine_models
+from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
+from mgctag.genres import GenreMap, combine_models, mean_scores
+from mgctag.models.audioset import AUDIOSET_RATE, AudiosetNet
+from mgctag.models.catalog import AUDIOSET_MODEL
 from mgctag.models.tagger import MUSICNN_MODELS, MusicnnTagger
 from mgctag.separate import STEMS, Separator
 
@@ -120,6 +123,53 @@ def teacher_targets(
     return out / out.sum(axis=1, keepdims=True)
 
 
+CONTENT_LABELS = {SPEECH: "(speech)", OTHER: "(other sound)"}  # students' not-music outputs
+NOT_MUSIC_TARGET = 0.95  # a speech/other patch's target mass on its content output
+
+
+def combined_classes(gmap: GenreMap, teacher_labels: Mapping[str, Sequence[str]]) -> list[str]:
+    """The combined teacher's classes: every genre musicnn or mn04 can name, then the content
+    outputs (speech, other sound), last."""
+    return teacher_classes(gmap, teacher_labels) + list(CONTENT_LABELS.values())
+
+
+def combined_targets(
+    tag_probs: Mapping[str, np.ndarray],
+    window_probs: np.ndarray,
+    patch_window: np.ndarray,
+    teacher_labels: Mapping[str, Sequence[str]],
+    gmap: GenreMap,
+    classes: Sequence[str],
+) -> np.ndarray:
+    """The default tagger's judgement per patch, as a distribution over `classes`.
+
+    A patch's genres are `mean_scores` of musicnn's genre scores for the patch and mn04's for its
+    window (the default's rule, docs/models.md), normalised. A patch whose window the content gate
+    calls speech or other sound puts `NOT_MUSIC_TARGET` of its mass on that content output, so
+    one student pass can both gate and tag.
+    """
+    net_labels = teacher_labels[AUDIOSET_MODEL]
+    gate = ContentGate.for_labels(net_labels, gmap.tags)
+    content = gate.classify(window_probs)
+    mn04 = [gmap.genre_scores(dict(zip(net_labels, w.tolist(), strict=True))) for w in window_probs]
+    index = {g: i for i, g in enumerate(classes)}
+    out = np.zeros((len(patch_window), len(classes)), dtype=np.float32)
+    for p, w in enumerate(patch_window):
+        per_model = {
+            m: dict(zip(teacher_labels[m], tag_probs[m][p].tolist(), strict=True))
+            for m in MUSICNN_MODELS
+        }
+        scores = mean_scores([combine_models(per_model, gmap), mn04[w]])
+        for genre, score in scores.items():
+            if genre in index:
+                out[p, index[genre]] = score
+        out[p] = (out[p] + 1e-6) / (out[p] + 1e-6).sum()
+        if content[w] != MUSIC:
+            out[p] *= 1 - NOT_MUSIC_TARGET
+            out[p, index[CONTENT_LABELS[content[w]]]] += NOT_MUSIC_TARGET
+    return out
+
+
 class Teacher(MusicnnTagger):
     """The bundled musicnn pair as teacher: (patches, 187, 96) log-mel → each model's tag probs."""
 
@@ -127,6 +177,19 @@ class Teacher(MusicnnTagger):
     def __call__(self, mel: np.ndarray) -> dict[str, np.ndarray]:  # type: ignore[override]
         out = super().__call__(np.ascontiguousarray(mel, dtype=np.float32))
         return {name: probs for name, (probs, _) in out.items()}
+
+
+class CombinedTeacher(Teacher):
+    """The default tagger as teacher: musicnn's pair per patch, and mn04 per 32 kHz window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = AudiosetNet()
+        self.labels = {**self.labels, AUDIOSET_MODEL: self.net.labels}
+
+    def windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
+        """mn04's class probabilities (windows, 527) for mono 32 kHz windows."""
+        return self.net(windows)[0]
 
 
 # --- feature cache ----------------------------------------------------------------------------
@@ -186,19 +249,24 @@ def cache_track(
         return dest
     spans = segment.plan_windows(decode.probe(path).duration, n=windows, length=window_seconds)
     audio = decode.load_windows(path, DECODE_SR, spans, mono=False)
-    parts = []
+    parts, waves = [], []
     for w in segment.select_windows(spans, audio):
         feats = None if w.silent else window_features(w.audio, DECODE_SR, separator)
         if feats:
+            feats["window"] = np.full(len(feats["mel"]), len(parts), np.int16)
             parts.append(feats)
+            waves.append(decode.convert(w.audio, DECODE_SR, AUDIOSET_RATE))
     if not parts:
         return None
     # Any: numpy's stub checks **arrays against savez's allow_pickle: bool as well
     arrays: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    window = arrays.pop("window")
     probs = teacher(arrays["mel"])
+    if isinstance(teacher, CombinedTeacher):
+        probs[f"window.{AUDIOSET_MODEL}"] = teacher.windows(waves)
     # float16 halves the cache and is ample for log-mels and MFCCs
     arrays = {k: v.astype(np.float16) for k, v in arrays.items()}
-    arrays.update({f"teacher.{n}": p for n, p in probs.items()})
+    arrays.update({f"teacher.{n}": p for n, p in probs.items()}, window=window)
     tmp = dest.with_suffix(".tmp.npz")
     np.savez(tmp, source=np.array(str(path)), **arrays)
     tmp.replace(dest)
@@ -219,6 +287,7 @@ class PatchSet:
     labels: torch.Tensor  # (N,) teacher argmax
     track: np.ndarray  # (N,) index into sources, to split by track, never by patch
     sources: list[str]
+    window: np.ndarray | None = None  # (N,) the patch's analysis window within its track
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -234,6 +303,7 @@ class PatchSet:
             self.labels[idx],
             remap[self.track[mask]],
             [self.sources[i] for i in kept],
+            None if self.window is None else self.window[mask],
         )
 
 
@@ -245,15 +315,22 @@ def load_patches(
 ) -> PatchSet:
     """Read cache files into one PatchSet (features stay float16 in memory until batched)."""
     inputs: dict[str, list[np.ndarray]] = {}
-    targets, tracks, sources = [], [], []
+    targets, tracks, sources, windows = [], [], [], []
     for i, f in enumerate(files):
         with np.load(f) as z:
             for key in INPUTS:
                 if key in z:
                     inputs.setdefault(key, []).append(z[key])
-            probs = {m: z[f"teacher.{m}"] for m in teacher_labels}
+            probs = {m: z[f"teacher.{m}"] for m in teacher_labels if m in MUSICNN_MODELS}
             sources.append(str(z["source"]))
-        targets.append(teacher_targets(probs, teacher_labels, gmap, classes))
+            windows.append(z["window"] if "window" in z else np.zeros(len(z["mel"]), np.int16))
+            if AUDIOSET_MODEL in teacher_labels:  # the combined teacher
+                window_probs = z[f"teacher.window.{AUDIOSET_MODEL}"]
+                target = combined_targets(probs, window_probs, z["window"],
+                                          teacher_labels, gmap, classes)  # fmt: skip
+            else:
+                target = teacher_targets(probs, teacher_labels, gmap, classes)
+        targets.append(target)
         tracks.append(np.full(len(targets[-1]), i))
     teacher = torch.from_numpy(np.concatenate(targets))
     return PatchSet(
@@ -262,6 +339,7 @@ def load_patches(
         teacher.argmax(dim=1),
         np.concatenate(tracks),
         sources,
+        np.concatenate(windows).astype(np.int64) if windows else None,
     )
 
 
@@ -297,6 +375,54 @@ class DistillConfig:
     max_class_weight: float = 5.0  # a genre the teacher names once must not drown the rest
     keep_best: bool = False  # end on the epoch with the lowest validation KL, not the last
     seed: int = 0
+    # augmentation (`augment`): "mel" (log-mel or stem patches), "frames" (other features: only
+    # tempo and mixup) or "" (none)
+    augment: str = ""
+    gain_db: float = 6.0  # random gain within +-gain_db
+    pitch_bins: int = 2  # mild pitch change: the mel bands shifted by up to this many bins
+    tempo: float = 0.06  # mild tempo change: patches stretched in time by up to +-6 %
+    mixup: float = 0.3  # Beta(a, a) mixup of inputs and teacher targets (0: off)
+
+
+def augment(
+    x: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, cfg: DistillConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A training batch varied as real libraries vary: gain, pitch, tempo, and mixup.
+
+    Works on log-mel features (`log10(10000 * mel + 1)`, time on axis -2, bands on -1): gain
+    scales the mel power, pitch rolls the bands, tempo resamples the frames and crops back to the
+    patch length. Mixup blends pairs of patches and their teacher targets (Zhang et al. 2018);
+    the hard label follows the larger share. Random crops come from the cache's many windows.
+    """
+    if not cfg.augment:
+        return x, teacher, labels
+    n = len(x)
+    if cfg.augment == "mel":
+        db = torch.empty(n).uniform_(-cfg.gain_db, cfg.gain_db, generator=gen)
+        gain = (10 ** (db / 10)).view(n, *([1] * (x.dim() - 1)))
+        x = torch.log10((torch.pow(10.0, x) - 1).clamp(min=0) * gain + 1)
+        shift = int(torch.randint(-cfg.pitch_bins, cfg.pitch_bins + 1, (1,), generator=gen))
+        if shift:
+            x = torch.roll(x, shift, dims=-1)
+            edge = x[..., shift : shift + 1] if shift > 0 else x[..., shift - 1 : shift]
+            fill = slice(0, shift) if shift > 0 else slice(shift, None)
+            x[..., fill] = edge
+    if cfg.tempo:
+        rate = 1 + float(torch.empty(1).uniform_(-cfg.tempo, cfg.tempo, generator=gen))
+        frames = x.shape[-2]
+        flat = x.reshape(-1, frames, x.shape[-1]).transpose(1, 2)  # (rows, bands, frames)
+        stretched = F.interpolate(flat, size=max(8, round(frames * rate)), mode="linear")
+        if stretched.shape[-1] < frames:
+            stretched = F.pad(stretched, (0, frames - stretched.shape[-1]), mode="replicate")
+        x = stretched[..., :frames].transpose(1, 2).reshape(x.shape)
+    if cfg.mixup:
+        lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
+        lam = max(lam, 1 - lam)  # the first patch keeps the larger share
+        perm = torch.randperm(n, generator=gen)
+        x = lam * x + (1 - lam) * x[perm]
+        teacher = lam * teacher + (1 - lam) * teacher[perm]
+    return x, teacher, labels
 
 
 def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, epoch: int,
@@ -366,6 +492,7 @@ def train_student(
     if cfg.balance:
         weights = class_weights(labels.numpy(), teacher.shape[1]).clamp(max=cfg.max_class_weight)
     gen = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)  # apart, so resumed orders match
     best: dict[str, torch.Tensor] | None = None
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(x), generator=gen)  # drawn every epoch: same order on resume
@@ -375,8 +502,9 @@ def train_student(
         total = 0.0
         for i in range(0, len(x), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            logits, _ = model(x[idx].float())
-            loss = distillation_loss(logits, teacher[idx], labels[idx], cfg.T, cfg.alpha, weights)
+            xb, tb, lb = augment(x[idx].float(), teacher[idx], labels[idx], cfg, aug_gen)
+            logits, _ = model(xb)
+            loss = distillation_loss(logits, tb, lb, cfg.T, cfg.alpha, weights)
             if cfg.l1 or cfg.l2:
                 loss = loss + weight_penalty(model, cfg.l1, cfg.l2)
             opt.zero_grad()
