@@ -249,7 +249,8 @@ def cache_track(
         return dest
     spans = segment.plan_windows(decode.probe(path).duration, n=windows, length=window_seconds)
     audio = decode.load_windows(path, DECODE_SR, spans, mono=False)
-    parts, waves = [], []
+    parts: list[dict[str, np.ndarray]] = []
+    waves: list[np.ndarray] = []
     for w in segment.select_windows(spans, audio):
         feats = None if w.silent else window_features(w.audio, DECODE_SR, separator)
         if feats:
