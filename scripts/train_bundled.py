@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mgctag.audio import decode
 from mgctag.audio.decode import DecodeError
 from mgctag.audio.inputs import select_input
 from mgctag.content import ContentGate, decide
@@ -58,6 +60,7 @@ CORPUS = Path("/work/data/corpus")
 EXTRA_MUSIC = Path("/work/data/music-x")
 NOT_MUSIC = tuple(Path("/work/data") / d for d in ("speech-en", "speech", "speech2", "noise"))
 AUDIO_SUFFIXES = (".ogg", ".mp3", ".wav", ".flac", ".opus")
+MUSIC_PATH = re.compile(r"music|bgm|/mus/|mainzik", re.IGNORECASE)
 MUSDB = SHARED / "musdb18-7s"
 # the music in ../shared/audio (its librosa folder also holds speech and animal sounds)
 SHARED_MUSIC = [
@@ -166,6 +169,8 @@ def training_files(max_tracks: int) -> list[Path]:
         for package in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
             tracks = sorted(f for f in package.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
             if root in NOT_MUSIC:  # thousands of short prompts and effects: a sample is enough
+                # these folders hold whole packages: leave their music to the music folders
+                tracks = [f for f in tracks if not MUSIC_PATH.search(str(f.relative_to(root)))]
                 longest = sorted(tracks, key=lambda f: f.stat().st_size)[-40:]  # most windows
                 by_package[f"{root.name}/{package.name}"] = sorted(longest)
             else:
@@ -368,11 +373,18 @@ def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     """(train, held-out val, MUSDB check) PatchSets from the cache."""
     root = cache_root(args)
     labels, _ = teacher_setup(args, gmap)
-    files = [f for f in cached(root / "train") if _patch_count(f) >= args.min_patches]
+    listed = {str(f) for f in training_files(0)}  # a cache may hold files no longer listed
+    files = [f for f in cached(root / "train")
+             if _source(f) in listed and _patch_count(f) >= args.min_patches]  # fmt: skip
     data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
     held = np.array([package_of(s) in args.holdout for s in data.sources])
     return data.subset(~held[data.track]), data.subset(held[data.track]), check
+
+
+def _source(cache_file: Path) -> str:
+    with np.load(cache_file) as z:
+        return str(z["source"])
 
 
 def _patch_count(cache_file: Path) -> int:
@@ -397,6 +409,44 @@ def combined_track_scores(files: list[Path], gmap: GenreMap,
             mn04 = gmap.genre_scores(mean_tag_probs(windows[decision.genre_windows], net_labels))
         out.append(mean_scores([musicnn, mn04]))
     return out
+
+
+def cmd_datacard(args: argparse.Namespace) -> None:
+    """The training data per package (tracks, hours of source audio, cached patches), as markdown.
+
+    Licences come from each package's debian/copyright (`--licences DIR` holds them, one
+    PACKAGE.copyright each): the distinct `License:` fields, most frequent first.
+    """
+    rows: dict[str, list[float]] = {}
+    listed = {str(f) for f in training_files(0)}
+    for f in cached(cache_root(args) / "train"):
+        with np.load(f) as z:
+            source, patches = str(z["source"]), len(z["mel"])
+        if source not in listed:
+            continue
+        row = rows.setdefault(package_of(source), [0, 0.0, 0])
+        row[0] += 1
+        row[1] += decode.probe(Path(source)).duration / 3600 if Path(source).exists() else 0.0
+        row[2] += patches
+    print("| package | tracks | hours | patches | licences (debian/copyright) |")
+    print("|---|---:|---:|---:|---|")
+    for package, (tracks, hours, patches) in sorted(rows.items()):
+        print(f"| {package} | {tracks} | {hours:.2f} | {patches} | {licences(args, package)} |")
+    total = np.sum([r for r in rows.values()], axis=0)
+    print(f"| **all** | {int(total[0])} | {total[1]:.2f} | {int(total[2])} | |")
+
+
+def licences(args: argparse.Namespace, package: str) -> str:
+    name = package.split("/")[-1]
+    path = Path(args.licences) / f"{name}.copyright"
+    if not path.exists():
+        return "see the package"
+    found: dict[str, int] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("License:"):
+            key = line.split(":", 1)[1].strip()
+            found[key] = found.get(key, 0) + 1
+    return ", ".join(sorted(found, key=lambda k: -found[k])[:4]) or "see the package"
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
@@ -671,8 +721,12 @@ def main() -> None:
     m.add_argument("--genre-map", default=None)
     m.add_argument("--min-patches", type=int, default=3)
     m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
+    d = sub.add_parser("datacard", help="the training data per package, as a markdown table")
+    d.add_argument("--licences", default="/work/data/licences",
+                   help="folder of PACKAGE.copyright files")  # fmt: skip
     args = ap.parse_args()
     commands = {
+        "datacard": cmd_datacard,
         "cache": cmd_cache,
         "train": cmd_train,
         "teacher": cmd_teacher,
