@@ -254,6 +254,7 @@ def store_batch(
                 p.embeddings,
                 content=p.content,
                 windows=p.windows,
+                approximate=p.approximate,
             )
         summary.analysed += 1
     summary.stage_seconds["db"] += time.perf_counter() - t1

@@ -62,3 +62,33 @@ def test_guarded_bf16_writes_the_float32_genres_on_real_clips(
             rows = tagger.predictions(out, gmap)
             got[bf16] = written(dict(rows[-1].genres), tagger.name)
         assert got[True] == got[False], clip
+
+
+@pytest.mark.slow
+def test_bf16_musicnn_row_is_stored_but_not_reused_by_musicnn_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The default's bf16 musicnn row is kept, but `--model musicnn` analyses the track again."""
+    import shutil
+
+    from mgctag import pipeline
+    from mgctag.library.db import Library
+    from mgctag.options import TagOptions
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for clip in CLIPS[1:]:
+        shutil.copy(MUSDB / f"{clip}.stem.mp4", music / f"{clip}.m4a")
+    monkeypatch.setattr(audioset, "BF16_MUSICNN", True)
+    lib = Library(tmp_path / "lib.db")
+    opts = TagOptions(dry_run=True)
+    pipeline.tag_paths(lib, [music], opts)
+    assert not lib.tracks_needing_analysis(catalog.DEFAULT_TAGGER)
+    stale = lib.tracks_needing_analysis(catalog.MUSICNN_TAGGER)
+    # Clinic A is far from any decision: its musicnn row stays bf16 (Grunge is re-run in float32)
+    assert "ANiMAL - Clinic A.m4a" in {Path(t["path"]).name for t in stale}
+    for track in stale:
+        assert catalog.MUSICNN_TAGGER in lib.get_predictions(track["id"])
+    monkeypatch.setattr(audioset, "BF16_MUSICNN", False)
+    pipeline.tag_paths(lib, [music], TagOptions(dry_run=True, model=catalog.MUSICNN_TAGGER))
+    assert not lib.tracks_needing_analysis(catalog.MUSICNN_TAGGER)

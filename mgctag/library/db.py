@@ -225,6 +225,9 @@ def _py_path(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
+APPROXIMATE = ":approximate"  # suffix of an approximate result's analysis key (save_analysis)
+
+
 def _key(size: int | None, mtime: int | None) -> str:
     """What a file looked like when analysed; a different key means the audio may have changed."""
     return f"{size}:{mtime}"
@@ -555,12 +558,15 @@ class Library:
         *,
         content: str | None = None,
         windows: Sequence[Mapping[str, Any]] | None = None,
+        approximate: bool = False,
     ) -> None:
         """Store one track's result from one model in one transaction, replacing the previous one.
 
         `tags` is any JSON-able mapping (tag → probability, or model → {tag → probability});
         `embeddings` maps stem → 1-D vector, stored as little-endian float32; `content` and
         `windows` are the content gate's track class and per-window decisions, when it ran.
+        An `approximate` result (reduced precision) gets an analysis key that never matches the
+        file's, so `tracks_needing_analysis(model)` still lists the track.
         """
         now, track_id = _now(), int(track_id)
         vectors = {stem: _vector(v) for stem, v in embeddings.items()}
@@ -569,10 +575,11 @@ class Library:
             if row is None:
                 raise LibraryError(f"no track with id {track_id}")
             key = _key(*row)
+            row_key = key + APPROXIMATE if approximate else key
             self._exec(
                 "INSERT OR REPLACE INTO predictions (track_id, model, separator, tags, genres,"
                 " created_at, analysis_key, content, windows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [track_id, model, separator, _dumps(tags), _dumps(genres), now, key]
+                [track_id, model, separator, _dumps(tags), _dumps(genres), now, row_key]
                 + [content, _dumps(windows)],
             )
             self._exec("DELETE FROM embeddings WHERE track_id = ? AND model = ?", [track_id, model])

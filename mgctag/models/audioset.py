@@ -16,6 +16,7 @@ and musicnn's and mn04's embeddings concatenated, the better one for `similar`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -27,16 +28,17 @@ from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
 from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
-from mgctag.models.tagger import EnsembleTagger
+from mgctag.models.tagger import EnsembleTagger, native_bf16
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
-# bfloat16 for musicnn's pair (2x faster per patch) is measured but off: raw, it changes the
-# written genres of 2 of 88 real tracks; re-running a track in float32 when the default's written
-# genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as fast as
-# musicnn alone, but the musicnn row it stores (which `--model musicnn` reuses) would still write
-# other genres for 2 of 88 (docs/benchmarks.md, scripts/compare_precision.py).
-BF16_MUSICNN = False
+# bfloat16 for musicnn's pair (2x faster per patch where the CPU has native bf16): raw, it changes
+# the written genres of 2 of 88 real tracks; re-running a track in float32 when the default's
+# written genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as
+# fast as musicnn alone. The musicnn row it stores is marked approximate (`Prediction`), so a later
+# `--model musicnn` analyses again rather than write bf16 genres (docs/benchmarks.md,
+# scripts/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
+BF16_MUSICNN = native_bf16()
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
 
@@ -155,10 +157,13 @@ class CombinedTagger:
 
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
         rows = self._rows(output, gmap)
-        if "mel" in output.extra and self._borderline(rows):
+        if "mel" not in output.extra:  # musicnn ran in float32
+            return rows
+        if self._borderline(rows):
             self._float32_musicnn(output, output.extra.pop("mel"))
-            rows = self._rows(output, gmap)
-        return rows
+            return self._rows(output, gmap)
+        musicnn, *rest = rows
+        return [replace(musicnn, approximate=True), *rest]  # bf16: not for `--model musicnn`
 
     def _borderline(self, rows: list[Prediction]) -> bool:
         """Whether bfloat16's drift could change the genres written from musicnn's row or ours."""

@@ -56,7 +56,9 @@ class Prediction:
     `genres` is ranked best first; `embeddings` maps stem → unit-length vector. `separator` is
     the separator behind the result when it is not the run's (a user head records its card's).
     `content` / `windows` are a content gate's track class and per-window decisions
-    (mgctag/content.py), for taggers that have one.
+    (mgctag/content.py), for taggers that have one. `approximate` marks a row computed in
+    reduced precision for another tagger's sake: it is kept (embeddings, heads) but a run of
+    this model alone analyses the track again, so its own written genres stay exact.
     """
 
     model: str
@@ -66,6 +68,7 @@ class Prediction:
     separator: str | None = None
     content: str | None = None
     windows: list[dict] | None = None
+    approximate: bool = False
 
 
 @runtime_checkable

@@ -28,6 +28,17 @@ from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows,
 from mgctag.models.registry import ModelCard, load_model
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): only there is bf16
+    faster than float32; elsewhere torch emulates it, slower. Linux's /proc/cpuinfo says."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
 class EnsembleTagger:
     """Tag models on the mix's mel patches, batched, on one device (the bundled musicnn pair).
 
@@ -158,6 +169,14 @@ class StudentTagger:
         return [Prediction(self.name, {}, ranked(scores), embeddings,
                            content=decision.content, windows=decision.windows)]  # fmt: skip
 
+    def genre_shares(self, probs: np.ndarray) -> dict[str, float]:
+        """One softmax row as genre → share of the genre outputs (not-music outputs left out)."""
+        content = set((self.card.outputs.get("content_classes") or {}).values())
+        shares = {g: float(p) for g, p in zip(self.labels[self.name], probs, strict=True)
+                  if g not in content}  # fmt: skip
+        total = sum(shares.values()) or 1.0
+        return {g: p / total for g, p in shares.items()}
+
 
 WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (audio/inputs.py)
 
@@ -232,8 +251,7 @@ class BlendTagger:
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
         (base,) = self.base.predictions(output, gmap)
         scores = combine_models(base.tags, gmap)  # unsorted, as blend_scores was measured
-        student = output.tags[self.student.name].mean(axis=0)
-        probs = dict(zip(self.student.labels[self.student.name], student.tolist(), strict=True))
+        probs = self.student.genre_shares(output.tags[self.student.name].mean(axis=0))
         blend = ranked(blend_scores(scores, probs, self.weight))
         return [base, Prediction(self.name, {}, blend, {})]
 

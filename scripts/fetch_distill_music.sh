@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Fetch the extra training music for the distilled students (docs/distill-data.md), with the
+# dev venv active (or PYTHON=path/to/python):
+# the music of Debian game-data packages, one folder per package under DEST, and each
+# package's debian/copyright under DEST/../licences. Needs apt (Debian/Ubuntu), dpkg, unzip.
+#
+#   bash scripts/fetch_distill_music.sh /work/data/music-x
+#
+# Only files under a music folder are kept (music/, bgm/, songs/, moh/); UFO:AI keeps its music
+# in a zip (0music.pk3). Fret's on Fire songs come as a backing track and a guitar track: they are
+# mixed into one full.flac per song with mgctag's own decoder. Re-running skips packages already
+# there; PACKAGES="a b" fetches only those.
+set -euo pipefail
+DEST=${1:?usage: fetch_distill_music.sh DEST}
+PACKAGES=${PACKAGES:-"0ad-data asterisk-moh-opsound-wav freedroidrpg-data hedgewars-data megaglest-data
+supertux-data supertuxkart-data ufoai-music widelands-data frozen-bubble-data extremetuxracer-data
+scorched3d-data neverball-common fretsonfire-songs-muldjord fretsonfire-songs-sectoid
+lincity-ng-data xmoto-data openclonk-data pink-pony-data"}
+mkdir -p "$DEST" "$DEST/../licences" "$DEST/../debs"
+DEST=$(cd "$DEST" && pwd)
+LICENCES=$(cd "$DEST/../licences" && pwd)
+DEBS=$(cd "$DEST/../debs" && pwd)
+for pkg in $PACKAGES; do
+  [ -d "$DEST/$pkg" ] && continue
+  (cd "$DEBS" && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download "$pkg")
+  deb=$(ls "$DEBS/${pkg}"_*.deb | head -n 1)
+  tmp=$(mktemp -d)
+  dpkg -x "$deb" "$tmp"
+  cp "$tmp/usr/share/doc/$pkg/copyright" "$LICENCES/$pkg.copyright" 2>/dev/null || true
+  mkdir -p "$DEST/$pkg"
+  for z in $(find "$tmp" \( -name '*.pk3' \)); do
+    unzip -q -o "$z" 'music/*' -d "$DEST/$pkg/zip" 2>/dev/null || true
+  done
+  find "$tmp" -type f \( -iname '*.ogg' -o -iname '*.mp3' -o -iname '*.wav' -o -iname '*.flac' \
+      -o -iname '*.opus' \) | grep -i -E '/music/|/bgm/|/songs/|/moh/|mainzik' | while read -r f; do
+    rel=${f#"$tmp"/}
+    mkdir -p "$DEST/$pkg/$(dirname "$rel")"
+    mv "$f" "$DEST/$pkg/$rel"
+  done
+  rm -rf "$tmp"
+  echo "$pkg: $(find "$DEST/$pkg" -type f | wc -l) files"
+done
+# Fret's on Fire: backing + guitar -> one full mix per song
+"${PYTHON:-python}" - "$DEST" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from mgctag.audio import decode
+
+for song in Path(sys.argv[1]).glob("fretsonfire-songs-*/**/song.ogg"):
+    parts = [decode.load(p, 44100, mono=False) for p in (song, song.with_name("guitar.ogg"))
+             if p.exists()]
+    n = min(p.shape[-1] for p in parts)
+    mix = sum(p[..., :n] for p in parts)
+    sf.write(song.with_name("full.flac"), (mix / max(1.0, float(np.abs(mix).max()))).T, 44100)
+    song.unlink()
+    song.with_name("guitar.ogg").unlink(missing_ok=True)
+EOF
