@@ -88,7 +88,7 @@ STUDENTS: dict[str, dict] = {
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
         "separator": "hpss",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 10},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 5},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
     },
@@ -97,7 +97,7 @@ STUDENTS: dict[str, dict] = {
         "args": {"in_channels": 3, "separable": True},
         "input": "stems",
         "separator": "cascade",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 10},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 5},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions",
     },
@@ -105,7 +105,7 @@ STUDENTS: dict[str, dict] = {
         "arch": "stemcnn",
         "args": {"in_channels": 1, "separable": True},
         "input": "mel",
-        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 8},
+        "train": {"lr": 1e-3, "l1": 1e-6, "l2": 1e-5, "epochs": 5},
         "paper": "music genre classification with source separation and depthwise separable "
         "convolutions (its one-spectrogram baseline)",
     },
@@ -120,7 +120,7 @@ STUDENTS: dict[str, dict] = {
             "shared_frontend": True,
         },  # fmt: skip
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 4},
         "paper": "ECAPA-TDNN with convolution channel separation and frequency sub-band "
         "aggregation",
     },
@@ -135,14 +135,14 @@ STUDENTS: dict[str, dict] = {
         "arch": "crnn",
         "args": {"channels": [32, 64, 64, 64], "hidden": 64, "lstm_layers": 2},
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 4},
         "paper": "CNN/CRNN baselines on mel spectrograms (CNN front end, stacked LSTM)",
     },
     "mobilenetv2_half": {
         "arch": "mobilenetv2",
         "args": {"width": 0.5, "tap": "shallow"},
         "input": "mel",
-        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 6},
+        "train": {"lr": 1e-3, "weight_decay": 1e-4, "epochs": 4},
         "paper": "MobileNetV2 (Sandler et al. 2018) on log-mels, embeddings at three depths",
     },
 }
@@ -429,8 +429,13 @@ def cmd_stemtest(args: argparse.Namespace) -> None:
     folds = list(GroupKFold(n_splits=args.folds).split(packages, groups=packages))
     variants = {"stems": ("stems", 3), "mix": ("mel", 1)}
     results: dict[str, list[dict]] = {v: [] for v in variants}
+    rng = np.random.default_rng(0)
     for i, (train_idx, test_idx) in enumerate(folds):
         train = data.subset(np.isin(data.track, train_idx))
+        if args.train_patches and len(train) > args.train_patches:  # the limited-data setting
+            keep = np.zeros(len(train), bool)
+            keep[rng.choice(len(train), args.train_patches, replace=False)] = True
+            train = train.subset(keep)
         test = data.subset(np.isin(data.track, test_idx))
         for variant, (kind, channels) in variants.items():
             prep = preprocessing(kind, train, "cascade")
@@ -492,10 +497,10 @@ def licences(args: argparse.Namespace, package: str) -> str:
         return "see the package"
     found: dict[str, int] = {}
     for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("License:"):
+        if line.startswith(("License:", "Licence:")):
             key = line.split(":", 1)[1].strip()
             found[key] = found.get(key, 0) + 1
-    return ", ".join(sorted(found, key=lambda k: -found[k])[:4]) or "see the package"
+    return ", ".join(sorted(found, key=lambda k: -found[k])[:4]) or "free-form: see the package"
 
 
 def cmd_teacher(args: argparse.Namespace) -> None:
@@ -619,6 +624,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         settings = {**spec["train"], **({"epochs": args.epochs} if args.epochs else {})}
         if args.augment:
             settings["augment"] = "frames" if spec["input"] == "mfcc" else "mel"
+        if args.epoch_patches:
+            settings["epoch_patches"] = args.epoch_patches
         cfg = distill.DistillConfig(**settings)
         prep = preprocessing(spec["input"], train, args.separator)
         x_train = prepare_input(select_input(train.inputs, spec["input"], PAPER_STEMS), prep)
@@ -756,6 +763,8 @@ def main() -> None:
     t.add_argument("--holdout", nargs="*", default=list(HOLDOUT), help="held-out packages")
     t.add_argument("--only", nargs="*", choices=list(STUDENTS))
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--epoch-patches", type=int, default=0,
+                   help="patches drawn per epoch (0: all), to fit a CPU budget")  # fmt: skip
     t.add_argument("--augment", action="store_true",
                    help="gain, pitch, tempo, mixup per batch (distill.augment)")  # fmt: skip
     t.add_argument("--genre-map", default=None)
@@ -771,8 +780,10 @@ def main() -> None:
     m.add_argument("--min-patches", type=int, default=3)
     m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
     st = sub.add_parser("stemtest", help="stem CNN on cascade stems vs on the mix, grouped CV")
-    st.add_argument("--folds", type=int, default=5)
-    st.add_argument("--epochs", type=int, default=8)
+    st.add_argument("--folds", type=int, default=3)
+    st.add_argument("--epochs", type=int, default=5)
+    st.add_argument("--train-patches", type=int, default=800,
+                    help="patches each fold trains on (0: all its packages' patches)")  # fmt: skip
     st.add_argument("--threads", type=int, default=1)
     d = sub.add_parser("datacard", help="the training data per package, as a markdown table")
     d.add_argument("--licences", default="/work/data/licences",

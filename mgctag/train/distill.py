@@ -376,6 +376,7 @@ class DistillConfig:
     max_class_weight: float = 5.0  # a genre the teacher names once must not drown the rest
     keep_best: bool = False  # end on the epoch with the lowest validation KL, not the last
     seed: int = 0
+    epoch_patches: int = 0  # patches drawn per epoch (0: all): a CPU budget on big caches
     # augmentation (`augment`): "mel" (log-mel or stem patches), "frames" (other features: only
     # tempo and mixup) or "" (none)
     augment: str = ""
@@ -497,11 +498,13 @@ def train_student(
     best: dict[str, torch.Tensor] | None = None
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(x), generator=gen)  # drawn every epoch: same order on resume
+        if cfg.epoch_patches:
+            order = order[: cfg.epoch_patches]
         if epoch <= start:
             continue
         model.train()
         total = 0.0
-        for i in range(0, len(x), cfg.batch_size):
+        for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             xb, tb, lb = augment(x[idx].float(), teacher[idx], labels[idx], cfg, aug_gen)
             logits, _ = model(xb)
@@ -512,7 +515,7 @@ def train_student(
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        row = {"epoch": epoch, "loss": round(total / len(x), 5)}
+        row = {"epoch": epoch, "loss": round(total / len(order), 5)}
         if val is not None:
             row.update({f"val_{k}": v for k, v in teacher_agreement(model, *val).items()})
         history.append(row)
