@@ -111,3 +111,24 @@ def test_similar_uses_the_concatenated_embedding_once_every_track_has_it(tmp_pat
     lib.save_analysis(ids[1], "musicnn+mn04", "none", {}, [], {"mix": v})
     assert default_embedding_model(lib) == "musicnn+mn04"
     assert default_embedding_model(lib, "drums") == "musicnn"  # stems: musicnn's only
+
+
+@pytest.mark.slow
+def test_fast_student_gates_and_tags_in_one_pass(clips: Path, tmp_path: Path) -> None:
+    """`--model fast`: the student's own not-music outputs skip the speech, the rap is tagged
+    with at most two genres, and the results are stored under the student's real name."""
+    from mgctag.models.catalog import ALIASES, canonical
+
+    db = tmp_path / "lib.db"
+    code, output = mgctag("--db", db, "tag", clips, "--model", "fast", "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
+    (skip,) = report["skips"]
+    assert Path(skip["path"]).name == "speech.ogg" and "speech" in skip["reason"]
+    assert 1 <= len(tags.read_tags(clips / "rap.m4a").genres) <= 2
+    code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
+    pred = json.loads(output)["predictions"][canonical("fast")]
+    assert pred["content"] == "speech" and pred["windows"]
+    code, output = mgctag("models", "show", "fast", "--json")
+    assert json.loads(output)["stands_for"] == ALIASES["fast"]

@@ -130,7 +130,7 @@ def get_tagger(name: str, device: str = "cpu") -> Tagger:
 def list_taggers() -> list[dict[str, Any]]:
     """Every name `--model` accepts, described (built-ins first, then genre model cards)."""
     cards = list_models()
-    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()]
+    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()] + _alias_rows(cards)
     return rows + [{**c.to_dict(), "kind": card_kind(c)} for c in cards if card_kind(c)]
 
 
@@ -138,7 +138,7 @@ def catalog(problems: list[str] | None = None) -> list[dict[str, Any]]:
     """`models list`: the built-in taggers, then every model card (taggers or their parts);
     broken cards are left out and told in `problems`."""
     cards = list_models(problems)
-    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()]
+    rows = [_builtin_row(e, cards) for e in _BUILTIN.values()] + _alias_rows(cards)
     return rows + [{**c.to_dict(), "kind": card_kind(c) or "part"} for c in cards]
 
 
@@ -166,6 +166,23 @@ def _card(name: str) -> ModelCard:
 
 def _builtin_row(entry: TaggerEntry, cards: list[ModelCard]) -> dict[str, Any]:
     return {"name": entry.name, **entry.describe({c.name: c for c in cards})}
+
+
+def _alias_rows(cards: list[ModelCard]) -> list[dict[str, Any]]:
+    """One row per alias whose tagger is there: what it stands for, and that tagger's labels."""
+    by_name = {c.name: c for c in cards}
+    return [
+        {
+            "name": alias,
+            "arch": f"= {target}",
+            "kind": "alias",
+            "stands_for": target,
+            "labels": list(by_name[target].labels),
+            "source": {"kind": "bundled"},
+        }  # fmt: skip
+        for alias, target in ALIASES.items()
+        if target in by_name
+    ]
 
 
 def _labels(cards: dict[str, ModelCard], names: list[str]) -> int:
