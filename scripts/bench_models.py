@@ -39,8 +39,9 @@ from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
-N = 27  # classes: the canonical genres musicnn's tags reach (the bundled students' labels)
+N = 54  # classes: the genres musicnn or mn04 reach + the two not-music outputs (the students)
 STUDENTS = (
+    "stemcnn_mix",
     "stemcnn_sep",
     "stemcnn_cascade",
     "ecapa_ccs_fsa",

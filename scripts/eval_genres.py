@@ -36,6 +36,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from mgctag.models.tagger import StudentTagger
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clip_cache import analyse  # noqa: E402
 
@@ -123,7 +125,7 @@ def load_tracks(audio: Path) -> list[Track]:
                 group,
                 combine_models(per_model, gmap),
                 gmap.genre_scores(mean_tag_probs(out["mn04"], at_labels)),
-                dict(zip(cards["crnn_small"].labels, out["crnn"].mean(0).tolist(), strict=True)),
+                StudentTagger("crnn_small").genre_shares(out["crnn"].mean(0)),
                 source,
             )
         )

@@ -58,7 +58,9 @@ SHARED = REPO.parent / "shared" / "audio"
 # are fetched) and speech / sound-effect folders for the students' not-music outputs
 CORPUS = Path("/work/data/corpus")
 EXTRA_MUSIC = Path("/work/data/music-x")
-NOT_MUSIC = tuple(Path("/work/data") / d for d in ("speech-en", "speech", "speech2", "noise"))
+NOT_MUSIC = tuple(
+    Path("/work/data") / d for d in ("speech-en", "speech", "speech-streams", "noise")
+)  # speech-streams: ktuberling's wideband words joined by scripts/speech_streams.py
 AUDIO_SUFFIXES = (".ogg", ".mp3", ".wav", ".flac", ".opus")
 MUSIC_PATH = re.compile(r"music|bgm|/mus/|mainzik", re.IGNORECASE)
 MUSDB = SHARED / "musdb18-7s"
@@ -150,7 +152,7 @@ STUDENTS: dict[str, dict] = {
 STUDENT_SELECTION = selection(DEFAULT_TAGGER)
 # corpus packages held out of training: teacher agreement is measured on them (grouped by package,
 # so no soundtrack is both trained on and tested on)
-HOLDOUT = ("nexuiz-music", "singularity-music", "speech2/ktuberling-data", "noise/pingus-data")
+HOLDOUT = ("nexuiz-music", "singularity-music", "speech-streams/ktuberling-en", "noise/pingus-data")
 
 
 def training_files(max_tracks: int) -> list[Path]:
@@ -530,6 +532,90 @@ def cmd_teacher(args: argparse.Namespace) -> None:
                       "heldout_patch_agreement": held, "musdb": musdb}))  # fmt: skip
 
 
+def cmd_choose(args: argparse.Namespace) -> None:
+    """Which student is `--model fast`, chosen by cross-validation on the MUSDB previews.
+
+    Each student's written genres (its own content gate, `STUDENT_SELECTION`) per preview, from
+    the weights in --weights (a cache per separator for the stem students); then N halvings
+    grouped by artist: the student with the best written top-1 + top-3 on one half is scored on the
+    other, beside the default tagger on the same half. Only students at least --min-speedup times
+    cheaper per window than the default (their cards' `cost`) are candidates.
+    """
+    gmap = GenreMap.load()
+    labels, classes = teacher_setup(args, gmap)
+    default_cost = sum(DEFAULT_MS.values())
+    hits: dict[str, list[tuple[bool, bool, float]]] = {}
+    sources: list[str] = []
+    for name in args.only or list(STUDENTS):
+        path = Path(args.weights) / f"{name}.safetensors"
+        if not path.exists():
+            continue
+        model, card = load_model(path)
+        cost = float(card.extra.get("cost", {}).get("ms_per_10s_window_min", 0.0)) or None
+        if cost is not None and default_cost / cost < args.min_speedup:
+            print(json.dumps({"student": name, "skipped": f"{default_cost / cost:.1f}x"}))
+            continue
+        prep = card.preprocessing
+        sep = prep.get("separator", "none") if prep["input"] == "stems" else "none"
+        root = Path(args.cache_dir) / f"{args.teacher}-{sep}" / "check"
+        check = distill.load_patches(cached(root), labels, gmap, classes)
+        x = prepare_input(select_input(check.inputs, prep["input"], PAPER_STEMS), prep)
+        scores = student_track_scores(patch_probs(model.eval(), x), check, classes)
+        hits[name] = track_hits(check.sources, scores, STUDENT_SELECTION)
+        sources = check.sources
+    files = cached(Path(args.cache_dir) / f"{args.teacher}-none" / "check")
+    by_source = dict(zip([_source(f) for f in files],
+                         combined_track_scores(files, gmap, labels), strict=True))  # fmt: skip
+    teacher = [by_source[s] for s in sources]
+    hits["(default)"] = track_hits(sources, teacher, selection(DEFAULT_TAGGER))
+    artists = np.array([Path(s).name.split(" - ")[0] for s in sources])
+    names, rng = np.unique(artists), np.random.default_rng(0)
+    picked: dict[str, int] = {}
+    chosen, default = [], []
+    for _ in range(args.halvings):
+        half = np.isin(artists, rng.choice(names, len(names) // 2, replace=False))
+        pick, rest = np.flatnonzero(half), np.flatnonzero(~half)
+        best = max((n for n in hits if n != "(default)"),
+                   key=lambda n: sum(_rates(hits[n], pick)[:2]))  # fmt: skip
+        picked[best] = picked.get(best, 0) + 1
+        chosen.append(_rates(hits[best], rest))
+        default.append(_rates(hits["(default)"], rest))
+    for name, h in hits.items():
+        print(json.dumps({"model": name, "all_previews_top1_top3_precision": _rates(h)}))
+    diff = np.array(chosen) - np.array(default)
+    print(json.dumps({"halvings": args.halvings, "picked": picked,
+                      "chosen_top1_top3_precision": np.round(np.mean(chosen, 0), 4).tolist(),
+                      "chosen_sd": np.round(np.std(chosen, 0), 4).tolist(),
+                      "default_top1_top3_precision": np.round(np.mean(default, 0), 4).tolist(),
+                      "chosen_minus_default": np.round(diff.mean(0), 4).tolist(),
+                      "chosen_minus_default_sd": np.round(diff.std(0), 4).tolist()}))  # fmt: skip
+
+
+# the default's networks, float32 ms per 10 s window, one thread (docs/benchmarks.md, "mn04
+# (AudioSet) beside musicnn": scripts/bench_mn04.py), against a student card's `cost`
+DEFAULT_MS = {"musicnn MSD+MTT": 94.1, "audioset_mn04": 16.7}
+
+
+def track_hits(sources: list[str], scores: list[dict[str, float]],
+               chosen_by: tuple[int, float, float]) -> list[tuple[bool, bool, float]]:  # fmt: skip
+    """Per track: (first written genre right, some written genre right, share written right)."""
+    labels = musdb_labels()
+    most, floor, relative = chosen_by
+    out = []
+    for source, sc in zip(sources, scores, strict=True):
+        label = labels[Path(source).name]
+        written = [g for g, _ in select_genres(sc, max_genres=most, min_confidence=floor,
+                                               relative_floor=relative)]  # fmt: skip
+        right = [genre_sanity.hit(label, [g]) for g in written]
+        out.append((bool(right[:1]) and right[0], any(right), float(np.mean(right or [0.0]))))
+    return out
+
+
+def _rates(hits: list[tuple[bool, bool, float]], idx: np.ndarray | None = None) -> list[float]:
+    rows = [hits[i] for i in idx] if idx is not None else hits
+    return [round(float(np.mean([r[k] for r in rows])), 4) for k in range(3)]
+
+
 def cmd_ensemble(args: argparse.Namespace) -> None:
     """musicnn averaged with each bundled student on the MUSDB check set, at several weights.
 
@@ -779,6 +865,12 @@ def main() -> None:
     m.add_argument("--genre-map", default=None)
     m.add_argument("--min-patches", type=int, default=3)
     m.add_argument("--holdout", nargs="*", default=list(HOLDOUT))
+    ch = sub.add_parser("choose", help="pick `--model fast` by grouped CV on the MUSDB previews")
+    ch.add_argument("--weights", default=str(REPO / "weights"))
+    ch.add_argument("--only", nargs="*", choices=list(STUDENTS))
+    ch.add_argument("--halvings", type=int, default=50)
+    ch.add_argument("--min-speedup", type=float, default=5.0,
+                    help="candidates: at least this many times cheaper per window")  # fmt: skip
     st = sub.add_parser("stemtest", help="stem CNN on cascade stems vs on the mix, grouped CV")
     st.add_argument("--folds", type=int, default=3)
     st.add_argument("--epochs", type=int, default=5)
@@ -790,6 +882,7 @@ def main() -> None:
                    help="folder of PACKAGE.copyright files")  # fmt: skip
     args = ap.parse_args()
     commands = {
+        "choose": cmd_choose,
         "datacard": cmd_datacard,
         "stemtest": cmd_stemtest,
         "cache": cmd_cache,

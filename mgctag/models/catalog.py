@@ -38,7 +38,7 @@ DEFAULT_SELECTION = (3, 0.15, 0.35)
 
 # Names for a tagger chosen for a purpose: alias -> the tagger it stands for (results are stored
 # under the real name). "fast": the best student by accuracy per cost (docs/models.md).
-ALIASES = {"fast": "stemcnn_mix"}
+ALIASES = {"fast": "swishnet_slim"}
 
 
 def canonical(name: str) -> str:
