@@ -227,43 +227,21 @@ def test_stems_give_per_stem_embeddings_and_are_kept_only_when_asked(pristine, t
     assert json.loads(output)["counts"]["analysed"] == 0
 
 
-@pytest.mark.slow
-def test_blend_stores_musicnn_and_the_blend_and_writes_the_blend(library, tmp_path):
-    """--model musicnn+crnn: one pass stores musicnn's analysis and the blended genres, computed
-    as blend_scores(musicnn, crnn_small on the same patches); the blend is what gets written."""
-    from mgctag.audio.inputs import InputPlan, InputSpec, prepare
-    from mgctag.genres import blend_scores
-    from mgctag.models.tagger import BLENDS, StudentTagger
-
-    db = tmp_path / "lib.db"
-    code, output = mgctag("tag", library, "--db", db, "--model", "musicnn+crnn", "--json")
-    assert code == 0, output
-    lib = Library(db)
-    track = next(t for t in lib.iter_tracks([library]) if t["path"].endswith(".flac"))
-    predictions = lib.get_predictions(track["id"])
-    assert {"musicnn", "musicnn+crnn"} <= set(predictions)
-    student_name, weight = BLENDS["musicnn+crnn"]
-    patches = prepare(track, InputPlan((InputSpec("mel"),))).features["mel"]
-    student = StudentTagger(student_name)
-    probs = student.genre_shares(student(patches)[0].mean(axis=0))  # not-music outputs left out
-    expected = blend_scores(dict(predictions["musicnn"]["genres"]), probs, weight)
-    stored = dict(predictions["musicnn+crnn"]["genres"])
-    assert stored.keys() == expected.keys()
-    assert all(abs(stored[g] - expected[g]) < 1e-4 for g in expected)
-    best = max(expected, key=expected.get)
-    assert tags.read_tags(Path(track["path"])).genres[0] == best
-
-
-def test_models_show_and_use_know_the_ensemble_and_the_blend(tmp_path, monkeypatch):
+def test_models_show_and_use_know_the_ensemble_and_the_removed_blend(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     code, output = mgctag("models", "show", "musicnn", "--json")
     assert code == 0 and json.loads(output)["models"] == ["MSD_musicnn", "MTT_musicnn"]
-    code, output = mgctag("models", "show", "musicnn+crnn", "--json")
-    assert code == 0 and json.loads(output)["student"] == "crnn_small"
-    code, output = mgctag("models", "use", "musicnn+crnn")
+    code, output = mgctag("models", "use", "vgg")
     assert code == 0
     code, output = mgctag("models", "list", "--json")
     listed = {m["name"]: m["default"] for m in json.loads(output)}
-    assert listed["musicnn+crnn"] is True and listed["musicnn"] is False
-    assert listed["crnn_small"] is False
+    assert listed["vgg"] is True and listed["musicnn"] is False
+    assert listed["crnn_small"] is False and "musicnn+crnn" not in listed
+    # the removed blend: one line that says why and what to use, for each way in
+    from conftest import cli
+
+    for args in (("models", "show", "musicnn+crnn"), ("models", "use", "musicnn+crnn")):
+        result = cli(*args)
+        assert result.code == 2 and "removed in 0.3" in result.output, result.output
+        assert "musicnn+mn04" in result.output and "Traceback" not in result.output

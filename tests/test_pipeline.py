@@ -209,9 +209,7 @@ def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
     assert np.abs(item.features["mel"] - mel16).max() < 0.05
 
 
-@pytest.mark.parametrize(
-    "name", ["musicnn", "musicnn+crnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"]
-)
+@pytest.mark.parametrize("name", ["musicnn", "vgg", "crnn_small", "swishnet_slim", "stemcnn_sep"])
 @pytest.mark.slow
 def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     tagger = get_tagger(name)

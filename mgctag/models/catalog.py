@@ -42,7 +42,12 @@ ALIASES = {"fast": "swishnet_slim"}
 
 
 def canonical(name: str) -> str:
-    """The tagger a name stands for (an alias resolved; any other name as given)."""
+    """The tagger a name stands for (an alias resolved; any other name as given).
+
+    A removed tagger's name is a ModelError that says why and what to use instead.
+    """
+    if name in REMOVED:
+        raise ModelError(f"{name}: {REMOVED[name]}")
     return ALIASES.get(name, name)
 
 
@@ -66,9 +71,11 @@ def selection(name: str) -> tuple[int, float, float]:
     return DEFAULT_SELECTION
 
 
-# musicnn blended with a distilled student that reads the same mel patches:
-# name -> (student, musicnn's weight); measured and cross-validated in docs/models.md
-BLENDS = {"musicnn+crnn": ("crnn_small", 0.5)}
+# Taggers that were there and are not any more: name -> why, and what to use instead.
+REMOVED = {
+    "musicnn+crnn": "removed in 0.3: blended with the re-distilled crnn_small it wrote worse "
+    "genres than musicnn alone (docs/models.md); use musicnn+mn04 (the default) or musicnn",
+}
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ def catalog(problems: list[str] | None = None) -> list[dict[str, Any]]:
 
 def describe(name: str) -> dict[str, Any]:
     """`models show`: a built-in tagger's description, or a model's card as stored."""
+    canonical(name)  # a removed tagger says so
     if name in ALIASES:
         return {**describe(ALIASES[name]), "alias": name, "stands_for": ALIASES[name]}
     if name in _BUILTIN:
@@ -207,21 +215,6 @@ def _ensemble(name: str, models: tuple[str, ...]) -> None:
     register_tagger(name, build, describe)
 
 
-def _blend(name: str, student: str, weight: float) -> None:
-    def build(device: str) -> Tagger:
-        from mgctag.models.tagger import BlendTagger
-
-        return BlendTagger(name, device)
-
-    def describe(cards: dict[str, ModelCard]) -> dict[str, Any]:
-        return {"arch": f"musicnn {weight:g} + {student} {1 - weight:g}", "kind": "blend",
-                "models": list(MUSICNN_MODELS), "student": student, "musicnn_weight": weight,
-                "outputs": _labels(cards, [student]), "source": {"kind": "bundled"},
-                "measured": "docs/models.md, 'The default tagger, and why'"}  # fmt: skip
-
-    register_tagger(name, build, describe)
-
-
 def _combined() -> None:
     def build(device: str) -> Tagger:
         from mgctag.models.audioset import CombinedTagger
@@ -244,8 +237,6 @@ def _combined() -> None:
 def _register_builtins() -> None:
     _combined()
     _ensemble(MUSICNN_TAGGER, ENSEMBLES[MUSICNN_TAGGER])
-    for name, (student, weight) in BLENDS.items():
-        _blend(name, student, weight)
     _ensemble("vgg", ENSEMBLES["vgg"])
 
 

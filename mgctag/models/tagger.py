@@ -4,8 +4,6 @@
   (`musicnn`: MSD + MTT musicnn, the default; `vgg`: the VGG pair); the first one embeds.
 - `StudentTagger`: a seed-paper network distilled from musicnn (or retrained by the user): one
   softmax over canonical genres, on mel, MFCC or stacked stem patches, as its card says.
-- `BlendTagger`: musicnn with a student on the same patches in one pass (`BLENDS`); it stores
-  musicnn's row too, so embeddings and `similar` work whichever the user tags with.
 - `HeadTagger`: a user-trained head over another tagger's stored embeddings (no audio).
 
 `catalog.get_tagger(name)` picks the class; nothing else needs to know which is which.
@@ -21,8 +19,8 @@ import torch
 
 from mgctag.audio.inputs import InputSpec, TrackInput, select_input
 from mgctag.content import MUSIC, SPEECH, ContentDecision, track_class
-from mgctag.genres import GenreMap, blend_scores, combine_models, mean_tag_probs
-from mgctag.models.catalog import BLENDS, EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
+from mgctag.genres import GenreMap, combine_models, mean_tag_probs
+from mgctag.models.catalog import EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
 from mgctag.models.head import GenreHead, predict_proba
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import ModelCard, load_model
@@ -229,33 +227,6 @@ def student_spec(card: ModelCard) -> InputSpec:
     return InputSpec(kind)
 
 
-class BlendTagger:
-    """musicnn and a student on the same patches in one pass; stores musicnn's row and the blend."""
-
-    requires: tuple[str, ...] = ()
-
-    def __init__(self, name: str, device: str = "cpu") -> None:
-        student, self.weight = BLENDS[name]
-        self.name = name
-        self.base = EnsembleTagger(device)
-        self.student = StudentTagger(student, device)
-        self.inputs = self.base.inputs
-        self.labels = {**self.base.labels, **self.student.labels}
-
-    def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
-        outputs = self.base.analyse(batch)
-        for out, extra in zip(outputs, self.student.analyse(batch), strict=True):
-            out.tags.update(extra.tags)
-        return outputs
-
-    def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
-        (base,) = self.base.predictions(output, gmap)
-        scores = combine_models(base.tags, gmap)  # unsorted, as blend_scores was measured
-        probs = self.student.genre_shares(output.tags[self.student.name].mean(axis=0))
-        blend = ranked(blend_scores(scores, probs, self.weight))
-        return [base, Prediction(self.name, {}, blend, {})]
-
-
 class HeadTagger:
     """A user-trained genre head over the stored embeddings of another tagger (musicnn)."""
 
@@ -298,7 +269,7 @@ def prepare_input(x: np.ndarray | torch.Tensor, preprocessing: Mapping) -> torch
     return x
 
 
-__all__ = ["BLENDS", "EMBEDDING_MODEL", "MUSICNN_MODELS", "MUSICNN_TAGGER", "MusicnnTagger"]
+__all__ = ["EMBEDDING_MODEL", "MUSICNN_MODELS", "MUSICNN_TAGGER", "MusicnnTagger"]
 
 # The name the rest of the code (distillation's teacher, scripts) knows the musicnn pair by.
 MusicnnTagger = EnsembleTagger
