@@ -287,7 +287,7 @@ def fit_network(
         model, prep = _new_network(data, train)
         lr = transfer.SCRATCH_LR
     else:
-        model = transfer.with_new_output(student, n, seed)
+        model = transfer.with_new_output(student, n)
         prep, lr = student.preprocessing, transfer.FINE_TUNE_LR
     x_t = prepare_input(data.x, prep)
     y_t = torch.as_tensor(data.y, dtype=torch.long)
