@@ -171,6 +171,8 @@ def test_invalid_json_in_a_database_column_does_not_crash_runs(home, tmp_path):
     [
         (["train", "m", "--arch", "cnn1d", "--hidden", "8"], "--hidden: only for a head"),
         (["train", "m", "--epochs", "3"], "--epochs: only with --arch"),
+        (["train", "m", "--init", "crnn_small"], "--init: only with --arch"),
+        (["eval", "--init", "crnn_small"], "--init: only with --arch"),
         (["eval", "--protocol", "trials", "--folds", "3"], "--folds: only with --protocol kfold"),
         (["eval", "--test-size", "0.3"], "--test-size: only with --protocol trials"),
         (["eval", "--split-files", "x"], "--split-files: only with --protocol split-files"),
@@ -188,6 +190,18 @@ def test_options_a_mode_ignores_are_refused(home, tmp_path, args, message):
     result = cli(*args, "--db", tmp_path / "lib.db")
     assert result.code == 2, result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize("command", [["train", "m"], ["eval"]])
+def test_init_from_a_student_of_another_architecture_is_one_line(home, tmp_path, command):
+    """--init keeps the student's weights, so --arch must name the student's own architecture;
+    the refusal comes before any labels are read or audio analysed."""
+    args = [*command, "--arch", "swishnet", "--init", "crnn_small", "--db", tmp_path / "lib.db"]
+    result = cli(*args)
+    assert result.code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "--init crnn_small: a crnn network, not --arch swishnet" in line
+    assert result.stdout == ""
 
 
 def test_from_tags_is_gone(home, tmp_path):

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from matplotlib.image import imread
 
 from mgctag.audio import decode
+from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
+from mgctag.train import distill, transfer
 from mgctag.train.eval_protocols import compute_metrics, evaluate_protocol, learning_curve
 from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head
 from mgctag.train.labels import (
@@ -47,8 +51,10 @@ from mgctag.train.splits import (
     split_from_files,
     trial_splits,
 )
+from mgctag.train.workflow import NetworkData, fit_network
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 MUSDB = SHARED / "audio" / "musdb18-7s"
 GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
 LIBROSA = SHARED / "audio" / "librosa"
@@ -464,3 +470,157 @@ def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, musdb:
         f"labels: the genre tags you wrote (mgctag's own left out); {len(ds.labels)} genres over "
         f"{len(ds.Y)} tracks"
     ) in result.stdout
+
+
+# --- starting a network from a distilled student (`--arch ARCH --init STUDENT`) ---
+
+
+def _previews(per_genre: int, genres: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(path, genre) of the first `per_genre` real MUSDB previews of each genre."""
+    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
+        rows = sorted((r["file"], r["genre"]) for r in csv.DictReader(f))
+    return [
+        (str(MUSDB / "train" / name), genre)
+        for want in genres
+        for name, genre in [r for r in rows if r[1] == want][:per_genre]
+    ]
+
+
+def _network_data(kind: str, per_genre: int = 2) -> NetworkData:
+    """Real patches of a few previews, made by the pipeline's own `prepare` (no library)."""
+    tracks = _previews(per_genre, ("Heavy Metal", "Singer/Songwriter"))
+    plan = InputPlan((InputSpec(kind),))
+    xs, ys, owners = [], [], []
+    for i, (path, _) in enumerate(tracks):
+        x = select_input(prepare({"path": path}, plan).features, kind)
+        xs.append(x)
+        ys.append(np.full(len(x), i // per_genre))
+        owners.append(np.full(len(x), i))
+    y_track = np.arange(len(tracks)) // per_genre
+    return NetworkData(
+        "swishnet" if kind == "mfcc" else "stemcnn",
+        kind,
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(owners),
+        y_track,
+        np.eye(2)[y_track],
+        ["Folk", "Metal"],
+        [Path(p).name.split(" - ")[0] for p, _ in tracks],
+        None,
+    )
+
+
+@pytest.mark.parametrize("name", transfer.students())
+def test_init_keeps_every_weight_but_the_output_layer(name: str):
+    student = transfer.load_student(name, registry.ModelCard.read(WEIGHTS / f"{name}.json").arch)
+    before = {k: v.clone() for k, v in student.model.state_dict().items()}
+    model = transfer.with_new_output(student, 4)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    assert kept and all(torch.equal(v, before[k]) for k, v in kept.items())
+    classifier = model.classifier
+    out = classifier[-1] if isinstance(classifier, torch.nn.Sequential) else classifier
+    assert isinstance(out, torch.nn.Linear) and out.out_features == 4
+    assert model.config["n_classes"] == 4
+    assert model(torch.zeros(2, *_shape(student)))[0].shape == (2, 4)
+    # the card written from model.config rebuilds exactly this network
+    card = registry.ModelCard(name="x", arch=student.card.arch, labels=list("abcd"))
+    rebuilt = registry.build(replace(card, arch_args=model.config))
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    # the student itself is untouched; the new layer starts from zero: every genre equally likely
+    assert all(torch.equal(v, before[k]) for k, v in student.model.state_dict().items())
+    assert not out.weight.any() and (out.bias is None or not out.bias.any())
+
+
+def _shape(student: transfer.Student) -> tuple[int, ...]:
+    prep = student.card.preprocessing
+    bins = 20 if prep["input"] == "mfcc" else 96
+    return (len(prep["stems"]), 187, bins) if prep["input"] == "stems" else (187, bins)
+
+
+def test_init_refuses_another_architecture_or_a_model_that_is_no_student():
+    with pytest.raises(registry.ModelError, match=r"^--init crnn_small: a crnn network, not"):
+        transfer.load_student("crnn_small", "swishnet")
+    for name in ("segmenter_swishnet", "MSD_musicnn"):  # a speech/music segmenter, a port
+        with pytest.raises(registry.ModelError, match=rf"^--init {name}: not a genre network"):
+            transfer.load_student(name, "swishnet")
+    with pytest.raises(registry.ModelError, match=r"^--init nope: unknown model"):
+        transfer.load_student("nope", "crnn")
+
+
+def test_mfcc_student_reads_its_own_standardize_statistics():
+    """swishnet_slim learned on MFCCs standardised with its training set's statistics: from it,
+    the user's patches are standardised with those, not with statistics of the user's tracks."""
+    student = transfer.load_student("swishnet_slim", "swishnet")
+    data = _network_data("mfcc")
+    train = np.array([0, 2])
+    model, prep, x_t = fit_network(data, train, epochs=1, seed=0, student=student)
+    stats = student.card.preprocessing["standardize"]
+    assert prep["standardize"] == stats
+    expected = (torch.as_tensor(data.x) - torch.tensor(stats["mean"])) / torch.tensor(stats["std"])
+    assert torch.allclose(x_t, expected)
+    own = distill.standardizer(torch.as_tensor(data.x[np.isin(data.owner, train)]))
+    assert own["mean"] != stats["mean"]  # from scratch, these would have been used
+    _, scratch_prep, _ = fit_network(data, train, epochs=1, seed=0)
+    assert scratch_prep["standardize"] == own
+    assert model.classifier.out_features == 2
+
+
+def test_the_card_not_the_architecture_says_what_a_student_reads(tmp_path: Path, monkeypatch):
+    """A stem CNN distilled on the mix (as `stemcnn_mix`) reads the mel, not stems."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    from mgctag import config
+    from mgctag.models.stemcnn import StemCnn
+
+    net = StemCnn(n_classes=5, in_channels=1, separable=True)
+    prep = {"input": "mel", "patch_frames": 187, "sample_rate": 16000}
+    card = registry.ModelCard(
+        "mix_student", "stemcnn", list("abcde"), net.config, prep,
+        source={"trained_by": "mgctag, by knowledge distillation"},
+    )  # fmt: skip
+    registry.save_model(net, card, config.user_models_dir())
+    student = transfer.load_student("mix_student", "stemcnn")
+    assert transfer.network_input("stemcnn", student) == ("mel", None, ("drums", "bass", "other"))
+    assert transfer.network_input("stemcnn", None)[:2] == ("stems", "hpss")
+    data = _network_data("mel")
+    model, got, x_t = fit_network(data, np.array([0, 2]), epochs=3, seed=0, student=student)
+    assert got == prep and x_t.shape[1:] == (187, 96) and model.config["in_channels"] == 1
+    before = student.model.state_dict()["features.0.0.weight"]
+    # trained (the first step reaches only the zero-started output layer; the later ones go on)
+    assert not torch.equal(model.state_dict()["features.0.0.weight"], before)
+
+
+@pytest.mark.slow
+def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
+    """`train NAME --arch crnn --init crnn_small` on real previews: the saved model keeps the
+    student's features and reloads from its card with one output per user genre; `eval --init`
+    runs a protocol from the same student."""
+    from conftest import cli
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    db = tmp_path / "lib.db"
+    lib = Library(db)
+    pairs = _previews(5, ("Heavy Metal", "Singer/Songwriter", "Pop"))  # 5: a 20 % hold-out
+    for path, _ in pairs:
+        lib.upsert_track({"path": path, "artist": Path(path).name.split(" - ")[0], "status": "ok"})
+    lib.close()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,genre\n" + "".join(f'"{p}",{g}\n' for p, g in pairs))
+    common = ("--arch", "crnn", "--init", "crnn_small", "--labels", labels, "--min-count", "3")
+    result = cli("train", "mine", *common, "--epochs", "2", "--db", db, "--json")
+    assert result.code == 0, result.output
+    card = json.loads(result.stdout)["card"]
+    assert card["source"]["init"] == "crnn_small" and card["source"]["lr"] == transfer.FINE_TUNE_LR
+    assert card["labels"] == ["Folk", "Metal", "Pop"]
+    student = registry.ModelCard.read(WEIGHTS / "crnn_small.json")
+    assert card["preprocessing"] == student.preprocessing
+    model, loaded = registry.load_model("mine", cache=False)
+    assert loaded.arch_args == {**student.arch_args, "n_classes": 3}
+    assert model.classifier[-1].out_features == 3
+
+    eval_args = ("eval", labels, *common[:4], "--min-count", "3", "--folds", "2", "--epochs", "1")
+    result = cli(*eval_args, "--db", db, "--json")
+    assert result.code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["init"] == "crnn_small" and report["splits"] == 2 and report["input"] == "mel"
+    assert report["n_tracks"] == len(pairs)

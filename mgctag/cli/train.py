@@ -29,6 +29,24 @@ def _stems(features: str) -> list[str]:
     raise typer.BadParameter("use mix or mix+stems", param_hint="--features")
 
 
+InitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--init",
+        help="Start --arch from a distilled student's weights (e.g. crnn_small), output layer new.",
+    ),
+]
+
+
+def _student(init: str | None, arch: str | None) -> Any:
+    """The student `--init` names, loaded and checked before any audio is read (or None)."""
+    if init is None or arch is None:
+        return None
+    from mgctag.train import transfer
+
+    return transfer.load_student(init, arch)
+
+
 def _training_errors() -> type[Exception]:
     from mgctag.train.labels import TrainingDataError
 
@@ -76,6 +94,7 @@ def train(
         typer.Option(help="Retrain a spectrogram network from audio instead of a head (slow)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs for --arch.")] = 20,
+    init: InitOption = None,
     seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
     db: DbOption = None,
     json_out: JsonOption = False,
@@ -85,15 +104,17 @@ def train(
     Labels come from the genre tags of your files unless --labels gives a CSV.
 
     With --arch (ecapa_tdnn, stemcnn, swishnet, cnn2d, cnn1d, crnn, mobilenetv2) a seed-paper
-    network is trained from the tracks' audio instead, measured on a grouped hold-out.
+    network is trained from the tracks' audio instead, measured on a grouped hold-out;
+    --init STUDENT starts it from a bundled student of that architecture (its features too).
     """
     if arch is not None:
         refuse(ctx, ("hidden", "folds", "features"), "only for a head (without --arch)")
     else:
-        refuse(ctx, ("epochs",), "only with --arch")
+        refuse(ctx, ("epochs", "init"), "only with --arch")
     from mgctag.train import workflow
     from mgctag.train.report import evaluation_summary
 
+    student = _student(init, arch)
     lib = open_library(db)
     if arch is not None:
         progress = CliProgress(enabled=progress_enabled(json_out))
@@ -101,7 +122,7 @@ def train(
             with progress.bar:
                 net = workflow.train_network(
                     lib, name, arch, labels_csv=csv, min_count=min_count, epochs=epochs,
-                    seed=seed, progress=progress,
+                    seed=seed, student=student, progress=progress,
                 )  # fmt: skip
         except _training_errors() as exc:
             raise UsageError(str(exc)) from None
@@ -114,7 +135,10 @@ def train(
                 f"grouped hold-out of {m['n_test']} tracks: accuracy {m['accuracy']:.3f}, "
                 f"macro-F1 {m['macro_f1']:.3f}"
             )
-        out.print(f"saved {shown(net.path)} ({net.n_tracks} tracks, seed {seed})", highlight=False)
+        start = f", from {shown(init)}" if init else ""
+        out.print(
+            f"saved {shown(net.path)} ({net.n_tracks} tracks, seed {seed}{start})", highlight=False
+        )
         out.print(f"use it: mgctag tag PATH --model {shown(name)}")
         return
     try:
@@ -191,6 +215,7 @@ def evaluate(
         str | None, typer.Option(help="Evaluate a seed-paper network retrained from audio.")
     ] = None,
     epochs: Annotated[int, typer.Option(help="Training epochs per split for --arch.")] = 20,
+    init: InitOption = None,
     device: Annotated[
         str, typer.Option(help="auto, cpu, cuda or mps: where a SOURCE folder is analysed.")
     ] = "auto",
@@ -208,6 +233,7 @@ def evaluate(
     from mgctag.train import workflow
     from mgctag.train.report import save_confusion_json, save_confusion_png
 
+    student = _student(init, arch)  # a wrong --init is told before a folder is analysed
     lib = open_library(db)
     try:
         pairs = None
@@ -234,14 +260,16 @@ def evaluate(
                     min_count=min_count,
                     epochs=epochs,
                     seed=seed,
+                    student=student,
                     progress=progress,
                 )
             if json_out:
                 print_json(result)
                 return
             acc, f1 = result["accuracy"], result["macro_f1"]
+            start = f" from {shown(init)}" if init else ""
             out.print(
-                f"{shown(arch)}, {protocol}: {result['splits']} splits, "
+                f"{shown(arch)}{start}, {protocol}: {result['splits']} splits, "
                 f"{result['n_tracks']} tracks, "
                 f"seed {seed}: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}, "
                 f"macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f}"
@@ -287,6 +315,6 @@ def _refuse_unused_eval(
         if protocol == "split_files":
             raise UsageError("--protocol split-files: not with --arch (use kfold or trials)")
     else:
-        refuse(ctx, ("epochs",), "only with --arch")
+        refuse(ctx, ("epochs", "init"), "only with --arch")
     if source is None or not source.is_dir():
         refuse(ctx, ("device",), "only when SOURCE is a folder to analyse")

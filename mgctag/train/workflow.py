@@ -22,7 +22,7 @@ from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
 from mgctag.options import MUSICNN_TAGGER, Progress
 from mgctag.separate import get_separator
-from mgctag.train import distill
+from mgctag.train import distill, transfer
 from mgctag.train.eval_protocols import EvalReport, compute_metrics, evaluate_protocol, make_splits
 from mgctag.train.heads import HeadConfig, train_head
 from mgctag.train.labels import (
@@ -44,6 +44,7 @@ from mgctag.train.report import (
     user_model_card,
 )
 from mgctag.train.splits import find_split_files, trial_splits
+from mgctag.train.transfer import Student
 
 
 def library_pairs(lib: Library, labels_csv: Path | None = None) -> list[Pair]:
@@ -200,6 +201,7 @@ class NetworkData:
     labels: list[str]
     groups: list[str]
     separator: str | None
+    stems: tuple[str, ...] = PAPER_STEMS  # the channels of "stems" features, in order
 
 
 def network_data(
@@ -209,13 +211,18 @@ def network_data(
     *,
     min_count: int = 5,
     separator: str = "hpss",
+    student: Student | None = None,
     progress: Progress | None = None,
 ) -> NetworkData:
-    """Features from the pipeline's own `prepare`, so tagging later feeds exactly the same."""
+    """Features from the pipeline's own `prepare`, so tagging later feeds exactly the same.
+
+    From a `student`, its card's features (and separator), whatever the architecture reads by
+    default: the weights kept were learned on those.
+    """
     progress = progress or Progress()
     if arch not in NETWORK_INPUTS:
         raise LabelError(f"unknown --arch {arch!r}; choose one of {', '.join(NETWORK_INPUTS)}")
-    kind = NETWORK_INPUTS[arch]
+    kind, sep_name, stems = transfer.network_input(arch, student, separator)
     label_set = build_label_set(pairs, min_count=min_count)
     if not label_set.labels:
         raise LabelError(f"no genre has {min_count} or more labelled tracks; lower --min-count")
@@ -228,7 +235,7 @@ def network_data(
         )
     tracks = [row for row in found.values() if row is not None]
     y_track = label_set.matrix().argmax(axis=1)  # several genres on a track: the first one
-    sep = get_separator(separator) if kind == "stems" else None
+    sep = get_separator(sep_name) if sep_name else None
     plan = InputPlan((InputSpec(kind),))
     x_parts, y_parts, owner = [], [], []
     progress.stage(f"features ({kind})", total=len(tracks))
@@ -237,7 +244,7 @@ def network_data(
         progress.advance()
         if item.error or item.skip:
             continue
-        x = select_input(item.features, kind, PAPER_STEMS)
+        x = select_input(item.features, kind, stems)
         x_parts.append(x)
         y_parts.append(np.full(len(x), y_track[i]))
         owner.append(np.full(len(x), i))
@@ -255,31 +262,52 @@ def network_data(
         list(label_set.labels),
         groups,
         sep.name if sep else None,
+        stems,
     )
 
 
 def fit_network(
-    data: NetworkData, train_tracks: np.ndarray, *, epochs: int, seed: int
+    data: NetworkData,
+    train_tracks: np.ndarray,
+    *,
+    epochs: int,
+    seed: int,
+    student: Student | None = None,
 ) -> tuple[torch.nn.Module, dict, torch.Tensor]:
     """Train on the patches of `train_tracks`; returns the model, its card's preprocessing, and
-    every patch prepared the way the model reads it (for measuring the held-out tracks)."""
+    every patch prepared the way the model reads it (for measuring the held-out tracks).
+
+    From a `student`: its weights with a new output layer, its card's preprocessing (MFCC
+    statistics too: its first layers learned on them, so they are not recomputed) and the smaller
+    fine-tuning step (`transfer.FINE_TUNE_LR`, which says why).
+    """
     train = np.isin(data.owner, train_tracks)
+    n = len(data.labels)
+    if student is None:
+        model, prep = _new_network(data, train)
+        lr = transfer.SCRATCH_LR
+    else:
+        model = transfer.with_new_output(student, n)
+        prep, lr = student.preprocessing, transfer.FINE_TUNE_LR
+    x_t = prepare_input(data.x, prep)
+    y_t = torch.as_tensor(data.y, dtype=torch.long)
+    soft = torch.nn.functional.one_hot(y_t, n).float() * 0.9 + 0.1 / n  # smoothed targets
+    mask = torch.as_tensor(train)
+    cfg = distill.DistillConfig(epochs=epochs, alpha=0.0, seed=seed, lr=lr)
+    distill.train_student(model, (x_t[mask], soft[mask], y_t[mask]), None, cfg, log=lambda _: None)
+    return model, prep, x_t
+
+
+def _new_network(data: NetworkData, train: np.ndarray) -> tuple[torch.nn.Module, dict]:
+    """A randomly initialised network and its preprocessing (MFCC statistics of `train` rows)."""
     prep: dict = {"input": data.kind, "patch_frames": 187, "sample_rate": features.SR}
     args = {"n_classes": len(data.labels)}
     if data.kind == "stems":
-        prep.update(stems=list(PAPER_STEMS), separator=data.separator)
-        args["in_channels"] = len(PAPER_STEMS)
+        prep.update(stems=list(data.stems), separator=data.separator)
+        args["in_channels"] = len(data.stems)
     if data.kind == "mfcc":
         prep["standardize"] = distill.standardizer(torch.as_tensor(data.x[train]))
-    x_t = prepare_input(data.x, prep)
-    y_t = torch.as_tensor(data.y, dtype=torch.long)
-    n = len(data.labels)
-    soft = torch.nn.functional.one_hot(y_t, n).float() * 0.9 + 0.1 / n  # smoothed targets
-    model = ARCHITECTURES[data.arch](**args)
-    mask = torch.as_tensor(train)
-    cfg = distill.DistillConfig(epochs=epochs, alpha=0.0, seed=seed)
-    distill.train_student(model, (x_t[mask], soft[mask], y_t[mask]), None, cfg, log=lambda _: None)
-    return model, prep, x_t
+    return ARCHITECTURES[data.arch](**args), prep
 
 
 def train_network(
@@ -293,9 +321,11 @@ def train_network(
     test_size: float = 0.2,
     separator: str = "hpss",
     seed: int = 0,
+    student: Student | None = None,
     progress: Progress | None = None,
 ) -> NetworkResult:
-    """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track).
+    """Retrain a seed-paper network from the audio of the labelled tracks (one genre per track),
+    from random weights or from a distilled `student` (`transfer.load_student`).
 
     One grouped hold-out (no artist on both sides) measures it; the saved model is the one
     trained on the rest.
@@ -303,11 +333,12 @@ def train_network(
     progress = progress or Progress()
     pairs = library_pairs(lib, labels_csv)
     data = network_data(
-        lib, arch, pairs, min_count=min_count, separator=separator, progress=progress
-    )
+        lib, arch, pairs, min_count=min_count, separator=separator, student=student,
+        progress=progress,
+    )  # fmt: skip
     split = trial_splits(data.Y, data.groups, n_trials=1, test_size=test_size, seed=seed)[0]
-    progress.stage(f"training {arch}", total=1)
-    model, prep, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
+    progress.stage(_training_stage(arch, student), total=1)
+    model, prep, x_t = fit_network(data, split.train, epochs=epochs, seed=seed, student=student)
     progress.advance()
     metrics = _heldout_metrics(model, x_t, data, sorted(split.test.tolist()))
     card = {
@@ -324,6 +355,7 @@ def train_network(
             "n_test_tracks": len(split.test),
             "epochs": epochs,
             "seed": seed,
+            **_init_record(student),
         },
         "metrics": metrics,
     }
@@ -344,14 +376,17 @@ def evaluate_network(
     epochs: int = 20,
     separator: str = "hpss",
     seed: int = 0,
+    student: Student | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """The seed papers' protocols for a network retrained from audio: one fit per split."""
+    """The seed papers' protocols for a network retrained from audio: one fit per split, each
+    from random weights or from the same distilled `student`."""
     progress = progress or Progress()
     pairs = pairs if pairs is not None else library_pairs(lib)
     data = network_data(
-        lib, arch, pairs, min_count=min_count, separator=separator, progress=progress
-    )
+        lib, arch, pairs, min_count=min_count, separator=separator, student=student,
+        progress=progress,
+    )  # fmt: skip
     splits = make_splits(
         data.Y,
         np.asarray(data.groups),
@@ -362,9 +397,9 @@ def evaluate_network(
         seed=seed,
     )
     results = []
-    progress.stage(f"training {arch} ({protocol})", total=len(splits))
+    progress.stage(f"{_training_stage(arch, student)} ({protocol})", total=len(splits))
     for split in splits:
-        model, _, x_t = fit_network(data, split.train, epochs=epochs, seed=seed)
+        model, _, x_t = fit_network(data, split.train, epochs=epochs, seed=seed, student=student)
         metrics = _heldout_metrics(model, x_t, data, sorted(split.test.tolist()))
         if metrics:  # a split whose test tracks all failed to decode measures nothing
             results.append(metrics)
@@ -379,10 +414,23 @@ def evaluate_network(
         "labels": data.labels,
         "seed": seed,
         "epochs": epochs,
+        "input": data.kind,
+        **_init_record(student),
         "accuracy": {"mean": float(acc.mean()), "std": float(acc.std())},
         "macro_f1": {"mean": float(f1.mean()), "std": float(f1.std())},
         "folds": results,
     }
+
+
+def _training_stage(arch: str, student: Student | None) -> str:
+    return f"training {arch}" if student is None else f"fine-tuning {student.name}"
+
+
+def _init_record(student: Student | None) -> dict:
+    """Where the weights started (a card or a result says), and the step size that follows."""
+    if student is None:
+        return {"init": None, "lr": transfer.SCRATCH_LR}
+    return {"init": student.name, "lr": transfer.FINE_TUNE_LR}
 
 
 def _heldout_metrics(
