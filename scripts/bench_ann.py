@@ -37,14 +37,17 @@ import numpy as np
 
 from mgctag.similar import VectorIndex
 
+# Written by `python scripts/eval_similarity.py features musdb --separator none --mn04 --out F`.
 MUSDB = Path("/work/data/musdb_feats.npz")
 
 
 def real_vectors(
-    n: int, noise: float, rng: np.random.Generator, chunk: int = 100_000
+    n: int, noise: float, rng: np.random.Generator, source: Path = MUSDB, chunk: int = 100_000
 ) -> np.ndarray:
     """n copies of the real embeddings, each plus noise ~ N(0, noise^2 x their covariance)."""
-    real = np.load(MUSDB)["X_mix_mn04"].astype(np.float32)
+    if not source.exists():
+        raise SystemExit(f"{source}: no real embeddings; make them with eval_similarity.py (above)")
+    real = np.load(source)["X_mix_mn04"].astype(np.float32)
     centred = (real - real.mean(0)) / np.sqrt(len(real) - 1)  # z @ centred ~ N(0, cov)
     out = np.empty((n, real.shape[1]), dtype=np.float32)
     for s in range(0, n, chunk):
@@ -146,6 +149,7 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=1_000_000)
     ap.add_argument("--vectors", choices=("real", "store"), default="real")
     ap.add_argument("--noise", type=float, default=0.5, help="real: noise scale (x covariance)")
+    ap.add_argument("--real-npz", type=Path, default=MUSDB, help="real: the X_mix_mn04 file")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--dtype", choices=("i8", "f16", "f32"), default="i8")
     ap.add_argument("--connectivity", type=int, default=16)
@@ -161,7 +165,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     if args.vectors == "real":
-        vectors = real_vectors(args.tracks, args.noise, rng)
+        vectors = real_vectors(args.tracks, args.noise, rng, args.real_npz)
     else:
         vectors = store_vectors(args.tracks, rng)
     exact = VectorIndex(np.arange(args.tracks), vectors)  # normalises in place: no second copy
