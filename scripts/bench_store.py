@@ -2,13 +2,16 @@
 
     python scripts/bench_store.py --tracks 1000000 --db /tmp/store-1m.db
     python scripts/bench_store.py --measure /tmp/store-1m.db      # again, on an existing store
+    python scripts/bench_store.py --tracks 1000000 --similar-only --db /tmp/sim-1m.db
 
 Each track gets exactly the rows the default tagger stores (one real clip analysed here gives
 the template: three prediction rows with their genres, tags, content windows, and the 200-, 384-
 and 584-d embeddings); embeddings are the template's plus clustered noise so that top-k is not
 degenerate. Measuring runs in a fresh process: `library_index` (what the first `similar` of a
 process pays: matrix + track rows from SQLite, exact index), then `similar_tracks` p50 over 30
-random seeds, and the process's peak RSS.
+random seeds, and the process's peak RSS. `--similar-only` keeps only the rows `similar` reads
+(the track row and the default tagger's 584-d embedding; no predictions, no per-model embeddings):
+the smallest store the exact search can run on.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from mgctag import pipeline, similar
 from mgctag.library.db import Library
+from mgctag.options import DEFAULT_TAGGER
 
 CLIP = (
     Path(__file__).resolve().parents[2]
@@ -123,6 +127,17 @@ def grow(path: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def drop_predictions(path: Path) -> None:
+    """Delete the prediction rows (`similar` reads only tracks and embeddings)."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("DELETE FROM predictions")
+    db.execute("VACUUM")
+    db.close()
+
+
 TABLES = {"tracks": "id", "predictions": "track_id", "embeddings": "track_id"}
 
 
@@ -157,6 +172,9 @@ def main() -> None:
     ap.add_argument("--db", type=Path, default=None)
     ap.add_argument("--measure", type=Path, default=None, help="only measure this store")
     ap.add_argument("--api-tracks", type=int, default=None, help="fill only these through the API")
+    ap.add_argument(
+        "--similar-only", action="store_true", help="only the rows `similar` reads (see above)"
+    )
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure)))
@@ -165,8 +183,13 @@ def main() -> None:
     if path.exists():
         raise SystemExit(f"{path}: exists; give a new path")
     api = min(args.api_tracks or args.tracks, args.tracks)
-    seconds = fill(path, api, template())
+    rows = template()
+    if args.similar_only:
+        rows = [r for r in rows if r["model"] == DEFAULT_TAGGER]
+    seconds = fill(path, api, rows)
     print(f"fill through the API: {api} tracks, {seconds:.0f} s ({api / seconds:.0f} tracks/s)")
+    if args.similar_only:
+        drop_predictions(path)
     if api < args.tracks:
         print(f"grow by SQL copies to {args.tracks}: {grow(path, args.tracks):.0f} s")
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
