@@ -383,9 +383,10 @@ def test_separate_takes_folders(home, tmp_path):
 def test_models_show_is_a_table_or_json_and_built_ins_cannot_be_removed(home):
     table = cli("models", "show", "crnn_small")
     assert table.code == 0 and "preprocessing.sample_rate" in table.stdout
-    assert "(27 in" in table.stdout  # a long label list is summarised ("(27 in all)")
     card = json.loads(cli("models", "show", "crnn_small", "--json").stdout)
-    assert card["name"] == "crnn_small" and len(card["labels"]) == 27
+    n = len(card["labels"])
+    assert card["name"] == "crnn_small" and n > 12
+    assert f"({n} in" in table.stdout  # a long label list is summarised ("(54 in all)")
     removed = cli("models", "remove", "musicnn")
     assert removed.code == 2 and "built into mgctag" in removed.stderr
 
