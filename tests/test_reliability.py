@@ -26,6 +26,7 @@ from mgctag import journal, tags, undo
 from mgctag.audio import decode
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
+from mgctag.models.catalog import DEFAULT_TAGGER
 
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (
@@ -128,7 +129,7 @@ def test_sigkill_at_random_moments_leaves_every_file_old_or_new(tmp_path: Path) 
     # A write a kill left pending whose genres reached the file is settled as mgctag's own (audio
     # unchanged) before the scan, so that file is not analysed again.
     rows = {t["path"]: t for t in lib.tracks()}
-    stale = {t["path"] for t in lib.tracks_needing_analysis("musicnn")}
+    stale = {t["path"] for t in lib.tracks_needing_analysis(DEFAULT_TAGGER)}
     landed = {
         w["path"]
         for w in lib.pending_writes()
