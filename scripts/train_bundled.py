@@ -320,17 +320,22 @@ def content_classes(classes: list[str]) -> dict[str, str]:
     return {c: label for c, label in distill.CONTENT_LABELS.items() if label in classes}
 
 
+def written_genres(scores: dict[str, float], chosen_by: tuple[int, float, float]) -> list[str]:
+    """The genres `mgctag tag` would write from these scores with this selection."""
+    most, floor, relative = chosen_by
+    chosen = select_genres(scores, max_genres=most, min_confidence=floor, relative_floor=relative)
+    return [g for g, _ in chosen]
+
+
 def written_rates(sources: list[str], scores: list[dict[str, float]],
                   chosen_by: tuple[int, float, float]) -> dict:  # fmt: skip
     """Top-1 / top-3 / precision of the genres `mgctag tag` would write with this selection
     (max genres, floor, relative floor; `catalog.selection`)."""
     labels = musdb_labels()
-    most, floor, relative = chosen_by
     top1, top3, right, written = [], [], 0, 0
     for source, sc in zip(sources, scores, strict=True):
         label = labels[Path(source).name]
-        chosen = [g for g, _ in select_genres(sc, max_genres=most, min_confidence=floor,
-                                              relative_floor=relative)]  # fmt: skip
+        chosen = written_genres(sc, chosen_by)
         top1.append(bool(chosen) and genre_sanity.hit(label, chosen[:1]))
         top3.append(genre_sanity.hit(label, chosen[:3]))
         right += sum(genre_sanity.hit(label, [g]) for g in chosen)
@@ -600,12 +605,10 @@ def track_hits(sources: list[str], scores: list[dict[str, float]],
                chosen_by: tuple[int, float, float]) -> list[tuple[bool, bool, float]]:  # fmt: skip
     """Per track: (first written genre right, some written genre right, share written right)."""
     labels = musdb_labels()
-    most, floor, relative = chosen_by
     out = []
     for source, sc in zip(sources, scores, strict=True):
         label = labels[Path(source).name]
-        written = [g for g, _ in select_genres(sc, max_genres=most, min_confidence=floor,
-                                               relative_floor=relative)]  # fmt: skip
+        written = written_genres(sc, chosen_by)
         right = [genre_sanity.hit(label, [g]) for g in written]
         out.append((bool(right[:1]) and right[0], any(right), float(np.mean(right or [0.0]))))
     return out
