@@ -104,7 +104,8 @@ def is_right(label: str, genre: str) -> bool:
 
 def load_tracks(audio: Path) -> list[Track]:
     gmap = default_map()
-    cards = {n: load_model(n)[1] for n in ("MSD_musicnn", "MTT_musicnn", "crnn_small")}
+    cards = {n: load_model(n)[1] for n in ("MSD_musicnn", "MTT_musicnn")}
+    crnn = StudentTagger("crnn_small")  # once: its genre shares leave the not-music outputs out
     at_labels = load_model("audioset_mn04")[1].labels
     items = []
     with open(audio / "musdb18-7s" / "genres.csv", newline="") as fh:
@@ -125,7 +126,7 @@ def load_tracks(audio: Path) -> list[Track]:
                 group,
                 combine_models(per_model, gmap),
                 gmap.genre_scores(mean_tag_probs(out["mn04"], at_labels)),
-                StudentTagger("crnn_small").genre_shares(out["crnn"].mean(0)),
+                crnn.genre_shares(out["crnn"].mean(0)),
                 source,
             )
         )

@@ -380,23 +380,28 @@ def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     """(train, held-out val, MUSDB check) PatchSets from the cache."""
     root = cache_root(args)
     labels, _ = teacher_setup(args, gmap)
-    listed = {str(f) for f in training_files(0)}  # a cache may hold files no longer listed
-    files = [f for f in cached(root / "train")
-             if _source(f) in listed and _patch_count(f) >= args.min_patches]  # fmt: skip
+    files = training_cache(root, args.min_patches)
     data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
     held = np.array([package_of(s) in args.holdout for s in data.sources])
     return data.subset(~held[data.track]), data.subset(held[data.track]), check
 
 
+def training_cache(root: Path, min_patches: int) -> list[Path]:
+    """The training cache files of listed tracks (a cache may hold files no longer listed) with
+    at least `min_patches` patches."""
+    listed = {str(f) for f in training_files(0)}
+    out = []
+    for f in cached(root / "train"):
+        with np.load(f) as z:
+            if str(z["source"]) in listed and len(z["mel"]) >= min_patches:
+                out.append(f)
+    return out
+
+
 def _source(cache_file: Path) -> str:
     with np.load(cache_file) as z:
         return str(z["source"])
-
-
-def _patch_count(cache_file: Path) -> int:
-    with np.load(cache_file) as z:
-        return len(z["mel"])
 
 
 def combined_track_scores(files: list[Path], gmap: GenreMap,
@@ -428,8 +433,7 @@ def cmd_stemtest(args: argparse.Namespace) -> None:
     gmap = GenreMap.load()
     labels, classes = teacher_setup(args, gmap)
     root = cache_root(args)
-    listed = {str(f) for f in training_files(0)}
-    files = [f for f in cached(root / "train") if _source(f) in listed and _patch_count(f) >= 2]
+    files = training_cache(root, 2)
     data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
     packages = np.array([package_of(s) for s in data.sources])
