@@ -75,8 +75,9 @@ class Change:
 @dataclass
 class Summary:
     """A run's outcome. `skips` are tracks left alone for a reason that is not a failure (too
-    short, silent); `failure_types` names the exception class behind an unexpected failure (for
-    -v output; the database records it too)."""
+    short, silent, not music: `contents` says what the gate heard instead); `failure_types`
+    names the exception class behind an unexpected failure (for -v output; the database records
+    it too)."""
 
     run_id: int | None = None
     scanned: int = 0
@@ -91,6 +92,7 @@ class Summary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     failure_types: dict[str, str] = field(default_factory=dict)
     skips: list[tuple[str, str]] = field(default_factory=list)
+    contents: dict[str, str] = field(default_factory=dict)  # skipped as speech / other sound
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def counts(self) -> dict[str, int]:

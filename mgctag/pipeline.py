@@ -314,10 +314,14 @@ def content_skip(lib: Library, track_id: int, model: str, opts: TagOptions) -> s
 
     `--content all` tags every track; models without a gate never skip.
     """
-    if opts.content == "all":
-        return None
+    content = heard_content(lib, track_id, model)
+    return None if opts.content == "all" or content is None else skip_reason(content)
+
+
+def heard_content(lib: Library, track_id: int, model: str) -> str | None:
+    """What the model's content gate heard in the track (None: the model has no gate)."""
     pred = lib.get_predictions(track_id).get(model)
-    return skip_reason(pred["content"]) if pred and pred.get("content") else None
+    return pred.get("content") if pred else None
 
 
 def write_tags(
@@ -350,6 +354,8 @@ def write_tags(
         reason = content_skip(lib, track["id"], model, opts)
         predicted = None if reason else predicted_genres(lib, track["id"], model, opts)
         if not predicted:
+            if reason:  # so --json can list the audiobooks and field recordings in a library
+                summary.contents[track["path"]] = heard_content(lib, track["id"], model) or ""
             _skip(summary, told, track["path"], reason or _no_genre_reason(predicted))
             continue
         t0 = time.perf_counter()

@@ -12,6 +12,11 @@
    from the validation streams. The mn04 gate (mgctag.content, 1 s windows at a 0.5 s hop) is
    scored on the same frames.
 3. CPU time per minute of audio on one thread, features included.
+
+The peer, inaSpeechSegmenter, runs in its own virtualenv (scripts/peer_inaseg.py): `--dump DIR`
+writes the synthetic test files as 16 kHz WAV for it, `--peer OUT.json` scores its intervals on
+the same frames (its own smoothing, no median filter; where it hears no energy in a frame that is
+scored, it is wrong).
 """
 
 from __future__ import annotations
@@ -182,6 +187,42 @@ class Mn04Gate:
         return np.eye(3, dtype=np.float32)[idx[w]]
 
 
+class Peer:
+    """inaSpeechSegmenter's intervals (scripts/peer_inaseg.py) as frame scores, file by file."""
+
+    name = "inaSpeechSegmenter"
+    LABELS = {"speech": 0, "music": 1, "noise": 2, "noEnergy": 3}
+
+    def __init__(self, path: Path) -> None:
+        self.result = json.loads(path.read_text())
+        self.params = self.result["_params"]
+
+    def frames_of(self, i: int, y: np.ndarray) -> np.ndarray:
+        """(frames, 4): speech, music, noise and "no energy" (never right on a scored frame)."""
+        n = 1 + len(y) // HOP
+        out = np.zeros((n, 4), np.float32)
+        out[:, 3] = 1.0
+        t = np.arange(n) / FPS
+        for label, start, end in self.result[synth_name(i)]:
+            inside = (t >= start) & (t < end)
+            out[inside] = np.eye(4, dtype=np.float32)[self.LABELS[label]]
+        return out
+
+
+def synth_name(i: int) -> str:
+    return f"synth_{i:04d}"
+
+
+def dump(data: list[tuple[np.ndarray, np.ndarray]], folder: Path) -> None:
+    """The synthetic files as 16 kHz WAV (for the peer) and their frame truth (one .npy each)."""
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (y, truth) in enumerate(data):
+        sf.write(folder / f"{synth_name(i)}.wav", y, SR, subtype="PCM_16")
+        np.save(folder / f"{synth_name(i)}.truth.npy", truth)
+
+
 # --- scoring ------------------------------------------------------------------------------------
 
 
@@ -251,8 +292,8 @@ def table(paths: list[Path]) -> str:
         accs = " / ".join(
             f"{clip[k]['acc']:.3f}" if k in clip else "–" for k in ("0.5s", "1s", "2s")
         )
-        one = clip.get("1s") or next(iter(clip.values()))
-        rec = " / ".join(f"{one[f'recall_{c}']:.3f}" for c in CLASSES)
+        one = clip.get("1s") or next(iter(clip.values()), None)
+        rec = " / ".join(f"{one[f'recall_{c}']:.3f}" for c in CLASSES) if one else "–"
         syn = r["synthetic"]
         srec = " / ".join(f"{syn[f'recall_{c}']:.3f}" for c in CLASSES)
         cpu = f"{r['cpu_s_per_min']:.3f}"
@@ -276,10 +317,13 @@ def main() -> None:
     ap.add_argument("--no-mn04", action="store_true")
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--out", type=Path, default=DATA / "eval.json")
+    ap.add_argument("--dump", type=Path, help="write the synthetic test files here (WAV)")
+    ap.add_argument("--peer", type=Path, help="score inaSpeechSegmenter's intervals (JSON)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     mean, std = standardisation()
-    names = a.models or sorted(p.stem for p in (DATA / "models").glob("seg_*.safetensors"))
+    found = sorted(p.stem for p in (DATA / "models").glob("seg_*.safetensors"))
+    names = a.models if a.models is not None else found
     methods: list = [SwishMethod(n) for n in names]
     base = pickle.loads((DATA / "models" / "baselines.pkl").read_bytes())
     if not a.no_baselines:
@@ -289,6 +333,8 @@ def main() -> None:
     test_clips = {c: clips("test", c, mean, std) for c in CONTEXTS}
     val = synth_set("val", a.val_files, seed=1)
     test = synth_set("test", a.files, seed=2)
+    if a.dump:
+        dump(test, a.dump)
     minute = (
         test[0][0][: 60 * SR] if len(test[0][0]) >= 60 * SR else np.tile(test[0][0], 3)[: 60 * SR]
     )
@@ -330,6 +376,21 @@ def main() -> None:
             r["cpu_s_per_min_10s_windows"] = round(mn04_cpu_10s(m, minute), 3)
         results[m.name] = r
         print(m.name, json.dumps(r), flush=True)
+        a.out.write_text(json.dumps(results, indent=1))
+    if a.peer:
+        peer = Peer(a.peer)
+        ps = [peer.frames_of(i, y) for i, (y, _) in enumerate(test)]
+        pairs = zip(ps, test, strict=True)
+        silent = np.concatenate([p[: len(t)][t >= 0, 3] for p, (_, t) in pairs])
+        results[peer.name] = {
+            "params": peer.params,
+            "clip": {},
+            "median_s": 0.0,
+            "synthetic": score(ps, test, 0.0),
+            "no_energy_share": float(silent.mean()),
+            "cpu_s_per_min": round(peer.result["_cpu_s_per_min"], 3),
+        }
+        print(peer.name, json.dumps(results[peer.name]), flush=True)
         a.out.write_text(json.dumps(results, indent=1))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import shutil
 import time
@@ -26,9 +27,10 @@ from mgctag.models.swishnet import SwishNet
 from mgctag.segments import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
 from mgctag.train import segmenter as seg
 
-DATA = Path("/work/data/segdata")
+DATA = Path(os.environ.get("MGCTAG_SEGDATA", "/work/data/segdata"))  # segment_data.py --out
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-MAX_CLIPS = 3000  # per class and split, so every class weighs the same and an epoch stays short
+# clips per class and split: every class weighs the same and an epoch stays short
+MAX_CLIPS = int(os.environ.get("MGCTAG_SEG_CLIPS", "3000"))
 
 
 def stream(split: str, cls: str) -> dict[str, np.ndarray]:

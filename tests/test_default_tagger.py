@@ -48,6 +48,9 @@ def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None
     assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
     (skip,) = report["skips"]
     assert Path(skip["path"]).name == "speech.ogg" and "speech" in skip["reason"]
+    assert skip["content"] == "speech"
+    code, output = mgctag("--db", db, "scan", clips, "--json")  # finds the talk again later
+    assert [Path(r["path"]).name for r in json.loads(output)["not_music"]] == ["speech.ogg"]
     assert tags.read_tags(clips / "speech.ogg").genres == []
     written = tags.read_tags(clips / "rap.m4a").genres
     assert 1 <= len(written) <= 2  # the default writes at most two genres
@@ -126,6 +129,9 @@ def test_fast_student_gates_and_tags_in_one_pass(clips: Path, tmp_path: Path) ->
     assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
     (skip,) = report["skips"]
     assert Path(skip["path"]).name == "speech.ogg" and "speech" in skip["reason"]
+    assert skip["content"] == "speech"
+    code, output = mgctag("--db", db, "scan", clips, "--json")  # finds the talk again later
+    assert [Path(r["path"]).name for r in json.loads(output)["not_music"]] == ["speech.ogg"]
     assert 1 <= len(tags.read_tags(clips / "rap.m4a").genres) <= 2
     code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
     pred = json.loads(output)["predictions"][canonical("fast")]

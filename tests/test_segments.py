@@ -8,6 +8,7 @@ clips are test-only; the waltz and the ragtime fell in the test split).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,22 @@ def test_stored_intervals_show_in_info(tmp_path) -> None:
     data = json.loads(cli("info", path, "--db", db, "--json").stdout)
     windows = data["predictions"]["segmenter_swishnet"]["windows"]
     assert {w["content"] for w in windows} >= {"speech", "music"}
+
+
+def test_scan_lists_the_stored_speech_recordings(tmp_path) -> None:
+    """`segments --store` then `scan`: the talk is listed as not music, the waltz is not."""
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    sf.write(folder / "talk.wav", _load(SPEECH, 12.0), SR)
+    sf.write(folder / "waltz.wav", _load(WALTZ, 12.0), SR)
+    db = tmp_path / "library.db"
+    assert cli("scan", folder, "--db", db).code == 0
+    assert cli("segments", folder, "--store", "--db", db, "--json").code == 0
+    res = cli("scan", folder, "--db", db, "--json")
+    assert res.code == 0, res.output
+    listed = {Path(r["path"]).name: r for r in json.loads(res.stdout)["not_music"]}
+    assert set(listed) == {"talk.wav"}, listed
+    assert listed["talk.wav"]["content"] == "speech"
+    assert listed["talk.wav"]["model"] == "segmenter_swishnet"
+    text = cli("scan", folder, "--db", db).stdout
+    assert "talk.wav" in text and "waltz.wav" not in text

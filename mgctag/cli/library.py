@@ -54,12 +54,27 @@ def scan(
 
     lib = open_library(db)
     report = run_scan(lib, paths, follow_symlinks=follow_symlinks)
+    not_music = lib.heard_not_music(paths)
     if json_out:
-        print_json(report.as_dict())
+        print_json(report.as_dict() | {"not_music": not_music})
     else:
         print_failures([(str(p), r) for p, r in report.failures])
         out.print(shown(report.summary_line()))
+        print_not_music(not_music)
     raise typer.Exit(1 if report.failures else 0)
+
+
+def print_not_music(rows: list[dict]) -> None:
+    """The scanned tracks an earlier analysis heard as speech or other sound (not tagged)."""
+    if not rows:
+        return
+    table = Table(title="heard as no music (tag leaves them alone; `mgctag segments` shows where)")
+    table.add_column("file", overflow="fold")
+    table.add_column("content")
+    table.add_column("heard by")
+    for row in rows:
+        table.add_row(shown(row["path"]), shown(row["content"]), shown(row["model"]))
+    out.print(table)
 
 
 def tag(
@@ -210,7 +225,7 @@ def summary_dict(s: Any) -> dict[str, Any]:
         "links_skipped": s.links_skipped,
         "changes": [c.__dict__ for c in s.changes],
         "failures": [{"path": p, "reason": r} for p, r in s.failures],
-        "skips": [{"path": p, "reason": r} for p, r in s.skips],
+        "skips": [{"path": p, "reason": r, "content": s.contents.get(p)} for p, r in s.skips],
     }
 
 

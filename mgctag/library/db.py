@@ -598,6 +598,24 @@ class Library:
         rows = self._rows("SELECT * FROM predictions WHERE track_id = ? ORDER BY model", [track_id])
         return {row.pop("model"): row for row in rows}
 
+    def heard_not_music(self, roots: Iterable[str | os.PathLike] | None) -> list[dict[str, Any]]:
+        """Tracks below `roots` whose latest content-gated analysis heard no music.
+
+        One row per track (path, content 'speech' or 'other', model, created_at): the gate of the
+        default tagger or the speech / music / noise detector (`segments --store`), whichever ran
+        last. Lets a user find the audiobooks, podcasts and field recordings in a music folder.
+        """
+        where, params = _under(roots, "t.path")
+        return self._rows(
+            "SELECT t.path, p.content, p.model, p.created_at FROM predictions p"
+            " JOIN tracks t ON t.id = p.track_id"
+            f" WHERE {where} AND t.status = 'ok' AND p.content IS NOT NULL"
+            " AND p.created_at = (SELECT MAX(q.created_at) FROM predictions q"
+            "   WHERE q.track_id = p.track_id AND q.content IS NOT NULL)"
+            " AND p.content != 'music' GROUP BY t.id ORDER BY t.path",
+            params,
+        )
+
     def get_embeddings(self, track_id: int, model: str) -> dict[str, np.ndarray]:
         """stem → float32 vector of one track."""
         rows = self._exec(
