@@ -53,7 +53,7 @@ from mgctag.segments import (  # noqa: E402
 from mgctag.train import segmenter as seg  # noqa: E402
 
 MEANS = {"noise": 5.0, "speech": 10.0, "music": 12.0}
-MEDIANS_S = (0.0, 0.5, 1.0, 2.0)
+MEDIANS_S = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
 CONTEXTS = (0.5, 1.0, 2.0)
 
 
@@ -241,7 +241,12 @@ def score(scores: list[np.ndarray], data, median_s: float) -> dict[str, float]:
         truth.append(t[:n][keep])
     p, t = np.concatenate(pred), np.concatenate(truth)
     out = {"frame_acc": float((p == t).mean())}
-    return out | {f"recall_{c}": float((p[t == k] == k).mean()) for k, c in enumerate(CLASSES)}
+    out |= {f"recall_{c}": float((p[t == k] == k).mean()) for k, c in enumerate(CLASSES)}
+    # rows: true speech / music / noise; columns: the share called speech / music / noise
+    out["confusion"] = [
+        [round(float((p[t == k] == j).mean()), 4) for j in range(3)] for k in range(3)
+    ]
+    return out
 
 
 def clip_report(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -325,8 +330,8 @@ def main() -> None:
     found = sorted(p.stem for p in (DATA / "models").glob("seg_*.safetensors"))
     names = a.models if a.models is not None else found
     methods: list = [SwishMethod(n) for n in names]
-    base = pickle.loads((DATA / "models" / "baselines.pkl").read_bytes())
     if not a.no_baselines:
+        base = pickle.loads((DATA / "models" / "baselines.pkl").read_bytes())
         methods += [FrameMethod(k, base, c) for k in ("gmm", "fnn") for c in CONTEXTS]
     if not a.no_mn04:
         methods.append(Mn04Gate())

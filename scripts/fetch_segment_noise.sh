@@ -12,8 +12,8 @@
 set -euo pipefail
 DEST=${1:?usage: fetch_segment_noise.sh DEST}
 PACKAGES=${PACKAGES:-"alienblaster-data extremetuxracer-data frozen-bubble-data minetest-data
-neverball-common openttd-opensfx pingus-data scorched3d-data sound-theme-freedesktop
-teeworlds-data 0ad-data freedroidrpg-data hedgewars-data lincity-ng-data megaglest-data
+neverball-common pingus-data scorched3d-data sound-theme-freedesktop
+0ad-data freedroidrpg-data hedgewars-data lincity-ng-data megaglest-data
 ri-li-data supertux-data supertuxkart-data widelands-data"}
 # music folders, spoken lines and musical jingles (these would teach "noise" music or speech)
 DROP='/(music|Music|bgm|music_tracks|voices|voice|voice_samples|tux_ingame_comments|speech)/'

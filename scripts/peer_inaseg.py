@@ -1,7 +1,8 @@
 """Run inaSpeechSegmenter 0.6.8 (the peer of issue 13) on the synthetic segmentation set.
 
 It is not a dependency of mgctag: run it with the Python of a scratch virtualenv that holds it
-(`python -m venv /tmp/ina && /tmp/ina/bin/pip install inaSpeechSegmenter==0.6.8`), on the WAV
+(`python -m venv /tmp/ina && /tmp/ina/bin/pip install inaSpeechSegmenter==0.6.8 tf-keras`,
+tf-keras at the installed TensorFlow's version), on the WAV
 files that `scripts/eval_segmenter.py --dump DIR` wrote (16 kHz mono, the same files every
 method is scored on), then score its intervals with `eval_segmenter.py --peer OUT.json`:
 
@@ -23,11 +24,26 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # its Keras 2 .hdf5 models: needs tf-keras
 
 
 def main() -> None:
+    import numpy as np
     import soundfile as sf
     import tensorflow as tf
+
+    # its MFCC code (2019) calls NumPy names that NumPy 2 removed; TensorFlow needs NumPy 2
+    if not hasattr(np.lib, "pad"):
+        np.lib.pad = np.pad  # type: ignore[attr-defined]
+    for alias, builtin in (("int", int), ("float", float), ("bool", bool)):
+        if alias not in np.__dict__:
+            setattr(np, alias, builtin)
+    vstack = np.vstack  # pyannote.algorithms 0.8's Viterbi passes it a generator
+
+    def vstack_any(arrays, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return vstack(list(arrays), *args, **kwargs)
+
+    np.vstack = vstack_any  # type: ignore[assignment]
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)

