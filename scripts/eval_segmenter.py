@@ -13,6 +13,9 @@
    scored on the same frames.
 3. CPU time per minute of audio on one thread, features included.
 
+`table RESULTS.json...` prints the markdown table; `compare RESULTS.json A B` the frame-accuracy
+difference of two methods with a bootstrap over files.
+
 The peer, inaSpeechSegmenter, runs in its own virtualenv (scripts/peer_inaseg.py): `--dump DIR`
 writes the synthetic test files as 16 kHz WAV for it, `--peer OUT.json` scores its intervals on
 the same frames (its own smoothing, no median filter; where it hears no energy in a frame that is
@@ -239,8 +242,10 @@ def score(scores: list[np.ndarray], data, median_s: float) -> dict[str, float]:
         keep = t[:n] >= 0
         pred.append(p[:n][keep])
         truth.append(t[:n][keep])
+    # right and scored frames per file: for a bootstrap over files of one method against another
+    per_file = [[int((a == b).sum()), len(b)] for a, b in zip(pred, truth, strict=True)]
     p, t = np.concatenate(pred), np.concatenate(truth)
-    out = {"frame_acc": float((p == t).mean())}
+    out = {"frame_acc": float((p == t).mean()), "per_file": per_file}
     out |= {f"recall_{c}": float((p[t == k] == k).mean()) for k, c in enumerate(CLASSES)}
     # rows: true speech / music / noise; columns: the share called speech / music / noise
     out["confusion"] = [
@@ -311,9 +316,27 @@ def table(paths: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def compare(path: Path, a: str, b: str, draws: int = 2000) -> str:
+    """Frame accuracy of method a minus method b on the same synthetic files, with a bootstrap
+    over files (95 % interval): whether a difference is more than which files were drawn."""
+    r = json.loads(path.read_text())
+    fa = np.asarray(r[a]["synthetic"]["per_file"], float)
+    fb = np.asarray(r[b]["synthetic"]["per_file"], float)
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(fa), (draws, len(fa)))
+    diff = fa[idx, 0].sum(1) / fa[idx, 1].sum(1) - fb[idx, 0].sum(1) / fb[idx, 1].sum(1)
+    point = fa[:, 0].sum() / fa[:, 1].sum() - fb[:, 0].sum() / fb[:, 1].sum()
+    lo, hi = np.quantile(diff, [0.025, 0.975])
+    span = f"{100 * lo:+.2f} to {100 * hi:+.2f}"
+    return f"{a} - {b}: {100 * point:+.2f} points (95 % bootstrap over files: {span})"
+
+
 def main() -> None:
     if sys.argv[1:2] == ["table"]:
         print(table([Path(p) for p in sys.argv[2:]]))
+        return
+    if sys.argv[1:2] == ["compare"]:  # compare RESULTS.json A B
+        print(compare(Path(sys.argv[2]), sys.argv[3], sys.argv[4]))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=60)
