@@ -26,6 +26,7 @@ from mgctag.models.registry import ModelCard, save_model
 from mgctag.models.swishnet import SwishNet
 from mgctag.segments import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
 from mgctag.train import segmenter as seg
+from mgctag.train.distill import DistillConfig
 
 DATA = Path(os.environ.get("MGCTAG_SEGDATA", "/work/data/segdata"))  # segment_data.py --out
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -75,15 +76,18 @@ def clips(
     return seg.concat(parts)
 
 
-def model_name(width: int, context: float, distill: bool) -> str:
-    return f"seg_{'wide' if width == 2 else 'slim'}_{'kd' if distill else 'hard'}_{context:g}s"
+def model_name(width: int, context: float, distill: bool, augment: bool = False) -> str:
+    kind = "kd" if distill else "hard"
+    return f"seg_{'wide' if width == 2 else 'slim'}_{kind}_{context:g}s" + (
+        "_aug" if augment else ""
+    )
 
 
 def train_swishnet(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     mean, std = standardisation()
     train, val = clips("train", a.context, mean, std), clips("val", a.context, mean, std)
-    name = model_name(a.width, a.context, a.distill)
+    name = model_name(a.width, a.context, a.distill, a.augment)
     model = SwishNet(n_classes=3, n_mfcc=N_MFCC, width=a.width)
     best = {"acc": -1.0}
     t0 = time.time()
@@ -103,7 +107,10 @@ def train_swishnet(a: argparse.Namespace) -> None:
             )
         model.train()
 
-    seg.train_clips(model, train, epochs=a.epochs, T=a.T, alpha=alpha, lr=a.lr, on_epoch=on_epoch)
+    aug = DistillConfig(augment="frames", tempo=0.06, mixup=0.3) if a.augment else None
+    seg.train_clips(
+        model, train, epochs=a.epochs, T=a.T, alpha=alpha, lr=a.lr, on_epoch=on_epoch, augment=aug
+    )
     model.load_state_dict(best["state"])
     model.eval()
     card = ModelCard(
@@ -142,6 +149,7 @@ def train_swishnet(a: argparse.Namespace) -> None:
             "command": "python scripts/train_segmenter.py swishnet"
             + f" --width {a.width} --context {a.context:g}"
             + (f" --distill --T {a.T:g} --alpha {a.alpha:g}" if a.distill else "")
+            + (" --augment" if a.augment else "")
             + f" --epochs {a.epochs}",
         },
         licence={"weights": "MIT (mgctag)", "data": "see docs/segments.md"},
@@ -201,6 +209,7 @@ def main() -> None:
     s.add_argument("--T", type=float, default=2.0)
     s.add_argument("--alpha", type=float, default=0.5)
     s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--augment", action="store_true", help="tempo and mixup of the MFCC clips")
     s.add_argument("--lr", type=float, default=3e-3)
     s.add_argument("--threads", type=int, default=1)
     b = sub.add_parser("baselines")

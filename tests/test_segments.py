@@ -34,6 +34,7 @@ from mgctag.segments import (
     to_intervals,
 )
 from mgctag.train import segmenter as seg
+from mgctag.train.distill import DistillConfig
 from tests.conftest import cli
 from tests.media import LIBROSA
 
@@ -120,12 +121,15 @@ def real_clips() -> seg.Clips:
     return seg.concat(parts)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5])
+@pytest.mark.parametrize(("alpha", "augment"), [(0.0, False), (0.5, False), (0.5, True)])
 def test_a_few_training_steps_lower_the_loss_on_real_features(
-    real_clips: seg.Clips, alpha: float
+    real_clips: seg.Clips, alpha: float, augment: bool
 ) -> None:
     net = SwishNet(n_classes=3)
-    hist = seg.train_clips(net, real_clips, epochs=4, alpha=alpha, T=2.0, lr=3e-3, batch=16)
+    aug = DistillConfig(augment="frames", tempo=0.06, mixup=0.3) if augment else None
+    hist = seg.train_clips(
+        net, real_clips, epochs=4, alpha=alpha, T=2.0, lr=3e-3, batch=16, augment=aug
+    )
     assert hist[-1] < hist[0]
 
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from mgctag.segments import CLASSES, FPS
-from mgctag.train.distill import distillation_loss
+from mgctag.train.distill import DistillConfig, distillation_loss
+from mgctag.train.distill import augment as augment_batch
 
 TEACHER_HOP_S = 0.5
 
@@ -95,10 +96,13 @@ def train_clips(
     batch: int = 64,
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
+    augment: DistillConfig | None = None,
 ) -> list[float]:
     """Adam on the weighted soft/hard loss (alpha = 0: hard labels only); class-balanced batches
-    by weighting; returns the mean loss per epoch."""
+    by weighting; returns the mean loss per epoch. `augment` (the students' "frames" mode: tempo
+    and mixup of MFCC clips and their teacher targets) varies each batch."""
     torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     counts = np.bincount(clips.y, minlength=len(CLASSES)).astype(np.float64)
     weights = torch.as_tensor(
@@ -114,10 +118,11 @@ def train_clips(
         total = 0.0
         for b in range(0, len(order), batch):
             idx = torch.from_numpy(order[b : b + batch])
-            logits, _ = model(x_all[idx])
-            loss = distillation_loss(
-                logits, t_all[idx], y_all[idx], T=T, alpha=alpha, class_weights=weights
-            )
+            xb, tb, yb = x_all[idx], t_all[idx], y_all[idx]
+            if augment is not None:
+                xb, tb, yb = augment_batch(xb, tb, yb, augment, gen)
+            logits, _ = model(xb)
+            loss = distillation_loss(logits, tb, yb, T=T, alpha=alpha, class_weights=weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
