@@ -1,5 +1,8 @@
 """Train the speech / music / noise detectors of issue 13 on the streams of segment_data.py.
 
+The data folder is MGCTAG_SEGDATA (default /work/data/segdata: segment_data.py --out), the clips
+per class MGCTAG_SEG_CLIPS (default 3000; the bundled detector: 20000).
+
     python scripts/train_segmenter.py prepare                      # MFCC + silence per stream
     python scripts/train_segmenter.py swishnet --width 1 --context 1 [--distill]
     python scripts/train_segmenter.py baselines                    # GMM and FNN
@@ -146,7 +149,7 @@ def train_swishnet(a: argparse.Namespace) -> None:
             "val_clip_accuracy": round(best["acc"], 4),
             "train_seconds": round(time.time() - t0, 1),
             "data": "docs/segments.md (data card)",
-            "command": "python scripts/train_segmenter.py swishnet"
+            "command": f"MGCTAG_SEG_CLIPS={MAX_CLIPS} python scripts/train_segmenter.py swishnet"
             + f" --width {a.width} --context {a.context:g}"
             + (f" --distill --T {a.T:g} --alpha {a.alpha:g}" if a.distill else "")
             + (" --augment" if a.augment else "")
