@@ -314,7 +314,10 @@ def content_skip(lib: Library, track_id: int, model: str, opts: TagOptions) -> s
 
     `--content all` tags every track; models without a gate never skip.
     """
-    content = heard_content(lib, track_id, model)
+    return _skip_for(heard_content(lib, track_id, model), opts)
+
+
+def _skip_for(content: str | None, opts: TagOptions) -> str | None:
     return None if opts.content == "all" or content is None else skip_reason(content)
 
 
@@ -351,11 +354,12 @@ def write_tags(
         progress.advance()
         if track["path"] in failed:  # counted once, as failed, never also as skipped
             continue
-        reason = content_skip(lib, track["id"], model, opts)
+        content = heard_content(lib, track["id"], model)
+        reason = _skip_for(content, opts)
         predicted = None if reason else predicted_genres(lib, track["id"], model, opts)
         if not predicted:
-            if reason:  # so --json can list the audiobooks and field recordings in a library
-                summary.contents[track["path"]] = heard_content(lib, track["id"], model) or ""
+            if reason and content:  # so --json can list the audiobooks and field recordings
+                summary.contents[track["path"]] = content
             _skip(summary, told, track["path"], reason or _no_genre_reason(predicted))
             continue
         t0 = time.perf_counter()

@@ -16,17 +16,11 @@ PACKAGES=${PACKAGES:-"0ad-data asterisk-moh-opsound-wav freedroidrpg-data hedgew
 supertux-data supertuxkart-data ufoai-music widelands-data frozen-bubble-data extremetuxracer-data
 scorched3d-data neverball-common fretsonfire-songs-muldjord fretsonfire-songs-sectoid
 lincity-ng-data xmoto-data openclonk-data pink-pony-data"}
-mkdir -p "$DEST" "$DEST/../licences" "$DEST/../debs"
-DEST=$(cd "$DEST" && pwd)
-LICENCES=$(cd "$DEST/../licences" && pwd)
-DEBS=$(cd "$DEST/../debs" && pwd)
+source "$(dirname "$0")/debian_package.sh"
+package_dirs "$DEST"
 for pkg in $PACKAGES; do
   [ -d "$DEST/$pkg" ] && continue
-  (cd "$DEBS" && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download "$pkg")
-  deb=$(ls "$DEBS/${pkg}"_*.deb | head -n 1)
-  tmp=$(mktemp -d)
-  dpkg -x "$deb" "$tmp"
-  cp "$tmp/usr/share/doc/$pkg/copyright" "$LICENCES/$pkg.copyright" 2>/dev/null || true
+  tmp=$(unpack_package "$pkg")
   mkdir -p "$DEST/$pkg"
   for z in $(find "$tmp" \( -name '*.pk3' \)); do
     unzip -q -o "$z" 'music/*' -d "$DEST/$pkg/zip" 2>/dev/null || true

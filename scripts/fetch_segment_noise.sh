@@ -27,17 +27,11 @@ declare -A KEEP=(
   [supertuxkart-data]='/data/sfx/'
   [freedroidrpg-data]='/sound/effects/'
 )
-mkdir -p "$DEST" "$DEST/../licences" "$DEST/../debs"
-DEST=$(cd "$DEST" && pwd)
-LICENCES=$(cd "$DEST/../licences" && pwd)
-DEBS=$(cd "$DEST/../debs" && pwd)
+source "$(dirname "$0")/debian_package.sh"
+package_dirs "$DEST"
 for pkg in $PACKAGES; do
   [ -d "$DEST/$pkg" ] && continue
-  (cd "$DEBS" && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download "$pkg")
-  deb=$(ls "$DEBS/${pkg}"_*.deb | head -n 1)
-  tmp=$(mktemp -d)
-  dpkg -x "$deb" "$tmp"
-  cp "$tmp/usr/share/doc/$pkg/copyright" "$LICENCES/$pkg.copyright" 2>/dev/null || true
+  tmp=$(unpack_package "$pkg")
   mkdir -p "$DEST/$pkg"
   if [ "$pkg" = 0ad-data ]; then
     python3 - "$tmp/usr/share/games/0ad/mods/public/public.zip" "$DEST/$pkg" <<'EOF'

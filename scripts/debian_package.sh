@@ -1,0 +1,25 @@
+# Sourced by the fetch scripts: where Debian packages are kept, and one package unpacked.
+#
+#   source scripts/debian_package.sh; package_dirs DEST; tmp=$(unpack_package PKG)
+#
+# package_dirs sets DEST (absolute), DEBS (DEST/../debs: downloaded .deb files, kept for re-runs)
+# and LICENCES (DEST/../licences: each package's debian/copyright). unpack_package downloads PKG
+# with `apt-get download` unless its .deb is already in DEBS, unpacks it into a new temporary
+# folder (printed; the caller removes it) and copies its copyright into LICENCES.
+
+package_dirs() {
+  mkdir -p "$1" "$1/../licences" "$1/../debs"
+  DEST=$(cd "$1" && pwd)
+  LICENCES=$(cd "$DEST/../licences" && pwd)
+  DEBS=$(cd "$DEST/../debs" && pwd)
+}
+
+unpack_package() {
+  local pkg=$1 deb tmp
+  (cd "$DEBS" && ls "${pkg}"_*.deb >/dev/null 2>&1 || apt-get download "$pkg" >&2)
+  deb=$(ls "$DEBS/${pkg}"_*.deb | head -n 1)
+  tmp=$(mktemp -d)
+  dpkg -x "$deb" "$tmp"
+  cp "$tmp/usr/share/doc/$pkg/copyright" "$LICENCES/$pkg.copyright" 2>/dev/null || true
+  echo "$tmp"
+}
