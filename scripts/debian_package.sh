@@ -1,6 +1,7 @@
 # Sourced by the fetch scripts: where Debian packages are kept, and one package unpacked.
 #
 #   source scripts/debian_package.sh; package_dirs DEST; tmp=$(unpack_package PKG)
+#   find "$tmp" ... | keep_files "$tmp" "$DEST/PKG"
 #
 # package_dirs sets DEST (absolute), DEBS (DEST/../debs: downloaded .deb files, kept for re-runs)
 # and LICENCES (DEST/../licences: each package's debian/copyright). unpack_package downloads PKG
@@ -22,4 +23,14 @@ unpack_package() {
   dpkg -x "$deb" "$tmp"
   cp "$tmp/usr/share/doc/$pkg/copyright" "$LICENCES/$pkg.copyright" 2>/dev/null || true
   echo "$tmp"
+}
+
+# Move the files named on stdin (paths under TMP) into DEST, keeping their paths below TMP.
+keep_files() {
+  local tmp=$1 dest=$2 f rel
+  while read -r f; do
+    rel=${f#"$tmp"/}
+    mkdir -p "$dest/$(dirname "$rel")"
+    mv "$f" "$dest/$rel"
+  done
 }

@@ -26,11 +26,8 @@ for pkg in $PACKAGES; do
     unzip -q -o "$z" 'music/*' -d "$DEST/$pkg/zip" 2>/dev/null || true
   done
   find "$tmp" -type f \( -iname '*.ogg' -o -iname '*.mp3' -o -iname '*.wav' -o -iname '*.flac' \
-      -o -iname '*.opus' \) | grep -i -E '/music/|/bgm/|/songs/|/moh/|mainzik' | while read -r f; do
-    rel=${f#"$tmp"/}
-    mkdir -p "$DEST/$pkg/$(dirname "$rel")"
-    mv "$f" "$DEST/$pkg/$rel"
-  done
+      -o -iname '*.opus' \) | grep -i -E '/music/|/bgm/|/songs/|/moh/|mainzik' |
+    keep_files "$tmp" "$DEST/$pkg"
   rm -rf "$tmp"
   echo "$pkg: $(find "$DEST/$pkg" -type f | wc -l) files"
 done

@@ -47,11 +47,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 EOF
   else
     find "$tmp" -type f \( -iname '*.ogg' -o -iname '*.wav' -o -iname '*.flac' -o -iname '*.oga' \) |
-      grep -E "${KEEP[$pkg]:-.}" | grep -v -E "$DROP" | while read -r f; do
-      rel=${f#"$tmp"/}
-      mkdir -p "$DEST/$pkg/$(dirname "$rel")"
-      mv "$f" "$DEST/$pkg/$rel"
-    done
+      grep -E "${KEEP[$pkg]:-.}" | grep -v -E "$DROP" | keep_files "$tmp" "$DEST/$pkg"
   fi
   rm -rf "$tmp"
   echo "$pkg: $(find "$DEST/$pkg" -type f | wc -l) files"
