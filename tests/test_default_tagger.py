@@ -39,10 +39,10 @@ def clips(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow
-def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None:
-    db = tmp_path / "lib.db"
-    code, output = mgctag("--db", db, "tag", clips, "--json")
+def _speech_skipped_and_found_again(db: Path, clips: Path, *model: str) -> None:
+    """Tag the two clips: the rap is tagged, the speech skipped as speech, and a later `scan`
+    lists the speech as heard no music."""
+    code, output = mgctag("--db", db, "tag", clips, *model, "--json")
     assert code == 0, output
     report = json.loads(output)
     assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
@@ -51,6 +51,12 @@ def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None
     assert skip["content"] == "speech"
     code, output = mgctag("--db", db, "scan", clips, "--json")  # finds the talk again later
     assert [Path(r["path"]).name for r in json.loads(output)["not_music"]] == ["speech.ogg"]
+
+
+@pytest.mark.slow
+def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None:
+    db = tmp_path / "lib.db"
+    _speech_skipped_and_found_again(db, clips)
     assert tags.read_tags(clips / "speech.ogg").genres == []
     written = tags.read_tags(clips / "rap.m4a").genres
     assert 1 <= len(written) <= 2  # the default writes at most two genres
@@ -123,15 +129,7 @@ def test_fast_student_gates_and_tags_in_one_pass(clips: Path, tmp_path: Path) ->
     from mgctag.models.catalog import ALIASES, canonical
 
     db = tmp_path / "lib.db"
-    code, output = mgctag("--db", db, "tag", clips, "--model", "fast", "--json")
-    assert code == 0, output
-    report = json.loads(output)
-    assert report["counts"]["analysed"] == 2 and report["counts"]["tagged"] == 1
-    (skip,) = report["skips"]
-    assert Path(skip["path"]).name == "speech.ogg" and "speech" in skip["reason"]
-    assert skip["content"] == "speech"
-    code, output = mgctag("--db", db, "scan", clips, "--json")  # finds the talk again later
-    assert [Path(r["path"]).name for r in json.loads(output)["not_music"]] == ["speech.ogg"]
+    _speech_skipped_and_found_again(db, clips, "--model", "fast")
     assert 1 <= len(tags.read_tags(clips / "rap.m4a").genres) <= 2
     code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
     pred = json.loads(output)["predictions"][canonical("fast")]
