@@ -39,7 +39,7 @@ def segments(
     from mgctag.segments import (
         Segmenter,
         draw_timeline,
-        load_audio,
+        segment_file,
         store_timeline,
         timeline_record,
     )
@@ -55,12 +55,11 @@ def segments(
             if sig.stop:
                 break
             try:
-                y = load_audio(path)
-                timeline = segmenter.segment(y)
+                timeline, decoded = segment_file(path, segmenter)
                 if png is not None:
                     dest = png / f"{path.stem}.png" if folder else png
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    draw_timeline(y, timeline, dest, title=str(path.name))
+                    draw_timeline(decoded.peaks, timeline, dest, title=str(path.name))
             except (decode.DecodeError, FeatureError, OSError, ValueError) as exc:
                 failures.append((str(path), reason_of(exc)))
                 continue

@@ -238,7 +238,17 @@ def _scalar_param(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(to_jsonable(value), ensure_ascii=False)
+    """JSON text for a column. Text holding lone surrogates (a non-UTF-8 file name or argument,
+    as Python decodes it) cannot be stored as UTF-8: it is kept as `\\udcXX` escapes instead,
+    which `json.loads` turns back into the same string (and os.fsencode into the same bytes)."""
+    if value is None:
+        return None
+    text = json.dumps(to_jsonable(value), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(to_jsonable(value), ensure_ascii=True)
+    return text
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""Reliability round three (issue #26): bounded memory whatever a header claims, safe argument
+bytes, a half-made database that heals, and messages that name the real problem.
+
+Every case is reproduced on files made here: real audio from tests/media.py, headers crafted with
+struct, a real SQLite file, the real CLI in a child process where memory or stdout is the subject.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from media import encode, real_clip
+
+from mgctag.audio import decode
+
+CLI = [sys.executable, "-c", "import sys; from mgctag.cli import run; run(sys.argv[1:])"]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Private config and data folders (XDG on Linux, as platformdirs reads them)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name in ("MGCTAG_DB", "MGCTAG_MODEL", "MGCTAG_STEMS"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+# --- resource exhaustion: a header claiming 1 Hz ---------------------------------------------
+
+
+def lying_rate_wav(dest: Path, claimed_rate: int, seconds: float = 8.0) -> Path:
+    """8 s of a real recording as 22.05 kHz mono 16-bit PCM (344 KB), whose header then claims
+    `claimed_rate` Hz: at 1 Hz the 176 400 samples 'last' 49 hours."""
+    y, sr = real_clip(seconds=seconds)
+    y22 = decode.convert(y, sr, 22050)
+    sf.write(dest, y22, 22050, subtype="PCM_16")
+    data = bytearray(dest.read_bytes())
+    assert data[12:16] == b"fmt "
+    data[24:32] = struct.pack("<II", claimed_rate, claimed_rate * 2)  # rate, byte rate
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, in MB (0 once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_watched(
+    args: list[str | Path], limit_mb: float, env: dict[str, str] | None = None, wait_s: float = 600
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run the CLI in a child under a memory watchdog: its peak RSS is polled every 50 ms and the
+    child is killed (and the test fails) the moment it passes `limit_mb`. `wait_s` only stops a
+    hang; nothing here asserts a time."""
+    proc = subprocess.Popen(
+        [*CLI, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: os.nice(5),
+    )
+    peak, end = 0.0, time.monotonic() + wait_s
+    while proc.poll() is None:
+        peak = max(peak, peak_rss_mb(proc.pid))
+        if peak > limit_mb or time.monotonic() > end:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"mgctag {args[0]} passed {peak:.0f} MB (limit {limit_mb:.0f} MB); killed")
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), peak
+
+
+@pytest.mark.parametrize("rate", [1, 10, 1_000_000])
+def test_absurd_sample_rate_is_refused_by_probe_and_decode(tmp_path, rate):
+    path = lying_rate_wav(tmp_path / f"at_{rate}.wav", rate)
+    for call in (
+        lambda: decode.probe(path),
+        lambda: decode.load(path, 16000),
+        lambda: decode.load_windows(path, 16000, [(0.0, 10.0)]),
+    ):
+        with pytest.raises(decode.DecodeError, match=f"sample rate of {rate} Hz") as exc:
+            call()
+        assert exc.value.path == path and "\n" not in str(exc.value)
+
+
+def test_real_low_rates_still_decode(tmp_path):
+    y, sr = real_clip(seconds=3.0)
+    path = tmp_path / "tel.wav"
+    sf.write(path, decode.convert(y, sr, 8000), 8000)
+    assert decode.probe(path).sample_rate == 8000
+    assert len(decode.load(path, 16000)) == 48000
+
+
+COMMANDS = {
+    "segments": lambda f, tmp: ["segments", f],
+    "explain": lambda f, tmp: ["explain", f],
+    "tag": lambda f, tmp: ["tag", f, "--db", tmp / "lib.db", "--dry-run", "--stems", "off"],
+    "scan": lambda f, tmp: ["scan", f, "--db", tmp / "lib.db"],
+    "separate": lambda f, tmp: ["separate", f, "--out", tmp / "stems", "--separator", "hpss"],
+}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "segments",
+        *(pytest.param(c, marks=pytest.mark.slow) for c in COMMANDS if c != "segments"),
+    ],
+)
+def test_one_hz_wav_is_one_line_in_bounded_memory(home, tmp_path, command):
+    """Before the fix `segments` on this 344 KB file reached 21.7 GB; every command must now
+    refuse it with one line naming the file, exit 1, and stay far below 2 GB."""
+    path = lying_rate_wav(tmp_path / "one_hz.wav", 1)
+    result, peak = run_watched(COMMANDS[command](path, tmp_path), limit_mb=2000)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(path) in errors[0] and "sample rate of 1 Hz" in errors[0], errors[0]
+    print(f"{command}: peak RSS {peak:.0f} MB")
+
+
+def test_whole_file_cap_names_what_to_do(tmp_path, monkeypatch):
+    path = encode(*real_clip(seconds=8.0), tmp_path / "long.flac")
+    monkeypatch.setattr(decode, "MAX_SECONDS", 5.0)
+    with pytest.raises(decode.DecodeError) as exc:
+        decode.load(path, 16000)
+    assert "decode it in windows" not in exc.value.reason
+    assert "cut it into shorter files" in exc.value.reason and "mgctag segments" in exc.value.reason
+
+
+# --- CSV export: padded formulas -------------------------------------------------------------
+
+
+def test_csv_guards_formulas_behind_whitespace(tmp_path):
+    import csv
+
+    from mgctag.export import write_csv
+
+    padded = [" =1+1", "\xa0=1+1", "\n=1+1", "\u200b@SUM(A1)", "\ufeff+1", "  \r\n -2+3"]
+    out = tmp_path / "x.csv"
+    write_csv(out, [{"title": t} for t in padded] + [{"title": "  Plain = fine"}])
+    with open(out, newline="", encoding="utf-8") as f:
+        back = [row[0] for row in csv.reader(f)][1:]
+    assert back == ["'" + t for t in padded] + ["  Plain = fine"]
+
+
+# --- segments streams a long recording --------------------------------------------------------
+
+
+def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_path, monkeypatch):
+    """`decode_file` keeps MFCC frames, levels and peaks, never the whole recording: decoded
+    chunk by chunk, it gives the frames `chunked_mfcc` computes from the whole recording in
+    memory (as segments did before), up to resampler edges at the chunk joins."""
+    from mgctag import segments
+
+    y, sr = real_clip(seconds=12.0)
+    path = tmp_path / "clip.flac"
+    encode(y, sr, path)
+    y16 = decode.load(path, segments.SR)
+    whole = segments.Decoded.of(y16)
+    monkeypatch.setattr(segments, "CHUNK_S", 2.5)
+    chunked = segments.decode_file(path)
+    assert chunked.mfcc.shape == whole.mfcc.shape and len(chunked.db) == len(whole.db)
+    assert abs(chunked.duration - whole.duration) < 1e-3
+    in_memory = segments.chunked_mfcc(y16, block_s=2.5)  # dB floors per block, as streamed
+    close = np.isclose(chunked.mfcc, in_memory, rtol=1e-3, atol=0.5).all(axis=1)
+    assert close.mean() > 0.97  # only frames at the four chunk joins may differ
+    assert np.abs(chunked.db - whole.db).max() < 0.5
+    assert np.abs(chunked.peaks - whole.peaks).max() < 0.02
+    detector = segments.Segmenter()
+    a, b = detector.segment_decoded(chunked), detector.segment_decoded(whole)
+    assert (a.labels == b.labels).mean() > 0.97 and a.content() == b.content()
