@@ -158,15 +158,25 @@ def teacher_probs(audioset: np.ndarray, gate: ContentGate) -> np.ndarray:
 # --- decisions over time -----------------------------------------------------------------------
 
 
-def context_mean(x: np.ndarray, frames: int) -> np.ndarray:
-    """Mean of x (T, C) over a window of `frames` centred on each frame (shorter at the ends)."""
+def context_mean(
+    x: np.ndarray, frames: int, start: int = 0, total: int | None = None
+) -> np.ndarray:
+    """Mean of x (T, C) over a window of `frames` centred on each frame (shorter at the ends).
+
+    `x` may be frames [start, start + T) of a recording of `total` frames: windows are then
+    clipped at the recording's ends, not the piece's (frames whose window leaves the piece are
+    not exact)."""
     x = np.asarray(x, np.float64)
     t = len(x)
+    total = start + t if total is None else total
     half = frames // 2
     c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    lo = np.clip(np.arange(t) - half, 0, t)
-    hi = np.clip(np.arange(t) - half + frames, 0, t)
-    return ((c[hi] - c[lo]) / np.maximum(hi - lo, 1)[:, None]).astype(np.float32)
+    pos = np.arange(start, start + t)
+    lo = np.clip(pos - half, 0, total)
+    hi = np.clip(pos - half + frames, 0, total)
+    width = np.maximum(hi - lo, 1)[:, None]
+    lo, hi = np.clip(lo - start, 0, t), np.clip(hi - start, 0, t)
+    return ((c[hi] - c[lo]) / width).astype(np.float32)
 
 
 def smooth(probs: np.ndarray, frames: int) -> np.ndarray:
@@ -214,13 +224,32 @@ def decide(
 # --- the detector -----------------------------------------------------------------------------
 
 
+#: Frames of input a causal SwishNet frame depends on, with room to spare (its receptive field
+#: is 33 frames); and frames per pass of the network over a long recording (17 min).
+LEFT_CONTEXT = 256
+BLOCK_FRAMES = 1 << 16
+
+
 @torch.inference_mode()
-def swishnet_frame_logits(model: SwishNet, x: np.ndarray, context: int) -> np.ndarray:
-    """(T, 3) logits of each frame's centred `context`-frame window, from one pass of the
-    network's convolutions over the whole input (T, n_mfcc) (standardised)."""
-    feats = model.frame_features(torch.from_numpy(np.ascontiguousarray(x))[None])  # (1, C, T)
-    emb = context_mean(feats[0].T.numpy(), context)
-    return model.classifier(torch.from_numpy(emb)).numpy()
+def swishnet_frame_logits(
+    model: SwishNet, x: np.ndarray, context: int, block: int = BLOCK_FRAMES
+) -> np.ndarray:
+    """(T, 3) logits of each frame's centred `context`-frame window over the input (T, n_mfcc)
+    (standardised): the network's convolutions, the window mean, the classifier.
+
+    Long inputs go `block` frames at a time, each with the input its frames and their windows
+    depend on (the convolutions are causal: LEFT_CONTEXT frames before, the window's half
+    after), so memory is bounded by a block and the logits are those of one pass."""
+    t, half = len(x), context // 2
+    out = []
+    for a in range(0, max(t, 1), block):
+        b = min(t, a + block)
+        lo, hi = max(0, a - half - LEFT_CONTEXT), min(t, b + context)
+        piece = torch.from_numpy(np.ascontiguousarray(x[lo:hi]))[None]
+        feats = model.frame_features(piece)[0].T.numpy()  # (hi - lo, C)
+        emb = context_mean(feats, context, lo, t)[a - lo : b - lo]
+        out.append(model.classifier(torch.from_numpy(emb)).numpy())
+    return np.concatenate(out)
 
 
 class Segmenter:

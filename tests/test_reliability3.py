@@ -187,3 +187,149 @@ def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_pat
     detector = segments.Segmenter()
     a, b = detector.segment_decoded(chunked), detector.segment_decoded(whole)
     assert (a.labels == b.labels).mean() > 0.97 and a.content() == b.content()
+
+
+# --- tracebacks that become one line ----------------------------------------------------------
+
+
+def _errors(result) -> list[str]:
+    assert "Traceback" not in result.output, result.output
+    return [line for line in result.stderr.splitlines() if line.startswith("error")]
+
+
+def test_non_utf8_arguments_are_stored_losslessly_and_shown_escaped(home, tmp_path):
+    """`tag $'Bj\\xf6rk.flac'` and a folder `Caf\\xe9 del Mar` crashed storing the run's
+    arguments (UnicodeEncodeError); they are kept as the same bytes and printed escaped."""
+    from conftest import cli
+
+    from mgctag.library.db import Library
+
+    folder = tmp_path / os.fsdecode(b"Caf\xe9 del Mar")
+    folder.mkdir()
+    song = folder / os.fsdecode(b"Bj\xf6rk.flac")
+    encode(*real_clip(seconds=6.0), song)
+    db = tmp_path / "lib.db"
+    result = cli("tag", song, folder, "--db", db, "--dry-run", "--stems", "off")
+    assert result.code == 0 and not _errors(result), result.output
+    roots = Library(db).list_runs(1)[0]["args"]["roots"]
+    assert [os.fsencode(r) for r in roots] == [os.fsencode(song), os.fsencode(folder)]
+    shown_runs = cli("runs", "--db", db)
+    assert shown_runs.code == 0 and "Traceback" not in shown_runs.output
+
+
+def test_undecodable_model_variable_is_one_line(home, tmp_path, monkeypatch):
+    from conftest import cli
+
+    monkeypatch.setenv("MGCTAG_MODEL", os.fsdecode(b"\xff\xfe"))
+    song = encode(*real_clip(seconds=4.0), tmp_path / "a.flac")
+    result = cli("tag", song, "--db", tmp_path / "lib.db")
+    (line,) = _errors(result)
+    assert result.code == 2 and "\\udcff\\udcfe" in line and "unknown model" in line
+
+
+LONG = "m" * 300
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "show", LONG],
+        ["models", "use", LONG],
+        ["models", "remove", LONG],
+        ["models", "remove", f"/tmp/{LONG}.safetensors"],
+        ["tag", "{song}", "--model", LONG],
+        ["tag", "{song}", "--model", f"/tmp/{LONG}.safetensors"],
+        ["segments", "{song}", "--model", LONG],
+    ],
+    ids=["show", "use", "remove", "remove-path", "tag", "tag-path", "segments"],
+)
+def test_over_long_model_names_are_one_line(home, tmp_path, args):
+    """A 300-character model name raised `OSError: File name too long`."""
+    from conftest import cli
+
+    song = tmp_path / "a.flac"
+    if "{song}" in args:
+        encode(*real_clip(seconds=3.0), song)
+    result = cli(
+        *[str(song) if a == "{song}" else a for a in args],
+        *(["--db", str(tmp_path / "lib.db")] if args[0] == "tag" else []),
+    )
+    (line,) = _errors(result)
+    assert result.code == 2 and ("model" in line or "no such" in line), line
+
+
+def test_over_long_model_variable_is_one_line(home, tmp_path, monkeypatch):
+    from conftest import cli
+
+    monkeypatch.setenv("MGCTAG_MODEL", "b" * 5000)
+    song = encode(*real_clip(seconds=3.0), tmp_path / "a.flac")
+    result = cli("tag", song, "--db", tmp_path / "lib.db")
+    (line,) = _errors(result)
+    assert result.code == 2 and "unknown model" in line
+
+
+def _user_model(home: Path, name: str, **card_changes) -> Path:
+    """A user model: a bundled student's real weights and card, with `card_changes` applied."""
+    import json
+    import shutil
+
+    from mgctag import config
+
+    folder = config.user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    src = config.bundled_weights_dir() / "swishnet_slim"
+    shutil.copy(src.with_suffix(".safetensors"), folder / f"{name}.safetensors")
+    card = json.loads(src.with_suffix(".json").read_text("utf-8"))
+    card.update(name=name, **card_changes)
+    (folder / f"{name}.json").write_text(json.dumps(card), "utf-8")
+    return folder / f"{name}.safetensors"
+
+
+@pytest.mark.parametrize(
+    "selection", [["two", "x", None], [-3, -1, -1], [2, 0.1], [2.5, 0.1, 0.2], [2, float("nan"), 0]]
+)
+def test_model_card_selection_is_validated_when_read(home, tmp_path, selection):
+    """`"selection": ["two", "x", null]` raised ValueError and `[-3, -1, -1]` planned ~50 genres
+    a file: a card is checked against its schema when it is read."""
+    from conftest import cli
+
+    _user_model(home, "mine", selection=selection)
+    for args in (["models", "show", "mine"], ["tag", tmp_path, "--model", "mine"]):
+        result = cli(*args, *(["--db", tmp_path / "lib.db"] if args[0] == "tag" else []))
+        errors = _errors(result)
+        assert result.code == 2 and len(errors) == 1, result.output
+        assert "selection must be" in errors[0] and "mine.json" in errors[0]
+
+
+def test_a_valid_user_selection_is_used(home):
+    from mgctag.models import catalog
+
+    _user_model(home, "mine", selection=[4, 0.1, 0.5])
+    assert catalog.selection("mine") == (4, 0.1, 0.5)
+
+
+def test_damaged_schema_version_is_one_line(home, tmp_path):
+    import sqlite3
+
+    from conftest import cli
+
+    db = tmp_path / "lib.db"
+    assert cli("runs", "--db", db).code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '5x' WHERE key = 'schema_version'")
+    conn.close()
+    result = cli("runs", "--db", db)
+    (line,) = _errors(result)
+    assert result.code == 2 and str(db) in line and "schema_version is '5x'" in line
+
+
+def test_segmenter_network_in_blocks_gives_the_logits_of_one_pass(tmp_path):
+    from mgctag import segments
+
+    y, sr = real_clip(seconds=12.0)
+    detector = segments.Segmenter()
+    x = detector.inputs(decode.convert(y, sr, segments.SR))
+    one = segments.swishnet_frame_logits(detector.model, x, detector.context, block=len(x))
+    blocks = segments.swishnet_frame_logits(detector.model, x, detector.context, block=100)
+    assert one.shape == blocks.shape == (len(x), 3)
+    np.testing.assert_allclose(blocks, one, rtol=1e-4, atol=1e-4)

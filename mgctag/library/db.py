@@ -395,7 +395,15 @@ class Library:
     def schema_version(self) -> int:
         if not self.db["meta"].exists():
             return 0
-        return int(self._scalar("SELECT value FROM meta WHERE key = 'schema_version'") or 0)
+        value = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        try:
+            return int(value or 0)
+        except (TypeError, ValueError):
+            raise LibraryError(
+                f"damaged: its schema_version is {str(value)[:40]!r}, not a number"
+                " (restore a backup, or start a new library with --db)",
+                self.path,
+            ) from None
 
     def _migrate(self) -> None:
         """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones."""
