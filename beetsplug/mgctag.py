@@ -26,7 +26,7 @@ from beets.plugins import BeetsPlugin
 from mgctag import config as mgconfig
 from mgctag.errors import MgctagError, one_line, reason_of
 from mgctag.genres import plan_genres, split_genres
-from mgctag.options import Change, Progress, StopFlag, Summary, TagOptions
+from mgctag.options import TAG, Change, Progress, StopFlag, Summary, TagOptions
 
 if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
 UNDO_COMMAND = "beet mgctag-undo"
-MODES = ("fill", "merge", "replace")
-CONTENTS = ("music", "all")
+MODES = TAG["mode"].choices or ()  # the choices of mgctag's one table of tag options
+CONTENTS = TAG["content"].choices or ()
 #: Files per scan/analysis call: keeps mgctag's path clauses well under SQLite's parameter limit.
 CHUNK = 200
 
