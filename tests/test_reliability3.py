@@ -333,3 +333,123 @@ def test_segmenter_network_in_blocks_gives_the_logits_of_one_pass(tmp_path):
     blocks = segments.swishnet_frame_logits(detector.model, x, detector.context, block=100)
     assert one.shape == blocks.shape == (len(x), 3)
     np.testing.assert_allclose(blocks, one, rtol=1e-4, atol=1e-4)
+
+
+# --- the database: a half-made one heals, and problems are named -------------------------------
+
+
+HALF_WRITE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size = 1")  # spill pages into the file mid-transaction
+conn.execute("BEGIN")
+conn.execute("CREATE TABLE junk (x BLOB)")
+for _ in range(200):
+    conn.execute("INSERT INTO junk VALUES (randomblob(4000))")
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_database_killed_mid_creation_heals(home, tmp_path):
+    """SIGKILLed while being created, a database keeps a hot rollback journal that the
+    read-only pre-check cannot roll back: it was refused for ever ("attempt to write a
+    readonly database")."""
+    from conftest import cli
+
+    db = tmp_path / "lib.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITE, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.kill()
+    child.wait()
+    assert Path(f"{db}-journal").stat().st_size > 0 and db.stat().st_size > 0  # hot journal
+    result = cli("runs", "--db", db)
+    assert result.code == 0 and not result.stderr, result.output
+    from mgctag.library.db import Library
+
+    with Library(db) as lib:
+        assert "junk" not in lib.db.table_names() and lib.list_runs() == []
+
+
+def test_another_process_lock_is_named(tmp_path):
+    import sqlite3
+
+    from mgctag.library.db import Library, LibraryError
+
+    db = tmp_path / "lib.db"
+    Library(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(LibraryError) as exc:
+            Library(db, timeout=0.2)
+    finally:
+        holder.close()
+    assert "locked by another process" in exc.value.reason and exc.value.path == db
+    assert "not a usable" not in exc.value.reason
+
+
+def test_runs_reads_while_another_process_writes(home, tmp_path):
+    """`mgctag runs` took the write lock to check the schema and failed after 30 s with
+    "database is locked" while another process wrote: reading needs no write lock."""
+    import sqlite3
+
+    from mgctag.library.db import Library
+
+    db = tmp_path / "lib.db"
+    with Library(db) as lib:
+        lib.start_run("tag", {"roots": ["/music"]})
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # what a tagging run holds while it writes
+    writer.execute("INSERT INTO runs (command, started_at) VALUES ('tag', 'now')")
+    try:
+        with Library(db, timeout=0.5) as reader:
+            assert [r["command"] for r in reader.list_runs()] == ["tag"]
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KB file system (tmpfs), unmounted afterwards; skipped where mounting is not
+    allowed (not root, no tmpfs)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip() or 'not root'}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    st = os.statvfs(folder)
+    with open(folder / "filler", "wb") as fh:
+        fh.write(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+
+
+def test_full_disk_is_named_not_an_unusable_library(small_disk):
+    """With <= 28 KB free, opening, migrating or writing said "not a usable mgctag library"."""
+    from mgctag.library.db import Library, LibraryError
+
+    db = small_disk / "lib.db"
+    Library(db).close()
+    _fill(small_disk, 16 << 10)
+    with pytest.raises(LibraryError) as exc, Library(db) as lib:
+        for _ in range(20):
+            lib.start_run("tag", {"pad": "x" * 20000})
+    assert "disk full" in exc.value.reason and "not a usable" not in exc.value.reason
+    (small_disk / "filler").unlink()
+    with Library(db) as lib:  # nothing lost: it opens again once there is room
+        assert lib.list_runs() is not None

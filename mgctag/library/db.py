@@ -317,12 +317,11 @@ class Library:
             conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # embedding loads read pages in place
             self._migrate()
             self._identity = _file_identity(self.path)
-        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, disk full
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, read-only, disk full
             conn.close()
-            raise LibraryError(f"cannot open the library: {exc}", self.path) from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise LibraryError(f"not a usable mgctag library: {exc}", self.path) from exc
+            raise LibraryError(
+                _problem(exc, self.path, "cannot open the library"), self.path
+            ) from exc
         except LibraryError:
             conn.close()
             raise
@@ -363,7 +362,7 @@ class Library:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
+            raise LibraryError(_problem(exc, self.path), self.path) from exc
         try:
             yield
             conn.execute("COMMIT")
@@ -372,7 +371,7 @@ class Library:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error, read-only
-                raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
+                raise LibraryError(_problem(exc, self.path), self.path) from exc
             raise
 
     def _exec(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
@@ -406,7 +405,12 @@ class Library:
             ) from None
 
     def _migrate(self) -> None:
-        """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones."""
+        """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones.
+
+        A library already current is only read: reading never waits for another process's
+        write lock (WAL readers), so `mgctag runs` answers while a run writes."""
+        if self.schema_version == SCHEMA_VERSION:
+            return
         while True:
             with self.transaction():  # re-read under the write lock: another process may migrate
                 version = self.schema_version
@@ -891,11 +895,30 @@ def _check_before_open(path: Path, timeout: float) -> None:
         return  # a new library
     if not stat.S_ISREG(st.st_mode):
         raise LibraryError("not a regular file; the library database must be one", path)
+    if _hot_journal(path):
+        # A process was killed mid-transaction (while creating the library, say): only a
+        # read-write connection may roll its journal back, and SQLite does so when it first
+        # reads. Then the file is what it was before that transaction, and is checked as such.
+        try:
+            _roll_back_hot_journal(path, timeout)
+            st = os.stat(path)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise LibraryError(_problem(exc, path, "cannot recover the library"), path) from exc
     if st.st_size == 0:
         return
     with open(path, "rb") as fh:
         if fh.read(16) != _SQLITE_MAGIC:
             raise LibraryError("not an SQLite database (so not an mgctag library)", path)
+    try:
+        names, version = _read_only_look(path, timeout)
+    except sqlite3.DatabaseError as exc:
+        raise LibraryError(_problem(exc, path, "not a usable mgctag library"), path) from exc
+    if names and version is None:
+        raise LibraryError("an SQLite database, but not an mgctag library", path)
+
+
+def _read_only_look(path: Path, timeout: float) -> tuple[set[str], Any]:
+    """The database's table names and stored schema_version, read without writing anything."""
     uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     try:
@@ -904,12 +927,55 @@ def _check_before_open(path: Path, timeout: float) -> None:
         if "meta" in names:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = row[0] if row else None
-    except sqlite3.DatabaseError as exc:
-        raise LibraryError(f"not a usable mgctag library: {exc}", path) from exc
+        return names, version
     finally:
         conn.close()
-    if names and version is None:
-        raise LibraryError("an SQLite database, but not an mgctag library", path)
+
+
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # the header of a live rollback journal
+
+
+def _hot_journal(path: Path) -> bool:
+    try:
+        with open(f"{path}-journal", "rb") as fh:
+            return fh.read(8) == _JOURNAL_MAGIC
+    except OSError:
+        return False
+
+
+def _roll_back_hot_journal(path: Path, timeout: float) -> None:
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+
+
+#: Below this many free bytes on the database's file system, an SQLite I/O error is a full disk.
+LOW_SPACE = 1 << 20
+
+
+def _problem(exc: Exception, path: Path, context: str = "cannot write to the library") -> str:
+    """An SQLite error as what the user can do about it: a full disk and another process's lock
+    are named as such (not as an unusable library)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return "locked by another process (waited for it); try again when it has finished"
+    free = _free_bytes(path)
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and free < LOW_SPACE):
+        return f"disk full ({free // 1024} KB free where the database is); free some space"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return "cannot write to it (the file or its folder is read-only)"
+    return f"{context}: {text}"
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return LOW_SPACE
+    return st.f_bavail * st.f_frsize
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> str:
