@@ -453,3 +453,30 @@ def test_full_disk_is_named_not_an_unusable_library(small_disk):
     (small_disk / "filler").unlink()
     with Library(db) as lib:  # nothing lost: it opens again once there is room
         assert lib.list_runs() is not None
+
+
+# --- messages that name the real problem --------------------------------------------------------
+
+
+def test_models_remove_says_what_the_model_really_is(home, tmp_path):
+    """A symlinked user model, or a path outside the models folder, was called "a bundled
+    model; only your own models can be removed"."""
+    from conftest import cli
+
+    from mgctag import config
+
+    real = _user_model(home, "real")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for suffix in (".safetensors", ".json"):
+        os.replace(real.with_suffix(suffix), elsewhere / f"mine{suffix}")
+        (real.parent / f"linked{suffix}").symlink_to(elsewhere / f"mine{suffix}")
+    outside = _errors(cli("models", "remove", elsewhere / "mine.safetensors"))
+    assert len(outside) == 1 and "not a model in your models folder" in outside[0]
+    assert "bundled" not in outside[0] and (elsewhere / "mine.safetensors").exists()
+    bundled = _errors(cli("models", "remove", config.bundled_weights_dir() / "MTT_vgg.safetensors"))
+    assert len(bundled) == 1 and "a bundled model" in bundled[0]
+    linked = cli("models", "remove", real.parent / "linked.safetensors")
+    assert linked.code == 0 and not _errors(linked), linked.output
+    assert not os.path.lexists(real.parent / "linked.safetensors")
+    assert (elsewhere / "mine.safetensors").exists()  # the link went, not its target

@@ -184,6 +184,13 @@ def resolve(name: str | os.PathLike) -> Path:
     raise ModelError(f"{name}: unknown model (available: {known})")
 
 
+def where_is(path: str | os.PathLike) -> Path:
+    """The absolute location of a model file: its folder resolved (`..`, symlinked folders),
+    the file itself not followed, so a symlinked model is where its link is."""
+    absolute = Path(path).expanduser().absolute()
+    return absolute.parent.resolve() / absolute.name
+
+
 def remove_model(name: str | os.PathLike) -> list[Path]:
     """Delete one user-trained model: exactly NAME.safetensors and NAME.json, nothing else.
 
@@ -194,10 +201,13 @@ def remove_model(name: str | os.PathLike) -> list[Path]:
     folder = config.user_models_dir().resolve()
     given = Path(name)
     if given.suffix == ".safetensors" or len(given.parts) > 1:
-        path = given.expanduser().resolve()
+        path = where_is(given)
+        if path.parent == config.bundled_weights_dir().resolve():
+            raise ModelError(f"{name}: a bundled model; only your own models can be removed")
         if path.parent != folder or path.suffix != ".safetensors":
             raise ModelError(
-                f"{name}: not a model in your models folder ({folder}); only those can be removed"
+                f"{name}: not a model in your models folder ({folder}) but a file elsewhere;"
+                " mgctag removes only models in that folder (delete it yourself if you want)"
             )
         stem = path.stem
     else:
