@@ -184,9 +184,11 @@ class MgctagPlugin(BeetsPlugin):
             return None
         return (mlib, track) if track["analysis_key"] == key else None
 
-    def _relocate(self, mlib: Library, track_id: int, path: bytes | str) -> None:
+    def _relocate(
+        self, mlib: Library, track_id: int, path: bytes | str, moved: bool = False
+    ) -> None:
         st = os.stat(path)
-        mlib.relocate_track(track_id, os.fsdecode(path), st.st_size, st.st_mtime_ns)
+        mlib.relocate_track(track_id, os.fsdecode(path), st.st_size, st.st_mtime_ns, moved=moved)
 
     def _file_event(func: Callable[..., None]) -> Callable[..., None]:  # type: ignore[misc]
         """A listener that keeps mgctag's records: whatever goes wrong there is logged at debug
@@ -233,7 +235,7 @@ class MgctagPlugin(BeetsPlugin):
         st = os.stat(destination)
         same = (st.st_size, st.st_mtime_ns) == (track["size"], track["mtime"])
         if same and track["analysis_key"] == f"{st.st_size}:{st.st_mtime_ns}":
-            self._relocate(mlib, track["id"], destination)
+            self._relocate(mlib, track["id"], destination, moved=True)
 
     def _close(self, **_: Any) -> None:
         """At beets' exit: close this thread's database (SQLite connections belong to the thread

@@ -480,3 +480,36 @@ def test_models_remove_says_what_the_model_really_is(home, tmp_path):
     assert linked.code == 0 and not _errors(linked), linked.output
     assert not os.path.lexists(real.parent / "linked.safetensors")
     assert (elsewhere / "mine.safetensors").exists()  # the link went, not its target
+
+
+def test_segments_blames_the_picture_and_reports_an_unstored_file(home, tmp_path):
+    """`--png /proc/version` was reported against the audio file ("No such file"), and
+    `--store` for a file not in the library exited 0 silently."""
+    from conftest import cli
+
+    song = encode(*real_clip(seconds=6.0), tmp_path / "a.flac")
+    bad_png = tmp_path / "not-a-folder" / "x.png"
+    (tmp_path / "not-a-folder").write_text("a file where a folder should be")
+    result = cli("segments", song, "--png", bad_png)
+    (line,) = _errors(result)
+    assert result.code == 1 and str(bad_png) in line and "cannot write the picture" in line
+    assert "music" in result.stdout  # the timeline itself was still shown
+    stored = cli("segments", song, "--store", "--db", tmp_path / "lib.db")
+    (line,) = _errors(stored)
+    assert stored.code == 1 and str(song) in line and "not stored" in line
+
+
+def test_card_whose_labels_do_not_match_the_network_is_named(home, tmp_path):
+    """A student card with one label too few said "'(speech)' is not in list"."""
+    import json
+
+    from conftest import cli
+
+    from mgctag import config
+
+    card = json.loads((config.bundled_weights_dir() / "swishnet_slim.json").read_text("utf-8"))
+    _user_model(home, "short", labels=[x for x in card["labels"] if x != "(speech)"])
+    song = encode(*real_clip(seconds=6.0), tmp_path / "a.flac")
+    result = cli("tag", song, "--db", tmp_path / "lib.db", "--model", "short")
+    (line,) = _errors(result)
+    assert result.code == 2 and "labels but its network has" in line and "short" in line

@@ -549,15 +549,30 @@ class Library:
             )
             return cursor.rowcount
 
-    def relocate_track(self, track_id: int, path: str | os.PathLike, size: int, mtime: int) -> bool:
+    def relocate_track(
+        self,
+        track_id: int,
+        path: str | os.PathLike,
+        size: int,
+        mtime: int,
+        *,
+        moved: bool = False,
+    ) -> bool:
         """The track's file now lives at `path` with this size/mtime, its audio unchanged (moved
         or copied there, or its tags rewritten, by a tool such as beets): move the record and its
-        current analysis keys along, so the file is not analysed again. False (nothing changed)
+        current analysis keys along, so the file is not analysed again. A `moved` file takes its
+        journal entries along too, so undo finds it where it is now. False (nothing changed)
         when `path` is another track's already."""
         with self.transaction():
             other = self._scalar("SELECT id FROM tracks WHERE path = ?", [_db_path(path)])
             if other is not None and other != track_id:
                 return False
+            if moved:
+                self._exec(
+                    "UPDATE writes SET path = ? WHERE track_id = ?"
+                    " AND path = (SELECT path FROM tracks WHERE id = ?)",
+                    [_db_path(path), track_id, track_id],
+                )
             self._exec("UPDATE tracks SET path = ? WHERE id = ?", [_db_path(path), track_id])
             self._own_change(track_id, size, mtime)
         return True
@@ -814,6 +829,16 @@ class Library:
         return self._scalar(
             "SELECT max(w.run_id) FROM writes w JOIN runs r ON r.id = w.run_id"
             " WHERE w.state = 'done' AND r.command != 'undo' AND r.command NOT LIKE 'beet %'"
+        )
+
+    def beets_changed_files(self) -> bool:
+        """Whether a run of the beets plugin has a write that reached a file (those runs are
+        undone with `beet mgctag-undo`, not `mgctag undo`)."""
+        return bool(
+            self._scalar(
+                "SELECT 1 FROM writes w JOIN runs r ON r.id = w.run_id"
+                " WHERE w.state = 'done' AND r.command LIKE 'beet %' LIMIT 1"
+            )
         )
 
     def fail_write(self, write_id: int) -> None:

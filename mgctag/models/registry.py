@@ -228,10 +228,21 @@ def remove_model(name: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: arch_args that give the network's number of outputs, one per label of the card.
+OUTPUT_ARGS = ("n_classes", "n_tags")
+
+
 def build(card: ModelCard) -> nn.Module:
     """An untrained module of the card's architecture."""
     if card.arch not in ARCHITECTURES:
         raise ModelError(f"{card.name}: unknown architecture {card.arch!r}")
+    for key in OUTPUT_ARGS:
+        n = card.arch_args.get(key)
+        if isinstance(n, int) and n != len(card.labels):
+            raise ModelError(
+                f"{card.name}: the card lists {len(card.labels)} labels but its network has"
+                f" {n} outputs ({key}); card and weights do not belong together"
+            )
     cls = ARCHITECTURES[card.arch]
     try:
         with torch.device("meta"):  # sized first without memory: a card can ask for anything
