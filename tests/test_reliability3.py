@@ -323,6 +323,45 @@ def test_damaged_schema_version_is_one_line(home, tmp_path):
     assert result.code == 2 and str(db) in line and "schema_version is '5x'" in line
 
 
+def long_mp3(dest: Path, hours: float, seconds: float = 10.0) -> Path:
+    """A long CBR MP3, cheaply: `seconds` of a real recording encoded once (22.05 kHz stereo,
+    64 kb/s, no Xing header), its frames repeated: 3 hours are 87 MB."""
+    import av
+
+    y, sr = real_clip(seconds=seconds)
+    seg = dest.with_suffix(".seg")
+    options = {"write_xing": "0", "id3v2_version": "0"}
+    with av.open(str(seg), "w", format="mp3", options=options) as out:
+        stream = out.add_stream("libmp3lame", rate=22050, layout="stereo")
+        stream.codec_context.bit_rate = 64000
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = sr, 0
+        resampler = av.AudioResampler(format="s16p", layout="stereo", rate=22050)
+        for f in [*resampler.resample(frame), *resampler.resample(None)]:
+            out.mux(stream.encode(f))
+        out.mux(stream.encode(None))
+    data = seg.read_bytes()
+    seg.unlink()
+    with dest.open("wb") as fh:
+        for _ in range(int(hours * 3600 / seconds)):
+            fh.write(data)
+    return dest
+
+
+@pytest.mark.slow
+def test_segments_of_three_hours_stays_bounded(home, tmp_path):
+    """The whole recording at 16 kHz plus copies peaked at 3.1 GB; decoded in 10-minute chunks
+    and run through the network in blocks it stays under 1.5 GB (measured: ~1 GB)."""
+    path = long_mp3(tmp_path / "three_hours.mp3", 3.0)
+    result, peak = run_watched(["segments", path, "--json"], limit_mb=1500)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+
+    (record,) = json.loads(result.stdout)
+    assert abs(record["duration"] - 3 * 3600) < 120 and record["content"] == "music"
+    print(f"segments on 3 h: peak RSS {peak:.0f} MB")
+
+
 def test_segmenter_network_in_blocks_gives_the_logits_of_one_pass(tmp_path):
     from mgctag import segments
 
