@@ -28,6 +28,14 @@ Engine = Literal["local", "ray"]
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
 
 
+class SettingError(UsageError):
+    """A setting outside the table's rules: `where` names its flag, variable or config key."""
+
+    def __init__(self, where: str, value: Any, problem: str) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(f"{where} = {value!r}: {problem}"[:400])
+
+
 @dataclass(frozen=True)
 class TagOption:
     """One setting of `mgctag tag` that a user may give on the command line, as MGCTAG_<NAME>
@@ -47,8 +55,10 @@ class TagOption:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def problem(self, value: Any) -> str | None:
-        """None when `value` is allowed, else what to use instead ("use ...")."""
+    def problem(self, value: Any, quoted: bool = True) -> str | None:
+        """None when `value` is allowed, else what to use instead ("use ..."): choices as TOML
+        values (`'fill' or 'merge'`) for config.toml, as typed (`fill, merge or replace`) for a
+        flag or a variable."""
         if value is None and self.default is None:
             return None
         ok = isinstance(value, self.kind) and not (
@@ -59,7 +69,10 @@ class TagOption:
         if not ok:
             return f"use {self.kind.__name__}"
         if self.choices is not None and value not in self.choices:
-            return "use " + " or ".join(repr(c) for c in self.choices)
+            if quoted:
+                return "use " + " or ".join(repr(c) for c in self.choices)
+            *first, last = [str(c) for c in self.choices]
+            return "use " + (f"{', '.join(first)} or {last}" if first else last)
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             return f"use {self.help_choices}"
         if self.kind in (int, float):
@@ -188,9 +201,9 @@ class TagOptions:
             option = TAG[name]  # KeyError: a setting outside the table is a bug
             if name == "model" and isinstance(value, str):
                 value = expand_model(value)
-            problem = option.problem(value)
+            problem = option.problem(value, quoted=False)
             if problem is not None:
-                raise UsageError(f"{where} = {value!r}: {problem}"[:400])
+                raise SettingError(where, value, problem)
             values[name] = float(value) if option.kind is float and value is not None else value
         return cls(**values, **others)
 

@@ -147,7 +147,7 @@ def check_separator(separator: str) -> str:
 def _check(name: str, value: Any) -> Any:
     """A command's own option checked by the rules of the tag options table."""
     option = TAG[name]
-    problem = option.problem(value)
+    problem = option.problem(value, quoted=False)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint=option.flag)
     return value

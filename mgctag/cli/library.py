@@ -30,7 +30,7 @@ from mgctag.cli.output import (
     progress_enabled,
     shown,
 )
-from mgctag.options import TAG, TAG_DEFAULTS, TagOptions
+from mgctag.options import TAG, TAG_DEFAULTS, SettingError, TagOptions
 
 
 def tag_option(name: str) -> Any:
@@ -127,15 +127,20 @@ def tag(
     Options not given here come from the tag section of config.toml (see `mgctag config`)."""
     if engine not in ("local", "ray"):
         raise typer.BadParameter("use local or ray", param_hint="--engine")
-    opts = TagOptions.from_settings(
-        with_config(ctx, {k: v for k, v in locals().items() if k in TAG}),
-        dry_run=dry_run,
-        separator_model=separator_model,
-        keep_stems=keep_stems,
-        engine=engine,
-        ray_address=ray_address,
-        workers=workers,
-    )
+    try:
+        opts = TagOptions.from_settings(
+            with_config(ctx, {k: v for k, v in locals().items() if k in TAG}),
+            dry_run=dry_run,
+            separator_model=separator_model,
+            keep_stems=keep_stems,
+            engine=engine,
+            ray_address=ray_address,
+            workers=workers,
+        )
+    except SettingError as exc:
+        if exc.where.startswith("--"):  # typed here: click's own usage error, as for any option
+            raise typer.BadParameter(exc.problem, param_hint=exc.where) from None
+        raise
     if engine == "local":
         refuse(ctx, ("ray_address", "workers"), "only with --engine ray")
     if opts.stems == "off":
