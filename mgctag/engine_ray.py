@@ -15,9 +15,13 @@ read one gives that file's one-line failure, naming the worker's host.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import re
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +73,7 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     _check_reachable(address)
+    _keep_ray_off_stdout()
     try:
         ray.init(
             address=address,
@@ -80,6 +85,38 @@ def connect(address: str | None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
         raise UsageError(f"--engine ray: cannot start or reach {where}: {reason_of(exc)}") from None
+
+
+#: Ray's driver threads that print cluster news ("(raylet) A worker died ...") to sys.stdout,
+#: and the prefix of such news (Ray also flushes it from the main thread when it shuts down).
+RAY_PRINTERS = ("ray_listen_error_messages", "ray_print_logs")
+RAY_NEWS = re.compile(r"(\x1b\[[0-9;]*m)?\((raylet|autoscaler|pid=\d+|[\w.]+ pid=\d+)\)")
+
+
+class _RayQuiet:
+    """sys.stdout as before, except what Ray's own driver threads print: that goes to the
+    "ray" logger (shown with -v), so `--json` output stays one JSON document."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name in RAY_PRINTERS or RAY_NEWS.match(text):
+            if text.strip():
+                logging.getLogger("ray").info("%s", text.rstrip())
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _keep_ray_off_stdout() -> None:
+    if not isinstance(sys.stdout, _RayQuiet):
+        sys.stdout = _RayQuiet(sys.stdout)
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
