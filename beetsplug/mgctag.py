@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
 
     from mgctag.library.db import Library
+    from mgctag.library.rows import Track, WriteEntry
 
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
@@ -169,7 +170,7 @@ class MgctagPlugin(BeetsPlugin):
             mlib = self._local.mlib = Library(path)
         return mlib
 
-    def _current(self, path: bytes | str) -> tuple[Library, dict] | None:
+    def _current(self, path: bytes | str) -> tuple[Library, Track] | None:
         """mgctag's record of a file whose stored analysis is of the file as it is now."""
         mlib = self._events_library()
         track = mlib.track_by_path(os.fsdecode(path)) if mlib else None
@@ -607,7 +608,7 @@ class MgctagPlugin(BeetsPlugin):
     def _undo_writes(
         self,
         mlib: Library,
-        writes: Iterable[dict],
+        writes: Iterable[WriteEntry],
         by_path: dict[str, Item],
         undo_id: int | None,
         write: bool,
@@ -646,7 +647,7 @@ class MgctagPlugin(BeetsPlugin):
         return None
 
 
-def _undoable(mlib: Library, run_id: int) -> list[dict]:
+def _undoable(mlib: Library, run_id: int) -> list[WriteEntry]:
     """A run's changes still in place, latest first."""
     return [
         w

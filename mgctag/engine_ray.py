@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mgctag.errors import UsageError, reason_of
+from mgctag.library.rows import Track
 from mgctag.options import Progress, StopFlag, Summary, TagOptions
 
 INSTALL_HINT = 'pip install "mgctag[ray]"'
@@ -43,7 +44,7 @@ class Outcome:
     No audio or features travel back: a track's rows are a few KB (tags, genres, embeddings).
     """
 
-    track: dict
+    track: Track
     rows: list | Exception | None = None  # list[Prediction]; an Exception fails the track
     error: str | None = None
     error_type: str | None = None
@@ -172,7 +173,7 @@ def plan_workers(requested: int | None, resources: dict[str, float]) -> tuple[in
     return max(1, workers), per_gpu
 
 
-def chunks(tracks: Sequence[dict], size: int) -> Iterator[list[dict]]:
+def chunks(tracks: Sequence[Track], size: int) -> Iterator[list[Track]]:
     for start in range(0, len(tracks), size):
         yield list(tracks[start : start + size])
 
@@ -202,7 +203,7 @@ class AnalysisWorker:
         self.gmap = default_map()
         self.host = socket.gethostname()
 
-    def analyse(self, tracks: list[dict]) -> list[Outcome]:
+    def analyse(self, tracks: list[Track]) -> list[Outcome]:
         """Decode (in a thread, as locally) and analyse these tracks; every track an Outcome."""
         from mgctag.audio.inputs import TrackInput, prepare
         from mgctag.pipeline import guarded_work, prefetch
@@ -231,7 +232,7 @@ class AnalysisWorker:
             outcomes.extend(self._predict(batch))
         return outcomes
 
-    def _unreadable(self, track: dict) -> Any:
+    def _unreadable(self, track: Track) -> Any:
         """A failure for a file this worker cannot open (None: go on and decode it)."""
         from mgctag.audio.inputs import TrackInput
 
@@ -272,7 +273,7 @@ def _portable(rows: Any) -> Any:
 
 def analyse(
     lib: Any,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     taggers: Sequence[Any],
     opts: TagOptions,
     summary: Summary,
@@ -298,7 +299,7 @@ def analyse(
     actors = [remote.remote(names, opts, needs_stems) for _ in range(n)]
     run_sep = separator.name if separator else "none"
     todo = chunks(tracks, CHUNK_TRACKS)
-    pending: dict[Any, tuple[Any, list[dict]]] = {}  # result ref -> (actor, its tracks)
+    pending: dict[Any, tuple[Any, list[Track]]] = {}  # result ref -> (actor, its tracks)
     try:
         for actor in actors * IN_FLIGHT:
             _submit(actor, todo, pending)
@@ -316,14 +317,14 @@ def analyse(
             ray.kill(actor)
 
 
-def _submit(actor: Any, todo: Iterator[list[dict]], pending: dict) -> None:
+def _submit(actor: Any, todo: Iterator[list[Track]], pending: dict) -> None:
     """Send the actor the next chunk, if there is one."""
     sent = next(todo, None)
     if sent:
         pending[actor.analyse.remote(sent)] = (actor, sent)
 
 
-def _results(ray: Any, ref: Any, sent: list[dict]) -> list[Outcome]:
+def _results(ray: Any, ref: Any, sent: list[Track]) -> list[Outcome]:
     """A chunk's outcomes; a worker lost or broken fails its tracks, not the run."""
     try:
         return ray.get(ref)

@@ -29,6 +29,7 @@ from mgctag.genres import GenreMap, default_map, plan_genres
 from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library, LibraryError
+from mgctag.library.rows import Track
 from mgctag.models import catalog
 from mgctag.models.protocol import Prediction, Tagger
 from mgctag.options import (
@@ -94,7 +95,7 @@ def separator_for(
 
 
 def prefetch(
-    items: Iterable[dict], work: Callable[[dict], TrackInput], depth: int
+    items: Iterable[Track], work: Callable[[Track], TrackInput], depth: int
 ) -> Iterator[TrackInput]:
     """Run `work` over items in a background thread, at most `depth` ahead of the consumer."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mgctag-decode") as pool:
@@ -107,10 +108,10 @@ def prefetch(
             yield fut.result()
 
 
-def guarded_work(work: Callable[[dict], TrackInput]) -> Callable[[dict], TrackInput]:
+def guarded_work(work: Callable[[Track], TrackInput]) -> Callable[[Track], TrackInput]:
     """`work` for one track, with any unexpected exception turned into that track's failure."""
 
-    def run(track: dict) -> TrackInput:
+    def run(track: Track) -> TrackInput:
         try:
             return work(track)
         except Exception as exc:  # an odd file must not end the run (issue 18, item 12)
@@ -121,7 +122,7 @@ def guarded_work(work: Callable[[dict], TrackInput]) -> Callable[[dict], TrackIn
     return run
 
 
-def stored_input(lib: Library, track: dict, spec) -> TrackInput:
+def stored_input(lib: Library, track: Track, spec) -> TrackInput:
     """An "embeddings" input: the stored per-stem vectors of the tagger it names, concatenated."""
     emb = lib.get_embeddings(track["id"], spec.source)
     stems = list(spec.stems or ("mix",))
@@ -135,7 +136,7 @@ def stored_input(lib: Library, track: dict, spec) -> TrackInput:
 
 def _inputs(
     lib: Library,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     taggers: Sequence[Tagger],
     opts: TagOptions,
     separator: Separator | None,
@@ -152,7 +153,7 @@ def _inputs(
 
 def analyse(
     lib: Library,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     taggers: Sequence[Tagger],
     opts: TagOptions,
     summary: Summary,
@@ -227,7 +228,7 @@ def predict_batch(
 
 def store_batch(
     lib: Library,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     rows: Sequence[list[Prediction] | Exception],
     summary: Summary,
     run_sep: str,
@@ -329,7 +330,7 @@ def heard_content(lib: Library, track_id: int, model: str) -> str | None:
 
 def write_tags(
     lib: Library,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     model: str,
     opts: TagOptions,
     summary: Summary,
@@ -398,7 +399,7 @@ def _skip(summary: Summary, told: dict[str, str], path: str, reason: str) -> Non
 
 
 def _write_one(
-    lib: Library, track: dict, predicted: list[str], opts: TagOptions, summary: Summary
+    lib: Library, track: Track, predicted: list[str], opts: TagOptions, summary: Summary
 ) -> None:
     """Plan and write one file (lock held): a file changed since the scan is left alone."""
     path = track["path"]
@@ -450,7 +451,7 @@ def _max_genres(opts: TagOptions) -> int:
     return opts.max_genres if opts.max_genres is not None else catalog.selection(opts.model)[0]
 
 
-def _clean_stale_temps(tracks: Sequence[dict]) -> None:
+def _clean_stale_temps(tracks: Sequence[Track]) -> None:
     """Remove temporary copies a killed mgctag left beside these tracks (old enough to be dead)."""
     for folder in sorted({os.path.dirname(t["path"]) for t in tracks}):
         try:
@@ -618,7 +619,7 @@ def passes(chain: Sequence[Tagger]) -> list[list[Tagger]]:
     return groups
 
 
-def _union(track_lists: Iterable[list[dict]]) -> list[dict]:
+def _union(track_lists: Iterable[list[Track]]) -> list[Track]:
     """Tracks any of the lists holds, once each; one list comes back as the library ordered it."""
     lists = list(track_lists)
     if len(lists) == 1:

@@ -14,6 +14,7 @@ from mgctag import tags
 from mgctag.errors import MgctagError, UsageError, reason_of
 from mgctag.journal import FileBusyError, file_lock, journaled_write, settle_pending
 from mgctag.library.db import Library
+from mgctag.library.rows import WriteEntry
 
 
 class UndoError(UsageError):
@@ -91,7 +92,9 @@ def undo_run(
     return report
 
 
-def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool) -> UndoItem:
+def _undo_one(
+    lib: Library, w: WriteEntry, undo_id: int | None, dry_run: bool, force: bool
+) -> UndoItem:
     if dry_run:
         return _check_and_restore(lib, w, undo_id, dry_run, force)
     try:
@@ -102,7 +105,7 @@ def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: 
 
 
 def _check_and_restore(
-    lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool
+    lib: Library, w: WriteEntry, undo_id: int | None, dry_run: bool, force: bool
 ) -> UndoItem:
     path, old, new = w["path"], w["old"], w["new"]
     item = UndoItem(path, new, old, "refused")

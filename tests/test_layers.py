@@ -16,8 +16,7 @@ PACKAGE = Path(mgctag.__file__).parent
 
 # Bottom-up. A module may import from its own layer and the ones before it.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "options", "data", "atomicio"},
-    # export: the one JSON/CSV/M3U writer over plain records, which the library uses too
+    {"errors", "config", "options", "data", "atomicio", "jsonable"},
     {"audio", "library", "models", "separate", "tags", "genres", "content", "segments", "export"},
     {"journal", "undo", "similar", "libmap", "explain", "auralise", "explain_report"},
     {"pipeline", "engine_ray"},

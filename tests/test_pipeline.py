@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import stored
 from conftest import cli
 from media import LIBROSA, encode, real_clip
 
@@ -56,8 +57,8 @@ def test_an_exception_in_the_decode_worker_fails_that_track_only(
         assert summary.failure_types == {str(odd): "OverflowError"}
         assert summary.analysed == 2 and summary.tagged == 2
         assert summary.skipped == 0 and summary.skips == []  # failed once, never also skipped
-        stored = [(f["stage"], f["reason"]) for f in lib.failures(summary.run_id)]
-        assert stored == [("decode", f"{summary.failures[0][1]} [OverflowError]")]
+        got = [(f["stage"], f["reason"]) for f in stored.failures(lib, summary.run_id)]
+        assert got == [("decode", f"{summary.failures[0][1]} [OverflowError]")]
         assert lib.get_run(summary.run_id)["status"] == "partial"
 
 

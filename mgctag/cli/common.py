@@ -18,6 +18,7 @@ from mgctag.options import TAG, StopFlag
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
+    from mgctag.library.rows import Track
 
 DbOption = Annotated[
     Path | None,
@@ -51,7 +52,7 @@ def open_library(db: Path | None) -> Library:
     return Library(path.expanduser())
 
 
-def resolve_track(lib: Library, query: str) -> dict[str, Any]:
+def resolve_track(lib: Library, query: str) -> Track:
     """QUERY as a path, a track id, or text matching artist/title/path (exactly one track)."""
     if os.path.exists(query):
         track = lib.track_by_path(os.path.abspath(query))
@@ -72,7 +73,7 @@ def resolve_track(lib: Library, query: str) -> dict[str, Any]:
     return matches[0]
 
 
-def track_label(track: dict[str, Any]) -> str:
+def track_label(track: Track) -> str:
     """`Artist — Title` from the tags, or the file name where the tags say nothing."""
     artist, title = track.get("artist"), track.get("title")
     if artist or title:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -31,6 +32,9 @@ from mgctag.cli.output import (
     shown,
 )
 from mgctag.options import TAG, TAG_DEFAULTS, SettingError, TagOptions
+
+if TYPE_CHECKING:
+    from mgctag.library.rows import NotMusic
 
 
 def tag_option(name: str) -> Any:
@@ -63,7 +67,7 @@ def scan(
     raise typer.Exit(1 if report.failures else 0)
 
 
-def print_not_music(rows: list[dict]) -> None:
+def print_not_music(rows: list[NotMusic]) -> None:
     """The scanned tracks an earlier analysis heard as speech or other sound (not tagged)."""
     if not rows:
         return
@@ -236,7 +240,10 @@ def info(
     except tagio.TagError as exc:
         in_file = f"unreadable: {exc.reason}"
     if json_out:
-        print_json({"track": track, "file_genres": in_file, "predictions": predictions})
+        stored = {
+            m: {k: v for k, v in asdict(p).items() if k != "model"} for m, p in predictions.items()
+        }
+        print_json({"track": track, "file_genres": in_file, "predictions": stored})
         return
     out.print(f"[bold]{shown(track_label(track))}[/bold]")
     out.print(f"path: {shown(track['path'])}", highlight=False)

@@ -56,7 +56,7 @@ def print_failures(failures: list[tuple[str, str]]) -> None:
 
 def print_json(data: object) -> None:
     """The one JSON document a command prints for scripts (valid JSON, no NaN, no raw controls)."""
-    from mgctag.export import dumps_json
+    from mgctag.jsonable import dumps_json
 
     text = dumps_json(data, indent=2)
     # a non-UTF-8 file name holds lone surrogates: `\udcff` is also how JSON escapes them
