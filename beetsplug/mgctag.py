@@ -26,7 +26,7 @@ from beets.plugins import BeetsPlugin
 from mgctag import config as mgconfig
 from mgctag.errors import MgctagError, one_line, reason_of
 from mgctag.genres import plan_genres, split_genres
-from mgctag.options import TAG, Change, Progress, StopFlag, Summary, TagOptions
+from mgctag.options import TAG, Progress, StopFlag, Summary, TagOptions
 
 if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
@@ -314,15 +314,6 @@ class MgctagPlugin(BeetsPlugin):
             progress = _LogProgress(self._log)
             pipeline.analyse_chain(mlib, roots, chain, opts, summary, progress, stop, force=force)
 
-    def _content_skip(self, mlib: Library, track_id: int, opts: TagOptions) -> str | None:
-        """Why the content gate gives this track no genre (speech...), with a gating mgctag."""
-        from mgctag import pipeline
-
-        content_skip = getattr(pipeline, "content_skip", None)
-        reason = content_skip(mlib, track_id, opts.model, opts) if content_skip else None
-        # mgctag's reason names its command-line flag; in beets the setting is `content: all`
-        return reason.replace("--content all", "content: all") if reason else None
-
     # -- one tagging run over beets items -----------------------------------------------------
 
     def tag_items(
@@ -336,7 +327,7 @@ class MgctagPlugin(BeetsPlugin):
         show: bool = True,
     ) -> Summary:
         """Analyse the items and set their genres through beets; journaled as one mgctag run."""
-        from mgctag import journal, pipeline
+        from mgctag.writes.run import recorded_run
 
         opts = self.tag_options()
         opts.dry_run = pretend
@@ -345,22 +336,14 @@ class MgctagPlugin(BeetsPlugin):
         with self.mgctag_library() as mlib:
             summary = Summary()
             args = {"items": len(items), "write": write, "force": force, **vars(opts)}
-            summary.run_id = mlib.start_run(command, {k: str(v) for k, v in args.items()})
-            try:
-                if not pretend:
-                    journal.settle_pending(mlib)
+            run_args = {k: str(v) for k, v in args.items()}
+            with recorded_run(mlib, command, run_args, summary, settle=not pretend) as run_id:
+                summary.run_id = run_id
                 self.analyse(mlib, paths, opts, summary, stop, force)
                 failed = {p for p, _ in summary.failures}
                 for item, path in zip(items, paths, strict=True):
                     if path not in failed:
                         self._tag_one(mlib, item, path, opts, summary, write, show)
-            except KeyboardInterrupt:
-                mlib.finish_run(summary.run_id, "interrupted", summary.counts())
-                raise
-            except BaseException:
-                mlib.finish_run(summary.run_id, "failed", summary.counts())
-                raise
-            mlib.finish_run(summary.run_id, pipeline.run_status(summary), summary.counts())
         for path, reason in summary.failures:
             self._log.error("{}: {}", path, one_line(reason))
         for path, reason in summary.skips:
@@ -378,20 +361,22 @@ class MgctagPlugin(BeetsPlugin):
         show: bool,
     ) -> None:
         """Plan one item's genres from its stored analysis and set them (unless pretending)."""
-        from mgctag import pipeline
+        from mgctag.writes.plan import Skip, plan_track
+        from mgctag.writes.writers import apply_change
 
         track = mlib.track_by_path(path)
-        if track is None or track["status"] != "ok":
+        if track is None or track.status != "ok":
             return
-        if reason := self._content_skip(mlib, track["id"], opts):
-            summary.skips.append((path, reason))
+        plan = plan_track(mlib, track, opts)
+        if isinstance(plan, Skip) and plan.content:  # the gate heard speech or other sound
+            # mgctag's reason names its command-line flag; in beets the setting is `content: all`
+            summary.skips.append((path, plan.reason.replace("--content all", "content: all")))
             return
-        predicted = pipeline.predicted_genres(mlib, track["id"], opts.model, opts)
-        if not predicted:  # analysed, but no genre confident enough (or too short / silent)
+        if isinstance(plan, Skip):  # analysed, but no genre confident enough (or too short)
             summary.skipped += 1
             return
         old = self.item_genres(item)
-        new = plan_genres(old, predicted, opts.mode)
+        new = plan_genres(old, plan.predicted, opts.mode)
         if new is None:
             summary.unchanged += 1
             return
@@ -400,12 +385,8 @@ class MgctagPlugin(BeetsPlugin):
             ui.show_model_changes(item, fields=[genre_field()])
         else:
             self._log.info("{}: {}", path, "; ".join(new))
-        if opts.dry_run:
-            summary.changes.append(Change(path, old, new, written=False))
-            return
-        if self._store(mlib, item, path, track["id"], old, new, summary.run_id, write, summary):
-            summary.changes.append(Change(path, old, new, written=write))
-            summary.tagged += 1
+        writer = BeetsWriter(self, item, write)
+        apply_change(writer, mlib, summary, track.id, path, old, new, dry_run=opts.dry_run)
 
     def _store(
         self,
@@ -582,6 +563,7 @@ class MgctagPlugin(BeetsPlugin):
     @_beets_errors
     def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
         from mgctag import journal
+        from mgctag.writes.run import Restores, recorded_run
 
         write = ui.should_write(opts.write)
         with self.mgctag_library() as mlib:
@@ -595,11 +577,15 @@ class MgctagPlugin(BeetsPlugin):
                 raise ui.UserError(f"mgctag-undo: run {run_id} is not a `beet mgctag` run")
             writes = _undoable(mlib, run_id)
             by_path = _items_by_path(lib, {w["path"] for w in writes})
-            undo_id = None if opts.pretend else mlib.start_run(UNDO_COMMAND, {"run": run_id})
-            done, refused = self._undo_writes(mlib, writes, by_path, undo_id, write, opts.pretend)
-            if undo_id is not None:
-                status = "partial" if refused and done else ("failed" if refused else "ok")
-                mlib.finish_run(undo_id, status, {"restored": done, "failed": refused})
+            if opts.pretend:
+                done, refused = self._undo_writes(mlib, writes, by_path, None, write, True)
+            else:
+                outcome = Restores()
+                with recorded_run(
+                    mlib, UNDO_COMMAND, {"run": run_id}, outcome, settle=False
+                ) as uid:
+                    done, refused = self._undo_writes(mlib, writes, by_path, uid, write, False)
+                    outcome.restored, outcome.failed = done, refused
         verb = "would restore" if opts.pretend else "restored"
         ui.print_(f"mgctag-undo: run {run_id}: {done} {verb}, {refused} refused")
         if refused:
@@ -658,3 +644,24 @@ def _undoable(mlib: Library, run_id: int) -> list[WriteEntry]:
 
 def _items_by_path(lib: BeetsLibrary, paths: set[str]) -> dict[str, Item]:
     return {p: item for item in lib.items() if (p := os.fsdecode(item.path)) in paths}
+
+
+class BeetsWriter:
+    """beets' ``store()`` (and, with ``write``, ``try_write()``) as an mgctag genre writer: the
+    change is journaled under mgctag's lock on the file like mgctag's own writes."""
+
+    def __init__(self, plugin: MgctagPlugin, item: Item, write: bool) -> None:
+        self.plugin, self.item, self.changes_file = plugin, item, write
+
+    def write(
+        self,
+        lib: Library,
+        summary: Summary,
+        track_id: int | None,
+        path: str,
+        old: Sequence[str],
+        new: Sequence[str],
+    ) -> bool:
+        return self.plugin._store(
+            lib, self.item, path, track_id, old, new, summary.run_id, self.changes_file, summary
+        )

@@ -244,6 +244,10 @@ class Summary:
         names = ("scanned", "analysed", "tagged", "unchanged", "skipped", "failed")
         return {name: getattr(self, name) for name in names}
 
+    def done_and_failed(self) -> tuple[int, int]:
+        """How many files the run took on, and how many of them failed (for its status)."""
+        return self.scanned, self.failed
+
     def fail(self, path: str, reason: str, error_type: str | None = None) -> None:
         self.failed += 1
         self.failures.append((path, reason))

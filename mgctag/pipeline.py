@@ -23,10 +23,8 @@ import torch
 
 from mgctag import config, journal, tags
 from mgctag.audio.inputs import InputPlan, TrackInput, prepare
-from mgctag.content import skip_reason
-from mgctag.errors import UsageError, one_line, reason_of
+from mgctag.errors import UsageError, reason_of
 from mgctag.genres import GenreMap, default_map, plan_genres
-from mgctag.genres import select_genres as _select
 from mgctag.library import scan as scanner
 from mgctag.library.db import Library, LibraryError
 from mgctag.library.rows import Track
@@ -41,6 +39,9 @@ from mgctag.options import (
     TagOptions,
 )
 from mgctag.separate import SeparationError, Separator, get_separator, resolve_device
+from mgctag.writes.plan import Plan, Skip, max_genres, plan_track
+from mgctag.writes.run import record_failure, recorded_run
+from mgctag.writes.writers import FileWriter, GenreWriter, apply_change
 
 __all__ = [
     "DEFAULT_TAGGER",
@@ -190,7 +191,7 @@ def report_not_analysed(lib: Library, summary: Summary, item: TrackInput) -> Non
     """A track with no input: a skip (too short, silent) is told; an error is a failure."""
     path = item.track["path"]
     if item.error:
-        _record_failure(lib, summary, path, item.stage, item.error, item.error_type)
+        record_failure(lib, summary, path, item.stage, item.error, item.error_type)
     else:
         summary.skips.append((path, item.skip or "skipped"))
 
@@ -242,7 +243,7 @@ def store_batch(
         if isinstance(predictions, Exception):
             reason = f"cannot analyse: {reason_of(predictions)}"
             path, kind = track["path"], type(predictions).__name__
-            _record_failure(lib, summary, path, "model", reason, kind)
+            record_failure(lib, summary, path, "model", reason, kind)
             continue
         for p in predictions:
             sep = p.separator or run_sep
@@ -289,49 +290,9 @@ def _predict_alone(
 # --- writing --------------------------------------------------------------------------------
 
 
-def predicted_genres(lib: Library, track_id: int, model: str, opts: TagOptions) -> list[str] | None:
-    """The genres to write for a track from its stored analysis (None when never analysed).
-
-    The count and floors are the model's own (catalog.selection) unless the options set them.
-    """
-    pred = lib.get_predictions(track_id).get(model)
-    if pred is None:
-        return None
-    scores = {g: p for g, p in pred["genres"]}
-    most, floor, relative = catalog.selection(model)
-    return [
-        g
-        for g, _ in _select(
-            scores,
-            max_genres=opts.max_genres if opts.max_genres is not None else most,
-            min_confidence=opts.min_confidence if opts.min_confidence is not None else floor,
-            relative_floor=relative,
-        )
-    ]
-
-
-def content_skip(lib: Library, track_id: int, model: str, opts: TagOptions) -> str | None:
-    """Why a track gets no genre by default: the content gate did not hear music (None: tag it).
-
-    `--content all` tags every track; models without a gate never skip.
-    """
-    return _skip_for(heard_content(lib, track_id, model), opts)
-
-
-def _skip_for(content: str | None, opts: TagOptions) -> str | None:
-    return None if opts.content == "all" or content is None else skip_reason(content)
-
-
-def heard_content(lib: Library, track_id: int, model: str) -> str | None:
-    """What the model's content gate heard in the track (None: the model has no gate)."""
-    pred = lib.get_predictions(track_id).get(model)
-    return pred.get("content") if pred else None
-
-
 def write_tags(
     lib: Library,
     tracks: Sequence[Track],
-    model: str,
     opts: TagOptions,
     summary: Summary,
     progress: Progress,
@@ -347,6 +308,7 @@ def write_tags(
     progress.stage("writing" if not opts.dry_run else "planning", len(tracks))
     if not opts.dry_run:
         _clean_stale_temps(tracks)
+    writer = FileWriter(opts)
     failed = {path for path, _ in summary.failures}
     told = dict(summary.skips)  # skips analysis already listed (too short, silent)
     for track in tracks:
@@ -355,39 +317,31 @@ def write_tags(
         progress.advance()
         if track["path"] in failed:  # counted once, as failed, never also as skipped
             continue
-        content = heard_content(lib, track["id"], model)
-        reason = _skip_for(content, opts)
-        predicted = None if reason else predicted_genres(lib, track["id"], model, opts)
-        if not predicted:
-            if reason and content:  # so --json can list the audiobooks and field recordings
-                summary.contents[track["path"]] = content
-            _skip(summary, told, track["path"], reason or _no_genre_reason(predicted))
+        plan = plan_track(lib, track, opts)
+        if isinstance(plan, Skip):
+            if plan.content:  # so --json can list the audiobooks and field recordings
+                summary.contents[track.path] = plan.content
+            _skip(summary, told, track.path, plan.reason)
             continue
         t0 = time.perf_counter()
         if opts.dry_run:
-            _write_one(lib, track, predicted, opts, summary)
+            _write_one(lib, track, plan, opts, summary, writer)
             continue
         try:
-            with journal.file_lock(lib, track["path"], stop=stop):
-                _write_one(lib, track, predicted, opts, summary)
+            with journal.file_lock(lib, track.path, stop=stop):
+                _write_one(lib, track, plan, opts, summary, writer)
         except journal.FileBusyError as exc:
             if stop:
                 break
-            _record_failure(lib, summary, track["path"], "write", exc.reason)
+            record_failure(lib, summary, track.path, "write", exc.reason)
             continue
         except LibraryError:  # the journal is gone or full: no further write may go unjournaled
             raise
         except Exception as exc:  # a bug on one odd file must not end the run; its entry settles
             reason = f"internal error: {reason_of(exc)}"
-            _record_failure(lib, summary, track["path"], "write", reason, type(exc).__name__)
+            record_failure(lib, summary, track.path, "write", reason, type(exc).__name__)
             continue
         summary.stage_seconds["tag write"] += time.perf_counter() - t0
-
-
-def _no_genre_reason(predicted: list[str] | None) -> str:
-    if predicted is None:
-        return "not analysed (too short or silent)"
-    return "no genre confident enough"
 
 
 def _skip(summary: Summary, told: dict[str, str], path: str, reason: str) -> None:
@@ -399,56 +353,37 @@ def _skip(summary: Summary, told: dict[str, str], path: str, reason: str) -> Non
 
 
 def _write_one(
-    lib: Library, track: Track, predicted: list[str], opts: TagOptions, summary: Summary
+    lib: Library,
+    track: Track,
+    plan: Plan,
+    opts: TagOptions,
+    summary: Summary,
+    writer: GenreWriter,
 ) -> None:
     """Plan and write one file (lock held): a file changed since the scan is left alone."""
-    path = track["path"]
-    row = lib.get_track(track["id"]) or track  # another mgctag may have written it meanwhile
+    path = track.path
+    row = lib.get_track(track.id) or track  # another mgctag may have written it meanwhile
     try:
         st = os.stat(path)
         current = tags.read_tags(path).genres
     except FileNotFoundError:
-        _record_failure(lib, summary, path, "read tags", "the file is gone since the scan")
+        record_failure(lib, summary, path, "read tags", "the file is gone since the scan")
         return
     except OSError as exc:
-        _record_failure(lib, summary, path, "read tags", exc.strerror or str(exc))
+        record_failure(lib, summary, path, "read tags", exc.strerror or str(exc))
         return
     except tags.TagError as exc:
-        _record_failure(lib, summary, path, "read tags", exc.reason)
+        record_failure(lib, summary, path, "read tags", exc.reason)
         return
-    if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime"]):
+    if (st.st_size, st.st_mtime_ns) != (row.size, row.mtime):
         reason = "the file changed since it was scanned; not written (run mgctag again)"
-        _record_failure(lib, summary, path, "write", reason)
+        record_failure(lib, summary, path, "write", reason)
         return
-    new = plan_genres(current, predicted, opts.mode, _max_genres(opts))
+    new = plan_genres(current, plan.predicted, opts.mode, max_genres(opts))
     if new is None:
         summary.unchanged += 1
         return
-    if opts.dry_run:
-        summary.changes.append(Change(path, current, new, written=False))
-        return
-    try:
-        journal.journaled_write(
-            lib,
-            summary.run_id,
-            track["id"],
-            path,
-            current,
-            new,
-            id3v23=opts.id3v23,
-            id3v23_separator=opts.id3v23_separator,
-            keep_mtime=opts.keep_mtime,
-        )
-    except tags.TagWriteError as exc:
-        _record_failure(lib, summary, path, "write", exc.reason)
-        return
-    summary.changes.append(Change(path, current, new, written=True))
-    summary.tagged += 1
-
-
-def _max_genres(opts: TagOptions) -> int:
-    """The most genres a file may hold after this run: --max-genres, else the model's own."""
-    return opts.max_genres if opts.max_genres is not None else catalog.selection(opts.model)[0]
+    apply_change(writer, lib, summary, track.id, path, current, new, dry_run=opts.dry_run)
 
 
 def _clean_stale_temps(tracks: Sequence[Track]) -> None:
@@ -458,21 +393,6 @@ def _clean_stale_temps(tracks: Sequence[Track]) -> None:
             tags.cleanup_stale_temps(folder, recursive=False)
         except OSError:
             continue
-
-
-def _record_failure(
-    lib: Library,
-    summary: Summary,
-    path: str,
-    stage: str,
-    reason: str,
-    error_type: str | None = None,
-) -> None:
-    """One track's failure: counted, listed, and recorded (with the exception class, if any)."""
-    reason = one_line(reason)
-    summary.fail(path, reason, error_type)
-    stored = f"{reason} [{error_type}]" if error_type else reason
-    lib.record_failure(summary.run_id, path, stage, stored)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -499,8 +419,10 @@ def tag_paths(
     opts = replace(opts, model=catalog.canonical(opts.model))  # results live under the real name
     roots = [Path(os.path.abspath(r)) for r in roots]
     args = {k: str(v) if isinstance(v, Path) else v for k, v in opts.__dict__.items()}
-    summary.run_id = lib.start_run(command, {"roots": [str(r) for r in roots], **args})
-    try:
+    run_args = {"roots": [str(r) for r in roots], **args}
+    # A killed run's in-flight writes are settled (not in a dry run) before scan sees their files.
+    with recorded_run(lib, command, run_args, summary, settle=not opts.dry_run) as run_id:
+        summary.run_id = run_id
         progress.stage("loading models", 1)  # tens of seconds on a cold start: say so
         chain = tagger_chain(opts.model, resolve_device(opts.device))  # before any work
         progress.advance()
@@ -508,8 +430,6 @@ def tag_paths(
             from mgctag import engine_ray
 
             engine_ray.connect(opts.ray_address)
-        if not opts.dry_run:  # a killed run's in-flight writes, before scan sees their files
-            journal.settle_pending(lib)
         t0 = time.perf_counter()
         report = scanner.scan(
             lib, roots, run_id=summary.run_id, follow_symlinks=opts.follow_symlinks
@@ -522,25 +442,9 @@ def tag_paths(
         analyse_chain(lib, roots, chain, opts, summary, progress, stop)
         if write:
             tracks = list(lib.iter_tracks(roots))
-            write_tags(lib, tracks, opts.model, opts, summary, progress, stop)
-    except KeyboardInterrupt:  # a second Ctrl-C: the journal rolls the current file back
-        lib.finish_run(summary.run_id, "interrupted", summary.counts())
-        raise
-    except BaseException:
-        lib.finish_run(summary.run_id, "failed", summary.counts())  # ended by an exception
-        raise
-    summary.interrupted = bool(stop)
-    lib.finish_run(summary.run_id, run_status(summary), summary.counts())
+            write_tags(lib, tracks, opts, summary, progress, stop)
+        summary.interrupted = bool(stop)
     return summary
-
-
-def run_status(summary: Summary) -> str:
-    """ok, partial (some files failed, others were done), failed (nothing done), interrupted."""
-    if summary.interrupted:
-        return "interrupted"
-    if not summary.failed:
-        return "ok"
-    return "partial" if summary.scanned > summary.failed else "failed"
 
 
 def tagger_chain(name: str, device: str) -> list[Tagger]:

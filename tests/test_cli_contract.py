@@ -316,7 +316,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(home, tmp_path, sig, code):
 
 
 def test_run_status_ok_partial_failed_interrupted():
-    from mgctag.pipeline import Summary, run_status
+    from mgctag.options import Summary
+    from mgctag.writes.run import run_status
 
     assert run_status(Summary(scanned=3, tagged=3)) == "ok"
     assert run_status(Summary(scanned=38, tagged=36, failed=2)) == "partial"

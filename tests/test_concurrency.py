@@ -19,7 +19,8 @@ from media import encode, real_clip
 
 from mgctag import journal, tags
 from mgctag.library.db import Library
-from mgctag.pipeline import DEFAULT_TAGGER, TagOptions, predicted_genres
+from mgctag.pipeline import DEFAULT_TAGGER, TagOptions
+from mgctag.writes.plan import predicted_genres
 
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (

@@ -456,7 +456,6 @@ def _write_as_nobody(db: str, root: str, out: mp.Queue) -> None:
             pipeline.write_tags(
                 lib,
                 tracks,
-                pipeline.DEFAULT_TAGGER,
                 pipeline.TagOptions(),
                 summary,
                 pipeline.Progress(),

@@ -18,7 +18,7 @@ PACKAGE = Path(mgctag.__file__).parent
 LAYERS: list[set[str]] = [
     {"errors", "config", "options", "data", "atomicio", "jsonable"},
     {"audio", "library", "models", "separate", "tags", "genres", "content", "segments", "export"},
-    {"journal", "undo", "similar", "libmap", "explain", "auralise", "explain_report"},
+    {"journal", "undo", "writes", "similar", "libmap", "explain", "auralise", "explain_report"},
     {"pipeline", "engine_ray"},
     {"train"},
     {"cli", "__main__"},
