@@ -4,6 +4,8 @@ Usage:
     python scripts/bench_separate.py sdr   [--separators cascade hpss] [--json OUT] [--limit N]
     python scripts/bench_separate.py speed [--separators cascade hpss demucs-random] [--seconds 60]
     python scripts/bench_separate.py memory SEPARATOR [--minutes 10]   (one separator per process)
+    python scripts/bench_separate.py longfile OUT.flac [--minutes 60]  (real music for `separate`:
+        /usr/bin/time -v mgctag separate OUT.flac --separator demucs --out DIR gives its peak RSS)
 
 SDR here is plain SDR per track and stem, 10 log10(|s|^2 / |s - ŝ|^2) over the whole 7 s clip
 (both channels), skipping stems whose reference is silent (energy < 1e-8 per sample); the table
@@ -155,9 +157,26 @@ def bench_memory(name: str, minutes: float) -> None:
     )
 
 
+def write_long_file(dest: Path, minutes: float) -> None:
+    """A FLAC of `minutes` of real music (the MUSDB mixtures back to back), written in pieces so
+    that making it needs no more memory than one pass of the previews. Research use only: keep it
+    out of the repo."""
+    import soundfile as sf
+
+    y, sr = long_track(min(minutes * 60, 600.0))
+    total = int(minutes * 60 * sr)
+    with sf.SoundFile(dest, "w", sr, y.shape[0], subtype="PCM_16", format="FLAC") as f:
+        done = 0
+        while done < total:
+            piece = y[:, : total - done]
+            f.write(piece.T)
+            done += piece.shape[-1]
+    print(f"{dest}: {total / sr / 60:.1f} min of stereo music at {sr} Hz")
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("sdr", "speed", "memory"))
+    ap.add_argument("what", choices=("sdr", "speed", "memory", "longfile"))
     ap.add_argument("separator", nargs="?", default="cascade")
     ap.add_argument("--separators", nargs="+", default=["cascade", "hpss"])
     ap.add_argument("--limit", type=int)
@@ -174,6 +193,8 @@ def main(argv: list[str]) -> None:
         bench_sdr(args.separators, args.limit, args.json)
     elif args.what == "speed":
         bench_speed(args.separators, args.seconds)
+    elif args.what == "longfile":
+        write_long_file(Path(args.separator), args.minutes)
     else:
         bench_memory(args.separator, args.minutes)
 

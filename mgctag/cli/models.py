@@ -116,8 +116,9 @@ def models_show(
 ) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
     from mgctag.models.catalog import describe
+    from mgctag.separate import htdemucs
 
-    card = describe(name)
+    card = htdemucs.describe() if name == htdemucs.NAME else describe(name)
     if json_out:
         print_json(card)
         return

@@ -96,6 +96,18 @@ def status() -> dict[str, Any]:
     }
 
 
+def describe() -> dict[str, Any]:
+    """`models show htdemucs`: its status, and once installed its card (source, conversion)."""
+    path = installed()
+    if path is None:
+        return status()
+    try:
+        stored = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    return {**status(), **(stored if isinstance(stored, dict) else {})}
+
+
 def build() -> Any:
     """An untrained HTDemucs of the released `htdemucs` configuration."""
     from demucs.htdemucs import HTDemucs
