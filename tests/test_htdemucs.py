@@ -88,6 +88,15 @@ def test_a_wrong_hash_is_refused_and_nothing_is_stored(data_home, tmp_path, kind
     assert stored(data_home) == []
 
 
+def test_demucs_own_file_with_another_hash_is_refused_unopened(data_home, tmp_path) -> None:
+    """A .th is a pickle: it is opened only when its sha256 is demucs's htdemucs file's."""
+    th = tmp_path / "955717e8-8726e21a.th"
+    th.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")  # would run a command if unpickled
+    result = cli("models", "get", "htdemucs", "--from", th, "--accept-terms")
+    assert result.code == 1 and "not demucs's htdemucs" in result.stderr
+    assert "pwned" not in result.output and stored(data_home) == []
+
+
 def test_a_tarball_without_the_weights_is_refused(data_home, tmp_path) -> None:
     bad = tmp_path / "other.tgz"
     with tarfile.open(bad, "w:gz") as tar:

@@ -171,7 +171,7 @@ def extract_onnx(tarball: Path, dest: Path) -> Path:
     return dest
 
 
-def verify(onnx_path: Path, shown_as: Path) -> None:
+def verify(onnx_path: Path, shown_as: str | Path) -> None:
     """Refuse anything but the exact file the terms and the conversion were checked against."""
     digest = sha256(onnx_path)
     if digest != ONNX_SHA256:
@@ -305,7 +305,7 @@ def install(source: Path | None = None, progress: Progress | None = None) -> Pat
             onnx_path, shown = extract_onnx(source, work / "htdemucs.onnx"), source
         else:
             onnx_path, shown = source, source
-        verify(onnx_path, Path(shown))
+        verify(onnx_path, shown)
         state = state_from_onnx(onnx_path)
         return save(state, weights_path(), card(str(shown)))
 
@@ -320,8 +320,16 @@ def _install_th(source: Path) -> Path:
         )
     from demucs.states import load_model
 
-    model = load_model(source)  # demucs's own format: a pickle, verified above
+    try:
+        model = load_model(source)  # demucs's own format: a pickle, its hash checked above
+    except Exception as err:  # a damaged file can fail in many ways; the user needs one line
+        raise SeparationError(f"{source}: cannot load demucs weights ({err})") from err
     state = {k: v.detach().float() for k, v in model.state_dict().items()}
+    expected = build().state_dict()
+    if {k: tuple(v.shape) for k, v in state.items()} != {
+        k: tuple(v.shape) for k, v in expected.items()
+    }:
+        raise SeparationError(f"{source}: not the htdemucs configuration; nothing stored")
     return save(state, weights_path(), card(str(source)))
 
 
