@@ -40,7 +40,8 @@ def models_list(json_out: JsonOption = False) -> None:
     default = config.default_model()
     separators = _separator_rows()
     if json_out:
-        print_json([{**row, "default": row["name"] == default} for row in rows] + separators)
+        rows += separators  # not taggers: never the default
+        print_json([{**row, "default": row["name"] == default} for row in rows])
         return
     table = Table()
     for col in ("name", "arch", "source", "genres/tags", "default"):
