@@ -22,8 +22,8 @@ from mgctag.errors import MgctagError
 from .base import STEMS, Separator
 
 FORMATS = {"flac": "FLAC", "wav": "WAV"}
-BLOCK_S = 60.0  # seconds separated at a time: memory stays bounded for a file of any length
-FADE_S = 5.0  # overlap between blocks, crossfaded
+BLOCK_S = 20.0  # seconds separated at a time: memory stays bounded for a file of any length
+FADE_S = 2.0  # overlap between blocks, crossfaded (about a 25 % HTDemucs segment overlap)
 
 
 class OutputError(MgctagError, ValueError):
