@@ -45,6 +45,11 @@ def user_models_dir() -> Path:
     return data_dir() / "models"
 
 
+def separator_weights_dir() -> Path:
+    """Separator weights fetched at the user's request (`mgctag models get htdemucs`)."""
+    return data_dir() / "separators"
+
+
 def bundled_weights_dir() -> Path:
     """The weights/ folder shipped with mgctag (installed as the package mgctag.weights)."""
     from importlib.resources import files

@@ -4,6 +4,10 @@ Usage:
     python scripts/bench_separate.py sdr   [--separators cascade hpss] [--json OUT] [--limit N]
     python scripts/bench_separate.py speed [--separators cascade hpss demucs-random] [--seconds 60]
     python scripts/bench_separate.py memory SEPARATOR [--minutes 10]   (one separator per process)
+    python scripts/bench_separate.py sumsnr [--separators demucs] [--limit N]  (the stems' sum vs
+        the mix, SNR in dB per MUSDB preview: HTDemucs does not force the sum)
+    python scripts/bench_separate.py longfile OUT.flac [--minutes 60]  (real music for `separate`:
+        /usr/bin/time -v mgctag separate OUT.flac --separator demucs --out DIR gives its peak RSS)
 
 SDR here is plain SDR per track and stem, 10 log10(|s|^2 / |s - ŝ|^2) over the whole 7 s clip
 (both channels), skipping stems whose reference is silent (energy < 1e-8 per sample); the table
@@ -103,6 +107,20 @@ def bench_sdr(names: list[str], limit: int | None, out: Path | None) -> dict:
     return results
 
 
+def bench_sum_snr(names: list[str], limit: int | None) -> None:
+    files = sorted(MUSDB.glob("*.stem.mp4"))[:limit]
+    for name in names:
+        sep = make(name)
+        values = []
+        for f in files:
+            mix = read_stem_mp4(f)[0]["mixture"]
+            residual = mix - sum(sep.separate(mix, 44100).values())
+            values.append(sdr(mix, mix - residual))
+            print(f"{f.name}: {values[-1]:.1f} dB", flush=True)
+        stats = json.dumps(summarise(values) | {"n": len(values)})
+        print(f"{name}: sum of stems vs mix, SNR dB: {stats}")
+
+
 def long_track(seconds: float) -> tuple[np.ndarray, int]:
     """Real music of any length: the MUSDB mixtures back to back, repeated as needed."""
     mixes, sr = [], 44100
@@ -155,9 +173,26 @@ def bench_memory(name: str, minutes: float) -> None:
     )
 
 
+def write_long_file(dest: Path, minutes: float) -> None:
+    """A FLAC of `minutes` of real music (the MUSDB mixtures back to back), written in pieces so
+    that making it needs no more memory than one pass of the previews. Research use only: keep it
+    out of the repo."""
+    import soundfile as sf
+
+    y, sr = long_track(min(minutes * 60, 600.0))
+    total = int(minutes * 60 * sr)
+    with sf.SoundFile(dest, "w", sr, y.shape[0], subtype="PCM_16", format="FLAC") as f:
+        done = 0
+        while done < total:
+            piece = y[:, : total - done]
+            f.write(piece.T)
+            done += piece.shape[-1]
+    print(f"{dest}: {total / sr / 60:.1f} min of stereo music at {sr} Hz")
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("sdr", "speed", "memory"))
+    ap.add_argument("what", choices=("sdr", "speed", "memory", "longfile", "sumsnr"))
     ap.add_argument("separator", nargs="?", default="cascade")
     ap.add_argument("--separators", nargs="+", default=["cascade", "hpss"])
     ap.add_argument("--limit", type=int)
@@ -174,6 +209,10 @@ def main(argv: list[str]) -> None:
         bench_sdr(args.separators, args.limit, args.json)
     elif args.what == "speed":
         bench_speed(args.separators, args.seconds)
+    elif args.what == "sumsnr":
+        bench_sum_snr(args.separators, args.limit)
+    elif args.what == "longfile":
+        write_long_file(Path(args.separator), args.minutes)
     else:
         bench_memory(args.separator, args.minutes)
 

@@ -1,6 +1,7 @@
 """How well do musicnn embeddings find the same track and the same soundtrack? (issue 7)
 
-    python scripts/eval_similarity.py eval [--corpus /work/corpus] [--separator cascade|hpss|none]
+    python scripts/eval_similarity.py eval [--corpus /work/corpus]
+        [--separator cascade|hpss|demucs|none]
         [--cache /tmp/mgctag-eval-sim] [--limit N] [--out FILE.json]
     python scripts/eval_similarity.py features corpus|musdb [--separator ...] --out FILE.npz
 
@@ -378,7 +379,9 @@ def main() -> None:
     ft.add_argument("dataset", choices=["corpus", "musdb"])
     for p in (ev, ft):
         p.add_argument("--corpus", type=Path, default=CORPUS)
-        p.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "none"])
+        p.add_argument(
+            "--separator", default="cascade", choices=["cascade", "hpss", "demucs", "none"]
+        )
         p.add_argument("--cache", type=Path, default=Path("/tmp/mgctag-eval-sim"))
         p.add_argument("--limit", type=int, help="only the first N corpus files (smoke runs)")
         p.add_argument("--threads", type=int, default=1, help="torch threads (shared machine)")

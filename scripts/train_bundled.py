@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import sys
 import time
@@ -56,7 +57,7 @@ SHARED = REPO.parent / "shared" / "audio"
 # the Debian music corpus (../shared/corpus/fetch-debian-music.sh DEST full), the music of more
 # Debian game-data packages (one folder per package: docs/data/distill-corpus.md says how they
 # are fetched) and speech / sound-effect folders for the students' not-music outputs
-CORPUS = Path("/work/data/corpus")
+CORPUS = Path(os.environ.get("MGCTAG_CORPUS", "/work/data/corpus"))  # fetch-debian-music.sh
 EXTRA_MUSIC = Path("/work/data/music-x")
 NOT_MUSIC = tuple(
     Path("/work/data") / d for d in ("speech-en", "speech", "speech-streams", "noise")
@@ -836,7 +837,7 @@ def _embedding_dim(model, x: torch.Tensor) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache-dir", default="/work/cache/distill")
-    ap.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "none"])
+    ap.add_argument("--separator", default="cascade", choices=["cascade", "hpss", "demucs", "none"])
     ap.add_argument("--teacher", default="combined", choices=["combined", "musicnn"],
                     help="the default tagger (musicnn + mn04) or musicnn alone (0.2)")  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)

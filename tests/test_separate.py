@@ -186,6 +186,7 @@ def offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # no `models get htdemucs`
 
 
 def test_missing_demucs_weights_say_how_to_get_them(offline) -> None:

