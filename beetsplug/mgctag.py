@@ -404,7 +404,7 @@ class MgctagPlugin(BeetsPlugin):
         """Journal the change, store it in beets' database and (if `write`) let beets write the
         file, under mgctag's lock on the file. The journal entry moves mgctag's record of the file
         to its state after beets' tag write, so the next run does not analyse it again."""
-        from mgctag import journal
+        from mgctag.writes import journal
 
         try:
             with journal.file_lock(mlib, path):
@@ -513,7 +513,7 @@ class MgctagPlugin(BeetsPlugin):
 
     @_beets_errors
     def _similar_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
-        from mgctag import export
+        from mgctag.search import export
 
         if opts.k < 1:
             raise ui.UserError("mgctag-similar: -k must be 1 or more")
@@ -549,7 +549,7 @@ class MgctagPlugin(BeetsPlugin):
     ) -> list[Item]:
         """The k nearest tracks that are items of this beets library (mgctag's database may
         know other files too), asking mgctag for more until k are found or none are left."""
-        from mgctag.similar import similar_tracks
+        from mgctag.search.similar import similar_tracks
 
         by_path = {os.fsdecode(item.path): item for item in lib.items()}
         want = k
@@ -562,7 +562,7 @@ class MgctagPlugin(BeetsPlugin):
 
     @_beets_errors
     def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
-        from mgctag import journal
+        from mgctag.writes import journal
         from mgctag.writes.run import Restores, recorded_run
 
         write = ui.should_write(opts.write)

@@ -5,7 +5,7 @@ actor pools that keep a model loaded, GPU placement (`num_gpus`) and object tran
 The split is deliberate: the driver (pipeline.tag_paths) still scans, plans, stores and writes
 exactly as a local run does (journal, locks, atomic writes, undo), so a cluster run leaves the
 same database and tags. Each actor loads the pass's taggers once and runs the local pipeline's
-own steps on a chunk of tracks (`inputs.prepare`, then `pipeline.predict_batch`); only track
+own steps on a chunk of tracks (`inputs.prepare`, then `analysis.predict_batch`); only track
 dicts go out and predictions (tags, genres, embeddings) come back, and each chunk's results are
 stored the moment they arrive, so an interrupted cluster run resumes like a local one.
 
@@ -184,10 +184,10 @@ class AnalysisWorker:
     def __init__(self, names: list[str], opts: TagOptions, needs_stems: bool) -> None:
         import torch
 
-        from mgctag.audio.inputs import InputPlan
+        from mgctag.analysis import separator_for
         from mgctag.genres import default_map
         from mgctag.models import catalog
-        from mgctag.pipeline import separator_for
+        from mgctag.models.inputs import InputPlan
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         device = opts.device
@@ -205,8 +205,8 @@ class AnalysisWorker:
 
     def analyse(self, tracks: list[Track]) -> list[Outcome]:
         """Decode (in a thread, as locally) and analyse these tracks; every track an Outcome."""
-        from mgctag.audio.inputs import TrackInput, prepare
-        from mgctag.pipeline import guarded_work, prefetch
+        from mgctag.analysis import guarded_work, prefetch
+        from mgctag.models.inputs import TrackInput, prepare
 
         outcomes: list[Outcome] = []
         batch: list[TrackInput] = []
@@ -234,7 +234,7 @@ class AnalysisWorker:
 
     def _unreadable(self, track: Track) -> Any:
         """A failure for a file this worker cannot open (None: go on and decode it)."""
-        from mgctag.audio.inputs import TrackInput
+        from mgctag.models.inputs import TrackInput
 
         if os.access(track["path"], os.R_OK):
             return None
@@ -245,7 +245,7 @@ class AnalysisWorker:
         return TrackInput(track, error=reason)
 
     def _predict(self, batch: list) -> list[Outcome]:
-        from mgctag.pipeline import predict_batch
+        from mgctag.analysis import predict_batch
 
         t0 = time.perf_counter()
         rows = predict_batch(batch, self.taggers, self.gmap)
@@ -282,13 +282,13 @@ def analyse(
     separator: Any,
     needs_stems: bool = False,
 ) -> None:
-    """pipeline.analyse on a Ray cluster: chunks out to an actor pool, results stored on arrival.
+    """analysis.analyse on a Ray cluster: chunks out to an actor pool, results stored on arrival.
 
     On Ctrl-C the driver stops sending, drops what is still in flight (nothing of it is stored)
     and ends the actors: every stored track is complete, the rest is analysed by the next run.
     """
     ray = _ray()
-    from mgctag.pipeline import report_not_analysed, store_batch
+    from mgctag.analysis import report_not_analysed, store_batch
 
     n, per_gpu = plan_workers(opts.workers, ray.cluster_resources())
     progress.stage("analysing", len(tracks))
@@ -339,7 +339,7 @@ def _store(
     lib: Any, out: Outcome, summary: Summary, run_sep: str, store_batch, not_analysed
 ) -> None:
     """One track's outcome into the library, exactly as a local run stores it."""
-    from mgctag.audio.inputs import TrackInput
+    from mgctag.models.inputs import TrackInput
 
     for stage, seconds in out.seconds.items():
         summary.stage_seconds[stage] += seconds

@@ -19,8 +19,8 @@ from media import make_library
 
 from mgctag.cli.output import shown, visible
 from mgctag.errors import ConfigError
-from mgctag.export import dumps_json
 from mgctag.library.db import Library
+from mgctag.search.export import dumps_json
 
 CLI = [sys.executable, "-c", "import sys; from mgctag.cli import run; run(sys.argv[1:])"]
 HOSTILE = "evil [/x] [link=http://e.x]y[/link] \x1b]0;pwned\x07 \x9b2J\nerror: forged"

@@ -16,7 +16,7 @@ from media import LIBROSA, encode, real_clip
 
 from mgctag.audio import decode
 from mgctag.audio.features import SR
-from mgctag.explain import (
+from mgctag.explain.analysis import (
     COMBINED,
     STEM_MODEL,
     envelope,
@@ -97,9 +97,9 @@ def test_timeline_covers_the_whole_track(jazz, jazz_wav) -> None:
 @pytest.mark.slow
 def test_written_genres_are_what_tag_writes(jazz, jazz_wav) -> None:
     """The explanation's track-level numbers are the default tagger's own prediction."""
-    from mgctag.audio.inputs import InputPlan, prepare
     from mgctag.genres import default_map
     from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger
+    from mgctag.models.inputs import InputPlan, prepare
 
     tagger = get_tagger(DEFAULT_TAGGER)
     track = {"path": str(jazz_wav), "duration": decode.probe(jazz_wav).duration}
@@ -162,7 +162,7 @@ def test_speech_clip_says_speech() -> None:
 
 @pytest.mark.slow
 def test_report_json_png_and_wavs(jazz, jazz_wav, tmp_path) -> None:
-    from mgctag.explain_report import report_html, summary_png, write_wavs
+    from mgctag.explain.report import report_html, summary_png, write_wavs
 
     page = report_html(jazz, tmp_path / "r.html").read_text("utf-8")
     assert 'id="timeline"' in page and page.count("<audio") == 3

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mgctag.audio.inputs import InputPlan, prepare
 from mgctag.genres import default_map, select_genres
 from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
+from mgctag.models.inputs import InputPlan, prepare
 
 MUSDB = Path(__file__).resolve().parents[1].parent / "shared/audio/musdb18-7s/train"
 # Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)

@@ -22,11 +22,12 @@ from mutagen.flac import FLAC
 from mutagen.id3 import ID3, TCON
 from mutagen.oggvorbis import OggVorbis
 
-from mgctag import journal, tags, undo
+from mgctag import tags
 from mgctag.audio import decode
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
 from mgctag.models.catalog import DEFAULT_TAGGER
+from mgctag.writes import journal, undo
 
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (

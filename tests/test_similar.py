@@ -13,7 +13,7 @@ from media import MUSDB
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
 from mgctag.library.db import Library
-from mgctag.similar import (
+from mgctag.search.similar import (
     MissingEmbeddings,
     SimilarError,
     UnknownTrack,

@@ -20,10 +20,10 @@ import torch
 from matplotlib.image import imread
 
 from mgctag.audio import decode
-from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
+from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.train import distill, transfer
 from mgctag.train.eval_protocols import compute_metrics, evaluate_protocol, learning_curve
 from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head

@@ -46,8 +46,8 @@ def explain(
     json_out: JsonOption = False,
 ) -> None:
     """Why PATH gets its genres: timeline, model terms, stems and what the filters hear."""
-    from mgctag.explain import explain_file, to_json
-    from mgctag.explain_report import report_html, summary_png, write_wavs
+    from mgctag.explain.analysis import explain_file, to_json
+    from mgctag.explain.report import report_html, summary_png, write_wavs
     from mgctag.separate import resolve_device
 
     dev = resolve_device(check_device(device))

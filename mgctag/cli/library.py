@@ -324,7 +324,7 @@ def undo(
     json_out: JsonOption = False,
 ) -> None:
     """Restore the exact genre bytes a run replaced; genres edited since are refused."""
-    from mgctag.undo import last_run, undo_run
+    from mgctag.writes.undo import last_run, undo_run
 
     lib = open_library(db)
     if run_id is None:

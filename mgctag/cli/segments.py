@@ -38,8 +38,8 @@ def segments(
     from mgctag.audio import decode
     from mgctag.audio.features import FeatureError
     from mgctag.cli.separate import _audio_files
-    from mgctag.segments import (
-        Segmenter,
+    from mgctag.segments.detector import Segmenter
+    from mgctag.segments.recordings import (
         draw_timeline,
         segment_file,
         store_timeline,

@@ -14,9 +14,9 @@ import torch
 
 from mgctag import config
 from mgctag.audio import features
-from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.library.db import Library
 from mgctag.library.scan import iter_audio_files
+from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input

@@ -71,11 +71,6 @@ def genres_from(pred: StoredPrediction | None, opts: TagOptions) -> list[str] | 
     ]
 
 
-def predicted_genres(lib: Library, track_id: int, model: str, opts: TagOptions) -> list[str] | None:
-    """The genres `model`'s stored analysis of a track gives (None when never analysed)."""
-    return genres_from(lib.get_predictions(track_id).get(model), opts)
-
-
 def max_genres(opts: TagOptions) -> int:
     """The most genres a file may hold after this run: --max-genres, else the model's own."""
     return opts.max_genres if opts.max_genres is not None else catalog.selection(opts.model)[0]

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mgctag.errors import one_line
-from mgctag.journal import settle_pending
 from mgctag.library.db import Library
 from mgctag.options import Summary
+from mgctag.writes.journal import settle_pending
 
 
 class Outcome(Protocol):

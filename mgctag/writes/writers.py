@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from mgctag import journal, tags
+from mgctag import tags
 from mgctag.library.db import Library
 from mgctag.options import Change, Summary, TagOptions
+from mgctag.writes import journal
 from mgctag.writes.run import record_failure
 
 
@@ -34,7 +35,7 @@ class GenreWriter(Protocol):
 
 
 class FileWriter:
-    """mgctag's own verified, journaled tag write (mgctag/journal.py) with the run's options."""
+    """mgctag's own verified, journaled tag write (writes/journal.py) with the run's options."""
 
     changes_file = True
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from mgctag import tags
 from mgctag.errors import MgctagError, UsageError, reason_of
-from mgctag.journal import FileBusyError, file_lock, journaled_write, settle_pending
 from mgctag.library.db import Library
 from mgctag.library.rows import WriteEntry
+from mgctag.writes.journal import FileBusyError, file_lock, journaled_write, settle_pending
 from mgctag.writes.run import recorded_run
 
 

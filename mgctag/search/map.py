@@ -23,7 +23,7 @@ import numpy as np
 
 from mgctag.errors import MgctagError, reason_of
 from mgctag.jsonable import dumps_json
-from mgctag.similar import LibraryLike, Record, library_index, track_genres
+from mgctag.search.similar import LibraryLike, Record, library_index, track_genres
 
 UNKNOWN = "unknown"
 _UNKNOWN_COLOR = "#9e9e9e"
