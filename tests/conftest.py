@@ -1,55 +1,74 @@
-"""Shared test fixtures: the one path to ../shared, the one CLI runner, one tagged library.
+"""Shared test fixtures: the one CLI runner, one tagged library, and the skip accounting.
 
-Tests that need the real recordings in ../shared/audio skip with one clear reason when it is
-missing (a fresh clone without the test data), instead of failing in hundreds of places.
+The test audio lives in tests/data (tests/media.py). Only the research-only data in ../shared
+(MUSDB previews, the EfficientAT reference) is optional: a test that needs it calls `media.need()`
+and skips alone with its reason, and the report says how many skipped and why even under -q.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
+import numpy as np
 import pytest
+from _pytest.terminal import TerminalReporter
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py, importable as `media`
 
 import media  # noqa: E402
 
-SHARED = media.SHARED
-SHARED_AUDIO = media.AUDIO
-NO_SHARED = (
-    f"test recordings missing: {SHARED_AUDIO} (see README, 'Test data'); tests that need them skip"
-)
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    missing = [reason for root, reason in media.MISSING.items() if not root.exists()]
+    return [f"test data: {media.DATA}", *missing]
 
 
-def _needs_shared(module: ModuleType | None) -> bool:
-    """A test module needs ../shared if it uses tests/media.py or names a path inside ../shared."""
-    if module is None:
-        return False
-    for value in vars(module).values():
-        if value is media or getattr(value, "__module__", None) == "media":
-            return True
-        if isinstance(value, Path) and (value == SHARED or SHARED in value.parents):
-            return True
-    return False
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SHARED_AUDIO.is_dir():
-        return
-    skip = pytest.mark.skip(reason=NO_SHARED)
-    for item in items:
-        if _needs_shared(getattr(item, "module", None)):
-            item.add_marker(skip)
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """One line per skip reason, printed even under -q: "N tests skipped: REASON"."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = Counter(_skip_reason(r) for r in skipped)
+    for reason, n in reasons.most_common():
+        terminalreporter.write_line(f"{n} test{'s' * (n != 1)} skipped: {reason}")
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return None if SHARED_AUDIO.is_dir() else NO_SHARED
+def cache_dir(config: pytest.Config, tmp: pytest.TempPathFactory, name: str) -> Path:
+    """pytest's own cache folder (.pytest_cache, kept between runs, gone with --cache-clear), or
+    a pytest temp dir when there is none (`-p no:cacheprovider`) or it is not writable."""
+    cache = getattr(config, "cache", None)
+    try:
+        if cache is not None:
+            return cache.mkdir(name)
+    except OSError:
+        pass
+    return tmp.mktemp(name)
+
+
+@pytest.fixture(scope="session")
+def long_mp3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real full-length MP3 (3 min 14 s: two in-repo recordings back to back), encoded once
+    and kept in pytest's cache: long enough for windows far into a track and real seeking."""
+    path = cache_dir(request.config, tmp_path_factory, "mgctag-media") / "long_v1.mp3"
+    if not path.is_file():
+        parts = [media.real_clip(n, 600.0) for n in ("Karissa_Hobbs_-_Lets_Go_Fishin",
+                                                     "Kevin_MacLeod_-_Vibe_Ace")]  # fmt: skip
+        part = path.with_suffix(f".{os.getpid()}.mp3")
+        media.encode(np.concatenate([y for y, _ in parts], axis=1), parts[0][1], part)
+        part.replace(path)  # whole or not at all, also with parallel sessions
+    return path
 
 
 @dataclass
@@ -84,8 +103,6 @@ def cli(*args: str | Path) -> CliResult:
 @pytest.fixture(scope="session")
 def tagged_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small real library tagged once per session: (music folder, database). Copy before use."""
-    if not SHARED_AUDIO.is_dir():
-        pytest.skip(NO_SHARED)
     root = tmp_path_factory.mktemp("tagged")
     music, db = root / "Music", root / "lib.db"
     media.make_library(music, exts=("mp3", "flac"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli
-from media import LIBROSA, encode, real_clip
+from media import clip_path, encode, real_clip
 
 from mgctag import engine_ray, pipeline
 from mgctag.library.db import Library
@@ -32,11 +32,11 @@ def on_cluster(test):
 
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/electronic/northern_lights_1",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
     "198-209-0000",  # speech: the content gate's skip must match too
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/metal/war_of_freedom_1",
 )
 
 
@@ -242,5 +242,5 @@ def test_an_interrupted_ray_run_is_consistent_and_the_next_one_resumes(
 
 def test_the_clips_exist() -> None:
     """The recordings the cluster tests read (a missing one would make them skip, not pass)."""
-    missing = [n for n in CLIPS if not (LIBROSA / f"{n}.hq.ogg").is_file()]
+    missing = [n for n in CLIPS if not clip_path(n).is_file()]
     assert not missing

@@ -60,13 +60,13 @@ GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
 LIBROSA = SHARED / "audio" / "librosa"
 SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]  # three LibriSpeech readers
 MUSIC = [
-    "147793__setuniman__sweet-waltz-0i-22mi",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/classical/knolls_1",
+    "music/metal/war_of_freedom_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
     "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
     "Kevin_MacLeod_-_Vibe_Ace",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/electronic/northern_lights_1",
 ]
 
 
