@@ -72,9 +72,15 @@ def musicnn_reference() -> dict[str, np.ndarray]:
 
 
 def genre_set() -> list[tuple[Path, str, str]]:
-    """(path, genre, artist) of the in-repo multi-genre excerpts, in file order."""
+    """(path, genre, artist) of the in-repo multi-genre excerpts (two per song), in file order:
+    17 songs by 9 artists, 34 excerpts; five genres with 10 excerpts or more."""
     with open(MUSIC / "genres.csv", newline="", encoding="utf-8") as f:
         return [(MUSIC / r["file"], r["genre"], r["artist"]) for r in csv.DictReader(f)]
+
+
+def songs() -> list[tuple[Path, str, str]]:
+    """`genre_set()`'s first excerpt of each song: distinct recordings."""
+    return [row for row in genre_set() if row[0].stem.endswith("_1")]
 
 
 # ext -> (container, codec); None: soundfile writes it (libsndfile's own Vorbis encoder).
