@@ -1,6 +1,6 @@
 """Hostile and odd input: every case is a real file run through the real pipeline, with one outcome.
 
-Each case below is built from real audio (../shared/audio via tests/media.py) in a tmp dir, then the
+Each case below is built from real audio (tests/data via tests/media.py) in a tmp dir, then the
 whole folder is tagged once (models loaded once). A case's documented outcome (docs/reliability.md)
 is one of: tagged (genres written, audio payload unchanged), unchanged (nothing to write), or failed
 with a one-line reason naming the file, and then the file is byte-for-byte as it was. Nothing may

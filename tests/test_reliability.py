@@ -1,7 +1,7 @@
 """Never lose a file: SIGKILL at random moments, Ctrl-C, the write-ahead journal, undo, metadata.
 
 Everything runs the real `mgctag` command (a subprocess, real signals) or the real journal on real
-audio encoded from ../shared/audio into tmp dirs, with real SQLite files.
+audio encoded from tests/data into tmp dirs, with real SQLite files.
 """
 
 from __future__ import annotations
