@@ -25,6 +25,30 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py, importable as 
 import media  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--max-skipped",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail the run when more than N tests skip for a reason other than absent optional "
+        "data (../shared): a broken fixture must not skip half the suite unnoticed (.ci/run)",
+    )
+
+
+def _unexpected_skips(config: pytest.Config) -> int:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    optional = set(media.MISSING.values())
+    return sum(_skip_reason(r) not in optional for r in skipped)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    limit = session.config.getoption("--max-skipped")
+    if limit is not None and exitstatus == 0 and _unexpected_skips(session.config) > limit:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     missing = [reason for root, reason in media.MISSING.items() if not root.exists()]
     return [f"test data: {media.DATA}", *missing]
@@ -43,6 +67,14 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
     reasons = Counter(_skip_reason(r) for r in skipped)
     for reason, n in reasons.most_common():
         terminalreporter.write_line(f"{n} test{'s' * (n != 1)} skipped: {reason}")
+    limit = terminalreporter.config.getoption("--max-skipped")
+    unexpected = _unexpected_skips(terminalreporter.config)
+    if limit is not None and unexpected > limit:
+        terminalreporter.write_line(
+            f"FAILED: {unexpected} tests skipped for reasons other than absent optional data, "
+            f"more than --max-skipped {limit}",
+            red=True,
+        )
 
 
 def cache_dir(config: pytest.Config, tmp: pytest.TempPathFactory, name: str) -> Path:

@@ -29,7 +29,7 @@ def _music(root: Path) -> list[Path]:
     paths = []
     for name in CLIPS:
         y, sr = real_clip(name, seconds=8.0)
-        paths.append(encode(y, sr, root / f"{name}.flac"))
+        paths.append(encode(y, sr, root / f"{Path(name).name}.flac"))
     return paths
 
 

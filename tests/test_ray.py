@@ -62,7 +62,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     for name in CLIPS:
         y, sr = real_clip(name, seconds=10.0)
-        encode(y, sr, root / f"{name[:24]}.flac")
+        encode(y, sr, root / f"{Path(name).name[:24]}.flac")
     return root
 
 
