@@ -8,6 +8,7 @@ four genres (tests/data) for the mix models (one class per recording) and real M
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cache_dir
 from media import LIBROSA, MUSDB, MUSIC, need
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -100,22 +102,32 @@ def _patches(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Inputs(dict[str, tuple[torch.Tensor, torch.Tensor]]):
-    """Inputs by kind; "stems" is decoded on first use, as it needs the (optional) MUSDB stems."""
+    """Inputs by kind; "stems" is decoded on first use, as it needs the (optional) MUSDB stems,
+    and kept in pytest's cache (decoding 12 AAC streams is most of this module's time)."""
+
+    def __init__(self, cache: Path, **kinds: tuple[torch.Tensor, torch.Tensor]) -> None:
+        super().__init__(**kinds)
+        self.cache = cache / "musdb_stem_patches_v1.npy"
 
     def __missing__(self, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
         if kind != "stems":
             raise KeyError(kind)
-        stems = []
-        for name in STEM_TRACKS:  # streams 1, 2, 3 = drums, bass, other
-            path = need(MUSDB) / "train" / name
-            chans = [_patches(decode.load(path, 16000, stream=s), 2)[0] for s in (1, 2, 3)]
-            stems.append(np.stack(chans, axis=1))
-        self[kind] = (torch.from_numpy(np.concatenate(stems)), self["mel"][1])
+        need(MUSDB)
+        if not self.cache.is_file():
+            stems = []
+            for name in STEM_TRACKS:  # streams 1, 2, 3 = drums, bass, other
+                path = MUSDB / "train" / name
+                chans = [_patches(decode.load(path, 16000, stream=s), 2)[0] for s in (1, 2, 3)]
+                stems.append(np.stack(chans, axis=1))
+            part = self.cache.with_suffix(f".{os.getpid()}.npy")
+            np.save(part, np.concatenate(stems))
+            part.replace(self.cache)  # whole or not at all
+        self[kind] = (torch.from_numpy(np.load(self.cache)), self["mel"][1])
         return self[kind]
 
 
 @pytest.fixture(scope="module")
-def data() -> Inputs:
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     """Real inputs of every kind, 2 patches per recording, label = recording."""
     mels, mfccs, labels = [], [], []
     for label, path in enumerate(MIX_CLIPS):
@@ -125,6 +137,7 @@ def data() -> Inputs:
         labels += [label] * 2
     y = torch.tensor(labels)
     return Inputs(
+        cache_dir(request.config, tmp_path_factory, "mgctag-features"),
         mel=(torch.from_numpy(np.concatenate(mels)), y),
         mfcc=(torch.from_numpy(np.concatenate(mfccs)), y),
     )
