@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # every test here runs models on real audio
 
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
+    "music/classical/p_i_tchaikovsky_dance_of_the_sugar_plum_fairy_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
     "music/metal/war_of_freedom_1",
     "music/classical/knolls_1",

@@ -35,7 +35,7 @@ CLIPS = (
     "music/metal/war_of_freedom_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
-    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
+    "music/classical/p_i_tchaikovsky_dance_of_the_sugar_plum_fairy_1",
     "music/electronic/northern_lights_1",
     "sorohanro_-_solo-trumpet-06",
     "sounds/humpback_whale",
