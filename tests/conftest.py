@@ -146,8 +146,13 @@ def tagged_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 @pytest.fixture
 def library_copy(tagged_library: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private copy of the tagged library: the files, and a database whose paths point at them."""
-    music, db = tagged_library
-    new_music, new_db = tmp_path / "Music", tmp_path / "lib.db"
+    return copy_library(*tagged_library, tmp_path)
+
+
+def copy_library(music: Path, db: Path, dest: Path) -> tuple[Path, Path]:
+    """Copy a music folder and its database into `dest` (as Music/ and lib.db), the database's
+    paths pointing at the copies: tag once per module, then give each test its own copy."""
+    new_music, new_db = dest / "Music", dest / "lib.db"
     shutil.copytree(music, new_music)
     with sqlite3.connect(db) as src, sqlite3.connect(new_db) as dst:
         src.backup(dst)  # a consistent copy, WAL included

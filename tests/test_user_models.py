@@ -8,6 +8,7 @@ from pathlib import Path
 
 import media
 import pytest
+from conftest import copy_library
 from typer.testing import CliRunner
 
 from mgctag import tags
@@ -53,14 +54,24 @@ def labelled(tmp_path_factory):
 
 
 @pytest.fixture
-def env(labelled, tmp_path, monkeypatch):
+def env(tagged, labelled, tmp_path, monkeypatch):
+    """A private copy of the tagged library, and a private folder for user models."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    lib = tmp_path / "Music"
-    shutil.copytree(labelled[0], lib)
-    db = tmp_path / "lib.db"
-    code, output = invoke("tag", lib, "--db", db)  # fills the unlabelled tracks with musicnn genres
-    assert code == 0, output
+    lib, db = copy_library(*tagged, tmp_path)
     return lib, db, labelled[1], labelled[2]
+
+
+@pytest.fixture(scope="module")
+def tagged(labelled, tmp_path_factory):
+    """The library tagged once: fills the unlabelled tracks with the default tagger's genres."""
+    root = tmp_path_factory.mktemp("tagged")
+    lib, db = root / "Music", root / "lib.db"
+    shutil.copytree(labelled[0], lib)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(root / "data"))  # no user models of the machine's own
+        code, output = invoke("tag", lib, "--db", db)
+    assert code == 0, output
+    return lib, db
 
 
 def test_train_from_tags_then_tag_with_the_user_model(env, tmp_path):
