@@ -297,6 +297,7 @@ def _write_licences(out: Path, entries: list[Entry]) -> None:
         "`tests/test_readme.py` checks that every file is listed here with one of the allowed",
         "licences: " + ", ".join(f"`{lic}`" for lic in ALLOWED_LICENCES) + ".",
         "`music/genres.csv` gives each excerpt's genre, as its source describes the music.",
+        "Excerpts and mixes are adaptations, under their source's licence (ShareAlike included).",
         "",
         "| file | title | author | licence | source | made |",
         "|---|---|---|---|---|---|",
