@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import sys
 from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     missing = [reason for root, reason in media.MISSING.items() if not root.exists()]
     return [f"test data: {media.DATA}", *missing]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A skip raised by `media.need()` is reported at the test that needed the data (-rs)."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and longrepr[0].endswith("media.py"):
+        path, lineno, _ = item.location
+        report.longrepr = (path, (lineno or 0) + 1, longrepr[2])
+    return report
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
