@@ -101,7 +101,14 @@ def clip_path(name: str) -> Path:
     """A recording in tests/data by name: a librosa example ("Kevin_MacLeod_-_Vibe_Ace") or a
     path below tests/data without its extension ("music/metal/chaos_god_1")."""
     librosa = LIBROSA / f"{name}.hq.ogg"
-    return librosa if librosa.is_file() else DATA / f"{name}.ogg"
+    path = librosa if librosa.is_file() else DATA / f"{name}.ogg"
+    if not path.is_file():  # e.g. librosa's CC BY-NC examples, which may not be redistributed
+        known = sorted(p.name.removesuffix(".hq.ogg") for p in LIBROSA.glob("*.hq.ogg"))
+        raise FileNotFoundError(
+            f"no recording {name!r} in tests/data (tests/data/LICENSES.md); use one of {known} "
+            'or a genre excerpt such as "music/electronic/northern_lights_1"'
+        )
+    return path
 
 
 def real_clip(
