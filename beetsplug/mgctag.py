@@ -26,7 +26,7 @@ from beets.plugins import BeetsPlugin
 from mgctag import config as mgconfig
 from mgctag.errors import MgctagError, one_line, reason_of
 from mgctag.genres import plan_genres, split_genres
-from mgctag.options import Change, Progress, StopFlag, Summary, TagOptions
+from mgctag.options import TAG, Change, Progress, StopFlag, Summary, TagOptions
 
 if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
 UNDO_COMMAND = "beet mgctag-undo"
-MODES = ("fill", "merge", "replace")
-CONTENTS = ("music", "all")
+MODES = TAG["mode"].choices or ()  # the choices of mgctag's one table of tag options
+CONTENTS = TAG["content"].choices or ()
 #: Files per scan/analysis call: keeps mgctag's path clauses well under SQLite's parameter limit.
 CHUNK = 200
 
@@ -184,9 +184,11 @@ class MgctagPlugin(BeetsPlugin):
             return None
         return (mlib, track) if track["analysis_key"] == key else None
 
-    def _relocate(self, mlib: Library, track_id: int, path: bytes | str) -> None:
+    def _relocate(
+        self, mlib: Library, track_id: int, path: bytes | str, moved: bool = False
+    ) -> None:
         st = os.stat(path)
-        mlib.relocate_track(track_id, os.fsdecode(path), st.st_size, st.st_mtime_ns)
+        mlib.relocate_track(track_id, os.fsdecode(path), st.st_size, st.st_mtime_ns, moved=moved)
 
     def _file_event(func: Callable[..., None]) -> Callable[..., None]:  # type: ignore[misc]
         """A listener that keeps mgctag's records: whatever goes wrong there is logged at debug
@@ -233,7 +235,7 @@ class MgctagPlugin(BeetsPlugin):
         st = os.stat(destination)
         same = (st.st_size, st.st_mtime_ns) == (track["size"], track["mtime"])
         if same and track["analysis_key"] == f"{st.st_size}:{st.st_mtime_ns}":
-            self._relocate(mlib, track["id"], destination)
+            self._relocate(mlib, track["id"], destination, moved=True)
 
     def _close(self, **_: Any) -> None:
         """At beets' exit: close this thread's database (SQLite connections belong to the thread

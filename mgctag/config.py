@@ -12,11 +12,14 @@ import os
 import tomllib
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
 from mgctag.errors import ConfigError, reason_of
+
+if TYPE_CHECKING:
+    from mgctag.options import TagOption
 
 APP = "mgctag"
 
@@ -82,42 +85,27 @@ def _parse_config(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:  # no
     return data
 
 
-# Every setting config.toml may hold: section -> key -> (type, allowed values or None). A key not
-# listed here is a one-line error naming it, so a typo is never silently ignored.
-SETTINGS: dict[str, dict[str, tuple[type, tuple[Any, ...] | None]]] = {
-    "tag": {
-        "mode": (str, ("fill", "merge", "replace")),
-        "max_genres": (int, None),
-        "min_confidence": (float, None),
-        "content": (str, ("music", "all")),
-        "id3v23": (bool, None),
-        "id3v23_separator": (str, ("; ", ";", "/", " / ")),
-        "keep_mtime": (bool, None),
-        "follow_symlinks": (bool, None),
-        "stems": (str, ("auto", "on", "off")),
-        "separator": (str, ("auto", "demucs", "cascade", "hpss")),
-        "device": (str, None),  # checked like --device: auto, cpu, cuda, cuda:N, mps
-        "model": (str, None),
-    }
-}
+def _settings() -> dict[str, dict[str, TagOption]]:
+    """Every setting config.toml may hold: section -> key -> its description (mgctag.options, the
+    one table). A key not listed is a one-line error naming it, so a typo is never ignored."""
+    from mgctag.options import TAG
+
+    return {"tag": TAG}
 
 
 def _check_settings(data: dict[str, Any], path: Path) -> None:
-    """Unknown sections or keys, and values of the wrong type or outside their choices."""
+    """Unknown sections or keys, and values of the wrong type, outside their choices or range."""
+    settings = _settings()
     for section, table in data.items():
-        if section not in SETTINGS:
-            raise ConfigError(f"unknown section [{section}]; known: {', '.join(SETTINGS)}", path)
+        if section not in settings:
+            raise ConfigError(f"unknown section [{section}]; known: {', '.join(settings)}", path)
         for key, value in table.items():
-            if key not in SETTINGS[section]:
-                known = ", ".join(SETTINGS[section])
+            if key not in settings[section]:
+                known = ", ".join(settings[section])
                 raise ConfigError(f"unknown setting `{key}` in [{section}]; known: {known}", path)
-            kind, choices = SETTINGS[section][key]
-            ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                ok = True
-            if not ok or (choices is not None and value not in choices):
-                want = " or ".join(repr(c) for c in choices) if choices else kind.__name__
-                raise ConfigError(f"[{section}] {key} = {value!r}: use {want}", path)
+            problem = settings[section][key].problem(value)
+            if problem is not None:
+                raise ConfigError(f"[{section}] {key} = {value!r}: {problem}", path)
 
 
 def effective(section: str, defaults: dict[str, Any]) -> dict[str, tuple[Any, str]]:
@@ -138,6 +126,18 @@ def effective(section: str, defaults: dict[str, Any]) -> dict[str, tuple[Any, st
     return result
 
 
+def where(key: str, source: str) -> str:
+    """How an error names a setting from `source` (as `effective` reports it): the variable, the
+    config file's key, the flag — never an option the user did not type."""
+    if source.startswith("environment ("):
+        return source.removeprefix("environment (").removesuffix(")")
+    if source == "default":
+        return f"the default {key}"
+    if source == "mgctag models use":
+        return "the model `mgctag models use` chose"
+    return f"{source} {key}"
+
+
 def setting(section: str, key: str, default: Any) -> Any:
     """MGCTAG_<KEY> from the environment, else [section] key from config.toml, else `default`."""
     env = os.environ.get(f"MGCTAG_{key.upper()}")
@@ -155,9 +155,9 @@ def chosen_model() -> str:
 def default_model() -> str:
     """The model `mgctag tag` uses unless --model says otherwise: MGCTAG_MODEL, else `model`
     under [tag] in config.toml, else the one `mgctag models use` chose, else the built-in one."""
-    from mgctag.options import DEFAULT_TAGGER
+    from mgctag.options import DEFAULT_TAGGER, expand_model
 
-    return str(effective("tag", {"model": DEFAULT_TAGGER})["model"][0])
+    return expand_model(str(effective("tag", {"model": DEFAULT_TAGGER})["model"][0]))
 
 
 def set_default_model(name: str) -> None:

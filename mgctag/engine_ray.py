@@ -15,9 +15,13 @@ read one gives that file's one-line failure, naming the worker's host.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import re
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +73,7 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     _check_reachable(address)
+    _keep_ray_off_stdout()
     try:
         ray.init(
             address=address,
@@ -82,17 +87,76 @@ def connect(address: str | None) -> None:
         raise UsageError(f"--engine ray: cannot start or reach {where}: {reason_of(exc)}") from None
 
 
+#: Ray's driver threads that print cluster news ("(raylet) A worker died ...") to sys.stdout,
+#: and the prefix of such news (Ray also flushes it from the main thread when it shuts down).
+RAY_PRINTERS = ("ray_listen_error_messages", "ray_print_logs")
+RAY_NEWS = re.compile(r"(\x1b\[[0-9;]*m)?\((raylet|autoscaler|pid=\d+|[\w.]+ pid=\d+)\)")
+
+
+class _RayQuiet:
+    """sys.stdout as before, except what Ray's own driver threads print: that goes to the
+    "ray" logger (shown with -v), so `--json` output stays one JSON document."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name in RAY_PRINTERS or RAY_NEWS.match(text):
+            if text.strip():
+                logging.getLogger("ray").info("%s", text.rstrip())
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _keep_ray_off_stdout() -> None:
+    if not isinstance(sys.stdout, _RayQuiet):
+        sys.stdout = _RayQuiet(sys.stdout)
+
+
+#: What a client sends first on HTTP/2 (RFC 9113 3.4): the preface and an empty SETTINGS frame.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
+
+
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
-    """A HOST:PORT that nothing answers on is one line now (Ray itself would retry for minutes)."""
+    """A HOST:PORT where no Ray answers is one line now; Ray itself would retry for minutes.
+
+    Ray's GCS and Ray Client both speak gRPC, and every HTTP/2 server's first frame is SETTINGS:
+    a port that accepts the connection but answers anything else (or nothing) is not Ray.
+    """
     if not address or address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {address}: use auto or HOST:PORT")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            first = _first_frame_header(sock)
     except OSError as exc:
         raise UsageError(f"--ray-address {address}: no Ray there ({reason_of(exc)})") from None
+    if len(first) < 9 or first[3] != SETTINGS_FRAME:
+        raise UsageError(
+            f"--ray-address {address}: something answers there, but not Ray "
+            f"(no gRPC reply within {timeout:g} s)"
+        )
+
+
+def _first_frame_header(sock: socket.socket) -> bytes:
+    """The 9-byte header of the server's first HTTP/2 frame; fewer bytes if it gave none."""
+    sock.sendall(HTTP2_PREFACE)
+    head = b""
+    try:
+        while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
+            head += chunk
+    except TimeoutError:
+        pass
+    return head
 
 
 def plan_workers(requested: int | None, resources: dict[str, float]) -> tuple[int, float]:

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -121,7 +122,17 @@ def csv_cell(value: Any) -> str | int | float:
     if isinstance(value, (list, tuple)):
         value = "; ".join(str(v) for v in value)
     text = str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    formula = text.startswith(_FORMULA_START) or _unpadded(text).startswith(_FORMULA_START)
+    return "'" + text if formula else text
+
+
+def _unpadded(text: str) -> str:
+    """`text` without what a spreadsheet skips before a formula: whitespace (NBSP and newlines
+    included), control and invisible format characters (zero-width space, BOM)."""
+    i = 0
+    while i < len(text) and (text[i].isspace() or unicodedata.category(text[i]) in ("Cc", "Cf")):
+        i += 1
+    return text[i:]
 
 
 def write_csv(

@@ -6,11 +6,17 @@ The CLI builds `TagOptions` and renders `Summary` and `Progress` without importi
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from mgctag.errors import UsageError
 
 Mode = Literal["fill", "merge", "replace"]
 
@@ -19,49 +25,187 @@ MUSICNN_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog de
 DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
 
+
+class SettingError(UsageError):
+    """A setting outside the table's rules: `where` names its flag, variable or config key."""
+
+    def __init__(self, where: str, value: Any, problem: str) -> None:
+        self.where, self.problem = where, problem
+        super().__init__(f"{where} = {value!r}: {problem}"[:400])
+
+
+@dataclass(frozen=True)
+class TagOption:
+    """One setting of `mgctag tag` that a user may give on the command line, as MGCTAG_<NAME>
+    where documented, or under [tag] in config.toml. The typer option, the config schema, the
+    beets plugin's choices and `TagOptions.from_settings` all read this one description."""
+
+    name: str
+    kind: type  # str, int, float or bool (a None default: the model's own)
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None  # inclusive bounds of a number
+    high: float | None = None
+    pattern: str | None = None  # what a text value must match in full
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def problem(self, value: Any, quoted: bool = True) -> str | None:
+        """None when `value` is allowed, else what to use instead ("use ..."): choices as TOML
+        values (`'fill' or 'merge'`) for config.toml, as typed (`fill, merge or replace`) for a
+        flag or a variable."""
+        if value is None and self.default is None:
+            return None
+        ok = isinstance(value, self.kind) and not (
+            self.kind is not bool and isinstance(value, bool)
+        )
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            return f"use {self.kind.__name__}"
+        if self.choices is not None and value not in self.choices:
+            if quoted:
+                return "use " + " or ".join(repr(c) for c in self.choices)
+            *first, last = [str(c) for c in self.choices]
+            return "use " + (f"{', '.join(first)} or {last}" if first else last)
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            return f"use {self.help_choices}"
+        if self.kind in (int, float):
+            low = -math.inf if self.low is None else self.low
+            high = math.inf if self.high is None else self.high
+            if not (math.isfinite(value) and low <= value <= high):
+                bounds = f"at least {low:g}" if high == math.inf else f"from {low:g} to {high:g}"
+                return f"use a number {bounds}"
+        return None
+
+    @property
+    def help_choices(self) -> str:
+        if self.pattern is not None:
+            return "auto, cpu, cuda, cuda:N or mps"
+        return ", ".join(map(str, self.choices or ()))
+
+
+TAG_OPTIONS: tuple[TagOption, ...] = (
+    TagOption(
+        "mode",
+        str,
+        "fill",
+        "fill: only files without a genre; merge: add; replace: overwrite.",
+        choices=("fill", "merge", "replace"),
+    ),
+    TagOption(
+        "max_genres",
+        int,
+        None,
+        "At most this many genres per file (default: the model's; 2).",
+        low=1,
+    ),
+    TagOption(
+        "min_confidence",
+        float,
+        None,
+        "Write genres at least this confident (default: the model's).",
+        low=0.0,
+        high=1.0,
+    ),
+    TagOption(
+        "content",
+        str,
+        "music",
+        "music: no genre for tracks heard as speech or other sound (reported skipped); "
+        "all: tag every track.",
+        choices=("music", "all"),
+    ),
+    TagOption("id3v23", bool, False, "Write ID3v2.3 (old players)."),
+    TagOption(
+        "id3v23_separator",
+        str,
+        "; ",
+        'Joins genres in ID3v2.3 tags: "; " (Picard, foobar2000), "/" (beets).',
+        choices=("; ", ";", "/", " / "),
+    ),
+    TagOption("keep_mtime", bool, False, "Keep file modification times."),
+    TagOption(
+        "follow_symlinks",
+        bool,
+        False,
+        "Also scan symlinked files and folders (loops are cut); else they are counted.",
+    ),
+    TagOption(
+        "stems",
+        str,
+        "auto",
+        "Separate stems first: auto (GPU + Demucs, else config), on, off.",
+        choices=("auto", "on", "off"),
+    ),
+    TagOption("separator", str, "auto", "auto, demucs, cascade or hpss.", choices=SEPARATORS),
+    TagOption(
+        "device", str, "auto", "auto, cpu, cuda or mps.", pattern=r"auto|cpu|mps|cuda(:\d+)?"
+    ),
+    TagOption("model", str, DEFAULT_TAGGER, "Tag with this model (see `mgctag models list`)."),
+)
+TAG = {o.name: o for o in TAG_OPTIONS}
 
 # `mgctag tag`'s settings a user may put under [tag] in config.toml, with the built-in defaults
 # (the command line wins over config.toml, which wins over these; `mgctag config` shows them).
-TAG_DEFAULTS: dict[str, object] = {
-    "mode": "fill",
-    "max_genres": None,  # None: the model's own
-    "min_confidence": None,
-    "content": "music",
-    "id3v23": False,
-    "id3v23_separator": "; ",
-    "keep_mtime": False,
-    "follow_symlinks": False,
-    "stems": "auto",
-    "separator": "auto",
-    "device": "auto",
-    "model": DEFAULT_TAGGER,
-}
+TAG_DEFAULTS: dict[str, object] = {o.name: o.default for o in TAG_OPTIONS}
+
+
+def expand_model(name: str) -> str:
+    """A model given as a path (`~/models/mine.safetensors`, `$HOME/...`) with ~ and variables
+    expanded; a model name as it is."""
+    if "/" in name or name.endswith(".safetensors") or name.startswith(("~", "$")):
+        return os.path.expandvars(os.path.expanduser(name))
+    return name
 
 
 @dataclass
 class TagOptions:
-    mode: Mode = "fill"
+    mode: Mode = TAG["mode"].default
     max_genres: int | None = None  # None: the model's own (catalog.selection)
     min_confidence: float | None = None  # None: the model's own (catalog.selection)
-    content: Content = "music"  # "music": genres only for tracks the content gate hears as music
+    content: Content = TAG[
+        "content"
+    ].default  # "music": genres only for what the gate hears as music
     dry_run: bool = False
     id3v23: bool = False
-    id3v23_separator: str = "; "  # joins genres in ID3v2.3 tags (Picard: "; ", beets: "/")
+    id3v23_separator: str = TAG["id3v23_separator"].default  # Picard: "; ", beets: "/"
     keep_mtime: bool = False
     follow_symlinks: bool = False  # scan through symlinked files and folders (loops are cut)
     windows: int = 3
     window_seconds: float = 10.0
     batch_patches: int = 60
-    device: str = "auto"
-    stems: str = "off"  # "on", "off" or "auto" (see pipeline.choose_separator)
-    separator: str = "auto"
+    device: str = TAG["device"].default
+    stems: str = TAG["stems"].default  # "on", "off" or "auto" (see pipeline.choose_separator)
+    separator: str = TAG["separator"].default
     separator_model: Path | None = None
     model: str = DEFAULT_TAGGER  # a tagger name (mgctag models list)
     keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
     engine: Engine = "local"  # "ray": decode + models in Ray actors (mgctag/engine_ray.py)
     ray_address: str | None = None  # None: a local Ray; "auto" or HOST:PORT: a running cluster
     workers: int | None = None  # Ray actors (None: one per CPU, or per GPU, of the cluster)
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, tuple[Any, str]], **others: Any) -> TagOptions:
+        """TagOptions from table settings as `(value, where it came from)` (a flag such as
+        `--mode`, `MGCTAG_STEMS`, a config file's key): each is checked by the table's rules and
+        a wrong one is a UsageError naming where it came from, never another option. Settings
+        not given take the table's default; `others` are the fields outside the table."""
+        values: dict[str, Any] = {}
+        for name, (value, where) in settings.items():
+            option = TAG[name]  # KeyError: a setting outside the table is a bug
+            if name == "model" and isinstance(value, str):
+                value = expand_model(value)
+            problem = option.problem(value, quoted=False)
+            if problem is not None:
+                raise SettingError(where, value, problem)
+            values[name] = float(value) if option.kind is float and value is not None else value
+        return cls(**values, **others)
 
 
 @dataclass

@@ -158,15 +158,25 @@ def teacher_probs(audioset: np.ndarray, gate: ContentGate) -> np.ndarray:
 # --- decisions over time -----------------------------------------------------------------------
 
 
-def context_mean(x: np.ndarray, frames: int) -> np.ndarray:
-    """Mean of x (T, C) over a window of `frames` centred on each frame (shorter at the ends)."""
+def context_mean(
+    x: np.ndarray, frames: int, start: int = 0, total: int | None = None
+) -> np.ndarray:
+    """Mean of x (T, C) over a window of `frames` centred on each frame (shorter at the ends).
+
+    `x` may be frames [start, start + T) of a recording of `total` frames: windows are then
+    clipped at the recording's ends, not the piece's (frames whose window leaves the piece are
+    not exact)."""
     x = np.asarray(x, np.float64)
     t = len(x)
+    total = start + t if total is None else total
     half = frames // 2
     c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    lo = np.clip(np.arange(t) - half, 0, t)
-    hi = np.clip(np.arange(t) - half + frames, 0, t)
-    return ((c[hi] - c[lo]) / np.maximum(hi - lo, 1)[:, None]).astype(np.float32)
+    pos = np.arange(start, start + t)
+    lo = np.clip(pos - half, 0, total)
+    hi = np.clip(pos - half + frames, 0, total)
+    width = np.maximum(hi - lo, 1)[:, None]
+    lo, hi = np.clip(lo - start, 0, t), np.clip(hi - start, 0, t)
+    return ((c[hi] - c[lo]) / width).astype(np.float32)
 
 
 def smooth(probs: np.ndarray, frames: int) -> np.ndarray:
@@ -214,13 +224,32 @@ def decide(
 # --- the detector -----------------------------------------------------------------------------
 
 
+#: Frames of input a causal SwishNet frame depends on, with room to spare (its receptive field
+#: is 33 frames); and frames per pass of the network over a long recording (17 min).
+LEFT_CONTEXT = 256
+BLOCK_FRAMES = 1 << 16
+
+
 @torch.inference_mode()
-def swishnet_frame_logits(model: SwishNet, x: np.ndarray, context: int) -> np.ndarray:
-    """(T, 3) logits of each frame's centred `context`-frame window, from one pass of the
-    network's convolutions over the whole input (T, n_mfcc) (standardised)."""
-    feats = model.frame_features(torch.from_numpy(np.ascontiguousarray(x))[None])  # (1, C, T)
-    emb = context_mean(feats[0].T.numpy(), context)
-    return model.classifier(torch.from_numpy(emb)).numpy()
+def swishnet_frame_logits(
+    model: SwishNet, x: np.ndarray, context: int, block: int = BLOCK_FRAMES
+) -> np.ndarray:
+    """(T, 3) logits of each frame's centred `context`-frame window over the input (T, n_mfcc)
+    (standardised): the network's convolutions, the window mean, the classifier.
+
+    Long inputs go `block` frames at a time, each with the input its frames and their windows
+    depend on (the convolutions are causal: LEFT_CONTEXT frames before, the window's half
+    after), so memory is bounded by a block and the logits are those of one pass."""
+    t, half = len(x), context // 2
+    out = []
+    for a in range(0, max(t, 1), block):
+        b = min(t, a + block)
+        lo, hi = max(0, a - half - LEFT_CONTEXT), min(t, b + context)
+        piece = torch.from_numpy(np.ascontiguousarray(x[lo:hi]))[None]
+        feats = model.frame_features(piece)[0].T.numpy()  # (hi - lo, C)
+        emb = context_mean(feats, context, lo, t)[a - lo : b - lo]
+        out.append(model.classifier(torch.from_numpy(emb)).numpy())
+    return np.concatenate(out)
 
 
 class Segmenter:
@@ -242,11 +271,18 @@ class Segmenter:
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
         """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
-        return (chunked_mfcc(y) - self.mean) / self.std
+        return self.standardise(chunked_mfcc(y))
+
+    def standardise(self, m: np.ndarray) -> np.ndarray:
+        return (m - self.mean) / self.std
 
     def frame_probs(self, y: np.ndarray) -> np.ndarray:
         """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
-        logits = swishnet_frame_logits(self.model, self.inputs(y), self.context)
+        return self.mfcc_probs(self.inputs(y))
+
+    def mfcc_probs(self, x: np.ndarray) -> np.ndarray:
+        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames."""
+        logits = swishnet_frame_logits(self.model, x, self.context)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @torch.inference_mode()
@@ -264,26 +300,79 @@ class Segmenter:
         db = frame_db(y, len(probs))
         return decide(probs, db, len(y) / SR, self.median, self.floor)
 
+    def segment_decoded(self, d: Decoded) -> Timeline:
+        """The timeline of a recording decoded by `decode_file`."""
+        probs = self.mfcc_probs(self.standardise(d.mfcc))
+        return decide(probs, d.db, d.duration, self.median, self.floor)
 
-CHUNK_S = 600.0
+
+CHUNK_S = 600.0  # seconds of audio decoded at a time
 
 
-def load_audio(path: str | Path) -> np.ndarray:
-    """A whole recording at 16 kHz mono, decoded in 10-minute windows (the decoder refuses one
-    window over an hour); DecodeError for what cannot be read."""
+@dataclass(frozen=True)
+class Decoded:
+    """What segmenting keeps of a recording instead of its samples: the detector's MFCC frames,
+    each frame's level and peak (for the drawing). Three hours take ~60 MB, not gigabytes."""
+
+    mfcc: np.ndarray  # (frames, N_MFCC), not standardised
+    db: np.ndarray  # (frames,) RMS level in dBFS, as frame_db
+    peaks: np.ndarray  # (frames,) peak |y| over each frame's HOP samples
+    duration: float  # seconds of audio decoded
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> Decoded:
+        """16 kHz mono audio already in memory."""
+        m = chunked_mfcc(y)
+        return cls(m, frame_db(y, len(m)), frame_peaks(y, len(m)), len(y) / SR)
+
+
+def frame_peaks(y: np.ndarray, frames: int) -> np.ndarray:
+    """Peak |y| over samples [t * HOP, (t + 1) * HOP) of each frame t (0 past the end)."""
+    y = np.abs(np.asarray(y, np.float32))
+    out = np.zeros(frames, np.float32)
+    whole = min(frames, len(y) // HOP)
+    out[:whole] = y[: whole * HOP].reshape(whole, HOP).max(axis=1) if whole else 0
+    if whole < frames and len(y) > whole * HOP:
+        out[whole] = y[whole * HOP :].max()
+    return out
+
+
+def decode_file(path: str | Path) -> Decoded:
+    """A recording's MFCC frames, levels and peaks, decoded CHUNK_S at a time at 16 kHz mono, so
+    memory is bounded by one chunk whatever the length (each chunk decoded with 4 frames of
+    context on both sides, dropped: the same frames as a whole-file pass, up to resampler
+    edges). DecodeError for what cannot be read."""
     from mgctag.audio import decode
 
     duration = decode.probe(path).duration
     if not duration or duration <= CHUNK_S:
-        return decode.load(path, SR)
-    starts = np.arange(0.0, duration, CHUNK_S).tolist()
-    # one window per call: the decoder holds all its windows' native audio at once
-    return np.concatenate([decode.load_windows(path, SR, [(o, CHUNK_S)])[0] for o in starts])
+        return Decoded.of(decode.load(path, SR))
+    step = int(CHUNK_S * SR) // HOP * HOP
+    pad = 4 * HOP
+    mfccs, dbs, peaks, s0 = [], [], [], 0
+    while True:
+        lo = max(0, s0 - pad)
+        want = s0 + step + pad - lo
+        (piece,) = decode.load_windows(path, SR, [(lo / SR, want / SR)])
+        first = (s0 - lo) // HOP
+        last = len(piece) < want  # the file ends inside this chunk
+        count = 1 + (lo + len(piece)) // HOP - s0 // HOP if last else step // HOP
+        if count > 0 and len(piece):
+            m = mfcc(piece)[first : first + count]
+            mfccs.append(m)
+            dbs.append(frame_db(piece, first + len(m))[first:])
+            peaks.append(frame_peaks(piece[s0 - lo :], len(m)))
+        if last:
+            end = lo + len(piece)
+            break
+        s0 += step
+    return Decoded(np.concatenate(mfccs), np.concatenate(dbs), np.concatenate(peaks), end / SR)
 
 
-def segment_file(path: str | Path, segmenter: Segmenter) -> Timeline:
-    """Decode a whole file at 16 kHz mono and segment it."""
-    return segmenter.segment(load_audio(path))
+def segment_file(path: str | Path, segmenter: Segmenter) -> tuple[Timeline, Decoded]:
+    """Decode a whole file in chunks and segment it."""
+    decoded = decode_file(path)
+    return segmenter.segment_decoded(decoded), decoded
 
 
 def timeline_record(path: str | Path, timeline: Timeline) -> dict:
@@ -300,8 +389,9 @@ def timeline_record(path: str | Path, timeline: Timeline) -> dict:
 COLOURS = {"speech": "#d62728", "music": "#1f77b4", "noise": "#2ca02c", SILENCE: "#bbbbbb"}
 
 
-def draw_timeline(y: np.ndarray, timeline: Timeline, path: str | Path, title: str = "") -> None:
-    """A PNG: the waveform's envelope with the intervals as a coloured strip beneath it."""
+def draw_timeline(peaks: np.ndarray, timeline: Timeline, path: str | Path, title: str = "") -> None:
+    """A PNG: the waveform's envelope (`Decoded.peaks`) with the intervals as a coloured strip
+    beneath it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -309,9 +399,9 @@ def draw_timeline(y: np.ndarray, timeline: Timeline, path: str | Path, title: st
     fig = Figure(figsize=(12, 3), dpi=100)
     FigureCanvasAgg(fig)
     wave, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
-    step = max(1, len(y) // 4000)
-    env = np.abs(np.asarray(y[: len(y) // step * step])).reshape(-1, step).max(axis=1)
-    t = np.arange(len(env)) * step / SR
+    step = max(1, len(peaks) // 4000)
+    env = np.asarray(peaks[: len(peaks) // step * step]).reshape(-1, step).max(axis=1)
+    t = np.arange(len(env)) * step * HOP / SR
     wave.fill_between(t, -env, env, color="#444444", linewidth=0)
     wave.set_ylim(-1, 1)
     wave.set_yticks([])

@@ -44,6 +44,11 @@ def last_run(lib: Library) -> int:
     are never "last")."""
     run_id = lib.last_changing_run()
     if run_id is None:
+        if lib.beets_changed_files():
+            raise UndoError(
+                "no mgctag run has changed any file; the changes were made through beets"
+                " (`beet mgctag`): undo them with `beet mgctag-undo`"
+            )
         raise UndoError("no run has changed any file; nothing to undo")
     return run_id
 

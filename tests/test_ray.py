@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from conftest import cli
 from media import clip_path, encode, real_clip
 
 from mgctag import engine_ray, pipeline
+from mgctag.errors import UsageError
 from mgctag.library.db import Library
 
 NO_RAY = 'ray is not installed (pip install "mgctag[ray]")'
@@ -124,6 +127,52 @@ def test_a_cluster_address_nothing_answers_on_is_one_line(tmp_path: Path) -> Non
     )
     assert res.code == 2 and "--ray-address 127.0.0.1:1: no Ray there" in res.stderr
     assert "Traceback" not in res.output
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[socket.socket, list[bytes]]]:
+    """A real TCP port on this machine that accepts connections but is not Ray: each accepted
+    connection gets the reply queued in the list (nothing when it is empty), then stays open."""
+    server = socket.create_server(("127.0.0.1", 0))
+    replies: list[bytes] = []
+    open_conns: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            open_conns.append(conn)
+            if replies:
+                conn.sendall(replies[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server, replies
+    server.close()
+    for conn in open_conns:
+        conn.close()
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason=NO_RAY)
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_port_that_answers_but_is_not_ray_is_one_line(
+    tmp_path: Path, listener: tuple[socket.socket, list[bytes]], reply: bytes
+) -> None:
+    """Ray itself retries such an address for over ten minutes; mgctag asks it for gRPC first."""
+    server, replies = listener
+    replies.append(reply)
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    with pytest.raises(UsageError, match="something answers there, but not Ray"):
+        engine_ray._check_reachable(address, timeout=1.0)
+
+
+@on_cluster
+def test_a_real_ray_passes_the_address_check() -> None:
+    """The module's real cluster: its GCS answers the HTTP/2 preface as gRPC does."""
+    import ray
+
+    engine_ray._check_reachable(ray.get_runtime_context().gcs_address)
 
 
 def test_workers_follow_the_cluster() -> None:

@@ -35,6 +35,10 @@ from mgctag.errors import MgctagError
 from mgctag.tags import id3raw  # the one ID3v2 header parser
 
 MAX_SECONDS = 3600.0  # longest span one call decodes (a whole-file load of a longer file fails)
+#: Sample rates audio is recorded at. A header outside them is damaged or hostile: a WAV claiming
+#: 1 Hz over 8 s of PCM "lasts" 49 h, and resampling it to 16 kHz would need 11 GB.
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 768_000
 TIME_LIMIT = 120.0  # wall-clock seconds one call may spend decoding
 MAX_BAD_PACKETS = 64  # consecutive undecodable packets before a file counts as corrupt
 PREROLL = 0.5  # seconds decoded before a PyAV seek target, so codecs with overlap settle
@@ -287,7 +291,24 @@ def _span_frames(offset: float, duration: float | None, rate: int) -> tuple[int,
 
 
 def _too_long(path: Path) -> DecodeError:
-    return DecodeError(path, f"longer than {MAX_SECONDS:.0f} s; decode it in windows")
+    return DecodeError(
+        path,
+        f"longer than {MAX_SECONDS:.0f} s, the most this command reads at once; cut it into"
+        f" shorter files (e.g. ffmpeg -i IN -t {MAX_SECONDS:.0f} -c copy OUT) or use"
+        " `mgctag tag` / `mgctag segments`, which read any length",
+    )
+
+
+def check_rate(path: str | os.PathLike, rate: int) -> int:
+    """`rate` when it is one audio uses, else a DecodeError naming it: every decode and probe
+    calls this before it sizes anything by the rate, so a lying header cannot size a buffer."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise DecodeError(
+            path,
+            f"the header claims a sample rate of {rate} Hz, which no audio uses"
+            f" ({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); the file is damaged",
+        )
+    return rate
 
 
 def _open_head(path: Path, n: int = 64) -> bytes:
@@ -359,6 +380,7 @@ _SF_CODECS = {
 
 def _sf_probe(path: Path) -> AudioInfo:
     info = sf.info(os.fsencode(path))
+    check_rate(path, info.samplerate)
     if info.frames <= 0:
         raise DecodeError(path, "contains no audio samples")
     codec, bits = _SF_CODECS.get(info.subtype, (info.subtype.lower(), None))
@@ -384,7 +406,7 @@ def _sf_read(
         raise DecodeError(path, f"has no audio stream {stream} (it has 1)")
     out = []
     with sf.SoundFile(os.fsencode(path)) as f:
-        rate = f.samplerate
+        rate = check_rate(path, f.samplerate)
         for offset, duration in windows:
             start, count = _span_frames(offset, duration, rate)
             claimed_too_long = f.frames - start > count and _fits_size(path, f.frames / rate)
@@ -531,7 +553,11 @@ class _AvReader:
         except DecodeError:
             self.container.close()
             raise
-        self.rate = self.stream.codec_context.sample_rate
+        try:
+            self.rate = check_rate(self.path, self.stream.codec_context.sample_rate)
+        except DecodeError:
+            self.container.close()
+            raise
         self.frames = self._decode(seeked=False)
         self.pending: tuple[int, np.ndarray] | None = None  # next frame not yet consumed
         self.end = 0  # position just after the last frame decoded

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import typer
 
 from mgctag import config
 from mgctag.errors import UsageError
-from mgctag.options import StopFlag
+from mgctag.options import TAG, StopFlag
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
@@ -136,18 +135,19 @@ def refuse(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
         raise UsageError(f"{flags}: {why}")
 
 
-SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-
-
 def check_device(device: str) -> str:
     """--device is checked when parsed, whatever else the command is asked to do."""
-    if not _DEVICE.fullmatch(device):
-        raise typer.BadParameter("use auto, cpu, cuda, cuda:N or mps", param_hint="--device")
-    return device
+    return _check("device", device)
 
 
 def check_separator(separator: str) -> str:
-    if separator not in SEPARATORS:
-        raise typer.BadParameter("use " + ", ".join(SEPARATORS), param_hint="--separator")
-    return separator
+    return _check("separator", separator)
+
+
+def _check(name: str, value: Any) -> Any:
+    """A command's own option checked by the rules of the tag options table."""
+    option = TAG[name]
+    problem = option.problem(value, quoted=False)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint=option.flag)
+    return value

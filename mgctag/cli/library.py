@@ -14,8 +14,6 @@ from mgctag.cli.common import (
     DbOption,
     JsonOption,
     PathsArg,
-    check_device,
-    check_separator,
     interruptible,
     open_library,
     refuse,
@@ -32,15 +30,16 @@ from mgctag.cli.output import (
     progress_enabled,
     shown,
 )
-from mgctag.options import TAG_DEFAULTS, TagOptions
+from mgctag.options import TAG, TAG_DEFAULTS, SettingError, TagOptions
 
-FollowOption = Annotated[
-    bool,
-    typer.Option(
-        "--follow-symlinks",
-        help="Also scan symlinked files and folders (loops are cut); else they are counted.",
-    ),
-]
+
+def tag_option(name: str) -> Any:
+    """The typer option of a setting in mgctag.options' table (its help; bools are flags)."""
+    option = TAG[name]
+    return typer.Option(*((option.flag,) if option.kind is bool else ()), help=option.help)
+
+
+FollowOption = Annotated[bool, tag_option("follow_symlinks")]
 
 
 def scan(
@@ -84,49 +83,26 @@ def tag(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show planned changes; write nothing.")
     ] = False,
-    mode: Annotated[
-        str, typer.Option(help="fill: only files without a genre; merge: add; replace: overwrite.")
-    ] = "fill",
-    max_genres: Annotated[
-        int | None,
-        typer.Option(min=1, help="At most this many genres per file (default: the model's; 2)."),
-    ] = None,
-    min_confidence: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0, max=1.0, help="Write genres at least this confident (default: the model's)."
-        ),
-    ] = None,
-    content: Annotated[
-        str,
-        typer.Option(
-            help="music: no genre for tracks heard as speech or other sound (reported skipped); "
-            "all: tag every track."
-        ),
-    ] = "music",
-    id3v23: Annotated[bool, typer.Option("--id3v23", help="Write ID3v2.3 (old players).")] = False,
-    id3v23_separator: Annotated[
-        str,
-        typer.Option(help='Joins genres in ID3v2.3 tags: "; " (Picard, foobar2000), "/" (beets).'),
-    ] = "; ",
-    keep_mtime: Annotated[
-        bool, typer.Option("--keep-mtime", help="Keep file modification times.")
-    ] = False,
+    mode: Annotated[str, tag_option("mode")] = TAG["mode"].default,
+    max_genres: Annotated[int | None, tag_option("max_genres")] = None,
+    min_confidence: Annotated[float | None, tag_option("min_confidence")] = None,
+    content: Annotated[str, tag_option("content")] = TAG["content"].default,
+    id3v23: Annotated[bool, tag_option("id3v23")] = False,
+    id3v23_separator: Annotated[str, tag_option("id3v23_separator")] = TAG[
+        "id3v23_separator"
+    ].default,
+    keep_mtime: Annotated[bool, tag_option("keep_mtime")] = False,
     follow_symlinks: FollowOption = False,
-    stems: Annotated[
-        str, typer.Option(help="Separate stems first: auto (GPU + Demucs, else config), on, off.")
-    ] = "auto",
-    separator: Annotated[str, typer.Option(help="auto, demucs, cascade or hpss.")] = "auto",
+    stems: Annotated[str, tag_option("stems")] = TAG["stems"].default,
+    separator: Annotated[str, tag_option("separator")] = TAG["separator"].default,
     separator_model: Annotated[
         Path | None, typer.Option(help="Demucs weight file or repo folder.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    device: Annotated[str, tag_option("device")] = TAG["device"].default,
     keep_stems: Annotated[
         Path | None, typer.Option(help="Also write each analysed window's stems under DIR.")
     ] = None,
-    model: Annotated[
-        str | None, typer.Option(help="Tag with this model (see `mgctag models list`).")
-    ] = None,
+    model: Annotated[str | None, tag_option("model")] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -149,49 +125,30 @@ def tag(
     """Scan PATHS, analyse new and changed tracks, and write their genres into the files.
 
     Options not given here come from the tag section of config.toml (see `mgctag config`)."""
-    given = dict(locals())
-    s = with_config(ctx, {k: given[k] for k in TAG_DEFAULTS})
-    mode, content, stems, separator, device = (s[k] for k in _CHOICES)
-    if s["id3v23_separator"] not in ("; ", ";", "/", " / "):
-        raise typer.BadParameter('use "; ", ";", "/" or " / "', param_hint="--id3v23-separator")
-    if mode not in ("fill", "merge", "replace"):
-        raise typer.BadParameter("use fill, merge or replace", param_hint="--mode")
-    if content not in ("music", "all"):
-        raise typer.BadParameter("use music or all", param_hint="--content")
-    if stems not in ("auto", "on", "off"):
-        raise typer.BadParameter("use auto, on or off", param_hint="--stems")
-    check_device(device)
-    check_separator(separator)
     if engine not in ("local", "ray"):
         raise typer.BadParameter("use local or ray", param_hint="--engine")
+    try:
+        opts = TagOptions.from_settings(
+            with_config(ctx, {k: v for k, v in locals().items() if k in TAG}),
+            dry_run=dry_run,
+            separator_model=separator_model,
+            keep_stems=keep_stems,
+            engine=engine,
+            ray_address=ray_address,
+            workers=workers,
+        )
+    except SettingError as exc:
+        if exc.where.startswith("--"):  # typed here: click's own usage error, as for any option
+            raise typer.BadParameter(exc.problem, param_hint=exc.where) from None
+        raise
     if engine == "local":
         refuse(ctx, ("ray_address", "workers"), "only with --engine ray")
-    if stems == "off":
+    if opts.stems == "off":
         refuse(ctx, ("separator", "separator_model"), "not with --stems off")
     if keep_stems is not None:
-        if stems == "off":
+        if opts.stems == "off":
             raise typer.BadParameter("--keep-stems needs stems", param_hint="--stems off")
-        stems = "on"
-    opts = TagOptions(
-        mode=mode,  # type: ignore[arg-type]
-        max_genres=s["max_genres"],
-        min_confidence=s["min_confidence"],
-        content=content,  # type: ignore[arg-type]
-        dry_run=dry_run,
-        id3v23=s["id3v23"],
-        id3v23_separator=s["id3v23_separator"],
-        keep_mtime=s["keep_mtime"],
-        follow_symlinks=s["follow_symlinks"],
-        stems=stems,
-        separator=separator,
-        separator_model=separator_model,
-        device=device,
-        model=s["model"],
-        keep_stems=keep_stems,
-        engine=engine,  # type: ignore[arg-type]
-        ray_address=ray_address,
-        workers=workers,
-    )
+        opts.stems = "on"
     lib = open_library(db)
     progress = CliProgress(enabled=progress_enabled(json_out))
     with interruptible() as sig, progress.bar:
@@ -206,15 +163,17 @@ def tag(
     raise typer.Exit(sig.exit_code(130) if summary.interrupted else (1 if summary.failed else 0))
 
 
-_CHOICES = ("mode", "content", "stems", "separator", "device")
-
-
-def with_config(ctx: typer.Context, given: dict[str, Any]) -> dict[str, Any]:
-    """The options given on the command line; the others from the environment or config.toml
-    (validated when it was read), else the built-in default."""
+def with_config(ctx: typer.Context, given: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """Each setting with where it came from: the options given on the command line (their
+    flag); the others from the environment or config.toml, else the built-in default."""
     effective = config.effective("tag", TAG_DEFAULTS)
     typed = set(given_options(ctx, *given))
-    return {key: value if key in typed else effective[key][0] for key, value in given.items()}
+    return {
+        key: (value, TAG[key].flag)
+        if key in typed
+        else (effective[key][0], config.where(key, effective[key][1]))
+        for key, value in given.items()
+    }
 
 
 def summary_dict(s: Any) -> dict[str, Any]:

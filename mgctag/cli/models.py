@@ -96,7 +96,7 @@ def models_use(name: str) -> None:
 def models_remove(name: str) -> None:
     """Delete a user-trained model (bundled models cannot be removed)."""
     from mgctag.models.catalog import list_taggers
-    from mgctag.models.registry import ModelError, remove_model, resolve
+    from mgctag.models.registry import ModelError, remove_model, resolve, where_is
     from mgctag.options import DEFAULT_TAGGER
 
     try:
@@ -107,9 +107,9 @@ def models_remove(name: str) -> None:
                 "built into mgctag; only your own models can be removed", name
             ) from None
         raise
-    if config.user_models_dir().resolve() not in path.resolve().parents:
+    if where_is(path).parent == config.bundled_weights_dir().resolve():
         raise UsageError("a bundled model; only your own models can be removed", name)
-    remove_model(name)
+    remove_model(path)  # refuses a file outside the models folder, saying so
     if config.default_model() == name:
         config.set_default_model(DEFAULT_TAGGER)
     out.print(f"removed {shown(name)}")

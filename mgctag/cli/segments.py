@@ -11,6 +11,8 @@ from mgctag.cli.common import DbOption, interruptible, open_library
 from mgctag.cli.output import out, print_failures, print_json, shown
 from mgctag.errors import reason_of
 
+NOT_STORED = "not in the library, so its intervals were not stored (`mgctag scan` it first)"
+
 
 def segments(
     paths: Annotated[list[Path], typer.Argument(help="Audio files (or folders of them).")],
@@ -39,7 +41,7 @@ def segments(
     from mgctag.segments import (
         Segmenter,
         draw_timeline,
-        load_audio,
+        segment_file,
         store_timeline,
         timeline_record,
     )
@@ -55,18 +57,22 @@ def segments(
             if sig.stop:
                 break
             try:
-                y = load_audio(path)
-                timeline = segmenter.segment(y)
-                if png is not None:
-                    dest = png / f"{path.stem}.png" if folder else png
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    draw_timeline(y, timeline, dest, title=str(path.name))
+                timeline, decoded = segment_file(path, segmenter)
             except (decode.DecodeError, FeatureError, OSError, ValueError) as exc:
                 failures.append((str(path), reason_of(exc)))
                 continue
+            if png is not None:
+                dest = png / f"{path.stem}.png" if folder else png
+                try:  # a picture that cannot be written is the picture's failure, not the audio's
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    draw_timeline(decoded.peaks, timeline, dest, title=str(path.name))
+                except (OSError, ValueError) as exc:
+                    failures.append((str(dest), f"cannot write the picture: {reason_of(exc)}"))
             records.append(timeline_record(path, timeline))
             if lib is not None:
                 records[-1]["stored"] = store_timeline(lib, path, timeline, segmenter.card.name)
+                if not records[-1]["stored"]:
+                    failures.append((str(path), NOT_STORED))
             if not json_out:
                 _print_table(records[-1], Table)
     print_failures(failures)

@@ -238,7 +238,17 @@ def _scalar_param(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(to_jsonable(value), ensure_ascii=False)
+    """JSON text for a column. Text holding lone surrogates (a non-UTF-8 file name or argument,
+    as Python decodes it) cannot be stored as UTF-8: it is kept as `\\udcXX` escapes instead,
+    which `json.loads` turns back into the same string (and os.fsencode into the same bytes)."""
+    if value is None:
+        return None
+    text = json.dumps(to_jsonable(value), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(to_jsonable(value), ensure_ascii=True)
+    return text
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple) -> dict[str, Any]:
@@ -307,12 +317,11 @@ class Library:
             conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")  # embedding loads read pages in place
             self._migrate()
             self._identity = _file_identity(self.path)
-        except sqlite3.OperationalError as exc:  # locked past the timeout, read-only, disk full
+        except sqlite3.DatabaseError as exc:  # locked past the timeout, read-only, disk full
             conn.close()
-            raise LibraryError(f"cannot open the library: {exc}", self.path) from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise LibraryError(f"not a usable mgctag library: {exc}", self.path) from exc
+            raise LibraryError(
+                _problem(exc, self.path, "cannot open the library"), self.path
+            ) from exc
         except LibraryError:
             conn.close()
             raise
@@ -353,7 +362,7 @@ class Library:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
+            raise LibraryError(_problem(exc, self.path), self.path) from exc
         try:
             yield
             conn.execute("COMMIT")
@@ -362,7 +371,7 @@ class Library:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O error, read-only
-                raise LibraryError(f"cannot write to the library: {exc}", self.path) from exc
+                raise LibraryError(_problem(exc, self.path), self.path) from exc
             raise
 
     def _exec(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
@@ -385,10 +394,23 @@ class Library:
     def schema_version(self) -> int:
         if not self.db["meta"].exists():
             return 0
-        return int(self._scalar("SELECT value FROM meta WHERE key = 'schema_version'") or 0)
+        value = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+        try:
+            return int(value or 0)
+        except (TypeError, ValueError):
+            raise LibraryError(
+                f"damaged: its schema_version is {str(value)[:40]!r}, not a number"
+                " (restore a backup, or start a new library with --db)",
+                self.path,
+            ) from None
 
     def _migrate(self) -> None:
-        """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones."""
+        """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones.
+
+        A library already current is only read: reading never waits for another process's
+        write lock (WAL readers), so `mgctag runs` answers while a run writes."""
+        if self.schema_version == SCHEMA_VERSION:
+            return
         while True:
             with self.transaction():  # re-read under the write lock: another process may migrate
                 version = self.schema_version
@@ -527,15 +549,30 @@ class Library:
             )
             return cursor.rowcount
 
-    def relocate_track(self, track_id: int, path: str | os.PathLike, size: int, mtime: int) -> bool:
+    def relocate_track(
+        self,
+        track_id: int,
+        path: str | os.PathLike,
+        size: int,
+        mtime: int,
+        *,
+        moved: bool = False,
+    ) -> bool:
         """The track's file now lives at `path` with this size/mtime, its audio unchanged (moved
         or copied there, or its tags rewritten, by a tool such as beets): move the record and its
-        current analysis keys along, so the file is not analysed again. False (nothing changed)
+        current analysis keys along, so the file is not analysed again. A `moved` file takes its
+        journal entries along too, so undo finds it where it is now. False (nothing changed)
         when `path` is another track's already."""
         with self.transaction():
             other = self._scalar("SELECT id FROM tracks WHERE path = ?", [_db_path(path)])
             if other is not None and other != track_id:
                 return False
+            if moved:
+                self._exec(
+                    "UPDATE writes SET path = ? WHERE track_id = ?"
+                    " AND path = (SELECT path FROM tracks WHERE id = ?)",
+                    [_db_path(path), track_id, track_id],
+                )
             self._exec("UPDATE tracks SET path = ? WHERE id = ?", [_db_path(path), track_id])
             self._own_change(track_id, size, mtime)
         return True
@@ -794,6 +831,16 @@ class Library:
             " WHERE w.state = 'done' AND r.command != 'undo' AND r.command NOT LIKE 'beet %'"
         )
 
+    def beets_changed_files(self) -> bool:
+        """Whether a run of the beets plugin has a write that reached a file (those runs are
+        undone with `beet mgctag-undo`, not `mgctag undo`)."""
+        return bool(
+            self._scalar(
+                "SELECT 1 FROM writes w JOIN runs r ON r.id = w.run_id"
+                " WHERE w.state = 'done' AND r.command LIKE 'beet %' LIMIT 1"
+            )
+        )
+
     def fail_write(self, write_id: int) -> None:
         """The pending write did not happen (the file is as it was)."""
         with self.transaction():
@@ -873,11 +920,30 @@ def _check_before_open(path: Path, timeout: float) -> None:
         return  # a new library
     if not stat.S_ISREG(st.st_mode):
         raise LibraryError("not a regular file; the library database must be one", path)
+    if _hot_journal(path):
+        # A process was killed mid-transaction (while creating the library, say): only a
+        # read-write connection may roll its journal back, and SQLite does so when it first
+        # reads. Then the file is what it was before that transaction, and is checked as such.
+        try:
+            _roll_back_hot_journal(path, timeout)
+            st = os.stat(path)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise LibraryError(_problem(exc, path, "cannot recover the library"), path) from exc
     if st.st_size == 0:
         return
     with open(path, "rb") as fh:
         if fh.read(16) != _SQLITE_MAGIC:
             raise LibraryError("not an SQLite database (so not an mgctag library)", path)
+    try:
+        names, version = _read_only_look(path, timeout)
+    except sqlite3.DatabaseError as exc:
+        raise LibraryError(_problem(exc, path, "not a usable mgctag library"), path) from exc
+    if names and version is None:
+        raise LibraryError("an SQLite database, but not an mgctag library", path)
+
+
+def _read_only_look(path: Path, timeout: float) -> tuple[set[str], Any]:
+    """The database's table names and stored schema_version, read without writing anything."""
     uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     try:
@@ -886,12 +952,55 @@ def _check_before_open(path: Path, timeout: float) -> None:
         if "meta" in names:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = row[0] if row else None
-    except sqlite3.DatabaseError as exc:
-        raise LibraryError(f"not a usable mgctag library: {exc}", path) from exc
+        return names, version
     finally:
         conn.close()
-    if names and version is None:
-        raise LibraryError("an SQLite database, but not an mgctag library", path)
+
+
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")  # the header of a live rollback journal
+
+
+def _hot_journal(path: Path) -> bool:
+    try:
+        with open(f"{path}-journal", "rb") as fh:
+            return fh.read(8) == _JOURNAL_MAGIC
+    except OSError:
+        return False
+
+
+def _roll_back_hot_journal(path: Path, timeout: float) -> None:
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+
+
+#: Below this many free bytes on the database's file system, an SQLite I/O error is a full disk.
+LOW_SPACE = 1 << 20
+
+
+def _problem(exc: Exception, path: Path, context: str = "cannot write to the library") -> str:
+    """An SQLite error as what the user can do about it: a full disk and another process's lock
+    are named as such (not as an unusable library)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return "locked by another process (waited for it); try again when it has finished"
+    free = _free_bytes(path)
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and free < LOW_SPACE):
+        return f"disk full ({free // 1024} KB free where the database is); free some space"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return "cannot write to it (the file or its folder is read-only)"
+    return f"{context}: {text}"
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path.parent if not path.is_dir() else path)
+    except OSError:
+        return LOW_SPACE
+    return st.f_bavail * st.f_frsize
 
 
 def _set_wal(conn: sqlite3.Connection, timeout: float) -> str:

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from mgctag.audio.inputs import PATCH_FEATURES
 from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
+from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 
 if TYPE_CHECKING:
     from mgctag.models.protocol import Tagger
 
-MUSICNN_TAGGER = "musicnn"
-DEFAULT_TAGGER = "musicnn+mn04"  # musicnn + the AudioSet tagger, with the content gate
 AUDIOSET_MODEL = "audioset_mn04"
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair

@@ -9,6 +9,7 @@ Loaded models are cached per process so the pipeline never loads a model per tra
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -128,6 +129,33 @@ def _check_types(data: dict[str, Any]) -> None:
     for key in _DICT_FIELDS:
         if key in data and not isinstance(data[key], dict):
             raise ModelError(f"model card: {key} must be an object")
+    if "selection" in data and not _valid_selection(data["selection"]):
+        raise ModelError(
+            "model card: selection must be [max genres (a whole number >= 1), confidence floor"
+            f" (0 to 1), floor relative to the top genre (0 to 1)], not {data['selection']!r}"[:300]
+        )
+    if "tagger" in data and not isinstance(data["tagger"], str):
+        raise ModelError("model card: tagger must be text")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _valid_selection(value: Any) -> bool:
+    """[at most N genres, absolute floor, relative floor], as `catalog.selection` reads it."""
+    if not isinstance(value, list) or len(value) != 3 or not all(map(_number, value)):
+        return False
+    most, floor, relative = value
+    return float(most).is_integer() and most >= 1 and 0 <= floor <= 1 and 0 <= relative <= 1
+
+
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file; a name the OS refuses (too long, NUL) is simply no file."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _search_dirs() -> list[Path]:
@@ -143,17 +171,24 @@ def resolve(name: str | os.PathLike) -> Path:
             "convert them to .safetensors with a model card"
         )
     if path.suffix == ".safetensors" or len(path.parts) > 1:
-        if not path.is_file():
+        if not _is_file(path):
             raise ModelError(f"{path}: no such model file")
         if path.suffix != ".safetensors":
             raise ModelError(f"{path}: not a .safetensors file")
         return path
     for folder in _search_dirs():
         candidate = folder / f"{name}.safetensors"
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     known = ", ".join(card.name for card in list_models()) or "none"
     raise ModelError(f"{name}: unknown model (available: {known})")
+
+
+def where_is(path: str | os.PathLike) -> Path:
+    """The absolute location of a model file: its folder resolved (`..`, symlinked folders),
+    the file itself not followed, so a symlinked model is where its link is."""
+    absolute = Path(path).expanduser().absolute()
+    return absolute.parent.resolve() / absolute.name
 
 
 def remove_model(name: str | os.PathLike) -> list[Path]:
@@ -166,10 +201,13 @@ def remove_model(name: str | os.PathLike) -> list[Path]:
     folder = config.user_models_dir().resolve()
     given = Path(name)
     if given.suffix == ".safetensors" or len(given.parts) > 1:
-        path = given.expanduser().resolve()
+        path = where_is(given)
+        if path.parent == config.bundled_weights_dir().resolve():
+            raise ModelError(f"{name}: a bundled model; only your own models can be removed")
         if path.parent != folder or path.suffix != ".safetensors":
             raise ModelError(
-                f"{name}: not a model in your models folder ({folder}); only those can be removed"
+                f"{name}: not a model in your models folder ({folder}) but a file elsewhere;"
+                " mgctag removes only models in that folder (delete it yourself if you want)"
             )
         stem = path.stem
     else:
@@ -178,7 +216,7 @@ def remove_model(name: str | os.PathLike) -> list[Path]:
             raise ModelError(f"{name!r}: not a model name")
     weights = folder / f"{stem}.safetensors"
     if not os.path.lexists(weights):
-        if (config.bundled_weights_dir() / f"{stem}.safetensors").is_file():
+        if _is_file(config.bundled_weights_dir() / f"{stem}.safetensors"):
             raise ModelError(f"{stem}: a bundled model; only your own models can be removed")
         raise ModelError(f"{stem}: no such model in {folder}")
     removed = []
@@ -190,10 +228,21 @@ def remove_model(name: str | os.PathLike) -> list[Path]:
     return removed
 
 
+#: arch_args that give the network's number of outputs, one per label of the card.
+OUTPUT_ARGS = ("n_classes", "n_tags")
+
+
 def build(card: ModelCard) -> nn.Module:
     """An untrained module of the card's architecture."""
     if card.arch not in ARCHITECTURES:
         raise ModelError(f"{card.name}: unknown architecture {card.arch!r}")
+    for key in OUTPUT_ARGS:
+        n = card.arch_args.get(key)
+        if isinstance(n, int) and n != len(card.labels):
+            raise ModelError(
+                f"{card.name}: the card lists {len(card.labels)} labels but its network has"
+                f" {n} outputs ({key}); card and weights do not belong together"
+            )
     cls = ARCHITECTURES[card.arch]
     try:
         with torch.device("meta"):  # sized first without memory: a card can ask for anything
