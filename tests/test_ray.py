@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import cli
-from media import LIBROSA, encode, real_clip
+from media import clip_path, encode, real_clip
 
 from mgctag import engine_ray, pipeline
 from mgctag.errors import UsageError
@@ -37,11 +37,11 @@ def on_cluster(test):
 
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/electronic/northern_lights_1",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
     "198-209-0000",  # speech: the content gate's skip must match too
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/metal/war_of_freedom_1",
 )
 
 
@@ -67,7 +67,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     for name in CLIPS:
         y, sr = real_clip(name, seconds=10.0)
-        encode(y, sr, root / f"{name[:24]}.flac")
+        encode(y, sr, root / f"{Path(name).name[:24]}.flac")
     return root
 
 
@@ -344,5 +344,5 @@ def test_an_interrupted_ray_run_is_consistent_and_the_next_one_resumes(
 
 def test_the_clips_exist() -> None:
     """The recordings the cluster tests read (a missing one would make them skip, not pass)."""
-    missing = [n for n in CLIPS if not (LIBROSA / f"{n}.hq.ogg").is_file()]
+    missing = [n for n in CLIPS if not clip_path(n).is_file()]
     assert not missing
