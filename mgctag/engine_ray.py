@@ -120,16 +120,18 @@ def _keep_ray_off_stdout() -> None:
         sys.stdout = _RayQuiet(sys.stdout)
 
 
-#: What a client sends first on HTTP/2 (RFC 9113 3.4): the preface and an empty SETTINGS frame.
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-SETTINGS_FRAME = 4
+#: The call every Ray driver makes first at a cluster address: the GCS's GetClusterId.
+GCS_PROBE = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+#: gRPC statuses only a Ray GCS gives to it: OK, or a wish for credentials (token auth).
+GCS_ANSWERS = (b"0", b"7", b"16")
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     """A HOST:PORT where no Ray answers is one line now; Ray itself would retry for minutes.
 
-    Ray's GCS and Ray Client both speak gRPC, and every HTTP/2 server's first frame is SETTINGS:
-    a port that accepts the connection but answers anything else (or nothing) is not Ray.
+    A cluster address must answer GetClusterId as a Ray GCS does; a Ray Client address (ray://)
+    must at least answer as a gRPC server. A port that is closed, silent, or answers as
+    something else (an HTTP/1 server, a proxy's 404, another gRPC service) is not Ray.
     """
     if not address or address in ("auto", "local"):
         return
@@ -137,27 +139,73 @@ def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {address}: use auto or HOST:PORT")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            first = _first_frame_header(sock)
+        answer = _grpc_call(host, int(port), GCS_PROBE, timeout)
+    except ImportError:  # h2 comes with mgctag[ray]; without it, only the port is checked
+        _tcp_check(address, host, int(port), timeout)
+        return
     except OSError as exc:
         raise UsageError(f"--ray-address {address}: no Ray there ({reason_of(exc)})") from None
-    if len(first) < 9 or first[3] != SETTINGS_FRAME:
+    grpc_status = answer.get(b"grpc-status")
+    if answer.get(b":status") != b"200" or grpc_status is None:
+        raise UsageError(f"--ray-address {address}: something answers there, but not Ray")
+    if not address.startswith("ray://") and grpc_status not in GCS_ANSWERS:
         raise UsageError(
-            f"--ray-address {address}: something answers there, but not Ray "
-            f"(no gRPC reply within {timeout:g} s)"
+            f"--ray-address {address}: a gRPC server answers there, but not Ray's GCS "
+            f"(gRPC status {grpc_status.decode()})"
         )
 
 
-def _first_frame_header(sock: socket.socket) -> bytes:
-    """The 9-byte header of the server's first HTTP/2 frame; fewer bytes if it gave none."""
-    sock.sendall(HTTP2_PREFACE)
-    head = b""
+def _tcp_check(address: str, host: str, port: int, timeout: float) -> None:
     try:
-        while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
-            head += chunk
-    except TimeoutError:
-        pass
-    return head
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--ray-address {address}: no Ray there ({reason_of(exc)})") from None
+
+
+def _grpc_call(host: str, port: int, path: str, timeout: float) -> dict[bytes, bytes]:
+    """One empty unary gRPC call over plain HTTP/2: the response's headers and trailers.
+
+    Empty when the server closes or resets without answering; OSError (timeout included) when
+    it cannot be reached or stays silent.
+    """
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding=None))
+    answer: dict[bytes, bytes] = {}
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        conn.initiate_connection()
+        stream = conn.get_next_available_stream_id()
+        conn.send_headers(stream, _grpc_request_headers(host, port, path))
+        conn.send_data(stream, bytes(5), end_stream=True)  # one empty message, uncompressed
+        sock.sendall(conn.data_to_send())
+        done = (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)
+        while data := sock.recv(65536):
+            try:
+                events = conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                return {}
+            for event in events:
+                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    answer.update((bytes(k), bytes(v)) for k, v in event.headers or [])
+                if isinstance(event, done):
+                    return answer
+            sock.sendall(conn.data_to_send())
+    return answer
+
+
+def _grpc_request_headers(host: str, port: int, path: str) -> list[tuple[bytes, bytes]]:
+    fields = {
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": path,
+        ":authority": f"{host}:{port}",
+        "content-type": "application/grpc",
+        "te": "trailers",
+    }
+    return [(k.encode(), v.encode()) for k, v in fields.items()]
 
 
 def plan_workers(requested: int | None, resources: dict[str, float]) -> tuple[int, float]:

@@ -1,55 +1,120 @@
-"""Shared test fixtures: the one path to ../shared, the one CLI runner, one tagged library.
+"""Shared test fixtures: the one CLI runner, one tagged library, and the skip accounting.
 
-Tests that need the real recordings in ../shared/audio skip with one clear reason when it is
-missing (a fresh clone without the test data), instead of failing in hundreds of places.
+The test audio lives in tests/data (tests/media.py). Only the research-only data in ../shared
+(MUSDB previews, the EfficientAT reference) is optional: a test that needs it calls `media.need()`
+and skips alone with its reason, and the report says how many skipped and why even under -q.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import sys
+from collections import Counter
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
+import numpy as np
 import pytest
+from _pytest.terminal import TerminalReporter
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py, importable as `media`
 
 import media  # noqa: E402
 
-SHARED = media.SHARED
-SHARED_AUDIO = media.AUDIO
-NO_SHARED = (
-    f"test recordings missing: {SHARED_AUDIO} (see README, 'Test data'); tests that need them skip"
-)
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--max-skipped",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail the run when more than N tests skip for a reason other than absent optional "
+        "data (../shared): a broken fixture must not skip half the suite unnoticed (.ci/run)",
+    )
 
 
-def _needs_shared(module: ModuleType | None) -> bool:
-    """A test module needs ../shared if it uses tests/media.py or names a path inside ../shared."""
-    if module is None:
-        return False
-    for value in vars(module).values():
-        if value is media or getattr(value, "__module__", None) == "media":
-            return True
-        if isinstance(value, Path) and (value == SHARED or SHARED in value.parents):
-            return True
-    return False
+def _unexpected_skips(config: pytest.Config) -> int:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    optional = set(media.MISSING.values())
+    return sum(_skip_reason(r) not in optional for r in skipped)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if SHARED_AUDIO.is_dir():
-        return
-    skip = pytest.mark.skip(reason=NO_SHARED)
-    for item in items:
-        if _needs_shared(getattr(item, "module", None)):
-            item.add_marker(skip)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    limit = session.config.getoption("--max-skipped")
+    if limit is not None and exitstatus == 0 and _unexpected_skips(session.config) > limit:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
-    return None if SHARED_AUDIO.is_dir() else NO_SHARED
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    missing = [reason for root, reason in media.MISSING.items() if not root.exists()]
+    return [f"test data: {media.DATA}", *missing]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A skip raised by `media.need()` is reported at the test that needed the data (-rs)."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and longrepr[0].endswith("media.py"):
+        path, lineno, _ = item.location
+        report.longrepr = (path, (lineno or 0) + 1, longrepr[2])
+    return report
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    """One line per skip reason, printed even under -q: "N tests skipped: REASON"."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons = Counter(_skip_reason(r) for r in skipped)
+    for reason, n in reasons.most_common():
+        terminalreporter.write_line(f"{n} test{'s' * (n != 1)} skipped: {reason}")
+    limit = terminalreporter.config.getoption("--max-skipped")
+    unexpected = _unexpected_skips(terminalreporter.config)
+    if limit is not None and unexpected > limit:
+        terminalreporter.write_line(
+            f"FAILED: {unexpected} tests skipped for reasons other than absent optional data, "
+            f"more than --max-skipped {limit}",
+            red=True,
+        )
+
+
+def cache_dir(config: pytest.Config, tmp: pytest.TempPathFactory, name: str) -> Path:
+    """pytest's own cache folder (.pytest_cache, kept between runs, gone with --cache-clear), or
+    a pytest temp dir when there is none (`-p no:cacheprovider`) or it is not writable."""
+    cache = getattr(config, "cache", None)
+    try:
+        if cache is not None:
+            return cache.mkdir(name)
+    except OSError:
+        pass
+    return tmp.mktemp(name)
+
+
+@pytest.fixture(scope="session")
+def long_mp3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real full-length MP3 (3 min 14 s: two in-repo recordings back to back), encoded once
+    and kept in pytest's cache: long enough for windows far into a track and real seeking."""
+    path = cache_dir(request.config, tmp_path_factory, "mgctag-media") / "long_v1.mp3"
+    if not path.is_file():
+        parts = [media.real_clip(n, 600.0) for n in ("Karissa_Hobbs_-_Lets_Go_Fishin",
+                                                     "Kevin_MacLeod_-_Vibe_Ace")]  # fmt: skip
+        part = path.with_suffix(f".{os.getpid()}.mp3")
+        media.encode(np.concatenate([y for y, _ in parts], axis=1), parts[0][1], part)
+        part.replace(path)  # whole or not at all, also with parallel sessions
+    return path
 
 
 @dataclass
@@ -84,8 +149,6 @@ def cli(*args: str | Path) -> CliResult:
 @pytest.fixture(scope="session")
 def tagged_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small real library tagged once per session: (music folder, database). Copy before use."""
-    if not SHARED_AUDIO.is_dir():
-        pytest.skip(NO_SHARED)
     root = tmp_path_factory.mktemp("tagged")
     music, db = root / "Music", root / "lib.db"
     media.make_library(music, exts=("mp3", "flac"))
@@ -97,8 +160,13 @@ def tagged_library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 @pytest.fixture
 def library_copy(tagged_library: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
     """A private copy of the tagged library: the files, and a database whose paths point at them."""
-    music, db = tagged_library
-    new_music, new_db = tmp_path / "Music", tmp_path / "lib.db"
+    return copy_library(*tagged_library, tmp_path)
+
+
+def copy_library(music: Path, db: Path, dest: Path) -> tuple[Path, Path]:
+    """Copy a music folder and its database into `dest` (as Music/ and lib.db), the database's
+    paths pointing at the copies: tag once per module, then give each test its own copy."""
+    new_music, new_db = dest / "Music", dest / "lib.db"
     shutil.copytree(music, new_music)
     with sqlite3.connect(db) as src, sqlite3.connect(new_db) as dst:
         src.backup(dst)  # a consistent copy, WAL included

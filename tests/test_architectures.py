@@ -1,13 +1,14 @@
 """The seed-paper genre networks: shapes, learning on real features, weight round-trips, CCS.
 
-Features are the project's own log-mel / MFCC of real recordings: librosa's example music for the
-mix models (one class per recording) and real MUSDB18 stems (drums, bass, other streams of the
-.stem.mp4 previews) for the stem CNN.
+Features are the project's own log-mel / MFCC of real recordings: four in-repo recordings of
+four genres (tests/data) for the mix models (one class per recording) and real MUSDB18 stems
+(drums, bass, other streams of the .stem.mp4 previews, optional: ../shared) for the stem CNN.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from media import LIBROSA, MUSDB
+from conftest import cache_dir
+from media import LIBROSA, MUSDB, MUSIC, need
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -42,11 +44,11 @@ from mgctag.train.distill import (
 )
 
 N_CLASSES = 4
-MIX_CLIPS = (
-    "Kevin_MacLeod_-_Vibe_Ace",
-    "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
-    "admiralbob77_-_Choice_-_Drum-bass",
+MIX_CLIPS = (  # jazz, orchestra, metal, electronic
+    LIBROSA / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg",
+    LIBROSA / "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).hq.ogg",
+    MUSIC / "metal" / "chaos_god_1.ogg",
+    MUSIC / "electronic" / "digital_pursuit_1.ogg",
 )
 STEM_TRACKS = (  # one per genre
     "ANiMAL - Clinic A.stem.mp4",
@@ -99,26 +101,46 @@ def _patches(y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return features.patches(features.log_mel(y))[:n], features.patches(features.mfcc(y))[:n]
 
 
+class Inputs(dict[str, tuple[torch.Tensor, torch.Tensor]]):
+    """Inputs by kind; "stems" is decoded on first use, as it needs the (optional) MUSDB stems,
+    and kept in pytest's cache (decoding 12 AAC streams is most of this module's time)."""
+
+    def __init__(self, cache: Path, **kinds: tuple[torch.Tensor, torch.Tensor]) -> None:
+        super().__init__(**kinds)
+        self.cache = cache / "musdb_stem_patches_v1.npy"
+
+    def __missing__(self, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if kind != "stems":
+            raise KeyError(kind)
+        need(MUSDB)
+        if not self.cache.is_file():
+            stems = []
+            for name in STEM_TRACKS:  # streams 1, 2, 3 = drums, bass, other
+                path = MUSDB / "train" / name
+                chans = [_patches(decode.load(path, 16000, stream=s), 2)[0] for s in (1, 2, 3)]
+                stems.append(np.stack(chans, axis=1))
+            part = self.cache.with_suffix(f".{os.getpid()}.npy")
+            np.save(part, np.concatenate(stems))
+            part.replace(self.cache)  # whole or not at all
+        self[kind] = (torch.from_numpy(np.load(self.cache)), self["mel"][1])
+        return self[kind]
+
+
 @pytest.fixture(scope="module")
-def data() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def data(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     """Real inputs of every kind, 2 patches per recording, label = recording."""
-    mels, mfccs, stems, labels = [], [], [], []
-    for label, name in enumerate(MIX_CLIPS):
-        mel, mfcc = _patches(decode.load(LIBROSA / f"{name}.ogg", 16000, duration=6.5), 2)
+    mels, mfccs, labels = [], [], []
+    for label, path in enumerate(MIX_CLIPS):
+        mel, mfcc = _patches(decode.load(path, 16000, duration=6.5), 2)
         mels.append(mel)
         mfccs.append(mfcc)
         labels += [label] * 2
-    for name in STEM_TRACKS:  # streams 1, 2, 3 = drums, bass, other
-        chans = [
-            _patches(decode.load(MUSDB / "train" / name, 16000, stream=s), 2)[0] for s in (1, 2, 3)
-        ]
-        stems.append(np.stack(chans, axis=1))
     y = torch.tensor(labels)
-    return {
-        "mel": (torch.from_numpy(np.concatenate(mels)), y),
-        "mfcc": (torch.from_numpy(np.concatenate(mfccs)), y),
-        "stems": (torch.from_numpy(np.concatenate(stems)), y),
-    }
+    return Inputs(
+        cache_dir(request.config, tmp_path_factory, "mgctag-features"),
+        mel=(torch.from_numpy(np.concatenate(mels)), y),
+        mfcc=(torch.from_numpy(np.concatenate(mfccs)), y),
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -181,7 +203,10 @@ def test_safetensors_round_trip_is_exact(name, data, tmp_path: Path):
 def test_registry_builds_and_loads_every_architecture(data, tmp_path: Path):
     model = EcapaTdnn(N_CLASSES, cont=64, stop=16, mfa_channels=128, n_bands=2).eval()
     card = registry.ModelCard(
-        name="ecapa_test", arch="ecapa_tdnn", labels=list(MIX_CLIPS), arch_args=model.config
+        name="ecapa_test",
+        arch="ecapa_tdnn",
+        labels=[p.stem for p in MIX_CLIPS],
+        arch_args=model.config,
     )
     path = registry.save_model(model, card, tmp_path)
     loaded, loaded_card = registry.load_model(path, cache=False)
@@ -337,8 +362,8 @@ def test_cache_teacher_targets_and_resumable_training(tmp_path: Path):
     classes = teacher_classes(gmap, teacher.labels)
     assert "Rock" in classes and "Classical" in classes
     files = [
-        cache_track(LIBROSA / f"{name}.ogg", tmp_path, teacher, None, windows=1, window_seconds=4.0)
-        for name in MIX_CLIPS[:2]
+        cache_track(path, tmp_path, teacher, None, windows=1, window_seconds=4.0)
+        for path in MIX_CLIPS[:2]
     ]
     assert all(f is not None and f.exists() for f in files)
     data = load_patches(files, teacher.labels, gmap, classes)

@@ -24,18 +24,20 @@ beets = pytest.importorskip("beets", reason="beets is not installed (pip install
 import media  # noqa: E402
 from beets.library import Album  # noqa: E402
 from mediafile import MediaFile  # noqa: E402
+from mutagen.easyid3 import EasyID3  # noqa: E402
 
 from beetsplug.mgctag import genre_field  # noqa: E402
 from mgctag.genres import split_genres  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+TAGGED_MP3 = Path("house_lo.mp3")  # made by `_copy`: an MP3 with a genre tag already (Blues)
 MUSIC = [
     media.LIBROSA / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg",  # has a genre tag already (Jazz)
-    media.LIBROSA / "admiralbob77_-_Choice_-_Drum-bass.hq.ogg",
+    media.MUSIC / "electronic" / "northern_lights_1.ogg",
     media.LIBROSA / "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).hq.ogg",
-    media.MUSDB / "train" / "ANiMAL - Clinic A.stem.mp4",
-    media.AUDIO / "pygame" / "house_lo.mp3",  # has a genre tag already (Blues)
+    media.MUSIC / "metal" / "armygeddon_1.ogg",
+    TAGGED_MP3,
 ]
 LATER = [  # imported with `auto: yes`
     media.LIBROSA / "sorohanro_-_solo-trumpet-06.hq.ogg",
@@ -84,6 +86,17 @@ def beets_genres(formatted: str) -> list[str]:
     return [g for g in formatted.split("; ") if g]
 
 
+def _copy(src: Path, dest: Path) -> None:
+    if src != TAGGED_MP3:
+        shutil.copyfile(src, dest)
+        return
+    y, sr = media.real_clip("Karissa_Hobbs_-_Lets_Go_Fishin", seconds=8.0)
+    media.encode(y, sr, dest)
+    tags = EasyID3()
+    tags["genre"] = "Blues"
+    tags.save(dest)
+
+
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory: pytest.TempPathFactory) -> Beets:
     """A beets library holding copies of MUSIC, imported as-is in place (`import -A -C`)."""
@@ -91,7 +104,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Beets:
     music = root / "music"
     music.mkdir()
     for src in MUSIC:
-        shutil.copyfile(src, music / src.name)
+        _copy(src, music / src.name)
     (root / "config").mkdir()
     (root / "config" / "config.yaml").write_text(
         f"directory: {root / 'library'}\n"
@@ -238,7 +251,7 @@ def test_copying_import_keeps_the_analysis(lib: Beets) -> None:
     library folder, and the analysis follows the copy (no second analysis)."""
     src = lib.root / "to-copy"
     src.mkdir()
-    clip = media.LIBROSA / "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.hq.ogg"
+    clip = media.MUSIC / "classical" / "knolls_1.ogg"
     shutil.copyfile(clip, src / clip.name)
     cfg = lib.root / "copy.yaml"
     cfg.write_text("mgctag:\n  auto: yes\nimport:\n  copy: yes\n")

@@ -22,7 +22,7 @@ from media import encode, real_clip  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-CLIPS = ("Kevin_MacLeod_-_Vibe_Ace", "admiralbob77_-_Choice_-_Drum-bass")
+CLIPS = ("Kevin_MacLeod_-_Vibe_Ace", "Karissa_Hobbs_-_Lets_Go_Fishin")
 
 
 def test_undo_follows_files_beets_moved(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Each student is fed exactly what its card's `preprocessing.input` names (mix log-mel, MFCC, or
 the stem log-mels of the separator its card names), computed by the same
 `distill.window_features` its training data came from, on a 10 s window of seven real recordings
-(../shared/audio/librosa: electronic, orchestral, ragtime, waltz, drum-and-bass, solo trumpet).
+(tests/data: jazz, orchestral, orchestral game music, metal, electronic, solo trumpet).
 The teacher, the default tagger (musicnn per patch, mn04 on the window), gives the targets as in
 training. A student must be much closer to them (KL) than an untrained copy of itself, and agree
 on the first genre more often than it: what distillation is for. Random weights fail this.
@@ -11,11 +11,10 @@ on the first genre more often than it: what distillation is for. Random weights 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from media import clip_path
 
 from mgctag.audio import decode
 from mgctag.genres import GenreMap
@@ -26,17 +25,15 @@ from mgctag.models.tagger import prepare_input
 from mgctag.separate import get_separator
 from mgctag.train import distill
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "audio"
-
 pytestmark = pytest.mark.slow  # every test here runs models on real audio
 
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
+    "music/classical/p_i_tchaikovsky_dance_of_the_sugar_plum_fairy_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
-    "147793__setuniman__sweet-waltz-0i-22mi",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/metal/war_of_freedom_1",
+    "music/classical/knolls_1",
+    "music/electronic/northern_lights_1",
     "sorohanro_-_solo-trumpet-06",
 )
 STUDENTS = (
@@ -57,8 +54,8 @@ class Windows:
     def __init__(self) -> None:
         self.audio = []
         for name in CLIPS:
-            path = SHARED / "librosa" / f"{name}.hq.ogg"
-            offset = min(20.0, decode.probe(path).duration / 3)
+            path = clip_path(name)
+            offset = min(20.0, max(0.0, decode.probe(path).duration - 10.0) / 3)
             self.audio.append(decode.load(path, distill.DECODE_SR, offset=offset, duration=10.0,
                                           mono=False))  # fmt: skip
         self._features: dict[str, list[dict[str, np.ndarray]]] = {}

@@ -26,9 +26,9 @@ from mgctag.writes.plan import genres_from
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "147793__setuniman__sweet-waltz-0i-22mi",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/classical/knolls_1",
+    "music/metal/war_of_freedom_1",
+    "music/electronic/northern_lights_1",
 )
 
 

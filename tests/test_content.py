@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import media
 import numpy as np
 import pytest
 import torch
@@ -21,8 +22,6 @@ from mgctag.content import (
 )
 from mgctag.genres import default_map
 from mgctag.models.registry import load_model
-
-AUDIO = Path(__file__).resolve().parents[1].parent / "shared/audio"
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +82,17 @@ def _windows(gate, model, path: Path) -> list[str]:
     return gate.classify(torch.stack(probs).numpy())
 
 
-def test_real_speech_is_speech_and_real_rap_is_music(gate, mn04):
+def test_real_speech_is_speech_and_a_real_sung_song_is_music(gate, mn04):
     model = mn04[0]
-    speech = _windows(gate, model, AUDIO / "librosa/198-209-0000.hq.ogg")
+    speech = _windows(gate, model, media.LIBROSA / "198-209-0000.hq.ogg")
     assert track_class(speech) == SPEECH
-    rap = _windows(gate, model, AUDIO / "musdb18-7s/train/ANiMAL - Clinic A.stem.mp4")
-    assert track_class(rap) == MUSIC
+    song = _windows(gate, model, media.LIBROSA / "Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg")
+    assert track_class(song) == MUSIC
+
+
+def test_real_rap_is_music(gate, mn04):
+    rap = media.need(media.MUSDB) / "train" / "ANiMAL - Clinic A.stem.mp4"
+    assert track_class(_windows(gate, mn04[0], rap)) == MUSIC
 
 
 def test_decide_takes_genres_from_the_music_windows(gate, mn04):

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from media import AUDIO, FORMATS, LIBROSA, MUSDB, encode, make_library, real_clip
+from media import (
+    FORMATS,
+    LIBROSA,
+    MUSDB,
+    MUSICNN_CLIPS,
+    encode,
+    make_library,
+    musicnn_reference,
+    need,
+    real_clip,
+)
 
 from mgctag.audio import decode
 from mgctag.audio.decode import AudioInfo, DecodeError, load, load_windows, probe
@@ -28,14 +38,7 @@ EXPECTED = {  # ext -> (container, codec) as probe reports them
     "aiff": ("aiff", "pcm_s16"),
     "wma": ("asf", "wmav2"),
 }
-ARCADE = AUDIO / "arcade" / "1918.mp3"
 STEM = MUSDB / "train" / "A Classic Education - NightOwl.stem.mp4"
-REFERENCE_CLIPS = {
-    "vibe_ace": "Kevin_MacLeod_-_Vibe_Ace",
-    "hungarian_dance": "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "drum_bass": "admiralbob77_-_Choice_-_Drum-bass",
-    "lets_go_fishin": "Karissa_Hobbs_-_Lets_Go_Fishin",
-}
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +54,17 @@ def library(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def long_library(tmp_path_factory) -> dict[str, Path]:
+def long_library(tmp_path_factory, long_mp3: Path) -> dict[str, Path]:
     """30 s of real music per format, long enough that windows far apart make the PyAV reader seek.
 
-    MP3 and Vorbis come from real full-length files in ../shared instead of being encoded here.
+    MP3 and Vorbis are real full-length files (conftest's `long_mp3`, an in-repo recording).
     """
     y, sr = real_clip(seconds=30.0)
     root = tmp_path_factory.mktemp("long")
     paths = {
         e: encode(y, sr, root / f"vibe_ace.{e}", e) for e in FORMATS if e not in ("mp3", "ogg")
     }
-    return {**paths, "mp3": ARCADE, "ogg": LIBROSA / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"}
+    return {**paths, "mp3": long_mp3, "ogg": LIBROSA / "Kevin_MacLeod_-_Vibe_Ace.hq.ogg"}
 
 
 def _mono_snr_db(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,16 +121,16 @@ def test_stereo_and_16k(library, ext):
 # --- parity with librosa (what the musicnn references were made with) ------------------------
 
 
-@pytest.mark.parametrize("key", list(REFERENCE_CLIPS))
+@pytest.mark.parametrize("key", list(MUSICNN_CLIPS))
 def test_matches_musicnn_reference_waveform(key):
-    ref = np.load(AUDIO.parent / "fixtures" / "musicnn" / "reference.npz")[f"{key}__y16k"]
-    y = load(LIBROSA / f"{REFERENCE_CLIPS[key]}.hq.ogg", 16000, duration=12.0)
+    ref = musicnn_reference()[f"{key}__y16k"]
+    y = load(LIBROSA / f"{MUSICNN_CLIPS[key]}.hq.ogg", 16000, duration=12.0)
     np.testing.assert_allclose(y, ref, atol=1e-6)
 
 
-def test_matches_librosa_load_with_offset_on_real_mp3():
-    ours = load(ARCADE, 16000, offset=61.5, duration=10.0)
-    theirs, _ = librosa.load(ARCADE, sr=16000, offset=61.5, duration=10.0)
+def test_matches_librosa_load_with_offset_on_real_mp3(long_mp3: Path):
+    ours = load(long_mp3, 16000, offset=61.5, duration=10.0)
+    theirs, _ = librosa.load(long_mp3, sr=16000, offset=61.5, duration=10.0)
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
@@ -159,12 +162,12 @@ def _shifted_err(w: np.ndarray, full: np.ndarray, start: int) -> float:
     return float(np.abs(w[:, : cut.shape[1]] - cut).max()) if cut.shape[1] else math.inf
 
 
-def test_resampled_windows_equal_load_with_offset_and_a_full_decode_inside():
+def test_resampled_windows_equal_load_with_offset_and_a_full_decode_inside(long_mp3: Path):
     windows = [(120.0, 10.0), (30.5, 10.0), (75.25, 10.0)]
-    got = load_windows(ARCADE, 16000, windows)
-    full = load(ARCADE, 16000)
+    got = load_windows(long_mp3, 16000, windows)
+    full = load(long_mp3, 16000)
     for (offset, length), w in zip(windows, got, strict=True):
-        np.testing.assert_array_equal(w, load(ARCADE, 16000, offset=offset, duration=length))
+        np.testing.assert_array_equal(w, load(long_mp3, 16000, offset=offset, duration=length))
         cut = full[round(offset * 16000) :][: len(w)]
         assert len(w) == 160000
         np.testing.assert_allclose(w[256:-256], cut[256:-256], atol=1e-5)  # edges: resampler
@@ -184,6 +187,7 @@ def test_bad_window_is_rejected(library):
 
 
 def test_stem_mp4_reads_the_mixture_by_default():
+    need(STEM)
     mix = load(STEM, None)
     np.testing.assert_array_equal(mix, load(STEM, None, stream=0))
     stems = [load(STEM, None, stream=k) for k in range(1, 5)]

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import media
 import pytest
 from typer.testing import CliRunner
 
@@ -16,9 +17,8 @@ from mgctag.cli import app
 from mgctag.genres import mean_scores
 from mgctag.library.db import Library
 
-AUDIO = Path(__file__).resolve().parents[1].parent / "shared/audio"
-SPEECH = AUDIO / "librosa/198-209-0000.hq.ogg"  # LibriSpeech: a woman reading Jane Austen
-MUSIC = AUDIO / "musdb18-7s/train/ANiMAL - Clinic A.stem.mp4"  # rap: Speech fires, still music
+SPEECH = media.LIBROSA / "198-209-0000.hq.ogg"  # LibriSpeech: a woman reading Jane Austen
+SONG = "Karissa_Hobbs_-_Lets_Go_Fishin"  # a sung folk song: a voice over guitar, still music
 
 runner = CliRunner()
 
@@ -35,12 +35,13 @@ def clips(tmp_path: Path) -> Path:
     folder = tmp_path / "Music"
     folder.mkdir()
     shutil.copyfile(SPEECH, folder / "speech.ogg")  # copyfile: not the read-only mode
-    shutil.copyfile(MUSIC, folder / "rap.m4a")
+    y, sr = media.real_clip(SONG, seconds=30.0)
+    media.encode(y, sr, folder / "song.m4a")
     return folder
 
 
 def _speech_skipped_and_found_again(db: Path, clips: Path, *model: str) -> None:
-    """Tag the two clips: the rap is tagged, the speech skipped as speech, and a later `scan`
+    """Tag the two clips: the song is tagged, the speech skipped as speech, and a later `scan`
     lists the speech as heard no music."""
     code, output = mgctag("--db", db, "tag", clips, *model, "--json")
     assert code == 0, output
@@ -58,21 +59,21 @@ def test_speech_is_skipped_and_music_tagged(clips: Path, tmp_path: Path) -> None
     db = tmp_path / "lib.db"
     _speech_skipped_and_found_again(db, clips)
     assert tags.read_tags(clips / "speech.ogg").genres == []
-    written = tags.read_tags(clips / "rap.m4a").genres
+    written = tags.read_tags(clips / "song.m4a").genres
     assert 1 <= len(written) <= 2  # the default writes at most two genres
 
     code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
     pred = json.loads(output)["predictions"]["musicnn+mn04"]
     assert pred["content"] == "speech"
     assert pred["windows"] and all(w["content"] == "speech" for w in pred["windows"])
-    code, output = mgctag("--db", db, "info", clips / "rap.m4a")
+    code, output = mgctag("--db", db, "info", clips / "song.m4a")
     assert "content: music" in output
 
     # the combined genres are the mean of musicnn's and mn04's (all windows are music here)
     lib = Library(db)
-    rap = lib.track_by_path(clips / "rap.m4a")
-    assert rap is not None
-    preds = lib.get_predictions(rap["id"])
+    song = lib.track_by_path(clips / "song.m4a")
+    assert song is not None
+    preds = lib.get_predictions(song["id"])
     expected = mean_scores(
         [dict(preds["musicnn"]["genres"]), dict(preds["audioset_mn04"]["genres"])]
     )
@@ -124,13 +125,13 @@ def test_similar_uses_the_concatenated_embedding_once_every_track_has_it(tmp_pat
 
 @pytest.mark.slow
 def test_fast_student_gates_and_tags_in_one_pass(clips: Path, tmp_path: Path) -> None:
-    """`--model fast`: the student's own not-music outputs skip the speech, the rap is tagged
+    """`--model fast`: the student's own not-music outputs skip the speech, the song is tagged
     with at most two genres, and the results are stored under the student's real name."""
     from mgctag.models.catalog import ALIASES, canonical
 
     db = tmp_path / "lib.db"
     _speech_skipped_and_found_again(db, clips, "--model", "fast")
-    assert 1 <= len(tags.read_tags(clips / "rap.m4a").genres) <= 2
+    assert 1 <= len(tags.read_tags(clips / "song.m4a").genres) <= 2
     code, output = mgctag("--db", db, "info", clips / "speech.ogg", "--json")
     pred = json.loads(output)["predictions"][canonical("fast")]
     assert pred["content"] == "speech" and pred["windows"]

@@ -3,21 +3,20 @@ mel, and from 32 kHz audio through mgctag's own front-end."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from media import FIXTURES, need
 
 from mgctag.audio.features import FeatureError, efficientat_mel, kaldi_mel_banks
 from mgctag.models.registry import load_model
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/efficientat/reference.npz"
+FIXTURE = FIXTURES / "efficientat" / "reference.npz"  # optional: the clips include CC BY-NC audio
 
 
 @pytest.fixture(scope="module")
 def ref():
-    return np.load(FIXTURE)
+    return np.load(need(FIXTURE))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """`mgctag explain`: the timeline, the terms, stem occlusion, auralisation, the report, bad input.
 
 Real models (musicnn, mn04, the stem CNN), the real cascade separator and real recordings from
-../shared/audio; the slow ones run a whole explanation.
+tests/data; the slow ones run a whole explanation.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from mgctag.explain.analysis import (
     window_bounds,
 )
 
-SPEECH = LIBROSA / "198-209-0000.ogg"  # LibriSpeech: a woman reading Sense and Sensibility
+SPEECH = LIBROSA / "198-209-0000.hq.ogg"  # LibriSpeech: a woman reading Sense and Sensibility
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Hostile and odd input: every case is a real file run through the real pipeline, with one outcome.
 
-Each case below is built from real audio (../shared/audio via tests/media.py) in a tmp dir, then the
+Each case below is built from real audio (tests/data via tests/media.py) in a tmp dir, then the
 whole folder is tagged once (models loaded once). A case's documented outcome (docs/reliability.md)
 is one of: tagged (genres written, audio payload unchanged), unchanged (nothing to write), or failed
 with a one-line reason naming the file, and then the file is byte-for-byte as it was. Nothing may
@@ -25,7 +25,7 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from media import LIBROSA, encode
+from media import clip_path, encode
 from mutagen.apev2 import APEv2
 from mutagen.flac import FLAC, Picture
 from mutagen.id3 import APIC, ID3, TCON
@@ -42,7 +42,7 @@ NOBODY = 65534
 
 def clip(seconds: float = 4.0, start: float = 20.0, name: str = CLIP) -> tuple[np.ndarray, int]:
     """(channels, n) float32 of a real recording, from `start` s."""
-    with sf.SoundFile(LIBROSA / f"{name}.hq.ogg") as f:
+    with sf.SoundFile(clip_path(name)) as f:
         f.seek(int(start * f.samplerate))
         y = f.read(int(seconds * f.samplerate), dtype="float32", always_2d=True)
         return np.ascontiguousarray(y.T), f.samplerate
@@ -248,7 +248,7 @@ class HostileProgress(pipeline.Progress):
         if name == "writing":
             (self.root / "deleted.mp3").unlink()
             encode(
-                *clip(4.0, start=5.0, name="admiralbob77_-_Choice_-_Drum-bass"),
+                *clip(4.0, start=5.0, name="music/electronic/northern_lights_1"),
                 self.root / "replaced.mp3",
             )
 

@@ -4,16 +4,15 @@ HTML page (all points, escaping, CSP), genre similarity, and `make_map` on a rea
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import media
 import numpy as np
 import pytest
-from media import MUSDB
 from PIL import Image
 
 from mgctag.audio.decode import load
@@ -42,19 +41,31 @@ def clustered(n: int, d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
+def _mfcc_stats(path: Path, stream: int = 0) -> np.ndarray:
+    c = mfcc(load(path, 16000, stream=stream))
+    return np.concatenate([c.mean(axis=0), c.std(axis=0)])
+
+
+@pytest.fixture(scope="module")
+def tracks() -> dict:
+    """Mean+std MFCCs of one real excerpt per song of the in-repo genre set (17 songs)."""
+    rows = media.songs()
+    return {
+        "files": [f for f, _, _ in rows],
+        "genres": [g for _, g, _ in rows],
+        "artists": [a for _, _, a in rows],
+        "mix": np.asarray([_mfcc_stats(f) for f, _, _ in rows], dtype=np.float32),
+    }
+
+
 @pytest.fixture(scope="module")
 def stems() -> dict:
-    """Mean+std MFCCs of real MUSDB18 previews' drum, vocal and full-mix streams."""
-    with open(MUSDB / "genres.csv", newline="") as f:
-        genre = {r["file"]: r["genre"] for r in csv.DictReader(f)}
-    files = sorted((MUSDB / "train").glob("*.stem.mp4"))[:N_TRACKS]
-    out: dict = {"files": files, "genres": [genre[f.name] for f in files]}
-    for name, stream in (("mix", 0), ("drums", 1), ("vocals", 4)):
-        rows = []
-        for f in files:
-            c = mfcc(load(f, 16000, stream=stream))
-            rows.append(np.concatenate([c.mean(axis=0), c.std(axis=0)]))
-        out[name] = np.asarray(rows, dtype=np.float32)
+    """Mean+std MFCCs of real MUSDB18 previews' drum and vocal streams (optional: ../shared)."""
+    files = sorted((media.need(media.MUSDB) / "train").glob("*.stem.mp4"))[:N_TRACKS]
+    out = {
+        name: np.asarray([_mfcc_stats(f, stream) for f in files], dtype=np.float32)
+        for name, stream in (("drums", 1), ("vocals", 4))
+    }
     both = np.concatenate([out["drums"], out["vocals"]])
     both = (both - both.mean(axis=0)) / (both.std(axis=0) + 1e-6)
     out["drums_vocals"] = both / np.linalg.norm(both, axis=1, keepdims=True)
@@ -123,8 +134,8 @@ def test_map_png_draws_every_genre_with_a_legend(tmp_path):
         assert near.sum() > 20, name  # each genre's colour is on the picture
 
 
-def test_heatmap_png(tmp_path, stems):
-    names, sim = genre_similarity(stems["drums_vocals"], ["drums"] * 12 + ["vocals"] * 12)
+def test_heatmap_png(tmp_path, tracks):
+    names, sim = genre_similarity(tracks["mix"], tracks["genres"])
     img = image(genre_heatmap_png(names, sim, tmp_path / "heat.png"))
     assert img.shape[0] > 400 and img.shape[1] > 400
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 50  # a colour scale, not an empty frame
@@ -202,34 +213,34 @@ def test_html_is_self_contained_holds_every_point_and_escapes_tags(tmp_path):
 
 
 @pytest.fixture
-def library(tmp_path, stems):
+def library(tmp_path, tracks):
     lib = Library(tmp_path / "library.db")
-    for i, (f, g) in enumerate(zip(stems["files"], stems["genres"], strict=True)):
-        artist, title = f.name.removesuffix(".stem.mp4").split(" - ", 1)
+    for i, (f, g) in enumerate(zip(tracks["files"], tracks["genres"], strict=True)):
+        artist, title = tracks["artists"][i], f.stem
         tid = lib.upsert_track(
             {"path": str(f), "size": i, "mtime": 1, "status": "ok", "artist": artist}
             | {"title": title if i else EVIL, "genres": [g] if i % 5 else []}
         )
-        lib.save_analysis(tid, "mfcc-test", "none", {}, [], {"mix": stems["mix"][i]})
+        lib.save_analysis(tid, "mfcc-test", "none", {}, [], {"mix": tracks["mix"][i]})
     clear_cache()
     yield lib
     lib.close()
     clear_cache()
 
 
-def test_make_map_writes_all_three_files(library, tmp_path, stems):
+def test_make_map_writes_all_three_files(library, tmp_path, tracks):
     out = tmp_path / "out"
     out.mkdir()
     files = {"out_png": out / "m.png", "out_html": out / "m.html", "heatmap_png": out / "h.png"}
     summary = make_map(library, model="mfcc-test", threads=1, **files)
-    assert summary["tracks"] == N_TRACKS
-    tagged = {g for i, g in enumerate(stems["genres"]) if i % 5}
+    assert summary["tracks"] == len(tracks["files"])
+    tagged = {g for i, g in enumerate(tracks["genres"]) if i % 5}
     assert summary["genres"] == len(tagged)
     assert sorted(summary["files"]) == sorted(str(p) for p in files.values())
     assert image(files["out_png"]).shape == (900, 1200, 3)
     data = Scripts()
     data.feed(files["out_html"].read_text(encoding="utf-8"))
-    assert len(json.loads(data.scripts[0][1])["x"]) == N_TRACKS
+    assert len(json.loads(data.scripts[0][1])["x"]) == len(tracks["files"])
     with pytest.raises(MissingEmbeddings, match="no drums embeddings"):
         make_map(library, out / "d.png", model="mfcc-test", by="drums")
 
@@ -241,19 +252,21 @@ def _html_paths(page: Path) -> list[str]:
 
 
 def test_map_html_paths_are_relative_unless_asked_and_heatmap_counts_the_legend_genres(
-    library, tmp_path, stems
+    library, tmp_path, tracks
 ):
     """A shared map does not reveal where the library lives; the heatmap and the legend count
     the same genres (each track's first, as the points are coloured) (issue 17)."""
     result = make_map(
         library, None, tmp_path / "m.html", model="mfcc-test", heatmap_png=tmp_path / "h.png"
     )
-    assert _html_paths(tmp_path / "m.html") == sorted(f.name for f in stems["files"])
+    assert sorted(_html_paths(tmp_path / "m.html")) == sorted(
+        str(f.relative_to(media.MUSIC)) for f in tracks["files"]
+    )
     legend = {p["genre"] for p in result["points"]} - {UNKNOWN}
     assert sorted(result["heatmap_genres"]) == sorted(legend)
     assert len(result["heatmap_genres"]) == result["genres"]
     make_map(library, None, tmp_path / "a.html", model="mfcc-test", absolute_paths=True)
-    assert _html_paths(tmp_path / "a.html") == sorted(str(f) for f in stems["files"])
+    assert sorted(_html_paths(tmp_path / "a.html")) == sorted(str(f) for f in tracks["files"])
 
 
 def test_small_library_png_names_its_points(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import stored
 from conftest import cli
-from media import LIBROSA, encode, real_clip
+from media import LIBROSA, clip_path, encode, real_clip
 
 from mgctag import analysis, pipeline
 from mgctag.audio import decode
@@ -22,7 +22,7 @@ from mgctag.models.catalog import get_tagger, list_taggers
 from mgctag.models.inputs import MIN_AUDIBLE_SECONDS, InputPlan, InputSpec, prepare
 from mgctag.models.protocol import Tagger
 
-CLIPS = ("Kevin_MacLeod_-_Vibe_Ace", "admiralbob77_-_Choice_-_Drum-bass")
+CLIPS = ("Kevin_MacLeod_-_Vibe_Ace", "music/electronic/northern_lights_1")
 
 
 def _music(root: Path) -> list[Path]:
@@ -30,7 +30,7 @@ def _music(root: Path) -> list[Path]:
     paths = []
     for name in CLIPS:
         y, sr = real_clip(name, seconds=8.0)
-        paths.append(encode(y, sr, root / f"{name}.flac"))
+        paths.append(encode(y, sr, root / f"{Path(name).name}.flac"))
     return paths
 
 
@@ -217,7 +217,7 @@ def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     assert isinstance(tagger, Tagger) and tagger.name == name
     assert name in {row["name"] for row in list_taggers()}
     separator = pipeline.separator_for([tagger], pipeline.TagOptions())
-    track = {"path": str(LIBROSA / f"{CLIPS[1]}.hq.ogg")}
+    track = {"path": str(clip_path(CLIPS[1]))}
     item = prepare(track, InputPlan((tagger.inputs,), windows=1), separator)
     (out,) = tagger.analyse([item])
     assert all(len(p) == item.units for p in out.tags.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import media
 import pytest
 
 from mgctag.genres import default_map, select_genres
@@ -13,7 +14,7 @@ from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
 from mgctag.models.inputs import InputPlan, prepare
 
-MUSDB = Path(__file__).resolve().parents[1].parent / "shared/audio/musdb18-7s/train"
+MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
 # Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)
 CLIPS = ["Angela Thomas Wade - Milk Cow Blues", "Music Delta - Grunge", "ANiMAL - Clinic A"]
 
@@ -53,6 +54,7 @@ def test_guarded_bf16_writes_the_float32_genres_on_real_clips(
     tagger, gmap = CombinedTagger(), default_map()
     plan = InputPlan((tagger.inputs,))
     monkeypatch.setattr(audioset, "BF16_MARGIN", 0.012)
+    media.need(MUSDB)
     for clip in CLIPS:
         item = prepare({"path": str(MUSDB / f"{clip}.stem.mp4")}, plan)
         got = {}
@@ -77,6 +79,7 @@ def test_bf16_musicnn_row_is_stored_but_not_reused_by_musicnn_alone(
 
     music = tmp_path / "music"
     music.mkdir()
+    media.need(MUSDB)
     for clip in CLIPS[1:]:
         shutil.copy(MUSDB / f"{clip}.stem.mp4", music / f"{clip}.m4a")
     monkeypatch.setattr(audioset, "BF16_MUSICNN", True)

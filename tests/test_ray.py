@@ -6,7 +6,9 @@ and writes as a local run does, so the two runs must leave the same database.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import re
 import shutil
 import socket
 import sys
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import stored
 from conftest import cli
-from media import LIBROSA, encode, real_clip
+from media import clip_path, encode, real_clip
 
 from mgctag import engine_ray, pipeline
 from mgctag.errors import UsageError
@@ -36,11 +38,11 @@ def on_cluster(test):
 
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/electronic/northern_lights_1",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
     "198-209-0000",  # speech: the content gate's skip must match too
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/metal/war_of_freedom_1",
 )
 
 
@@ -66,7 +68,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root.mkdir()
     for name in CLIPS:
         y, sr = real_clip(name, seconds=10.0)
-        encode(y, sr, root / f"{name[:24]}.flac")
+        encode(y, sr, root / f"{Path(name).name[:24]}.flac")
     return root
 
 
@@ -132,11 +134,12 @@ def test_a_cluster_address_nothing_answers_on_is_one_line(tmp_path: Path) -> Non
 
 @pytest.fixture
 def listener() -> Iterator[tuple[socket.socket, list[bytes]]]:
-    """A real TCP port on this machine that accepts connections but is not Ray: each accepted
-    connection gets the reply queued in the list (nothing when it is empty), then stays open."""
+    """A real TCP port on this machine that accepts connections but is not Ray. With a reply
+    queued in the list it answers with it and hangs up (as an HTTP/1 server does); with none it
+    keeps the connection open and says nothing."""
     server = socket.create_server(("127.0.0.1", 0))
     replies: list[bytes] = []
-    open_conns: list[socket.socket] = []
+    silent: list[socket.socket] = []
 
     def serve() -> None:
         while True:
@@ -144,28 +147,74 @@ def listener() -> Iterator[tuple[socket.socket, list[bytes]]]:
                 conn, _ = server.accept()
             except OSError:
                 return
-            open_conns.append(conn)
-            if replies:
+            if not replies:
+                silent.append(conn)
+                continue
+            with conn:
+                conn.recv(65536)
                 conn.sendall(replies[0])
 
     threading.Thread(target=serve, daemon=True).start()
     yield server, replies
     server.close()
-    for conn in open_conns:
+    for conn in silent:
         conn.close()
 
 
 @pytest.mark.skipif(not HAVE_RAY, reason=NO_RAY)
-@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        (b"", "no Ray there (timed out)"),
+        (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n", "but not Ray"),
+    ],
+)
 def test_a_port_that_answers_but_is_not_ray_is_one_line(
-    tmp_path: Path, listener: tuple[socket.socket, list[bytes]], reply: bytes
+    listener: tuple[socket.socket, list[bytes]], reply: bytes, says: str
 ) -> None:
-    """Ray itself retries such an address for over ten minutes; mgctag asks it for gRPC first."""
+    """Ray itself retries such an address for over ten minutes; mgctag asks it as Ray would."""
     server, replies = listener
-    replies.append(reply)
+    if reply:
+        replies.append(reply)
     address = f"127.0.0.1:{server.getsockname()[1]}"
-    with pytest.raises(UsageError, match="something answers there, but not Ray"):
+    with pytest.raises(UsageError, match=re.escape(says)):
         engine_ray._check_reachable(address, timeout=1.0)
+
+
+def _http2_404(conn: socket.socket) -> None:
+    """Answer every HTTP/2 request with 404, as a proxy or web server on that port would."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    h2c.initiate_connection()
+    conn.sendall(h2c.data_to_send())
+    while data := conn.recv(65536):
+        for event in h2c.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                h2c.send_headers(event.stream_id, [(":status", "404")], end_stream=True)
+        conn.sendall(h2c.data_to_send())
+
+
+@pytest.mark.skipif(not HAVE_RAY, reason=NO_RAY)
+def test_an_http2_server_that_is_not_ray_is_one_line() -> None:
+    """A real HTTP/2 server answering 404 (what a proxy on a wrong port does): not Ray."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                _http2_404(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(UsageError, match="something answers there, but not Ray"):
+            engine_ray._check_reachable(address, timeout=5.0)
+    finally:
+        server.close()
 
 
 @on_cluster
@@ -174,6 +223,10 @@ def test_a_real_ray_passes_the_address_check() -> None:
     import ray
 
     engine_ray._check_reachable(ray.get_runtime_context().gcs_address)
+    raylet = ray.nodes()[0]  # a real gRPC server of the same cluster, but not its GCS
+    raylet_address = f"{raylet['NodeManagerAddress']}:{raylet['NodeManagerPort']}"
+    with pytest.raises(UsageError, match="a gRPC server answers there, but not Ray's GCS"):
+        engine_ray._check_reachable(raylet_address)
 
 
 def test_workers_follow_the_cluster() -> None:
@@ -292,5 +345,5 @@ def test_an_interrupted_ray_run_is_consistent_and_the_next_one_resumes(
 
 def test_the_clips_exist() -> None:
     """The recordings the cluster tests read (a missing one would make them skip, not pass)."""
-    missing = [n for n in CLIPS if not (LIBROSA / f"{n}.hq.ogg").is_file()]
+    missing = [n for n in CLIPS if not clip_path(n).is_file()]
     assert not missing

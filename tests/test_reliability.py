@@ -1,7 +1,7 @@
 """Never lose a file: SIGKILL at random moments, Ctrl-C, the write-ahead journal, undo, metadata.
 
 Everything runs the real `mgctag` command (a subprocess, real signals) or the real journal on real
-audio encoded from ../shared/audio into tmp dirs, with real SQLite files.
+audio encoded from tests/data into tmp dirs, with real SQLite files.
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from mgctag.writes import journal, undo
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (
     "Kevin_MacLeod_-_Vibe_Ace",
-    "147793__setuniman__sweet-waltz-0i-22mi",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/classical/knolls_1",
+    "music/metal/war_of_freedom_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
-    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/classical/p_i_tchaikovsky_dance_of_the_sugar_plum_fairy_1",
+    "music/electronic/northern_lights_1",
     "sorohanro_-_solo-trumpet-06",
-    "pibble",
+    "sounds/humpback_whale",
 )
 EXTS = ("mp3", "flac", "ogg", "wav")
 

@@ -1,4 +1,4 @@
-"""Folder scanning on real audio (encoded from ../shared/audio into tmp dirs) and real SQLite."""
+"""Folder scanning on real audio (encoded from tests/data into tmp dirs) and real SQLite."""
 
 from __future__ import annotations
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from media import AUDIO, real_clip
+from media import real_clip
 
 from mgctag.audio.decode import load_windows, probe
 from mgctag.audio.segment import Window, audible_seconds, plan_windows, rms_db, select_windows
-
-ARCADE = AUDIO / "arcade" / "funkyrobot.mp3"
 
 
 def test_three_windows_spread_over_the_middle():
@@ -82,9 +81,9 @@ def test_audible_seconds_on_real_music():
     assert audible_seconds(music[:0], sr) == 0.0
 
 
-def test_select_drops_silent_and_empty_windows():
-    windows = plan_windows(probe(ARCADE).duration)
-    audio = load_windows(ARCADE, 16000, windows)
+def test_select_drops_silent_and_empty_windows(long_mp3: Path):
+    windows = plan_windows(probe(long_mp3).duration)
+    audio = load_windows(long_mp3, 16000, windows)
     fade = audio[0] * 1e-3
     plan = [*windows, (200.0, 10.0), (210.0, 10.0), (220.0, 10.0)]
     kept = select_windows(plan, [*audio, np.zeros(160000, np.float32), fade, np.zeros(0)])

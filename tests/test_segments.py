@@ -2,7 +2,8 @@
 detector on real held-out recordings, and `mgctag segments`.
 
 The clips used here were held out of the detector's training (docs/segments.md: the LibriSpeech
-clips are test-only; the waltz and the ragtime fell in the test split).
+clips are test-only; the two tests/data excerpts used, Nexuiz's "Northern Lights" and Wesnoth's
+"Knolls", fell in the test split).
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from mgctag.train import segmenter as seg
 from mgctag.train.distill import DistillConfig
 from tests.conftest import cli
 from tests.media import LIBROSA
+from tests.media import MUSIC as MUSIC_SET
 
-SPEECH = LIBROSA / "198-209-0000.ogg"
-SPEECH2 = LIBROSA / "3436-172162-0000.ogg"
-MUSIC = LIBROSA / "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.ogg"
-WALTZ = LIBROSA / "147793__setuniman__sweet-waltz-0i-22mi.ogg"
+SPEECH = LIBROSA / "198-209-0000.hq.ogg"
+SPEECH2 = LIBROSA / "3436-172162-0000.hq.ogg"
+MUSIC = MUSIC_SET / "electronic" / "northern_lights_1.ogg"
+WALTZ = MUSIC_SET / "classical" / "knolls_1.ogg"  # orchestral, 3/4 time
 
 
 @pytest.fixture(scope="module")

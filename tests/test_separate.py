@@ -1,4 +1,5 @@
-"""Stem separation on real music: MUSDB previews with true stems, real files, real models."""
+"""Stem separation on real music: MUSDB previews with true stems (optional), real files from
+tests/data, real models."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from media import MUSDB, encode, real_clip
+from media import MUSDB, encode, need, real_clip
 from typer.testing import CliRunner
 
 from mgctag.audio.decode import load
@@ -33,7 +34,8 @@ def cascade() -> CascadeSeparator:
 
 @pytest.fixture(scope="module")
 def musdb() -> list[tuple[dict[str, np.ndarray], int]]:
-    return [read_stem_mp4(MUSDB / "train" / f"{t}.stem.mp4") for t in TRACKS]
+    """True stems to score against: the MUSDB previews (optional, research use: ../shared)."""
+    return [read_stem_mp4(need(MUSDB) / "train" / f"{t}.stem.mp4") for t in TRACKS]
 
 
 def check_contract(y: np.ndarray, stems: dict[str, np.ndarray], atol: float) -> None:

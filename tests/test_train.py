@@ -1,22 +1,23 @@
 """Training and evaluation on personal labels, on real audio features and real files.
 
-The features are MFCC statistics (mean and std of 20 coefficients) of the 70 real MUSDB18 previews,
-decoded with PyAV from ../shared and cached by pytest: a cheap, real stand-in for musicnn embeddings
-that does separate genres. Artists come from the file names ("Artist - Title.stem.mp4").
+The features are MFCC statistics (mean and std of 20 coefficients) of the in-repo genre set (34
+real 10 s excerpts of 17 songs by 9 artists in five genres, tests/data/music), cached by pytest: a
+cheap, real stand-in for musicnn embeddings that does separate genres. Artists come from
+tests/data/music/genres.csv.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import librosa
+import media
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from conftest import cache_dir
 from matplotlib.image import imread
 
 from mgctag.audio import decode
@@ -31,7 +32,6 @@ from mgctag.train.labels import (
     LabelError,
     build_label_set,
     dataset_from_library,
-    group_key,
     label_counts,
     labels_from_tags,
     merge_rare,
@@ -53,20 +53,18 @@ from mgctag.train.splits import (
 )
 from mgctag.train.workflow import NetworkData, fit_network
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-MUSDB = SHARED / "audio" / "musdb18-7s"
-GTZAN_SPLITS = SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
-LIBROSA = SHARED / "audio" / "librosa"
+MUSIC_SET = media.MUSIC
+GTZAN_SPLITS = media.SHARED / "gtzan-splits" / "kereliuk-dnn-mgr" / "gtzan"
 SPEECH = ["198-209-0000", "3436-172162-0000", "5703-47212-0000"]  # three LibriSpeech readers
 MUSIC = [
-    "147793__setuniman__sweet-waltz-0i-22mi",
-    "442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime",
+    "music/classical/knolls_1",
+    "music/metal/war_of_freedom_1",
     "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra)",
     "Karissa_Hobbs_-_Lets_Go_Fishin",
-    "Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy",
+    "music/classical/p_i_tchaikovsky_dance_of_the_sugar_plum_fairy_1",
     "Kevin_MacLeod_-_Vibe_Ace",
-    "admiralbob77_-_Choice_-_Drum-bass",
+    "music/electronic/northern_lights_1",
 ]
 
 
@@ -75,50 +73,34 @@ def _mfcc_stats(path: Path) -> np.ndarray:
     return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
 
 
-def _feature_cache(request: pytest.FixtureRequest, tmp: pytest.TempPathFactory) -> Path:
-    """pytest's own cache folder (.pytest_cache, kept between runs, gone with --cache-clear), or a
-    pytest temp dir when that is not writable (another user's checkout)."""
-    cache = getattr(request.config, "cache", None)  # None under `-p no:cacheprovider`
-    try:
-        if cache is not None:
-            return cache.mkdir("mgctag-features") / "musdb_mfcc20_v1.npz"
-    except OSError:
-        pass
-    return tmp.mktemp("features") / "musdb_mfcc20_v1.npz"
-
-
 @pytest.fixture(scope="module")
-def musdb(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """names, raw genres, artists and MFCC features of the 70 previews (cached by pytest)."""
-    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
-        rows = sorted((r["file"], r["genre"]) for r in csv.DictReader(f))
-    names = [n for n, _ in rows]
-    cache = _feature_cache(request, tmp_path_factory)
-    if cache.is_file():
-        cached = np.load(cache)
-        assert list(cached["names"]) == names
+def tracks(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """names (below tests/data/music), raw genres, artists and MFCC features of the genre set
+    (features cached by pytest)."""
+    rows = media.genre_set()
+    names = [str(p.relative_to(MUSIC_SET)) for p, _, _ in rows]
+    cache = cache_dir(request.config, tmp_path_factory, "mgctag-features") / "music_mfcc20_v1.npz"
+    cached = np.load(cache) if cache.is_file() else None
+    if cached is not None and list(cached["names"]) == names:
         X = cached["X"]
     else:
-        X = np.stack([_mfcc_stats(MUSDB / "train" / n) for n in names])
+        X = np.stack([_mfcc_stats(p) for p, _, _ in rows])
         np.savez(cache, names=np.array(names), X=X)
-    return {
-        "names": names,
-        "genres": [g for _, g in rows],
-        "artists": [n.split(" - ")[0] for n in names],
-        "X": X,
-    }
+    return {"names": names, "genres": [g for _, g, _ in rows], "artists": [a for *_, a in rows],
+            "X": X}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def dataset(musdb: dict) -> dict:
-    """Learning-curve labels: normalised; genres with under 5 tracks merged into their parent."""
-    pairs = labels_from_tags(zip(musdb["names"], ([g] for g in musdb["genres"]), strict=True))
+def dataset(tracks: dict) -> dict:
+    """Learning-curve labels: normalised; genres with under 5 tracks merged into their parent,
+    or left out when they have none (Jazz, Folk: 2 excerpts each)."""
+    pairs = labels_from_tags(zip(tracks["names"], ([g] for g in tracks["genres"]), strict=True))
     labels = build_label_set(merge_rare(pairs, min_count=5), min_count=5)
-    assert labels.paths == musdb["names"]  # nothing dropped: every track keeps a genre
-    groups = np.array(
-        [group_key(a, None, n) for a, n in zip(musdb["artists"], musdb["names"], strict=True)]
-    )
-    return {"X": musdb["X"], "Y": labels.matrix(), "labels": labels.labels, "groups": groups}
+    rows = [tracks["names"].index(p) for p in labels.paths]
+    assert len(rows) == 30 and labels.labels == ["Classical", "Electronic", "Metal"]
+    # grouped by song, as Nexuiz's and Wesnoth's credits name a project, not one artist
+    groups = np.array([tracks["names"][i].rsplit("_", 1)[0] for i in rows])
+    return {"X": tracks["X"][rows], "Y": labels.matrix(), "labels": labels.labels, "groups": groups}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +109,7 @@ def speech_music() -> dict:
     X, y, groups = [], [], []
     for cls, names in enumerate((SPEECH, MUSIC)):
         for name in names:
-            audio, sr = sf.read(LIBROSA / f"{name}.ogg", dtype="float32")
+            audio, sr = decode.load(media.clip_path(name), 22050), 22050
             for start in range(0, min(len(audio) - 3 * sr, 12 * sr) + 1, 3 * sr):
                 mfcc = librosa.feature.mfcc(y=audio[start : start + 3 * sr], sr=sr, n_mfcc=20)
                 X.append(np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]))
@@ -174,13 +156,13 @@ def test_merge_rare_lifts_into_parent_then_other():
     assert merged["j"] == ["Other"]  # Jazz has no parent
 
 
-def test_label_csv_real_musdb_file(musdb: dict):
-    known = [str(MUSDB / "train" / n) for n in musdb["names"]]
-    pairs = read_label_csv(MUSDB / "genres.csv", known_paths=known, base_dir=MUSDB / "train")
-    assert len(pairs) == 70
+def test_label_csv_real_file(tracks: dict):
+    known = [str(MUSIC_SET / n) for n in tracks["names"]]
+    pairs = read_label_csv(MUSIC_SET / "genres.csv", known_paths=known, base_dir=MUSIC_SET)
+    assert len(pairs) == 34
     got = dict(pairs)
-    name = "ANiMAL - Clinic A.stem.mp4"
-    assert got[str(MUSDB / "train" / name)] == [normalize_genre("Rap")]
+    assert got[str(MUSIC_SET / "metal" / "armygeddon_1.ogg")] == [normalize_genre("Metal")]
+    assert got[str(MUSIC_SET / "folk" / "let_s_go_fishin_2.ogg")] == [normalize_genre("Folk")]
 
 
 def test_label_csv_several_genres_and_suffix_paths(tmp_path: Path):
@@ -243,13 +225,13 @@ def test_trials_count_size_and_no_leak(dataset: dict):
         assert 0.1 < len(t.test) / len(dataset["Y"]) < 0.45
 
 
-def test_leak_detector_catches_a_shared_artist(dataset: dict):
+def test_leak_detector_catches_a_shared_source(dataset: dict):
     g = dataset["groups"]
-    first = np.flatnonzero(g == "artist:animal")
-    assert len(first) == 3
+    first = np.flatnonzero(g == "metal/armygeddon")
+    assert len(first) == 2
     split = kfold_splits(dataset["Y"], g, k=5)[0]
     bad = type(split)("bad", np.array([first[0]]), np.array([first[1]]))
-    assert leaked_groups(bad, g) == {"artist:animal"}
+    assert leaked_groups(bad, g) == {"metal/armygeddon"}
 
 
 def test_too_few_groups(dataset: dict):
@@ -258,7 +240,7 @@ def test_too_few_groups(dataset: dict):
 
 
 def test_split_files_gtzan_fault_filtered_lists():
-    files = find_split_files(GTZAN_SPLITS, variant="filtered")
+    files = find_split_files(media.need(GTZAN_SPLITS), variant="filtered")
     assert set(files) == {"train", "valid", "test"}
     listed = [e for f in files.values() for e in f.read_text().split()]
     # The user's copy: converted to FLAC, in another root, one genre folder missing entirely.
@@ -328,7 +310,7 @@ def test_mlp_and_adam_train(dataset: dict):
     mlp, rep = train_head(X, Y, labels, hidden=32, seed=1)
     assert rep.iterations > 0 and rep.train_accuracy > 0.9 and not rep.multi_label
     P = predict_proba(mlp, X)
-    assert P.shape == (70, len(labels)) and np.allclose(P.sum(axis=1), 1.0, atol=1e-5)
+    assert P.shape == (len(Y), len(labels)) and np.allclose(P.sum(axis=1), 1.0, atol=1e-5)
     _, rep_adam = train_head(X, Y, labels, optimizer="adam", epochs=50, dropout=0.2, hidden=16)
     assert rep_adam.train_accuracy > 1.0 / len(labels)
 
@@ -369,24 +351,24 @@ def test_save_load_round_trip_identical(tmp_path: Path, dataset: dict, monkeypat
 # --- library adapter, reports, learning curve ---
 
 
-def test_dataset_from_real_library(tmp_path: Path, musdb: dict):
+def test_dataset_from_real_library(tmp_path: Path, tracks: dict):
     lib = Library(tmp_path / "lib.db")
     for name, genre, artist, x in zip(
-        musdb["names"], musdb["genres"], musdb["artists"], musdb["X"], strict=True
+        tracks["names"], tracks["genres"], tracks["artists"], tracks["X"], strict=True
     ):
         path = f"/music/{name}"
         tid = lib.upsert_track({"path": path, "artist": artist, "genres": [genre], "status": "ok"})
-        if not name.startswith("Young Griffo"):  # three tracks not analysed yet
+        if "war_of_freedom" not in name:  # two tracks not analysed yet
             lib.save_analysis(tid, "mfcc20", "none", {}, [], {"mix": x, "vocals": -x})
     data = dataset_from_library(lib, model="mfcc20", stems=("mix", "vocals"), min_count=5)
     lib.close()
-    assert data.n_without_embedding == 3 and data.X.shape[1] == 80
-    assert set(data.labels) == {"Folk", "Hip-Hop", "Metal", "Pop", "Pop/Rock", "Rock"}
-    assert data.label_set.counts.dropped == {"Electronic": 4, "Jazz": 3, "Country": 2}
-    row = data.paths.index("/music/ANiMAL - Clinic A.stem.mp4")
-    x = musdb["X"][musdb["names"].index("ANiMAL - Clinic A.stem.mp4")]
+    assert data.n_without_embedding == 2 and data.X.shape[1] == 80
+    assert set(data.labels) == {"Classical", "Electronic", "Metal"}
+    assert data.label_set.counts.dropped == {"Jazz": 2, "Folk": 2}
+    row = data.paths.index("/music/metal/armygeddon_1.ogg")
+    x = tracks["X"][tracks["names"].index("metal/armygeddon_1.ogg")]
     assert np.allclose(data.X[row], np.concatenate([x, -x]))
-    assert data.groups[row] == "artist:animal"
+    assert data.groups[row] == "artist:muldjord (el senator)"
 
 
 def test_confusion_png_and_json(tmp_path: Path, dataset: dict):
@@ -441,7 +423,7 @@ def test_trials_put_every_genre_in_some_test_split(dataset: dict):
         assert (dataset["Y"][split.test].sum(axis=0) > 0).mean() >= 0.8
 
 
-def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, musdb: dict):
+def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, tracks: dict):
     """Genres mgctag wrote itself are not labels for eval either (scoring the model on its own
     output is circular); eval says where its labels come from and how many tracks (issue 17)."""
     from conftest import cli
@@ -451,7 +433,7 @@ def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, musdb:
     lib = Library(tmp_path / "lib.db")
     ours = set()
     for i, (name, genre, artist, x) in enumerate(
-        zip(musdb["names"], musdb["genres"], musdb["artists"], musdb["X"], strict=True)
+        zip(tracks["names"], tracks["genres"], tracks["artists"], tracks["X"], strict=True)
     ):
         path = f"/music/{name}"
         tid = lib.upsert_track({"path": path, "artist": artist, "genres": [genre], "status": "ok"})
@@ -475,23 +457,21 @@ def test_eval_without_a_source_uses_the_labels_train_uses(tmp_path: Path, musdb:
 # --- starting a network from a distilled student (`--arch ARCH --init STUDENT`) ---
 
 
-def _previews(per_genre: int, genres: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(path, genre) of the first `per_genre` real MUSDB previews of each genre."""
-    with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
-        rows = sorted((r["file"], r["genre"]) for r in csv.DictReader(f))
+def _previews(per_genre: int, genres: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """(path, genre, artist) of the first `per_genre` songs of each genre in the genre set."""
     return [
-        (str(MUSDB / "train" / name), genre)
+        (str(path), genre, artist)
         for want in genres
-        for name, genre in [r for r in rows if r[1] == want][:per_genre]
+        for path, genre, artist in [r for r in media.songs() if r[1] == want][:per_genre]
     ]
 
 
 def _network_data(kind: str, per_genre: int = 2) -> NetworkData:
     """Real patches of a few previews, made by the pipeline's own `prepare` (no library)."""
-    tracks = _previews(per_genre, ("Heavy Metal", "Singer/Songwriter"))
+    tracks = _previews(per_genre, ("Metal", "Classical"))
     plan = InputPlan((InputSpec(kind),))
     xs, ys, owners = [], [], []
-    for i, (path, _) in enumerate(tracks):
+    for i, (path, _, _) in enumerate(tracks):
         x = select_input(prepare({"path": path}, plan).features, kind)
         xs.append(x)
         ys.append(np.full(len(x), i // per_genre))
@@ -505,8 +485,8 @@ def _network_data(kind: str, per_genre: int = 2) -> NetworkData:
         np.concatenate(owners),
         y_track,
         np.eye(2)[y_track],
-        ["Folk", "Metal"],
-        [Path(p).name.split(" - ")[0] for p, _ in tracks],
+        ["Metal", "Classical"],
+        [artist for _, _, artist in tracks],
         None,
     )
 
@@ -592,7 +572,7 @@ def test_the_card_not_the_architecture_says_what_a_student_reads(tmp_path: Path,
 
 @pytest.mark.slow
 def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
-    """`train NAME --arch crnn --init crnn_small` on real previews: the saved model keeps the
+    """`train NAME --arch crnn --init crnn_small` on real excerpts: the saved model keeps the
     student's features and reloads from its card with one output per user genre; `eval --init`
     runs a protocol from the same student."""
     from conftest import cli
@@ -600,9 +580,9 @@ def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     db = tmp_path / "lib.db"
     lib = Library(db)
-    pairs = _previews(5, ("Heavy Metal", "Singer/Songwriter", "Pop"))  # 5: a 20 % hold-out
-    for path, _ in pairs:
-        lib.upsert_track({"path": path, "artist": Path(path).name.split(" - ")[0], "status": "ok"})
+    pairs = [(p, g) for p, g, _ in _previews(5, ("Metal", "Classical", "Electronic"))]  # 5: 20 %
+    for path, _ in pairs:  # artist: the song (Nexuiz's and Wesnoth's credits name a project)
+        lib.upsert_track({"path": path, "artist": Path(path).stem, "status": "ok"})
     lib.close()
     labels = tmp_path / "labels.csv"
     labels.write_text("path,genre\n" + "".join(f'"{p}",{g}\n' for p, g in pairs))
@@ -611,7 +591,7 @@ def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
     assert result.code == 0, result.output
     card = json.loads(result.stdout)["card"]
     assert card["source"]["init"] == "crnn_small" and card["source"]["lr"] == transfer.FINE_TUNE_LR
-    assert card["labels"] == ["Folk", "Metal", "Pop"]
+    assert card["labels"] == ["Classical", "Electronic", "Metal"]
     student = registry.ModelCard.read(WEIGHTS / "crnn_small.json")
     assert card["preprocessing"] == student.preprocessing
     model, loaded = registry.load_model("mine", cache=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
+import media
 import pytest
-from media import MUSDB
+from conftest import copy_library
 from typer.testing import CliRunner
 
 from mgctag import tags
@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow  # every test here trains or tags real audio
 
 
 PER_GENRE = 7  # labelled tracks per genre; one more per genre stays unlabelled
+USER_SPELLING = {"Metal": "Heavy Metal", "Classical": "Orchestral", "Electronic": "Electronica"}
 
 
 def invoke(*args) -> tuple[int, str]:
@@ -32,33 +33,45 @@ def invoke(*args) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):
-    """MUSDB previews of three genres; all but one per genre carry the user's genre tag."""
-    with open(MUSDB / "genres.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    """Excerpts of three genres from the in-repo genre set (tests/data/music); all but one per
+    genre carry the user's genre tag, in the user's own spelling."""
     lib = tmp_path_factory.mktemp("Music")
     labelled, unlabelled = {}, {}
-    for genre in ("Heavy Metal", "Singer/Songwriter", "Pop"):
-        files = [r["file"] for r in rows if r["genre"] == genre][: PER_GENRE + 1]
-        for i, name in enumerate(files):
-            dest = lib / name
-            shutil.copyfile(MUSDB / "train" / name, dest)  # shared/ is read-only; copies are ours
+    for genre in USER_SPELLING:
+        files = [p for p, g, _ in media.genre_set() if g == genre][: PER_GENRE + 1]
+        for i, path in enumerate(files):
+            # "Song - 1.ogg": untagged files are grouped by the name's "Artist - " part; here the
+            # song, as Nexuiz's and Wesnoth's credits name a project, not one artist
+            song, part = path.stem.rsplit("_", 1)
+            dest = lib / f"{song} - {part}.ogg"
+            shutil.copyfile(path, dest)  # tests/data is read-only to tests; copies are ours
             if i < PER_GENRE:
-                tags.write_genres(dest, [genre])
-                labelled[dest.name] = genre
+                tags.write_genres(dest, [USER_SPELLING[genre]])
+                labelled[dest.name] = USER_SPELLING[genre]
             else:
-                unlabelled[dest.name] = genre
+                unlabelled[dest.name] = USER_SPELLING[genre]
     return lib, labelled, unlabelled
 
 
 @pytest.fixture
-def env(labelled, tmp_path, monkeypatch):
+def env(tagged, labelled, tmp_path, monkeypatch):
+    """A private copy of the tagged library, and a private folder for user models."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    lib = tmp_path / "Music"
-    shutil.copytree(labelled[0], lib)
-    db = tmp_path / "lib.db"
-    code, output = invoke("tag", lib, "--db", db)  # fills the unlabelled tracks with musicnn genres
-    assert code == 0, output
+    lib, db = copy_library(*tagged, tmp_path)
     return lib, db, labelled[1], labelled[2]
+
+
+@pytest.fixture(scope="module")
+def tagged(labelled, tmp_path_factory):
+    """The library tagged once: fills the unlabelled tracks with the default tagger's genres."""
+    root = tmp_path_factory.mktemp("tagged")
+    lib, db = root / "Music", root / "lib.db"
+    shutil.copytree(labelled[0], lib)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(root / "data"))  # no user models of the machine's own
+        code, output = invoke("tag", lib, "--db", db)
+    assert code == 0, output
+    return lib, db
 
 
 def test_train_from_tags_then_tag_with_the_user_model(env, tmp_path):
@@ -67,12 +80,12 @@ def test_train_from_tags_then_tag_with_the_user_model(env, tmp_path):
     counts = json.loads(output)
     assert code == 0
     # the user's spellings are normalised; genres mgctag wrote itself are not labels
-    assert counts["counts"] == {"Metal": PER_GENRE, "Folk": PER_GENRE, "Pop": PER_GENRE}
+    assert counts["counts"] == {"Metal": PER_GENRE, "Classical": PER_GENRE, "Electronic": PER_GENRE}
 
     code, output = invoke("train", "mine", "--db", db, "--min-count", "3", "--folds", "3", "--json")
     assert code == 0, output
     result = json.loads(output)
-    assert result["card"]["labels"] == ["Folk", "Metal", "Pop"]
+    assert result["card"]["labels"] == ["Classical", "Electronic", "Metal"]
     assert result["evaluation"]["n_tracks"] == 3 * PER_GENRE
     assert len(result["evaluation"]["folds"]) == 3
     assert Path(result["model"]).is_file()
@@ -85,9 +98,9 @@ def test_train_from_tags_then_tag_with_the_user_model(env, tmp_path):
     assert code == 0, output
     for name in unlabelled:
         genres = tags.read_tags(lib / name).genres
-        assert genres and set(genres) <= {"Folk", "Metal", "Pop"}
+        assert genres and set(genres) <= {"Classical", "Electronic", "Metal"}
     # the user's labels were its training data: the head gives most of them back
-    expected = {"Heavy Metal": "Metal", "Singer/Songwriter": "Folk", "Pop": "Pop"}
+    expected = {spelling: genre for genre, spelling in USER_SPELLING.items()}
     agree = [tags.read_tags(lib / n).genres[0] == expected[g] for n, g in labelled.items()]
     assert sum(agree) >= 0.7 * len(agree)
 
@@ -139,7 +152,7 @@ def test_train_a_spectrogram_network_from_audio_and_tag_with_it(env, tmp_path):
     assert (
         result["card"]["arch"] == "swishnet" and result["card"]["preprocessing"]["input"] == "mfcc"
     )
-    assert result["card"]["labels"] == ["Folk", "Metal", "Pop"]
+    assert result["card"]["labels"] == ["Classical", "Electronic", "Metal"]
     assert result["evaluation"]["n_test"] >= 1 and 0.0 <= result["evaluation"]["accuracy"] <= 1.0
     code, output = invoke(
         "tag",
@@ -157,7 +170,7 @@ def test_train_a_spectrogram_network_from_audio_and_tag_with_it(env, tmp_path):
     )
     report = json.loads(output)
     assert code == 0 and report["counts"]["analysed"] == len(list(lib.iterdir()))
-    assert all(set(c["new"]) <= {"Folk", "Metal", "Pop"} for c in report["changes"])
+    assert all(set(c["new"]) <= {"Classical", "Electronic", "Metal"} for c in report["changes"])
 
 
 def test_seed_protocols_for_a_network_retrained_from_audio(env):
