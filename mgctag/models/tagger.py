@@ -177,7 +177,7 @@ class StudentTagger:
         return {g: p / total for g, p in shares.items()}
 
 
-WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (audio/inputs.py)
+WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (models/inputs.py)
 
 
 def student_decision(
