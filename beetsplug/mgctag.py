@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
 UNDO_COMMAND = "beet mgctag-undo"
+# beets' own words for its -w/-W flags (as in `beet modify`)
+WRITE_HELP = "write new metadata to files' tags (default)"
+NOWRITE_HELP = "don't write metadata (only update the database)"
 MODES = TAG["mode"].choices or ()  # the choices of mgctag's one table of tag options
 CONTENTS = TAG["content"].choices or ()
 #: Files per scan/analysis call: keeps mgctag's path clauses well under SQLite's parameter limit.
@@ -433,8 +436,10 @@ class MgctagPlugin(BeetsPlugin):
         tag.parser.add_option(
             "-f", "--force", action="store_true", help="analyse again items analysed before"
         )
-        tag.parser.add_option("-w", "--write", action="store_true", default=None)
-        tag.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        tag.parser.add_option("-w", "--write", action="store_true", default=None, help=WRITE_HELP)
+        tag.parser.add_option(
+            "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
+        )
         tag.parser.add_option(
             "-m", "--mode", choices=MODES, help="fill (default), merge or replace genres"
         )
@@ -455,8 +460,10 @@ class MgctagPlugin(BeetsPlugin):
             "-p", "--pretend", action="store_true", help="show what would be restored"
         )
         undo.parser.add_option("--run", type="int", help="the mgctag run to reverse (its id)")
-        undo.parser.add_option("-w", "--write", action="store_true", default=None)
-        undo.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        undo.parser.add_option("-w", "--write", action="store_true", default=None, help=WRITE_HELP)
+        undo.parser.add_option(
+            "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
+        )
         undo.func = self._undo_command
         return [tag, similar, undo]
 

@@ -28,6 +28,7 @@ from mgctag.cli.output import (
     out,
     print_failures,
     print_json,
+    print_table,
     progress_enabled,
     shown,
 )
@@ -77,7 +78,7 @@ def print_not_music(rows: list[NotMusic]) -> None:
     table.add_column("heard by")
     for row in rows:
         table.add_row(shown(row["path"]), shown(row["content"]), shown(row["model"]))
-    out.print(table)
+    print_table(table)
 
 
 def tag(
@@ -210,7 +211,7 @@ def print_summary(s: Any, dry_run: bool) -> None:
             table.add_row(shown(c.path), _genres(c.old, "—"), _genres(c.new, ""))
         for path, reason in s.skips:  # too short, silent, not music, no confident genre
             table.add_row(shown(path), "", f"[yellow]skipped[/yellow]: {shown(reason)}")
-        out.print(table)
+        print_table(table)
     verb = "would tag" if dry_run else "tagged"
     n_changes = len(s.changes) if dry_run else s.tagged
     out.print(
@@ -299,11 +300,17 @@ def runs(
             shown(r["id"]),
             shown(str(r["started_at"])[:19]),
             shown(r["command"]),
-            shown(r.get("status") or "running"),
+            shown((r.get("status") or "running") + (" (dry run)" if _dry(r) else "")),
             shown(changed),
             shown(counts.get("failed", "")),
         )
-    out.print(table)
+    print_table(table)
+
+
+def _dry(run: Any) -> bool:
+    """Whether a run only showed what it would change (tag --dry-run, beet mgctag -p)."""
+    args = run.get("args")
+    return isinstance(args, dict) and str(args.get("dry_run")) in ("True", "true", "1")
 
 
 def undo(

@@ -15,6 +15,7 @@ from mgctag.cli.output import (
     mark,
     out,
     print_json,
+    print_table,
     progress_enabled,
     shown,
     warning,
@@ -57,7 +58,7 @@ def models_list(json_out: JsonOption = False) -> None:
             str(count),
             mark(row["name"] == default),
         )
-    out.print(table)
+    print_table(table)
     for row in separators:
         state = "installed" if row["installed"] else f"not installed (`{row['get']}`)"
         out.print(f"separator {shown(row['name'])}: {shown(state)}", highlight=False)
@@ -128,7 +129,7 @@ def models_show(
     table.add_column("value", overflow="fold")
     for field, value in _card_rows(card):
         table.add_row(shown(field), shown(value))
-    out.print(table)
+    print_table(table)
 
 
 def _card_rows(card: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

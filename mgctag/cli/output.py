@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, Time
 from rich.progress import Progress as RichProgress
 
 from mgctag.options import Progress
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -47,6 +50,16 @@ def error(text: str, path: object = None) -> None:
 
 def warning(text: str) -> None:
     err.print(f"[yellow]warning[/yellow]: {shown(text)}", highlight=False)
+
+
+# Width a table may take when stdout is not a terminal: its rows are never wrapped (a script or
+# `grep` sees each path whole); the table itself is only as wide as its widest row.
+PIPED_WIDTH = 10_000
+
+
+def print_table(table: Table) -> None:
+    """A table: on a terminal it fits the window; piped, every row stays on one line."""
+    out.print(table, width=None if out.is_terminal else PIPED_WIDTH)
 
 
 def print_failures(failures: list[tuple[str, str]]) -> None:

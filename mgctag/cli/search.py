@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mgctag.cli.common import DbOption, JsonOption, open_library, resolve_track
-from mgctag.cli.output import out, print_json, shown
+from mgctag.cli.output import out, print_json, print_table, shown
 from mgctag.errors import UsageError
 
 
@@ -82,7 +82,7 @@ def similar(
             shown(h.get("title") or ""),
             shown(h["path"]),
         )
-    out.print(table)
+    print_table(table)
 
 
 def _why_empty(genre: str | None, by: str) -> str:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mgctag.cli.common import DbOption, interruptible, open_library
-from mgctag.cli.output import out, print_failures, print_json, shown
+from mgctag.cli.output import out, print_failures, print_json, print_table, shown
 from mgctag.errors import reason_of
 
 NOT_STORED = "not in the library, so its intervals were not stored (`mgctag scan` it first)"
@@ -92,7 +92,7 @@ def _print_table(rec: dict, table_cls: type) -> None:
         table.add_row(
             _clock(iv["start"]), _clock(iv["end"]), iv["class"], f"{iv['confidence']:.2f}"
         )
-    out.print(table)
+    print_table(table)
 
 
 def _clock(seconds: float) -> str:

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from mgctag import config
 from mgctag.cli.common import JsonOption, state
-from mgctag.cli.output import out, print_json, shown
+from mgctag.cli.output import print_json, print_table, shown
 from mgctag.options import TAG_DEFAULTS
 
 
@@ -53,10 +53,10 @@ def config_command(json_out: JsonOption = False) -> None:
     for key, (value, source) in settings.items():
         shown_value = "the model's" if value is None else repr(value)
         table.add_row(key, shown(shown_value), shown(source))
-    out.print(table)
+    print_table(table)
     files = Table(title="files")
     for column in ("what", "path", "from"):
         files.add_column(column, overflow="fold")
     for key, (path, source) in folders.items():
         files.add_row(key, shown(path), shown(source))
-    out.print(files)
+    print_table(files)

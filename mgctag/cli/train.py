@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
-from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
+from mgctag.cli.output import CliProgress, out, print_json, print_table, progress_enabled, shown
 from mgctag.errors import UsageError
 from mgctag.options import TagOptions
 
@@ -78,7 +78,7 @@ def labels(
         table.add_row(
             shown(genre), str(n), "yes" if genre in counts.kept else f"no (< {min_count})"
         )
-    out.print(table)
+    print_table(table)
 
 
 def train(
@@ -194,7 +194,7 @@ def print_eval(report: Any) -> None:
             f"{m['f1']:.2f}",
             str(m["support"]),
         )
-    out.print(table)
+    print_table(table)
 
 
 def evaluate(

@@ -25,7 +25,7 @@ from mgctag.models.names import (
     MUSICNN_MODELS,
     SELECTION,
 )
-from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
+from mgctag.models.registry import ModelCard, ModelError, UnknownModel, list_models, resolve
 from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def get_tagger(name: str, device: str = "cpu") -> Tagger:
     name = canonical(name)
     if name in _BUILTIN:
         return _BUILTIN[name].build(device)
-    card = _card(name)
+    card = _tagger_card(name)
     kind = card_kind(card)
     if kind not in _CARD_TAGGERS:
         raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
@@ -159,12 +159,24 @@ def check_tagger(name: str) -> None:
     name = canonical(name)
     if name in _BUILTIN:
         return
-    if card_kind(_card(name)) not in _CARD_TAGGERS:
+    if card_kind(_tagger_card(name)) not in _CARD_TAGGERS:
         raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
 
 
 def _card(name: str) -> ModelCard:
     return ModelCard.read(resolve(name).with_suffix(".json"))
+
+
+def _tagger_card(name: str) -> ModelCard:
+    """The card of the genre model `--model NAME` names; an unknown name is told with the names
+    `--model` takes (the aliases users type included), not every model file."""
+    try:
+        return _card(name)
+    except UnknownModel:
+        names = ", ".join(row["name"] for row in list_taggers())
+        raise ModelError(
+            f"{name}: unknown model; --model takes {names} (`mgctag models list` describes them)"
+        ) from None
 
 
 def _builtin_row(entry: TaggerEntry, cards: list[ModelCard]) -> dict[str, Any]:

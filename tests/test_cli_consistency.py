@@ -1,0 +1,77 @@
+"""The command line behaves the same everywhere (issue #25, "The CLI, consistent"): what help
+shows, what an unknown model says, one version number, dry runs in `runs`, piped tables, the
+beets plugin's flags."""
+
+from __future__ import annotations
+
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from conftest import cli
+
+import mgctag
+from mgctag.models import catalog
+from mgctag.options import DEFAULT_TAGGER
+
+
+def test_help_shows_brackets_as_written_and_reflows_docstrings(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    assert 'pip install "mgctag[ray]"' in cli("tag", "--help").stdout
+    # the docstring breaks this sentence after "hold-out;": help joins it again
+    assert (
+        "measured on a grouped hold-out; --init STUDENT starts it" in cli("train", "--help").stdout
+    )
+
+
+def test_an_unknown_model_lists_the_names_model_takes(tmp_path: Path) -> None:
+    result = cli("tag", tmp_path, "--db", tmp_path / "lib.db", "--model", "nosuch", "--dry-run")
+    assert result.code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "nosuch: unknown model; --model takes" in line
+    named = set(re.split(r"[ ,]+", line.split("--model takes", 1)[1]))
+    assert {DEFAULT_TAGGER, "musicnn", "fast"} <= named  # the aliases users type, too
+    assert "MSD_musicnn" not in named  # a part of a tagger is no answer to --model
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("."))
+
+
+def test_the_version_is_one_number() -> None:
+    assert cli("--version").stdout.strip() == f"mgctag {mgctag.__version__}"
+    assert version("mgctag") == mgctag.__version__  # the package takes it from mgctag/__init__.py
+    said = [v for why in catalog.REMOVED.values() for v in re.findall(r"in (\d+\.\d+)", why)]
+    assert said and all(_version_tuple(v) <= _version_tuple(mgctag.__version__)[:2] for v in said)
+    result = cli("tag", ".", "--model", "musicnn+crnn")
+    assert result.code == 2 and "removed in" in result.stderr
+
+
+def test_dry_runs_are_marked_in_runs(tmp_path: Path) -> None:
+    music, db = tmp_path / "Music", tmp_path / "lib.db"
+    music.mkdir()
+    for dry in (("--dry-run",), ()):
+        result = cli("tag", music, "--db", db, "--model", "musicnn", *dry)
+        assert result.code == 0, result.output
+    rows = [ln for ln in cli("runs", "--db", db).stdout.splitlines() if " tag " in ln]
+    assert len(rows) == 2, rows
+    real, dry_run = rows  # newest first
+    assert "dry run" in dry_run and "dry run" not in real
+
+
+def test_piped_tables_keep_each_row_on_one_line() -> None:
+    arch = catalog.describe(DEFAULT_TAGGER)["arch"]
+    assert len(arch) > 80  # wider than the 80 columns a pipe used to get
+    listing = cli("models", "list").stdout
+    assert any(arch in line for line in listing.splitlines()), listing
+
+
+def test_the_beets_plugins_write_flags_have_help() -> None:
+    pytest.importorskip("beets")
+    from beetsplug.mgctag import MgctagPlugin
+
+    for command in MgctagPlugin().commands():
+        for option in command.parser.option_list:
+            if option.dest == "write":
+                assert option.help, f"{command.name} {option.get_opt_string()}"
