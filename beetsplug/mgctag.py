@@ -34,6 +34,29 @@ if TYPE_CHECKING:
     from mgctag.library.db import Library
     from mgctag.library.rows import Track, WriteEntry
 
+# The `mgctag:` settings that are `tag` options: beets' name -> the name in mgctag's one table of
+# tag options, whose defaults they take (count None: the model's own number, min_confidence None:
+# the model's own floor).
+TABLE_SETTINGS = {
+    "mode": "mode",
+    "count": "max_genres",
+    "min_confidence": "min_confidence",
+    "content": "content",
+    "device": "device",
+}
+PLUGIN_SETTINGS = {
+    "auto": False,
+    "model": None,  # None: mgctag's default (`mgctag models use`)
+    "separator": "; ",  # joins genres in the single `genre` field of older beets
+    "db": None,  # None: mgctag's own database (MGCTAG_DB or the user data dir)
+}
+
+
+def config_template() -> dict[str, Any]:
+    """The `mgctag:` section's defaults: the plugin's own, and the tag options' from the table."""
+    return {**PLUGIN_SETTINGS, **{key: TAG[name].default for key, name in TABLE_SETTINGS.items()}}
+
+
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
 UNDO_COMMAND = "beet mgctag-undo"
@@ -91,19 +114,7 @@ class _LogProgress(Progress):
 class MgctagPlugin(BeetsPlugin):
     def __init__(self) -> None:
         super().__init__()
-        self.config.add(
-            {
-                "auto": False,
-                "mode": "fill",
-                "count": None,  # None: the model's own number of genres
-                "min_confidence": None,  # None: the model's own floor
-                "model": None,  # None: mgctag's default (`mgctag models use`)
-                "separator": "; ",  # joins genres in the single `genre` field of older beets
-                "content": "music",
-                "device": "auto",
-                "db": None,  # None: mgctag's own database (MGCTAG_DB or the user data dir)
-            }
-        )
+        self.config.add(config_template())
         self._chains: dict[tuple[str, str], list] = {}
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]

@@ -25,7 +25,7 @@ MUSICNN_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog de
 DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
-SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator takes (one list)
 
 
 class SettingError(UsageError):
