@@ -4,9 +4,11 @@ beets plugin's flags."""
 
 from __future__ import annotations
 
+import json
 import re
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import cli
@@ -75,3 +77,42 @@ def test_the_beets_plugins_write_flags_have_help() -> None:
         for option in command.parser.option_list:
             if option.dest == "write":
                 assert option.help, f"{command.name} {option.get_opt_string()}"
+
+
+def _leaf_commands() -> list[tuple[str, Any]]:
+    import importlib
+
+    import typer
+
+    app = importlib.import_module("mgctag.cli.app").app
+    leaves: list[tuple[str, Any]] = []
+
+    def walk(command: Any, name: str) -> None:
+        for sub, child in getattr(command, "commands", {}).items():
+            walk(child, f"{name} {sub}".strip())
+        if not hasattr(command, "commands"):
+            leaves.append((name, command))
+
+    walk(typer.main.get_command(app), "")
+    return leaves
+
+
+def test_every_command_takes_db_after_it_and_lists_it(tmp_path: Path) -> None:
+    leaves = _leaf_commands()
+    assert len(leaves) > 15
+    lacking = [name for name, cmd in leaves if not any("--db" in p.opts for p in cmd.params)]
+    assert lacking == []
+    db = tmp_path / "other.db"
+    shown = json.loads(cli("config", "--db", db, "--json").stdout)
+    assert shown["files"]["database"]["path"] == str(db)  # config shows the one given after it
+    assert cli("models", "list", "--db", db).code == 0
+
+
+@pytest.mark.parametrize("command", ["tag", "scan", "explain", "segments", "separate"])
+def test_a_missing_file_is_the_same_line_and_exit_2_everywhere(
+    command: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.mp3"
+    result = cli(command, missing, "--db", tmp_path / "lib.db")
+    assert result.code == 2, result.output
+    assert result.stderr.strip().splitlines() == [f"error: {missing}: no such file or folder"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,21 @@ class Globals:
 
 
 state = Globals()
+
+
+def use_db(db: Path | None) -> None:
+    """--db given after a command that does not open the library itself (config shows it; the
+    others take it as every command does, so a script can pass it to any command)."""
+    if db is not None:
+        state.db = db
+
+
+def require_existing(paths: Iterable[Path]) -> None:
+    """A path named on the command line that is not there: the same one line and exit 2, before
+    any work, for tag, scan, explain, segments and separate."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{os.path.abspath(path)}: no such file or folder")
 
 
 def open_library(db: Path | None) -> Library:

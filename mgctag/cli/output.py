@@ -59,7 +59,10 @@ PIPED_WIDTH = 10_000
 
 def print_table(table: Table) -> None:
     """A table: on a terminal it fits the window; piped, every row stays on one line."""
-    out.print(table, width=None if out.is_terminal else PIPED_WIDTH)
+    if out.is_terminal:
+        out.print(table)
+    else:  # rich caps a print's width at the console's (80 on a pipe): a console of its own
+        Console(file=out.file, width=PIPED_WIDTH, soft_wrap=True).print(table)
 
 
 def print_failures(failures: list[tuple[str, str]]) -> None:

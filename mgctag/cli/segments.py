@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import DbOption, interruptible, open_library
+from mgctag.cli.common import DbOption, interruptible, open_library, require_existing
 from mgctag.cli.output import out, print_failures, print_json, print_table, shown
 from mgctag.errors import reason_of
 
@@ -46,6 +46,7 @@ def segments(
         timeline_record,
     )
 
+    require_existing(paths)
     segmenter = Segmenter(model)
     lib = open_library(db) if store else None
     failures: list[tuple[str, str]] = []

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import check_device, check_separator, interruptible
+from mgctag.cli.common import (
+    DbOption,
+    check_device,
+    check_separator,
+    interruptible,
+    require_existing,
+    use_db,
+)
 from mgctag.cli.output import CliProgress, out, print_failures, progress_enabled, shown, warning
 from mgctag.errors import UsageError, reason_of
 
@@ -34,8 +41,11 @@ def separate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace stem files that already exist.")
     ] = False,
+    db: DbOption = None,
 ) -> None:
     """Split each audio file under PATHS into drums, bass, other and vocals stem files."""
+    use_db(db)
+    require_existing(paths)
     import warnings
 
     from mgctag.audio.decode import DecodeError
