@@ -604,3 +604,22 @@ def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
     report = json.loads(result.stdout)
     assert report["init"] == "crnn_small" and report["splits"] == 2 and report["input"] == "mel"
     assert report["n_tracks"] == len(pairs)
+
+
+def test_train_refuses_a_model_of_one_genre(tmp_path: Path, tracks: dict):
+    """One genre is no model: train saved it and printed "accuracy 1.000" (issue #25); now it
+    says why before anything is trained or saved."""
+    from conftest import cli
+
+    lib = Library(tmp_path / "lib.db")
+    for name, artist, x in zip(tracks["names"], tracks["artists"], tracks["X"], strict=True):
+        tid = lib.upsert_track(
+            {"path": f"/music/{name}", "artist": artist, "genres": ["Metal"], "status": "ok"}
+        )
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+    lib.close()
+    result = cli("train", "mono", "--db", tmp_path / "lib.db")
+    assert result.code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "only one genre (Metal) has 5 or more labelled tracks" in line
+    assert "accuracy" not in result.output
