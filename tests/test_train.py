@@ -623,3 +623,21 @@ def test_train_refuses_a_model_of_one_genre(tmp_path: Path, tracks: dict):
     (line,) = result.stderr.strip().splitlines()
     assert "only one genre (Metal) has 5 or more labelled tracks" in line
     assert "accuracy" not in result.output
+
+
+def test_eval_reads_a_labels_csv_as_train_does(tmp_path: Path, tracks: dict):
+    """Relative paths in a CSV name library tracks for eval as for train --labels (issue #25)."""
+    from conftest import cli
+
+    lib = Library(tmp_path / "lib.db")
+    for name, artist, x in zip(tracks["names"], tracks["artists"], tracks["X"], strict=True):
+        tid = lib.upsert_track({"path": f"/music/{name}", "artist": artist, "status": "ok"})
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+    lib.close()
+    labels = tmp_path / "elsewhere" / "labels.csv"
+    labels.parent.mkdir()
+    rows = zip(tracks["names"], tracks["genres"], strict=True)
+    labels.write_text("".join(f"{name},{genre}\n" for name, genre in rows))
+    result = cli("eval", labels, "--db", tmp_path / "lib.db", "--folds", "3", "--json")
+    assert result.code == 0, result.output  # before: "not a track in the library"
+    assert json.loads(result.stdout)["n_tracks"] >= 30

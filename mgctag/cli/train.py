@@ -244,8 +244,8 @@ def evaluate(
             stems = "off" if _stems(features) == ["mix"] else "on"
             opts = TagOptions(device=device, stems=stems)
             pipeline.tag_paths(lib, [source], opts, command="eval", write=False)
-        elif source is not None:
-            pairs = workflow.read_label_csv(source)
+        elif source is not None:  # relative paths resolved as train resolves --labels
+            pairs = workflow.library_pairs(lib, source)
         if arch is not None:
             progress = CliProgress(enabled=progress_enabled(json_out))
             with progress.bar:
