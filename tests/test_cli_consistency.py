@@ -116,3 +116,19 @@ def test_a_missing_file_is_the_same_line_and_exit_2_everywhere(
     result = cli(command, missing, "--db", tmp_path / "lib.db")
     assert result.code == 2, result.output
     assert result.stderr.strip().splitlines() == [f"error: {missing}: no such file or folder"]
+
+
+def test_separate_prints_one_json_document(tmp_path: Path) -> None:
+    from media import encode, real_clip
+
+    y, sr = real_clip(seconds=4.0)
+    src = encode(y, sr, tmp_path / "clip.flac")
+    args = ("--separator", "hpss", "--out", tmp_path / "stems", "--json")
+    result = cli("separate", src, *args)
+    assert result.code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["separator"] == "hpss" and doc["failures"] == [] and not doc["interrupted"]
+    (item,) = doc["separated"]
+    assert item["source"] == str(src) and item["duration"] == pytest.approx(4.0, abs=0.1)
+    assert set(item["stems"]) == {"drums", "bass", "other", "vocals"}
+    assert all(Path(p).is_file() for p in item["stems"].values())
