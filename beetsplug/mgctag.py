@@ -341,6 +341,9 @@ class MgctagPlugin(BeetsPlugin):
         show: bool = True,
     ) -> Summary:
         """Analyse the items and set their genres through beets; journaled as one mgctag run."""
+        from mgctag.audio.decode import filter_decoder_noise
+
+        filter_decoder_noise(self._log)  # libmpg123's frame errors stay off beets' terminal
         from mgctag.writes.run import recorded_run
 
         opts = self.tag_options()
