@@ -132,3 +132,27 @@ def test_separate_prints_one_json_document(tmp_path: Path) -> None:
     assert item["source"] == str(src) and item["duration"] == pytest.approx(4.0, abs=0.1)
     assert set(item["stems"]) == {"drums", "bass", "other", "vocals"}
     assert all(Path(p).is_file() for p in item["stems"].values())
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        ("mgctag tag --mode ", ["fill", "merge", "replace"]),
+        ("mgctag tag --content ", ["music", "all"]),
+        ("mgctag tag --stems o", ["on", "off"]),
+        ("mgctag tag --model mu", [DEFAULT_TAGGER, "musicnn"]),
+    ],
+)
+def test_the_shell_completes_option_values(line: str, want: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "mgctag"
+    if not script.is_file():
+        pytest.skip(f"no console script at {script} (mgctag not installed in this Python)")
+    env = {**os.environ, "_MGCTAG_COMPLETE": "complete_bash", "_TYPER_COMPLETE_ARGS": line}
+    env.update(COMP_WORDS=line, COMP_CWORD=str(len(line.split()) - (0 if line[-1] == " " else 1)))
+    done = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == want

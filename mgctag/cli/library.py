@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -39,9 +40,25 @@ if TYPE_CHECKING:
 
 
 def tag_option(name: str) -> Any:
-    """The typer option of a setting in mgctag.options' table (its help; bools are flags)."""
+    """The typer option of a setting in mgctag.options' table (its help; bools are flags; the
+    shell completes its choices, and --model the names it takes)."""
     option = TAG[name]
-    return typer.Option(*((option.flag,) if option.kind is bool else ()), help=option.help)
+    complete = complete_model if name == "model" else _choices_of(option.choices)
+    flags = (option.flag,) if option.kind is bool else ()
+    return typer.Option(*flags, help=option.help, autocompletion=complete)
+
+
+def _choices_of(choices: Sequence[str] | None) -> Callable[[str], list[str]] | None:
+    if not choices:
+        return None
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """The names --model takes (built-in taggers, aliases, genre model cards) for the shell."""
+    from mgctag.models.catalog import list_taggers
+
+    return [row["name"] for row in list_taggers() if row["name"].startswith(incomplete)]
 
 
 FollowOption = Annotated[bool, tag_option("follow_symlinks")]
