@@ -639,5 +639,5 @@ def test_eval_reads_a_labels_csv_as_train_does(tmp_path: Path, tracks: dict):
     rows = zip(tracks["names"], tracks["genres"], strict=True)
     labels.write_text("".join(f"{name},{genre}\n" for name, genre in rows))
     result = cli("eval", labels, "--db", tmp_path / "lib.db", "--folds", "3", "--json")
-    assert result.code == 0, result.output  # before: "not a track in the library"
+    assert result.code == 0, result.output  # before: "unknown path ... (not in the library ...)"
     assert json.loads(result.stdout)["n_tracks"] >= 30

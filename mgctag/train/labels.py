@@ -287,7 +287,9 @@ def _parse_row(
         raise LabelError(f"{where}: empty genre for {cell!r}")
     path = resolver.resolve(cell)
     if path is None:
-        raise LabelError(f"{where}: unknown path {cell!r} (not a track in the library)")
+        raise LabelError(
+            f"{where}: unknown path {cell!r} (not in the library: run `mgctag scan` on its folder)"
+        )
     return path, genres
 
 
