@@ -26,16 +26,43 @@ from beets.plugins import BeetsPlugin
 from mgctag import config as mgconfig
 from mgctag.errors import MgctagError, one_line, reason_of
 from mgctag.genres import plan_genres, split_genres
-from mgctag.options import TAG, Change, Progress, StopFlag, Summary, TagOptions
+from mgctag.options import TAG, Progress, StopFlag, Summary, TagOptions
 
 if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
 
     from mgctag.library.db import Library
+    from mgctag.library.rows import Track, WriteEntry
+
+# The `mgctag:` settings that are `tag` options: beets' name -> the name in mgctag's one table of
+# tag options, whose defaults they take (count None: the model's own number, min_confidence None:
+# the model's own floor).
+TABLE_SETTINGS = {
+    "mode": "mode",
+    "count": "max_genres",
+    "min_confidence": "min_confidence",
+    "content": "content",
+    "device": "device",
+}
+PLUGIN_SETTINGS = {
+    "auto": False,
+    "model": None,  # None: mgctag's default (`mgctag models use`)
+    "separator": "; ",  # joins genres in the single `genre` field of older beets
+    "db": None,  # None: mgctag's own database (MGCTAG_DB or the user data dir)
+}
+
+
+def config_template() -> dict[str, Any]:
+    """The `mgctag:` section's defaults: the plugin's own, and the tag options' from the table."""
+    return {**PLUGIN_SETTINGS, **{key: TAG[name].default for key, name in TABLE_SETTINGS.items()}}
+
 
 RUN_COMMAND = "beet mgctag"  # the runs `beet mgctag-undo` reverses
 IMPORT_COMMAND = "beet import"
 UNDO_COMMAND = "beet mgctag-undo"
+# beets' own words for its -w/-W flags (as in `beet modify`)
+WRITE_HELP = "write new metadata to files' tags (default)"
+NOWRITE_HELP = "don't write metadata (only update the database)"
 MODES = TAG["mode"].choices or ()  # the choices of mgctag's one table of tag options
 CONTENTS = TAG["content"].choices or ()
 #: Files per scan/analysis call: keeps mgctag's path clauses well under SQLite's parameter limit.
@@ -87,19 +114,7 @@ class _LogProgress(Progress):
 class MgctagPlugin(BeetsPlugin):
     def __init__(self) -> None:
         super().__init__()
-        self.config.add(
-            {
-                "auto": False,
-                "mode": "fill",
-                "count": None,  # None: the model's own number of genres
-                "min_confidence": None,  # None: the model's own floor
-                "model": None,  # None: mgctag's default (`mgctag models use`)
-                "separator": "; ",  # joins genres in the single `genre` field of older beets
-                "content": "music",
-                "device": "auto",
-                "db": None,  # None: mgctag's own database (MGCTAG_DB or the user data dir)
-            }
-        )
+        self.config.add(config_template())
         self._chains: dict[tuple[str, str], list] = {}
         if self.config["auto"].get(bool):
             self.import_stages = [self.imported]
@@ -169,7 +184,7 @@ class MgctagPlugin(BeetsPlugin):
             mlib = self._local.mlib = Library(path)
         return mlib
 
-    def _current(self, path: bytes | str) -> tuple[Library, dict] | None:
+    def _current(self, path: bytes | str) -> tuple[Library, Track] | None:
         """mgctag's record of a file whose stored analysis is of the file as it is now."""
         mlib = self._events_library()
         track = mlib.track_by_path(os.fsdecode(path)) if mlib else None
@@ -313,15 +328,6 @@ class MgctagPlugin(BeetsPlugin):
             progress = _LogProgress(self._log)
             pipeline.analyse_chain(mlib, roots, chain, opts, summary, progress, stop, force=force)
 
-    def _content_skip(self, mlib: Library, track_id: int, opts: TagOptions) -> str | None:
-        """Why the content gate gives this track no genre (speech...), with a gating mgctag."""
-        from mgctag import pipeline
-
-        content_skip = getattr(pipeline, "content_skip", None)
-        reason = content_skip(mlib, track_id, opts.model, opts) if content_skip else None
-        # mgctag's reason names its command-line flag; in beets the setting is `content: all`
-        return reason.replace("--content all", "content: all") if reason else None
-
     # -- one tagging run over beets items -----------------------------------------------------
 
     def tag_items(
@@ -335,7 +341,10 @@ class MgctagPlugin(BeetsPlugin):
         show: bool = True,
     ) -> Summary:
         """Analyse the items and set their genres through beets; journaled as one mgctag run."""
-        from mgctag import journal, pipeline
+        from mgctag.audio.decode import filter_decoder_noise
+
+        filter_decoder_noise(self._log)  # libmpg123's frame errors stay off beets' terminal
+        from mgctag.writes.run import recorded_run
 
         opts = self.tag_options()
         opts.dry_run = pretend
@@ -344,22 +353,14 @@ class MgctagPlugin(BeetsPlugin):
         with self.mgctag_library() as mlib:
             summary = Summary()
             args = {"items": len(items), "write": write, "force": force, **vars(opts)}
-            summary.run_id = mlib.start_run(command, {k: str(v) for k, v in args.items()})
-            try:
-                if not pretend:
-                    journal.settle_pending(mlib)
+            run_args = {k: str(v) for k, v in args.items()}
+            with recorded_run(mlib, command, run_args, summary, settle=not pretend) as run_id:
+                summary.run_id = run_id
                 self.analyse(mlib, paths, opts, summary, stop, force)
                 failed = {p for p, _ in summary.failures}
                 for item, path in zip(items, paths, strict=True):
                     if path not in failed:
                         self._tag_one(mlib, item, path, opts, summary, write, show)
-            except KeyboardInterrupt:
-                mlib.finish_run(summary.run_id, "interrupted", summary.counts())
-                raise
-            except BaseException:
-                mlib.finish_run(summary.run_id, "failed", summary.counts())
-                raise
-            mlib.finish_run(summary.run_id, pipeline.run_status(summary), summary.counts())
         for path, reason in summary.failures:
             self._log.error("{}: {}", path, one_line(reason))
         for path, reason in summary.skips:
@@ -377,20 +378,22 @@ class MgctagPlugin(BeetsPlugin):
         show: bool,
     ) -> None:
         """Plan one item's genres from its stored analysis and set them (unless pretending)."""
-        from mgctag import pipeline
+        from mgctag.writes.plan import Skip, plan_track
+        from mgctag.writes.writers import apply_change
 
         track = mlib.track_by_path(path)
-        if track is None or track["status"] != "ok":
+        if track is None or track.status != "ok":
             return
-        if reason := self._content_skip(mlib, track["id"], opts):
-            summary.skips.append((path, reason))
+        plan = plan_track(mlib, track, opts)
+        if isinstance(plan, Skip) and plan.content:  # the gate heard speech or other sound
+            # mgctag's reason names its command-line flag; in beets the setting is `content: all`
+            summary.skips.append((path, plan.reason.replace("--content all", "content: all")))
             return
-        predicted = pipeline.predicted_genres(mlib, track["id"], opts.model, opts)
-        if not predicted:  # analysed, but no genre confident enough (or too short / silent)
+        if isinstance(plan, Skip):  # analysed, but no genre confident enough (or too short)
             summary.skipped += 1
             return
         old = self.item_genres(item)
-        new = plan_genres(old, predicted, opts.mode)
+        new = plan_genres(old, plan.predicted, opts.mode)
         if new is None:
             summary.unchanged += 1
             return
@@ -399,12 +402,8 @@ class MgctagPlugin(BeetsPlugin):
             ui.show_model_changes(item, fields=[genre_field()])
         else:
             self._log.info("{}: {}", path, "; ".join(new))
-        if opts.dry_run:
-            summary.changes.append(Change(path, old, new, written=False))
-            return
-        if self._store(mlib, item, path, track["id"], old, new, summary.run_id, write, summary):
-            summary.changes.append(Change(path, old, new, written=write))
-            summary.tagged += 1
+        writer = BeetsWriter(self, item, write)
+        apply_change(writer, mlib, summary, track.id, path, old, new, dry_run=opts.dry_run)
 
     def _store(
         self,
@@ -422,7 +421,7 @@ class MgctagPlugin(BeetsPlugin):
         """Journal the change, store it in beets' database and (if `write`) let beets write the
         file, under mgctag's lock on the file. The journal entry moves mgctag's record of the file
         to its state after beets' tag write, so the next run does not analyse it again."""
-        from mgctag import journal
+        from mgctag.writes import journal
 
         try:
             with journal.file_lock(mlib, path):
@@ -451,8 +450,10 @@ class MgctagPlugin(BeetsPlugin):
         tag.parser.add_option(
             "-f", "--force", action="store_true", help="analyse again items analysed before"
         )
-        tag.parser.add_option("-w", "--write", action="store_true", default=None)
-        tag.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        tag.parser.add_option("-w", "--write", action="store_true", default=None, help=WRITE_HELP)
+        tag.parser.add_option(
+            "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
+        )
         tag.parser.add_option(
             "-m", "--mode", choices=MODES, help="fill (default), merge or replace genres"
         )
@@ -473,8 +474,10 @@ class MgctagPlugin(BeetsPlugin):
             "-p", "--pretend", action="store_true", help="show what would be restored"
         )
         undo.parser.add_option("--run", type="int", help="the mgctag run to reverse (its id)")
-        undo.parser.add_option("-w", "--write", action="store_true", default=None)
-        undo.parser.add_option("-W", "--nowrite", action="store_false", dest="write")
+        undo.parser.add_option("-w", "--write", action="store_true", default=None, help=WRITE_HELP)
+        undo.parser.add_option(
+            "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
+        )
         undo.func = self._undo_command
         return [tag, similar, undo]
 
@@ -531,7 +534,7 @@ class MgctagPlugin(BeetsPlugin):
 
     @_beets_errors
     def _similar_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
-        from mgctag import export
+        from mgctag.search import export
 
         if opts.k < 1:
             raise ui.UserError("mgctag-similar: -k must be 1 or more")
@@ -567,7 +570,7 @@ class MgctagPlugin(BeetsPlugin):
     ) -> list[Item]:
         """The k nearest tracks that are items of this beets library (mgctag's database may
         know other files too), asking mgctag for more until k are found or none are left."""
-        from mgctag.similar import similar_tracks
+        from mgctag.search.similar import similar_tracks
 
         by_path = {os.fsdecode(item.path): item for item in lib.items()}
         want = k
@@ -580,7 +583,8 @@ class MgctagPlugin(BeetsPlugin):
 
     @_beets_errors
     def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
-        from mgctag import journal
+        from mgctag.writes import journal
+        from mgctag.writes.run import Restores, recorded_run
 
         write = ui.should_write(opts.write)
         with self.mgctag_library() as mlib:
@@ -594,11 +598,15 @@ class MgctagPlugin(BeetsPlugin):
                 raise ui.UserError(f"mgctag-undo: run {run_id} is not a `beet mgctag` run")
             writes = _undoable(mlib, run_id)
             by_path = _items_by_path(lib, {w["path"] for w in writes})
-            undo_id = None if opts.pretend else mlib.start_run(UNDO_COMMAND, {"run": run_id})
-            done, refused = self._undo_writes(mlib, writes, by_path, undo_id, write, opts.pretend)
-            if undo_id is not None:
-                status = "partial" if refused and done else ("failed" if refused else "ok")
-                mlib.finish_run(undo_id, status, {"restored": done, "failed": refused})
+            if opts.pretend:
+                done, refused = self._undo_writes(mlib, writes, by_path, None, write, True)
+            else:
+                outcome = Restores()
+                with recorded_run(
+                    mlib, UNDO_COMMAND, {"run": run_id}, outcome, settle=False
+                ) as uid:
+                    done, refused = self._undo_writes(mlib, writes, by_path, uid, write, False)
+                    outcome.restored, outcome.failed = done, refused
         verb = "would restore" if opts.pretend else "restored"
         ui.print_(f"mgctag-undo: run {run_id}: {done} {verb}, {refused} refused")
         if refused:
@@ -607,7 +615,7 @@ class MgctagPlugin(BeetsPlugin):
     def _undo_writes(
         self,
         mlib: Library,
-        writes: Iterable[dict],
+        writes: Iterable[WriteEntry],
         by_path: dict[str, Item],
         undo_id: int | None,
         write: bool,
@@ -646,7 +654,7 @@ class MgctagPlugin(BeetsPlugin):
         return None
 
 
-def _undoable(mlib: Library, run_id: int) -> list[dict]:
+def _undoable(mlib: Library, run_id: int) -> list[WriteEntry]:
     """A run's changes still in place, latest first."""
     return [
         w
@@ -657,3 +665,24 @@ def _undoable(mlib: Library, run_id: int) -> list[dict]:
 
 def _items_by_path(lib: BeetsLibrary, paths: set[str]) -> dict[str, Item]:
     return {p: item for item in lib.items() if (p := os.fsdecode(item.path)) in paths}
+
+
+class BeetsWriter:
+    """beets' ``store()`` (and, with ``write``, ``try_write()``) as an mgctag genre writer: the
+    change is journaled under mgctag's lock on the file like mgctag's own writes."""
+
+    def __init__(self, plugin: MgctagPlugin, item: Item, write: bool) -> None:
+        self.plugin, self.item, self.changes_file = plugin, item, write
+
+    def write(
+        self,
+        lib: Library,
+        summary: Summary,
+        track_id: int | None,
+        path: str,
+        old: Sequence[str],
+        new: Sequence[str],
+    ) -> bool:
+        return self.plugin._store(
+            lib, self.item, path, track_id, old, new, summary.run_id, self.changes_file, summary
+        )

@@ -6,4 +6,4 @@ import os
 # burns the cores the decoder needs (measured: scripts/bench_musicnn.py). Must precede torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

@@ -73,7 +73,3 @@ def write_atomic(dest: str | os.PathLike[str], write: Callable[[Path], object], 
     with atomic_path(dest, **kw) as tmp:
         write(tmp)
     return Path(dest)
-
-
-def write_bytes_atomic(dest: str | os.PathLike[str], data: bytes, **kw) -> Path:
-    return write_atomic(dest, lambda p: p.write_bytes(data), **kw)

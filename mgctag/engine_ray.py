@@ -5,7 +5,7 @@ actor pools that keep a model loaded, GPU placement (`num_gpus`) and object tran
 The split is deliberate: the driver (pipeline.tag_paths) still scans, plans, stores and writes
 exactly as a local run does (journal, locks, atomic writes, undo), so a cluster run leaves the
 same database and tags. Each actor loads the pass's taggers once and runs the local pipeline's
-own steps on a chunk of tracks (`inputs.prepare`, then `pipeline.predict_batch`); only track
+own steps on a chunk of tracks (`inputs.prepare`, then `analysis.predict_batch`); only track
 dicts go out and predictions (tags, genres, embeddings) come back, and each chunk's results are
 stored the moment they arrive, so an interrupted cluster run resumes like a local one.
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mgctag.errors import UsageError, reason_of
+from mgctag.library.rows import Track
 from mgctag.options import Progress, StopFlag, Summary, TagOptions
 
 INSTALL_HINT = 'pip install "mgctag[ray]"'
@@ -43,7 +44,7 @@ class Outcome:
     No audio or features travel back: a track's rows are a few KB (tags, genres, embeddings).
     """
 
-    track: dict
+    track: Track
     rows: list | Exception | None = None  # list[Prediction]; an Exception fails the track
     error: str | None = None
     error_type: str | None = None
@@ -220,7 +221,7 @@ def plan_workers(requested: int | None, resources: dict[str, float]) -> tuple[in
     return max(1, workers), per_gpu
 
 
-def chunks(tracks: Sequence[dict], size: int) -> Iterator[list[dict]]:
+def chunks(tracks: Sequence[Track], size: int) -> Iterator[list[Track]]:
     for start in range(0, len(tracks), size):
         yield list(tracks[start : start + size])
 
@@ -231,10 +232,10 @@ class AnalysisWorker:
     def __init__(self, names: list[str], opts: TagOptions, needs_stems: bool) -> None:
         import torch
 
-        from mgctag.audio.inputs import InputPlan
+        from mgctag.analysis import separator_for
         from mgctag.genres import default_map
         from mgctag.models import catalog
-        from mgctag.pipeline import separator_for
+        from mgctag.models.inputs import InputPlan
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         device = opts.device
@@ -250,10 +251,10 @@ class AnalysisWorker:
         self.gmap = default_map()
         self.host = socket.gethostname()
 
-    def analyse(self, tracks: list[dict]) -> list[Outcome]:
+    def analyse(self, tracks: list[Track]) -> list[Outcome]:
         """Decode (in a thread, as locally) and analyse these tracks; every track an Outcome."""
-        from mgctag.audio.inputs import TrackInput, prepare
-        from mgctag.pipeline import guarded_work, prefetch
+        from mgctag.analysis import guarded_work, prefetch
+        from mgctag.models.inputs import TrackInput, prepare
 
         outcomes: list[Outcome] = []
         batch: list[TrackInput] = []
@@ -279,9 +280,9 @@ class AnalysisWorker:
             outcomes.extend(self._predict(batch))
         return outcomes
 
-    def _unreadable(self, track: dict) -> Any:
+    def _unreadable(self, track: Track) -> Any:
         """A failure for a file this worker cannot open (None: go on and decode it)."""
-        from mgctag.audio.inputs import TrackInput
+        from mgctag.models.inputs import TrackInput
 
         if os.access(track["path"], os.R_OK):
             return None
@@ -292,7 +293,7 @@ class AnalysisWorker:
         return TrackInput(track, error=reason)
 
     def _predict(self, batch: list) -> list[Outcome]:
-        from mgctag.pipeline import predict_batch
+        from mgctag.analysis import predict_batch
 
         t0 = time.perf_counter()
         rows = predict_batch(batch, self.taggers, self.gmap)
@@ -320,7 +321,7 @@ def _portable(rows: Any) -> Any:
 
 def analyse(
     lib: Any,
-    tracks: Sequence[dict],
+    tracks: Sequence[Track],
     taggers: Sequence[Any],
     opts: TagOptions,
     summary: Summary,
@@ -329,13 +330,13 @@ def analyse(
     separator: Any,
     needs_stems: bool = False,
 ) -> None:
-    """pipeline.analyse on a Ray cluster: chunks out to an actor pool, results stored on arrival.
+    """analysis.analyse on a Ray cluster: chunks out to an actor pool, results stored on arrival.
 
     On Ctrl-C the driver stops sending, drops what is still in flight (nothing of it is stored)
     and ends the actors: every stored track is complete, the rest is analysed by the next run.
     """
     ray = _ray()
-    from mgctag.pipeline import report_not_analysed, store_batch
+    from mgctag.analysis import report_not_analysed, store_batch
 
     n, per_gpu = plan_workers(opts.workers, ray.cluster_resources())
     progress.stage("analysing", len(tracks))
@@ -346,7 +347,7 @@ def analyse(
     actors = [remote.remote(names, opts, needs_stems) for _ in range(n)]
     run_sep = separator.name if separator else "none"
     todo = chunks(tracks, CHUNK_TRACKS)
-    pending: dict[Any, tuple[Any, list[dict]]] = {}  # result ref -> (actor, its tracks)
+    pending: dict[Any, tuple[Any, list[Track]]] = {}  # result ref -> (actor, its tracks)
     try:
         for actor in actors * IN_FLIGHT:
             _submit(actor, todo, pending)
@@ -364,14 +365,14 @@ def analyse(
             ray.kill(actor)
 
 
-def _submit(actor: Any, todo: Iterator[list[dict]], pending: dict) -> None:
+def _submit(actor: Any, todo: Iterator[list[Track]], pending: dict) -> None:
     """Send the actor the next chunk, if there is one."""
     sent = next(todo, None)
     if sent:
         pending[actor.analyse.remote(sent)] = (actor, sent)
 
 
-def _results(ray: Any, ref: Any, sent: list[dict]) -> list[Outcome]:
+def _results(ray: Any, ref: Any, sent: list[Track]) -> list[Outcome]:
     """A chunk's outcomes; a worker lost or broken fails its tracks, not the run."""
     try:
         return ray.get(ref)
@@ -386,7 +387,7 @@ def _store(
     lib: Any, out: Outcome, summary: Summary, run_sep: str, store_batch, not_analysed
 ) -> None:
     """One track's outcome into the library, exactly as a local run stores it."""
-    from mgctag.audio.inputs import TrackInput
+    from mgctag.models.inputs import TrackInput
 
     for stage, seconds in out.seconds.items():
         summary.stage_seconds[stage] += seconds

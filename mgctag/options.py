@@ -25,7 +25,7 @@ MUSICNN_TAGGER = "musicnn"  # the bundled musicnn pair (mgctag.models.catalog de
 DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
-SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names mgctag.separate.get_separator takes
+SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator takes (one list)
 
 
 class SettingError(UsageError):
@@ -243,6 +243,10 @@ class Summary:
         """The run's counts, as stored with the run and printed by --json."""
         names = ("scanned", "analysed", "tagged", "unchanged", "skipped", "failed")
         return {name: getattr(self, name) for name in names}
+
+    def done_and_failed(self) -> tuple[int, int]:
+        """How many files the run took on, and how many of them failed (for its status)."""
+        return self.scanned, self.failed
 
     def fail(self, path: str, reason: str, error_type: str | None = None) -> None:
         self.failed += 1

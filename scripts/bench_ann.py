@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgctag.similar import VectorIndex
+from mgctag.search.similar import VectorIndex
 
 # Written by `python scripts/eval_similarity.py features musdb --separator none --mn04 --out F`.
 MUSDB = Path("/work/data/musdb_feats.npz")

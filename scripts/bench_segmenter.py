@@ -19,7 +19,7 @@ from mgctag.audio import decode
 from mgctag.audio.features import efficientat_mel
 from mgctag.models.registry import load_model
 from mgctag.models.swishnet import SwishNet
-from mgctag.segments import SR, mfcc, swishnet_frame_logits
+from mgctag.segments.detector import SR, mfcc, swishnet_frame_logits
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.ogg"
 

@@ -1,4 +1,4 @@
-"""Benchmark mgctag.similar.VectorIndex (and sqlite-vec, where it loads) on synthetic vectors.
+"""Benchmark search.similar.VectorIndex (and sqlite-vec, where it loads) on synthetic vectors.
 
     python scripts/bench_similar.py                      # 100k and 1M tracks, 200-d, 2 threads
     python scripts/bench_similar.py --sizes 100000 --no-sqlite-vec
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mgctag.similar import VectorIndex
+from mgctag.search.similar import VectorIndex
 
 Row = tuple[str, float, float, float]  # case, p50 ms, p95 ms, min ms
 MUSDB = Path(__file__).resolve().parents[2] / "shared" / "audio" / "musdb18-7s"

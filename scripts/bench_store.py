@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mgctag import pipeline, similar
+from mgctag import pipeline
 from mgctag.library.db import Library
 from mgctag.options import DEFAULT_TAGGER
+from mgctag.search import similar
 
 CLIP = (
     Path(__file__).resolve().parents[2]

@@ -29,8 +29,8 @@ CLIP = Path(__file__).resolve().parents[2] / "shared/audio/librosa/Kevin_MacLeod
 
 def make_report(dest: Path, filters: int, seconds: float) -> Path:
     """`mgctag explain` on a real clip (a minute of jazz), with stems and auralised filters."""
-    from mgctag.explain import explain_file
-    from mgctag.explain_report import report_html
+    from mgctag.explain.analysis import explain_file
+    from mgctag.explain.report import report_html
 
     expl = explain_file(CLIP, auralise=filters, auralise_seconds=seconds)
     return report_html(expl, dest)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgctag.libmap import layout_2d, map_html
+from mgctag.search.map import layout_2d, map_html
 
 MUSDB = Path(__file__).resolve().parents[2] / "shared" / "audio" / "musdb18-7s"
 EVIL = "</script><script>alert(1)</script>"

@@ -23,13 +23,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from mgctag.audio.inputs import InputPlan, prepare  # noqa: E402
 from mgctag.genres import GenreMap, default_map, select_genres  # noqa: E402
 from mgctag.models import (
     audioset,  # noqa: E402
     catalog,  # noqa: E402
 )
 from mgctag.models.audioset import CombinedTagger, choice_margin  # noqa: E402
+from mgctag.models.inputs import InputPlan, prepare  # noqa: E402
 
 AUDIO = {".ogg", ".opus", ".mp3", ".flac", ".wav", ".m4a", ".mp4"}
 

@@ -28,7 +28,7 @@ from mgctag.audio import decode, segment
 from mgctag.content import MUSIC, OTHER, SPEECH, track_class
 from mgctag.genres import default_map
 from mgctag.models.audioset import AudiosetNet
-from mgctag.segments import SR, Segmenter
+from mgctag.segments.detector import SR, Segmenter
 
 AT_SR = 32000
 

@@ -41,7 +41,7 @@ from train_segmenter import DATA, clips, standardisation, stream  # noqa: E402
 from mgctag.audio import decode  # noqa: E402
 from mgctag.content import MUSIC, SPEECH  # noqa: E402
 from mgctag.models.registry import load_model  # noqa: E402
-from mgctag.segments import (  # noqa: E402
+from mgctag.segments.detector import (  # noqa: E402
     CLASSES,
     FPS,
     HOP,

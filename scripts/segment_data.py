@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mgctag.audio import decode
-from mgctag.segments import CLASSES, SR
+from mgctag.segments.detector import CLASSES, SR
 
 DATA = Path("/work/data")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -174,7 +174,7 @@ def teacher(out: Path, threads: int = 1, classes: tuple[str, ...] = CLASSES) -> 
 
     from mgctag.genres import default_map
     from mgctag.models.audioset import AudiosetNet
-    from mgctag.segments import teacher_probs
+    from mgctag.segments.detector import teacher_probs
 
     torch.set_num_threads(threads)
     net = AudiosetNet()

@@ -27,9 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from media import LIBROSA, encode, real_clip  # noqa: E402
 
-from mgctag import journal, tags, undo  # noqa: E402
+from mgctag import tags  # noqa: E402
 from mgctag.audio import decode  # noqa: E402
 from mgctag.library.db import Library  # noqa: E402
+from mgctag.writes import journal, undo
 
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 EXTS = ("mp3", "flac", "ogg", "wav", "m4a")

@@ -32,7 +32,6 @@ import torch
 
 from mgctag.audio import decode
 from mgctag.audio.decode import DecodeError
-from mgctag.audio.inputs import select_input
 from mgctag.content import ContentGate, decide
 from mgctag.genres import (
     GenreMap,
@@ -43,6 +42,7 @@ from mgctag.genres import (
     select_genres,
 )
 from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
+from mgctag.models.inputs import select_input
 from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input, student_decision

@@ -27,7 +27,7 @@ import torch
 
 from mgctag.models.registry import ModelCard, save_model
 from mgctag.models.swishnet import SwishNet
-from mgctag.segments import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
+from mgctag.segments.detector import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
 from mgctag.train import segmenter as seg
 from mgctag.train.distill import DistillConfig
 
@@ -123,7 +123,7 @@ def train_swishnet(a: argparse.Namespace) -> None:
         arch_args={"n_classes": 3, "n_mfcc": N_MFCC, "width": a.width},
         preprocessing={
             "input": "mfcc_frames",  # not a patch input: no genre tagger (catalog.card_kind)
-            "features": "mgctag.segments.mfcc",
+            "features": "mgctag.segments.detector.mfcc",
             "sample_rate": 16000,
             "hop": 256,
             "context_seconds": a.context,

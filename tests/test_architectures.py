@@ -22,11 +22,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mgctag.audio import decode, features
-from mgctag.audio.inputs import select_input
 from mgctag.genres import GenreMap
 from mgctag.models import registry
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
+from mgctag.models.inputs import select_input
 from mgctag.models.mobilenet import TAPS, MobileNetV2
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet

@@ -19,8 +19,8 @@ from media import make_library
 
 from mgctag.cli.output import shown, visible
 from mgctag.errors import ConfigError
-from mgctag.export import dumps_json
 from mgctag.library.db import Library
+from mgctag.search.export import dumps_json
 
 CLI = [sys.executable, "-c", "import sys; from mgctag.cli import run; run(sys.argv[1:])"]
 HOSTILE = "evil [/x] [link=http://e.x]y[/link] \x1b]0;pwned\x07 \x9b2J\nerror: forged"
@@ -316,7 +316,8 @@ def test_sigterm_and_sighup_stop_like_ctrl_c(home, tmp_path, sig, code):
 
 
 def test_run_status_ok_partial_failed_interrupted():
-    from mgctag.pipeline import Summary, run_status
+    from mgctag.options import Summary
+    from mgctag.writes.run import run_status
 
     assert run_status(Summary(scanned=3, tagged=3)) == "ok"
     assert run_status(Summary(scanned=38, tagged=36, failed=2)) == "partial"

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from media import encode, real_clip
 
-from mgctag import journal, tags
+from mgctag import tags
 from mgctag.library.db import Library
-from mgctag.pipeline import DEFAULT_TAGGER, TagOptions, predicted_genres
+from mgctag.pipeline import DEFAULT_TAGGER, TagOptions
+from mgctag.writes import journal
+from mgctag.writes.plan import genres_from
 
 CLI = [sys.executable, "-c", "from mgctag.cli import run; run()"]
 CLIPS = (
@@ -82,7 +84,7 @@ def test_two_tag_runs_and_a_scan_on_one_library_and_database(tmp_path: Path) -> 
         assert lib.pending_writes() == []
         for path in files:
             track = lib.track_by_path(str(path))
-            want = predicted_genres(lib, track["id"], DEFAULT_TAGGER, TagOptions())
+            want = genres_from(lib.get_predictions(track["id"])[DEFAULT_TAGGER], TagOptions())
             assert tags.read_tags(path).genres == want
             assert tags.audio_payload_hash(path) == payload[path]
             st = os.stat(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import stored
 
 from mgctag.library.db import SCHEMA_VERSION, Library, LibraryError, SchemaTooNewError
 
@@ -91,7 +92,10 @@ def test_v1_library_is_upgraded_keeping_its_data(tmp_path: Path) -> None:
         assert pred["genres"] == [["Jazz", 0.9]]
         assert pred["analysis_key"] == "10:20"  # seeded from the v1 track key
         assert lib.tracks_needing_analysis("musicnn") == []  # not re-analysed after the upgrade
-        assert lib.failures(1)[0]["track_id"] is None and lib.failures(1)[0]["reason"] == "bad"
+        assert (
+            stored.failures(lib, 1)[0]["track_id"] is None
+            and stored.failures(lib, 1)[0]["reason"] == "bad"
+        )
         indexes = {i.name for i in lib.db["writes"].indexes}
         assert "writes_run" in indexes
 
@@ -140,7 +144,7 @@ def _hammer(db_path: str, worker: int, n: int, start: mp.Barrier, errors: mp.Que
                 lib.save_analysis(
                     tid, "musicnn", "none", {"rock": 0.5}, [("Rock", 0.5)], {"mix": vec}
                 )
-                lib.record_write(run, tid, path, [], ["Rock"], i + 1, i + 1)
+                lib.confirm_write(lib.begin_write(run, tid, path, [], ["Rock"]), i + 1, i + 1)
                 lib.tracks_needing_analysis("musicnn")  # reads interleaved with the other's writes
             lib.finish_run(run, "ok", {"tagged": n})
     except Exception as exc:  # noqa: BLE001 - the parent asserts on what came back
@@ -162,7 +166,7 @@ def test_two_processes_write_one_library_without_locking_errors(tmp_path: Path) 
     assert problems == []
     assert [p.exitcode for p in procs] == [0, 0]
     with Library(db_path) as lib:
-        assert lib.status_counts() == {"ok": 2 * n}
+        assert stored.status_counts(lib) == {"ok": 2 * n}
         ids, matrix = lib.embedding_matrix("musicnn")
         assert matrix.shape == (2 * n, 8)
         assert sorted(r["status"] for r in lib.list_runs()) == ["ok", "ok"]
@@ -184,7 +188,7 @@ def test_sql_metacharacters_in_tags_and_paths_are_stored_verbatim(lib: Library) 
     assert lib.find_tracks("%") == lib.find_tracks("/%_")  # % and _ match only themselves
     _track(lib, "/music/plain.mp3", artist="Plain")
     assert [t["id"] for t in lib.find_tracks("_")] == [tid]
-    assert lib.status_counts() == {"ok": 2}
+    assert stored.status_counts(lib) == {"ok": 2}
 
 
 def test_upsert_updates_in_place_and_rejects_unknown_columns(lib: Library) -> None:
@@ -310,12 +314,11 @@ def test_runs_journal_and_failures(lib: Library) -> None:
     lib.save_analysis(tid, "musicnn", "none", {}, [("Jazz", 0.9)], {"mix": np.ones(4)})
     scan_run = lib.start_run("scan", {"roots": ["/m"]})
     run = lib.start_run("tag", {"roots": ["/m"], "dry_run": False})
-    assert lib.last_run_id() == run and lib.last_run_id("scan") == scan_run
-    assert lib.last_run_id("undo") is None
+    assert stored.last_run_id(lib) == run and stored.last_run_id(lib, "scan") == scan_run
+    assert stored.last_run_id(lib, "undo") is None
 
-    wid = lib.record_write(
-        run, tid, "/m/a.mp3", ["Rock"], ["Rock", "Jazz"], 12, 30, payload_hash="abc"
-    )
+    wid = lib.begin_write(run, tid, "/m/a.mp3", ["Rock"], ["Rock", "Jazz"])
+    lib.confirm_write(wid, 12, 30, payload_hash="abc")
     # Our own tag write does not make the track look changed, nor its analysis stale.
     track = lib.get_track(tid)
     assert (track["size"], track["mtime"], track["genres"]) == (12, 30, ["Rock", "Jazz"])
@@ -331,7 +334,7 @@ def test_runs_journal_and_failures(lib: Library) -> None:
 
     lib.record_failure(run, "/m/b.mp3", "decode", "not an audio file")
     lib.finish_run(run, "failed", {"tagged": 1, "failed": 1})
-    assert [(f["path"], f["stage"], f["reason"]) for f in lib.failures(run)] == [
+    assert [(f["path"], f["stage"], f["reason"]) for f in stored.failures(lib, run)] == [
         ("/m/b.mp3", "decode", "not an audio file")
     ]
     runs = lib.list_runs()

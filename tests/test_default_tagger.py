@@ -108,7 +108,7 @@ def test_bad_content_value_is_a_usage_error(tmp_path: Path) -> None:
 def test_similar_uses_the_concatenated_embedding_once_every_track_has_it(tmp_path: Path) -> None:
     import numpy as np
 
-    from mgctag.similar import default_embedding_model
+    from mgctag.search.similar import default_embedding_model
 
     lib = Library(tmp_path / "lib.db")
     ids = [lib.upsert_track({"path": f"/m/{i}.flac", "size": 1, "mtime": 1}) for i in range(2)]

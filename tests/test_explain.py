@@ -16,7 +16,7 @@ from media import LIBROSA, encode, real_clip
 
 from mgctag.audio import decode
 from mgctag.audio.features import SR
-from mgctag.explain import (
+from mgctag.explain.analysis import (
     COMBINED,
     STEM_MODEL,
     envelope,
@@ -72,7 +72,8 @@ def test_bad_input_is_one_clear_line(tmp_path, kind: str) -> None:
         path.write_bytes(b"")
     result = cli("explain", path, "--no-stems")
     lines = result.output.strip().splitlines()
-    assert result.code == 1, result.output
+    # a path that is not there: as for tag, segments and separate, a usage error (exit 2)
+    assert result.code == (2 if kind == "missing" else 1), result.output
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0]
     assert "Traceback" not in result.output
 
@@ -97,9 +98,9 @@ def test_timeline_covers_the_whole_track(jazz, jazz_wav) -> None:
 @pytest.mark.slow
 def test_written_genres_are_what_tag_writes(jazz, jazz_wav) -> None:
     """The explanation's track-level numbers are the default tagger's own prediction."""
-    from mgctag.audio.inputs import InputPlan, prepare
     from mgctag.genres import default_map
     from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger
+    from mgctag.models.inputs import InputPlan, prepare
 
     tagger = get_tagger(DEFAULT_TAGGER)
     track = {"path": str(jazz_wav), "duration": decode.probe(jazz_wav).duration}
@@ -162,7 +163,7 @@ def test_speech_clip_says_speech() -> None:
 
 @pytest.mark.slow
 def test_report_json_png_and_wavs(jazz, jazz_wav, tmp_path) -> None:
-    from mgctag.explain_report import report_html, summary_png, write_wavs
+    from mgctag.explain.report import report_html, summary_png, write_wavs
 
     page = report_html(jazz, tmp_path / "r.html").read_text("utf-8")
     assert 'id="timeline"' in page and page.count("<audio") == 3

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from media import make_library
 
-from mgctag.export import (
+from mgctag.search.export import (
     ExportError,
     PlaylistEntry,
     csv_cell,

@@ -4,7 +4,7 @@ merge mode and for the map alike."""
 from __future__ import annotations
 
 from mgctag.genres import plan_genres, split_and_normalise, split_genres
-from mgctag.similar import track_genres
+from mgctag.search.similar import track_genres
 from mgctag.train.labels import labels_from_tags
 
 

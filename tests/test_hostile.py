@@ -32,9 +32,9 @@ from mutagen.id3 import APIC, ID3, TCON
 
 from mgctag import pipeline, tags
 from mgctag.audio import decode
-from mgctag.audio.inputs import InputPlan, InputSpec, prepare
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
+from mgctag.models.inputs import InputPlan, InputSpec, prepare
 
 CLIP = "Kevin_MacLeod_-_Vibe_Ace"
 NOBODY = 65534
@@ -456,7 +456,6 @@ def _write_as_nobody(db: str, root: str, out: mp.Queue) -> None:
             pipeline.write_tags(
                 lib,
                 tracks,
-                pipeline.DEFAULT_TAGGER,
                 pipeline.TagOptions(),
                 summary,
                 pipeline.Progress(),

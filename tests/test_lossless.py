@@ -19,8 +19,9 @@ from mutagen.asf import ASF
 from mutagen.flac import FLAC
 from mutagen.id3 import ID3
 
-from mgctag import journal, tags, undo
+from mgctag import tags
 from mgctag.library.db import JournalError, Library, LibraryError
+from mgctag.writes import journal, undo
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +445,7 @@ def test_posix_only_modules_are_not_needed_to_import() -> None:
         "sys.modules['fcntl'] = None\n"
         "import mgctag.tags, mgctag.library.db, mgctag.atomicio\n"
         "try:\n"
-        "    import mgctag.journal\n"
+        "    import mgctag.writes.journal\n"
         "except ImportError as e:\n"
         "    print(e.name)\n"
     )

@@ -17,7 +17,8 @@ from PIL import Image
 
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
-from mgctag.libmap import (
+from mgctag.library.db import Library
+from mgctag.search.map import (
     UNKNOWN,
     genre_colors,
     genre_heatmap_png,
@@ -27,8 +28,7 @@ from mgctag.libmap import (
     map_html,
     map_png,
 )
-from mgctag.library.db import Library
-from mgctag.similar import MissingEmbeddings, clear_cache
+from mgctag.search.similar import MissingEmbeddings, clear_cache
 
 EVIL = "</script><script>alert(1)</script>"
 N_TRACKS = 12

@@ -55,6 +55,18 @@ def test_every_default_comes_from_the_table():
     assert set(config._settings()["tag"]) == set(TAG_DEFAULTS)
 
 
+def test_the_beets_settings_take_the_tables_defaults():
+    pytest.importorskip("beets")
+    from beetsplug.mgctag import TABLE_SETTINGS, MgctagPlugin
+
+    plugin = MgctagPlugin()
+    for key, name in TABLE_SETTINGS.items():
+        assert plugin.config[key].get() == TAG[name].default, key
+    opts = plugin.tag_options()  # an empty `mgctag:` section: the command line's defaults
+    for name in ("mode", "max_genres", "min_confidence", "content", "device"):
+        assert getattr(opts, name) == TAG[name].default, name
+
+
 def test_beets_and_separate_use_the_same_choices():
     from beetsplug.mgctag import CONTENTS, MODES
     from mgctag.separate import SEPARATORS

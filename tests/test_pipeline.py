@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import stored
 from conftest import cli
 from media import LIBROSA, clip_path, encode, real_clip
 
-from mgctag import pipeline
+from mgctag import analysis, pipeline
 from mgctag.audio import decode
-from mgctag.audio.inputs import MIN_AUDIBLE_SECONDS, InputPlan, InputSpec, prepare
 from mgctag.library.db import Library
 from mgctag.library.scan import scan
 from mgctag.models.catalog import get_tagger, list_taggers
+from mgctag.models.inputs import MIN_AUDIBLE_SECONDS, InputPlan, InputSpec, prepare
 from mgctag.models.protocol import Tagger
 
 CLIPS = ("Kevin_MacLeod_-_Vibe_Ace", "music/electronic/northern_lights_1")
@@ -56,8 +57,8 @@ def test_an_exception_in_the_decode_worker_fails_that_track_only(
         assert summary.failure_types == {str(odd): "OverflowError"}
         assert summary.analysed == 2 and summary.tagged == 2
         assert summary.skipped == 0 and summary.skips == []  # failed once, never also skipped
-        stored = [(f["stage"], f["reason"]) for f in lib.failures(summary.run_id)]
-        assert stored == [("decode", f"{summary.failures[0][1]} [OverflowError]")]
+        got = [(f["stage"], f["reason"]) for f in stored.failures(lib, summary.run_id)]
+        assert got == [("decode", f"{summary.failures[0][1]} [OverflowError]")]
         assert lib.get_run(summary.run_id)["status"] == "partial"
 
 
@@ -93,12 +94,12 @@ def test_an_exception_in_a_model_fails_only_the_track_that_caused_it(tmp_path: P
         plan = InputPlan((tagger.inputs,))
         batch = [prepare(t, plan) for t in tracks]
         batch[0].features["mel"] = batch[0].features["mel"][:, :, :50]  # a shape it cannot take
-        pipeline._run_batch(lib, batch, [tagger], summary, pipeline.default_map(), None)
+        analysis._run_batch(lib, batch, [tagger], summary, pipeline.default_map(), None)
         assert summary.analysed == 1 and summary.failed == 1
         assert summary.failures[0][0] == batch[0].track["path"]
         assert summary.failures[0][0] in {str(p) for p in good}
         assert len(lib.tracks_needing_analysis("musicnn")) == 1
-        pipeline._run_batch(lib, batch[:1], [tagger], summary, pipeline.default_map(), None)
+        analysis._run_batch(lib, batch[:1], [tagger], summary, pipeline.default_map(), None)
         assert summary.failed == 2 and summary.failure_types[batch[0].track["path"]]
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import media
 import pytest
 
-from mgctag.audio.inputs import InputPlan, prepare
 from mgctag.genres import default_map, select_genres
 from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
+from mgctag.models.inputs import InputPlan, prepare
 
 MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
 # Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)

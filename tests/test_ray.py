@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import stored
 from conftest import cli
 from media import clip_path, encode, real_clip
 
@@ -298,7 +299,7 @@ def test_bad_files_get_their_one_line_failure_from_the_workers(tmp_path: Path) -
         assert failures[str(gone)].startswith("not readable on Ray worker ")
         assert all("\n" not in r for r in failures.values())
         assert s.analysed == 1 and lib.get_run(s.run_id)["status"] == "partial"
-        assert {f["stage"] for f in lib.failures(s.run_id)} == {"decode"}
+        assert {f["stage"] for f in stored.failures(lib, s.run_id)} == {"decode"}
         assert lib.get_predictions(lib.track_by_path(good)["id"])
 
 

@@ -151,7 +151,7 @@ def test_whole_file_cap_names_what_to_do(tmp_path, monkeypatch):
 def test_csv_guards_formulas_behind_whitespace(tmp_path):
     import csv
 
-    from mgctag.export import write_csv
+    from mgctag.search.export import write_csv
 
     padded = [" =1+1", "\xa0=1+1", "\n=1+1", "\u200b@SUM(A1)", "\ufeff+1", "  \r\n -2+3"]
     out = tmp_path / "x.csv"
@@ -168,15 +168,16 @@ def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_pat
     """`decode_file` keeps MFCC frames, levels and peaks, never the whole recording: decoded
     chunk by chunk, it gives the frames `chunked_mfcc` computes from the whole recording in
     memory (as segments did before), up to resampler edges at the chunk joins."""
-    from mgctag import segments
+    from mgctag.segments import detector as segments
+    from mgctag.segments import recordings
 
     y, sr = real_clip(seconds=12.0)
     path = tmp_path / "clip.flac"
     encode(y, sr, path)
     y16 = decode.load(path, segments.SR)
-    whole = segments.Decoded.of(y16)
-    monkeypatch.setattr(segments, "CHUNK_S", 2.5)
-    chunked = segments.decode_file(path)
+    whole = recordings.Decoded.of(y16)
+    monkeypatch.setattr(recordings, "CHUNK_S", 2.5)
+    chunked = recordings.decode_file(path)
     assert chunked.mfcc.shape == whole.mfcc.shape and len(chunked.db) == len(whole.db)
     assert abs(chunked.duration - whole.duration) < 1e-3
     in_memory = segments.chunked_mfcc(y16, block_s=2.5)  # dB floors per block, as streamed
@@ -363,7 +364,7 @@ def test_segments_of_three_hours_stays_bounded(home, tmp_path):
 
 
 def test_segmenter_network_in_blocks_gives_the_logits_of_one_pass(tmp_path):
-    from mgctag import segments
+    from mgctag.segments import detector as segments
 
     y, sr = real_clip(seconds=12.0)
     detector = segments.Segmenter()

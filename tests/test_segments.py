@@ -20,7 +20,7 @@ from mgctag.audio import decode
 from mgctag.content import ContentGate
 from mgctag.models.registry import ModelCard, load_model, save_model
 from mgctag.models.swishnet import SwishNet
-from mgctag.segments import (
+from mgctag.segments.detector import (
     CLASSES,
     FPS,
     SR,

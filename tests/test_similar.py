@@ -14,7 +14,7 @@ import pytest
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
 from mgctag.library.db import Library
-from mgctag.similar import (
+from mgctag.search.similar import (
     MissingEmbeddings,
     SimilarError,
     UnknownTrack,

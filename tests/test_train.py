@@ -21,10 +21,10 @@ from conftest import cache_dir
 from matplotlib.image import imread
 
 from mgctag.audio import decode
-from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
 from mgctag.models import registry
+from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.train import distill, transfer
 from mgctag.train.eval_protocols import compute_metrics, evaluate_protocol, learning_curve
 from mgctag.train.heads import GenreHead, HeadConfig, predict_proba, train_head
@@ -604,3 +604,40 @@ def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
     report = json.loads(result.stdout)
     assert report["init"] == "crnn_small" and report["splits"] == 2 and report["input"] == "mel"
     assert report["n_tracks"] == len(pairs)
+
+
+def test_train_refuses_a_model_of_one_genre(tmp_path: Path, tracks: dict):
+    """One genre is no model: train saved it and printed "accuracy 1.000" (issue #25); now it
+    says why before anything is trained or saved."""
+    from conftest import cli
+
+    lib = Library(tmp_path / "lib.db")
+    for name, artist, x in zip(tracks["names"], tracks["artists"], tracks["X"], strict=True):
+        tid = lib.upsert_track(
+            {"path": f"/music/{name}", "artist": artist, "genres": ["Metal"], "status": "ok"}
+        )
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+    lib.close()
+    result = cli("train", "mono", "--db", tmp_path / "lib.db")
+    assert result.code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "only one genre (Metal) has 5 or more labelled tracks" in line
+    assert "accuracy" not in result.output
+
+
+def test_eval_reads_a_labels_csv_as_train_does(tmp_path: Path, tracks: dict):
+    """Relative paths in a CSV name library tracks for eval as for train --labels (issue #25)."""
+    from conftest import cli
+
+    lib = Library(tmp_path / "lib.db")
+    for name, artist, x in zip(tracks["names"], tracks["artists"], tracks["X"], strict=True):
+        tid = lib.upsert_track({"path": f"/music/{name}", "artist": artist, "status": "ok"})
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+    lib.close()
+    labels = tmp_path / "elsewhere" / "labels.csv"
+    labels.parent.mkdir()
+    rows = zip(tracks["names"], tracks["genres"], strict=True)
+    labels.write_text("".join(f"{name},{genre}\n" for name, genre in rows))
+    result = cli("eval", labels, "--db", tmp_path / "lib.db", "--folds", "3", "--json")
+    assert result.code == 0, result.output  # before: "unknown path ... (not in the library ...)"
+    assert json.loads(result.stdout)["n_tracks"] >= 30

@@ -7,11 +7,14 @@ start fast (scripts/bench_startup.py measures it).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from mgctag import __version__
 from mgctag.cli import common, library, output, search, segments, separate, settings, train
@@ -75,6 +78,59 @@ app.add_typer(models_app, name="models")
 app.command("config")(settings.config_command)
 app.command("map")(search.map_command)
 app.command()(explain)
+
+
+class AsWrittenCommand(TyperCommand):
+    """A command whose help shows what was written (see `plain_help`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _as_written(self)
+        super().format_help(ctx, formatter)
+
+
+class AsWrittenGroup(TyperGroup):
+    """A group whose help, and its listing of commands, show what was written."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for command in [self, *self.commands.values()]:
+            _as_written(command)
+        super().format_help(ctx, formatter)
+
+
+def plain_help(typer_app: typer.Typer) -> None:
+    """Help shows what was written: rich markup in a help text is escaped (`"mgctag[ray]"`
+    stays as typed) and a docstring's paragraphs are reflowed to the terminal instead of keeping
+    the source's line breaks (indented lines and lists keep theirs)."""
+    typer_app.info.cls = AsWrittenGroup
+    for info in typer_app.registered_commands:
+        info.cls = AsWrittenCommand
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            plain_help(group.typer_instance)
+
+
+def _as_written(command: Any) -> None:
+    """Escape and reflow a command's help once (typer builds the command for each call)."""
+    if getattr(command, "_as_written", False):
+        return
+    command._as_written = True
+    command.help = _reflow(escape(inspect.cleandoc(command.help or "")))
+    for param in command.params:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+
+
+def _reflow(text: str) -> str:
+    """Join the lines of each paragraph, except paragraphs laid out by hand."""
+    paragraphs = []
+    for para in text.split("\n\n"):
+        lines = para.split("\n")
+        by_hand = any(ln.startswith((" ", "- ", "* ", "\b")) for ln in lines[1:])
+        paragraphs.append(para if by_hand else " ".join(ln.strip() for ln in lines))
+    return "\n\n".join(paragraphs)
+
+
+plain_help(app)
 
 
 def expected(exc: BaseException) -> bool:

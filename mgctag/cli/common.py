@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from mgctag.options import TAG, StopFlag
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
+    from mgctag.library.rows import Track
 
 DbOption = Annotated[
     Path | None,
@@ -37,6 +38,21 @@ class Globals:
 state = Globals()
 
 
+def use_db(db: Path | None) -> None:
+    """--db given after a command that does not open the library itself (config shows it; the
+    others take it as every command does, so a script can pass it to any command)."""
+    if db is not None:
+        state.db = db
+
+
+def require_existing(paths: Iterable[Path]) -> None:
+    """A path named on the command line that is not there: the same one line and exit 2, before
+    any work, for tag, scan, explain, segments and separate."""
+    for path in paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{os.path.abspath(path)}: no such file or folder")
+
+
 def open_library(db: Path | None) -> Library:
     """The library at --db (after or before the command), else the default one (created if new).
 
@@ -51,7 +67,7 @@ def open_library(db: Path | None) -> Library:
     return Library(path.expanduser())
 
 
-def resolve_track(lib: Library, query: str) -> dict[str, Any]:
+def resolve_track(lib: Library, query: str) -> Track:
     """QUERY as a path, a track id, or text matching artist/title/path (exactly one track)."""
     if os.path.exists(query):
         track = lib.track_by_path(os.path.abspath(query))
@@ -72,7 +88,7 @@ def resolve_track(lib: Library, query: str) -> dict[str, Any]:
     return matches[0]
 
 
-def track_label(track: dict[str, Any]) -> str:
+def track_label(track: Track) -> str:
     """`Artist — Title` from the tags, or the file name where the tags say nothing."""
     artist, title = track.get("artist"), track.get("title")
     if artist or title:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import JsonOption, check_device
+from mgctag.cli.common import DbOption, JsonOption, check_device, require_existing, use_db
 from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
 
 
@@ -43,13 +43,16 @@ def explain(
         float, typer.Option("--window", min=1.0, help="Timeline window length in seconds.")
     ] = 10.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Why PATH gets its genres: timeline, model terms, stems and what the filters hear."""
-    from mgctag.explain import explain_file, to_json
-    from mgctag.explain_report import report_html, summary_png, write_wavs
+    from mgctag.explain.analysis import explain_file, to_json
+    from mgctag.explain.report import report_html, summary_png, write_wavs
     from mgctag.separate import resolve_device
 
+    use_db(db)
+    require_existing([path])
     dev = resolve_device(check_device(device))
     progress = CliProgress(enabled=progress_enabled(json_out))
     with progress.bar:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,16 +29,36 @@ from mgctag.cli.output import (
     out,
     print_failures,
     print_json,
+    print_table,
     progress_enabled,
     shown,
 )
 from mgctag.options import TAG, TAG_DEFAULTS, SettingError, TagOptions
 
+if TYPE_CHECKING:
+    from mgctag.library.rows import NotMusic
+
 
 def tag_option(name: str) -> Any:
-    """The typer option of a setting in mgctag.options' table (its help; bools are flags)."""
+    """The typer option of a setting in mgctag.options' table (its help; bools are flags; the
+    shell completes its choices, and --model the names it takes)."""
     option = TAG[name]
-    return typer.Option(*((option.flag,) if option.kind is bool else ()), help=option.help)
+    complete = complete_model if name == "model" else _choices_of(option.choices)
+    flags = (option.flag,) if option.kind is bool else ()
+    return typer.Option(*flags, help=option.help, autocompletion=complete)
+
+
+def _choices_of(choices: Sequence[str] | None) -> Callable[[str], list[str]] | None:
+    if not choices:
+        return None
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """The names --model takes (built-in taggers, aliases, genre model cards) for the shell."""
+    from mgctag.models.catalog import list_taggers
+
+    return [row["name"] for row in list_taggers() if row["name"].startswith(incomplete)]
 
 
 FollowOption = Annotated[bool, tag_option("follow_symlinks")]
@@ -63,7 +85,7 @@ def scan(
     raise typer.Exit(1 if report.failures else 0)
 
 
-def print_not_music(rows: list[dict]) -> None:
+def print_not_music(rows: list[NotMusic]) -> None:
     """The scanned tracks an earlier analysis heard as speech or other sound (not tagged)."""
     if not rows:
         return
@@ -73,7 +95,7 @@ def print_not_music(rows: list[dict]) -> None:
     table.add_column("heard by")
     for row in rows:
         table.add_row(shown(row["path"]), shown(row["content"]), shown(row["model"]))
-    out.print(table)
+    print_table(table)
 
 
 def tag(
@@ -206,7 +228,7 @@ def print_summary(s: Any, dry_run: bool) -> None:
             table.add_row(shown(c.path), _genres(c.old, "—"), _genres(c.new, ""))
         for path, reason in s.skips:  # too short, silent, not music, no confident genre
             table.add_row(shown(path), "", f"[yellow]skipped[/yellow]: {shown(reason)}")
-        out.print(table)
+        print_table(table)
     verb = "would tag" if dry_run else "tagged"
     n_changes = len(s.changes) if dry_run else s.tagged
     out.print(
@@ -236,7 +258,10 @@ def info(
     except tagio.TagError as exc:
         in_file = f"unreadable: {exc.reason}"
     if json_out:
-        print_json({"track": track, "file_genres": in_file, "predictions": predictions})
+        stored = {
+            m: {k: v for k, v in asdict(p).items() if k != "model"} for m, p in predictions.items()
+        }
+        print_json({"track": track, "file_genres": in_file, "predictions": stored})
         return
     out.print(f"[bold]{shown(track_label(track))}[/bold]")
     out.print(f"path: {shown(track['path'])}", highlight=False)
@@ -292,11 +317,17 @@ def runs(
             shown(r["id"]),
             shown(str(r["started_at"])[:19]),
             shown(r["command"]),
-            shown(r.get("status") or "running"),
+            shown((r.get("status") or "running") + (" (dry run)" if _dry(r) else "")),
             shown(changed),
             shown(counts.get("failed", "")),
         )
-    out.print(table)
+    print_table(table)
+
+
+def _dry(run: Any) -> bool:
+    """Whether a run only showed what it would change (tag --dry-run, beet mgctag -p)."""
+    args = run.get("args")
+    return isinstance(args, dict) and str(args.get("dry_run")) in ("True", "true", "1")
 
 
 def undo(
@@ -317,7 +348,7 @@ def undo(
     json_out: JsonOption = False,
 ) -> None:
     """Restore the exact genre bytes a run replaced; genres edited since are refused."""
-    from mgctag.undo import last_run, undo_run
+    from mgctag.writes.undo import last_run, undo_run
 
     lib = open_library(db)
     if run_id is None:

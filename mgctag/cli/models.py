@@ -9,12 +9,13 @@ import typer
 from rich.table import Table
 
 from mgctag import config
-from mgctag.cli.common import JsonOption
+from mgctag.cli.common import DbOption, JsonOption, use_db
 from mgctag.cli.output import (
     CliProgress,
     mark,
     out,
     print_json,
+    print_table,
     progress_enabled,
     shown,
     warning,
@@ -29,8 +30,9 @@ GETTABLE = ("htdemucs",)
 
 
 @models_app.command("list")
-def models_list(json_out: JsonOption = False) -> None:
+def models_list(db: DbOption = None, json_out: JsonOption = False) -> None:
     """Every model mgctag can tag with (bundled, then yours)."""
+    use_db(db)
     from mgctag.models.catalog import catalog
 
     problems: list[str] = []
@@ -57,7 +59,7 @@ def models_list(json_out: JsonOption = False) -> None:
             str(count),
             mark(row["name"] == default),
         )
-    out.print(table)
+    print_table(table)
     for row in separators:
         state = "installed" if row["installed"] else f"not installed (`{row['get']}`)"
         out.print(f"separator {shown(row['name'])}: {shown(state)}", highlight=False)
@@ -85,8 +87,10 @@ def models_get(
     accept_terms: Annotated[
         bool, typer.Option("--accept-terms", help="Accept the weights' terms without asking.")
     ] = False,
+    db: DbOption = None,
 ) -> None:
     """Fetch separator weights that mgctag may not ship (shows their terms, checks their hash)."""
+    use_db(db)
     import sys
 
     from mgctag.separate import htdemucs
@@ -113,9 +117,11 @@ def models_get(
 @models_app.command("show")
 def models_show(
     name: Annotated[str, typer.Argument(help="A name from `mgctag models list`.")],
+    db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """A model's card: source, licence, labels, preprocessing, measured quality."""
+    use_db(db)
     from mgctag.models.catalog import describe
     from mgctag.separate import htdemucs
 
@@ -128,7 +134,7 @@ def models_show(
     table.add_column("value", overflow="fold")
     for field, value in _card_rows(card):
         table.add_row(shown(field), shown(value))
-    out.print(table)
+    print_table(table)
 
 
 def _card_rows(card: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -149,8 +155,9 @@ def _card_rows(card: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 @models_app.command("use")
-def models_use(name: str) -> None:
+def models_use(name: str, db: DbOption = None) -> None:
     """Make NAME the model `mgctag tag` uses by default (musicnn: back to the bundled one)."""
+    use_db(db)
     from mgctag.models.catalog import check_tagger
 
     check_tagger(name)
@@ -159,8 +166,9 @@ def models_use(name: str) -> None:
 
 
 @models_app.command("remove")
-def models_remove(name: str) -> None:
+def models_remove(name: str, db: DbOption = None) -> None:
     """Delete a user-trained model (bundled models cannot be removed)."""
+    use_db(db)
     from mgctag.models.catalog import list_taggers
     from mgctag.models.registry import ModelError, remove_model, resolve, where_is
     from mgctag.options import DEFAULT_TAGGER

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, TimeElapsedColumn, Time
 from rich.progress import Progress as RichProgress
 
 from mgctag.options import Progress
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -49,6 +52,19 @@ def warning(text: str) -> None:
     err.print(f"[yellow]warning[/yellow]: {shown(text)}", highlight=False)
 
 
+# Width a table may take when stdout is not a terminal: its rows are never wrapped (a script or
+# `grep` sees each path whole); the table itself is only as wide as its widest row.
+PIPED_WIDTH = 10_000
+
+
+def print_table(table: Table) -> None:
+    """A table: on a terminal it fits the window; piped, every row stays on one line."""
+    if out.is_terminal:
+        out.print(table)
+    else:  # rich caps a print's width at the console's (80 on a pipe): a console of its own
+        Console(file=out.file, width=PIPED_WIDTH, soft_wrap=True).print(table)
+
+
 def print_failures(failures: list[tuple[str, str]]) -> None:
     for path, reason in failures:
         error(reason, path)
@@ -56,7 +72,7 @@ def print_failures(failures: list[tuple[str, str]]) -> None:
 
 def print_json(data: object) -> None:
     """The one JSON document a command prints for scripts (valid JSON, no NaN, no raw controls)."""
-    from mgctag.export import dumps_json
+    from mgctag.jsonable import dumps_json
 
     text = dumps_json(data, indent=2)
     # a non-UTF-8 file name holds lone surrogates: `\udcff` is also how JSON escapes them

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mgctag.cli.common import DbOption, JsonOption, open_library, resolve_track
-from mgctag.cli.output import out, print_json, shown
+from mgctag.cli.output import out, print_json, print_table, shown
 from mgctag.errors import UsageError
 
 
@@ -37,7 +37,7 @@ def similar(
     json_out: JsonOption = False,
 ) -> None:
     """The tracks most like the seed(s), by cosine similarity of their embeddings."""
-    from mgctag import similar as sim
+    from mgctag.search import similar as sim
 
     if fusion not in ("centroid", "rrf"):
         raise typer.BadParameter("use centroid or rrf", param_hint="--fusion")
@@ -62,7 +62,7 @@ def similar(
     if not hits:
         raise UsageError(_why_empty(genre, by))
     if m3u:
-        from mgctag.export import ExportError, write_m3u
+        from mgctag.search.export import ExportError, write_m3u
 
         try:
             write_m3u(m3u, hits, relative_to=m3u.parent.resolve() if relative else None)
@@ -82,7 +82,7 @@ def similar(
             shown(h.get("title") or ""),
             shown(h["path"]),
         )
-    out.print(table)
+    print_table(table)
 
 
 def _why_empty(genre: str | None, by: str) -> str:
@@ -112,7 +112,8 @@ def map_command(
     ] = False,
 ) -> None:
     """A 2-D map of your library's embeddings, coloured by genre (PNG and/or HTML)."""
-    from mgctag import libmap, similar
+    from mgctag.search import map as libmap
+    from mgctag.search import similar
 
     if not (png or html or genres or json_out):
         html = Path("mgctag-map.html")

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import DbOption, interruptible, open_library
-from mgctag.cli.output import out, print_failures, print_json, shown
+from mgctag.cli.common import DbOption, interruptible, open_library, require_existing
+from mgctag.cli.output import out, print_failures, print_json, print_table, shown
 from mgctag.errors import reason_of
 
 NOT_STORED = "not in the library, so its intervals were not stored (`mgctag scan` it first)"
@@ -38,14 +38,15 @@ def segments(
     from mgctag.audio import decode
     from mgctag.audio.features import FeatureError
     from mgctag.cli.separate import _audio_files
-    from mgctag.segments import (
-        Segmenter,
+    from mgctag.segments.detector import Segmenter
+    from mgctag.segments.recordings import (
         draw_timeline,
         segment_file,
         store_timeline,
         timeline_record,
     )
 
+    require_existing(paths)
     segmenter = Segmenter(model)
     lib = open_library(db) if store else None
     failures: list[tuple[str, str]] = []
@@ -92,7 +93,7 @@ def _print_table(rec: dict, table_cls: type) -> None:
         table.add_row(
             _clock(iv["start"]), _clock(iv["end"]), iv["class"], f"{iv['confidence']:.2f}"
         )
-    out.print(table)
+    print_table(table)
 
 
 def _clock(seconds: float) -> str:

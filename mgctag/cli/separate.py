@@ -7,8 +7,24 @@ from typing import Annotated
 
 import typer
 
-from mgctag.cli.common import check_device, check_separator, interruptible
-from mgctag.cli.output import CliProgress, out, print_failures, progress_enabled, shown, warning
+from mgctag.cli.common import (
+    DbOption,
+    JsonOption,
+    check_device,
+    check_separator,
+    interruptible,
+    require_existing,
+    use_db,
+)
+from mgctag.cli.output import (
+    CliProgress,
+    out,
+    print_failures,
+    print_json,
+    progress_enabled,
+    shown,
+    warning,
+)
 from mgctag.errors import UsageError, reason_of
 
 
@@ -34,8 +50,12 @@ def separate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace stem files that already exist.")
     ] = False,
+    db: DbOption = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Split each audio file under PATHS into drums, bass, other and vocals stem files."""
+    use_db(db)
+    require_existing(paths)
     import warnings
 
     from mgctag.audio.decode import DecodeError
@@ -57,7 +77,7 @@ def separate(
         warning(str(w.message))
     failures: list[tuple[str, str]] = []
     files = _audio_files(paths, failures)
-    progress = CliProgress(enabled=progress_enabled())
+    progress = CliProgress(enabled=progress_enabled(json_out))
     done = []
     with interruptible() as sig, progress.bar:
         progress.stage(f"separating ({sep.name})", total=len(files))
@@ -70,6 +90,20 @@ def separate(
                 failures.append((str(path), reason_of(exc)))
             progress.advance()
     print_failures(failures)
+    code = sig.exit_code(130) if sig.stop else (1 if failures else 0)
+    if json_out:
+        print_json(
+            {
+                "separator": sep.name,
+                "out": out_dir,
+                "separated": [
+                    {"source": d.source, "stems": d.stems, "duration": d.duration} for d in done
+                ],
+                "failures": [{"path": p, "reason": r} for p, r in failures],
+                "interrupted": bool(sig.stop),
+            }
+        )
+        raise typer.Exit(code)
     audio = sum(d.duration for d in done)
     wall = sum(d.seconds for d in done)
     speed = f", {audio / wall:.1f}x real time" if wall > 0 else ""
@@ -78,7 +112,7 @@ def separate(
         f"failed {len(failures)}" + (" (interrupted)" if sig.stop else ""),
         highlight=False,
     )
-    raise typer.Exit(sig.exit_code(130) if sig.stop else (1 if failures else 0))
+    raise typer.Exit(code)
 
 
 def _audio_files(paths: list[Path], failures: list[tuple[str, str]]) -> list[Path]:

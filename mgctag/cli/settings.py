@@ -7,8 +7,8 @@ import os
 from rich.table import Table
 
 from mgctag import config
-from mgctag.cli.common import JsonOption, state
-from mgctag.cli.output import out, print_json, shown
+from mgctag.cli.common import DbOption, JsonOption, state, use_db
+from mgctag.cli.output import print_json, print_table, shown
 from mgctag.options import TAG_DEFAULTS
 
 
@@ -35,8 +35,9 @@ def _folders() -> dict[str, tuple[str, str]]:
     }
 
 
-def config_command(json_out: JsonOption = False) -> None:
+def config_command(db: DbOption = None, json_out: JsonOption = False) -> None:
     """Print the effective settings of `tag` and where each came from, and mgctag's files."""
+    use_db(db)
     settings = config.effective("tag", TAG_DEFAULTS)
     folders = _folders()
     if json_out:
@@ -53,10 +54,10 @@ def config_command(json_out: JsonOption = False) -> None:
     for key, (value, source) in settings.items():
         shown_value = "the model's" if value is None else repr(value)
         table.add_row(key, shown(shown_value), shown(source))
-    out.print(table)
+    print_table(table)
     files = Table(title="files")
     for column in ("what", "path", "from"):
         files.add_column(column, overflow="fold")
     for key, (path, source) in folders.items():
         files.add_row(key, shown(path), shown(source))
-    out.print(files)
+    print_table(files)

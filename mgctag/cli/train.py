@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
-from mgctag.cli.output import CliProgress, out, print_json, progress_enabled, shown
+from mgctag.cli.output import CliProgress, out, print_json, print_table, progress_enabled, shown
 from mgctag.errors import UsageError
 from mgctag.options import TagOptions
 
@@ -78,7 +78,7 @@ def labels(
         table.add_row(
             shown(genre), str(n), "yes" if genre in counts.kept else f"no (< {min_count})"
         )
-    out.print(table)
+    print_table(table)
 
 
 def train(
@@ -194,7 +194,7 @@ def print_eval(report: Any) -> None:
             f"{m['f1']:.2f}",
             str(m["support"]),
         )
-    out.print(table)
+    print_table(table)
 
 
 def evaluate(
@@ -244,8 +244,8 @@ def evaluate(
             stems = "off" if _stems(features) == ["mix"] else "on"
             opts = TagOptions(device=device, stems=stems)
             pipeline.tag_paths(lib, [source], opts, command="eval", write=False)
-        elif source is not None:
-            pairs = workflow.read_label_csv(source)
+        elif source is not None:  # relative paths resolved as train resolves --labels
+            pairs = workflow.library_pairs(lib, source)
         if arch is not None:
             progress = CliProgress(enabled=progress_enabled(json_out))
             with progress.bar:

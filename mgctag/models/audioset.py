@@ -22,13 +22,14 @@ import numpy as np
 import torch
 
 from mgctag.audio.features import efficientat_mel
-from mgctag.audio.inputs import InputSpec, TrackInput
 from mgctag.content import ContentDecision, ContentGate, decide
 from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
-from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
+from mgctag.models.inputs import InputSpec, TrackInput
+from mgctag.models.names import AUDIOSET_MODEL, builtin_selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
 from mgctag.models.tagger import EnsembleTagger, native_bf16
+from mgctag.options import DEFAULT_TAGGER
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
@@ -217,14 +218,14 @@ class CombinedTagger:
 
 
 def choice_margin(scores: Mapping[str, float], name: str) -> float:
-    """How far the genres written from `scores` are from changing (`catalog.selection(name)`).
+    """How far the genres a built-in tagger writes from `scores` are from changing.
 
     The smallest gap that decides the written list: between the written genres in turn, from
     each to the floor, and from the best unwritten genre to what it would have to beat. Moving
     every score by less than half of it (the floor moves at most `relative` times as much)
     cannot change what is written.
     """
-    most, floor, relative = selection(name)
+    most, floor, relative = builtin_selection(name)
     top = sorted(scores.values(), reverse=True)[: most + 1]
     if not top:
         return float("inf")

@@ -17,23 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mgctag.audio.inputs import PATCH_FEATURES
-from mgctag.models.registry import ModelCard, ModelError, list_models, resolve
+from mgctag.models.inputs import PATCH_FEATURES
+from mgctag.models.names import (
+    AUDIOSET_MODEL,
+    DEFAULT_SELECTION,
+    ENSEMBLES,
+    MUSICNN_MODELS,
+    SELECTION,
+)
+from mgctag.models.registry import ModelCard, ModelError, UnknownModel, list_models, resolve
 from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 
 if TYPE_CHECKING:
     from mgctag.models.protocol import Tagger
-
-AUDIOSET_MODEL = "audioset_mn04"
-MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
-EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair
-# The tag-model pairs that make one tagger: name -> models (the first one embeds).
-ENSEMBLES = {MUSICNN_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
-# Which genres a tagger's scores make worth writing, unless --max-genres / --min-confidence say:
-# (at most, absolute floor, floor relative to the top score). Cross-validated in docs/models.md.
-SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6)}
-DEFAULT_SELECTION = (3, 0.15, 0.35)
-
 
 # Names for a tagger chosen for a purpose: alias -> the tagger it stands for (results are stored
 # under the real name). "fast": the best student by accuracy per cost (docs/models.md).
@@ -125,7 +121,7 @@ def get_tagger(name: str, device: str = "cpu") -> Tagger:
     name = canonical(name)
     if name in _BUILTIN:
         return _BUILTIN[name].build(device)
-    card = _card(name)
+    card = _tagger_card(name)
     kind = card_kind(card)
     if kind not in _CARD_TAGGERS:
         raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
@@ -163,12 +159,24 @@ def check_tagger(name: str) -> None:
     name = canonical(name)
     if name in _BUILTIN:
         return
-    if card_kind(_card(name)) not in _CARD_TAGGERS:
+    if card_kind(_tagger_card(name)) not in _CARD_TAGGERS:
         raise ModelError(f"{name}: not a genre model; `mgctag models list` shows them")
 
 
 def _card(name: str) -> ModelCard:
     return ModelCard.read(resolve(name).with_suffix(".json"))
+
+
+def _tagger_card(name: str) -> ModelCard:
+    """The card of the genre model `--model NAME` names; an unknown name is told with the names
+    `--model` takes (the aliases users type included), not every model file."""
+    try:
+        return _card(name)
+    except UnknownModel:
+        names = ", ".join(row["name"] for row in list_taggers())
+        raise ModelError(
+            f"{name}: unknown model; --model takes {names} (`mgctag models list` describes them)"
+        ) from None
 
 
 def _builtin_row(entry: TaggerEntry, cards: list[ModelCard]) -> dict[str, Any]:

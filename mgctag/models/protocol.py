@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from mgctag.audio.inputs import InputSpec, TrackInput
+from mgctag.models.inputs import InputSpec, TrackInput
 
 if TYPE_CHECKING:
     from mgctag.genres import GenreMap

@@ -62,6 +62,10 @@ class ModelError(UsageError):
     """A model that cannot be found or loaded; the message names the file and the reason."""
 
 
+class UnknownModel(ModelError):
+    """No model of that name, bundled or the user's."""
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """What a model is and how to feed it, as stored in NAME.json next to NAME.safetensors."""
@@ -181,7 +185,7 @@ def resolve(name: str | os.PathLike) -> Path:
         if _is_file(candidate):
             return candidate
     known = ", ".join(card.name for card in list_models()) or "none"
-    raise ModelError(f"{name}: unknown model (available: {known})")
+    raise UnknownModel(f"{name}: unknown model (available: {known})")
 
 
 def where_is(path: str | os.PathLike) -> Path:

@@ -74,7 +74,7 @@ class SwishNet(nn.Module):
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """Swish features per frame (batch, 3 * w8 + w16, frames), before the time average; a
-        frame-wise detector (mgctag.segments) averages them over any window it likes."""
+        frame-wise detector (mgctag.segments.detector) averages them over any window it likes."""
         if x.dim() != 3:
             raise ValueError(f"expected (batch, frames, n_mfcc) MFCCs, got {tuple(x.shape)}")
         h = self.block2(self.block1(x.transpose(1, 2)))

@@ -17,13 +17,14 @@ from typing import cast
 import numpy as np
 import torch
 
-from mgctag.audio.inputs import InputSpec, TrackInput, select_input
 from mgctag.content import MUSIC, SPEECH, ContentDecision, track_class
 from mgctag.genres import GenreMap, combine_models, mean_tag_probs
-from mgctag.models.catalog import EMBEDDING_MODEL, MUSICNN_MODELS, MUSICNN_TAGGER
 from mgctag.models.head import GenreHead, predict_proba
+from mgctag.models.inputs import InputSpec, TrackInput, select_input
+from mgctag.models.names import EMBEDDING_MODEL, MUSICNN_MODELS
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import ModelCard, load_model
+from mgctag.options import MUSICNN_TAGGER
 
 
 def native_bf16() -> bool:
@@ -176,7 +177,7 @@ class StudentTagger:
         return {g: p / total for g, p in shares.items()}
 
 
-WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (audio/inputs.py)
+WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (models/inputs.py)
 
 
 def student_decision(

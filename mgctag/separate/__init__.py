@@ -11,10 +11,10 @@ import warnings
 from pathlib import Path
 
 from mgctag.errors import UsageError
+from mgctag.options import SEPARATORS  # the one list of names `--separator` takes
 
 from .base import STEMS, SeparationError, Separator, WeightsUnavailableError
 
-SEPARATORS = ("auto", "demucs", "cascade", "hpss")
 BETTER_STEMS = (
     "using the cascade separator (offline); for much better stems: "
     "pip install 'mgctag[demucs]' && mgctag models get htdemucs"

@@ -38,6 +38,16 @@ class LabelError(TrainingDataError):
     """A bad label source: unreadable CSV, unknown path, empty genre (message has file:line)."""
 
 
+def require_two_genres(labels: Sequence[str], min_count: int) -> None:
+    """A model that can only answer one genre learns nothing (its accuracy, 1.000, says nothing):
+    refused before anything is trained or saved."""
+    if len(labels) == 1:
+        raise LabelError(
+            f"only one genre ({labels[0]}) has {min_count} or more labelled tracks; a model needs"
+            " two or more to choose between: label tracks of another genre or lower --min-count"
+        )
+
+
 def normalize_genres(
     values: Iterable[str], normalizer: Callable[[str], str] | None = None
 ) -> list[str]:
@@ -277,7 +287,9 @@ def _parse_row(
         raise LabelError(f"{where}: empty genre for {cell!r}")
     path = resolver.resolve(cell)
     if path is None:
-        raise LabelError(f"{where}: unknown path {cell!r} (not a track in the library)")
+        raise LabelError(
+            f"{where}: unknown path {cell!r} (not in the library: run `mgctag scan` on its folder)"
+        )
     return path, genres
 
 
@@ -371,6 +383,7 @@ def dataset_from_library(
             f"no genre has {min_count} or more analysed tracks (labelled tracks with embeddings: "
             f"{len(usable)}); analyse more tracks or lower --min-count"
         )
+    require_two_genres(label_set.labels, min_count)
     chosen = [by_path[p] for p in label_set.paths]
     ids = [r["id"] for r in chosen]
     groups = [group_key(r.get("artist"), r.get("album"), r["path"]) for r in chosen]

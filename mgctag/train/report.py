@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mgctag.export import to_jsonable
+from mgctag.jsonable import to_jsonable
 from mgctag.train.heads import ARCH, GenreHead, TrainReport
 
 

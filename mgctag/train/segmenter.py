@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mgctag.segments import CLASSES, FPS
+from mgctag.segments.detector import CLASSES, FPS
 from mgctag.train.distill import DistillConfig, distillation_loss
 from mgctag.train.distill import augment as augment_batch
 

@@ -14,9 +14,9 @@ import torch
 
 from mgctag import config
 from mgctag.audio import features
-from mgctag.audio.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.library.db import Library
 from mgctag.library.scan import iter_audio_files
+from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
@@ -36,6 +36,7 @@ from mgctag.train.labels import (
     label_counts,
     labels_from_tags,
     read_label_csv,
+    require_two_genres,
 )
 from mgctag.train.report import (
     evaluation_summary,
@@ -226,6 +227,7 @@ def network_data(
     label_set = build_label_set(pairs, min_count=min_count)
     if not label_set.labels:
         raise LabelError(f"no genre has {min_count} or more labelled tracks; lower --min-count")
+    require_two_genres(label_set.labels, min_count)
     found = {p: lib.track_by_path(p) for p in label_set.paths}
     missing = [p for p, row in found.items() if row is None]
     if missing:

@@ -30,6 +30,7 @@ from pathlib import Path
 from mgctag import tags
 from mgctag.errors import MgctagError, reason_of
 from mgctag.library.db import Library
+from mgctag.library.rows import WriteEntry
 
 try:  # POSIX
     import fcntl
@@ -259,7 +260,7 @@ def settle_pending(lib: Library) -> list[Settled]:
     return out
 
 
-def _settle_one(lib: Library, w: dict) -> Settled:
+def _settle_one(lib: Library, w: WriteEntry) -> Settled:
     path = w["path"]
     try:
         current = tags.read_tags(path).genres
@@ -284,7 +285,7 @@ def _settle_one(lib: Library, w: dict) -> Settled:
     return Settled(path, "not written", "the file holds neither the old nor the new genres")
 
 
-def _roll_back(lib: Library, w: dict) -> Settled:
+def _roll_back(lib: Library, w: WriteEntry) -> Settled:
     backup = [(off, base64.b64decode(data)) for off, data in w["backup"]]
     try:
         tags.undo_in_place(w["path"], backup)

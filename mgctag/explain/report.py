@@ -1,4 +1,4 @@
-"""Draw an `Explanation` (mgctag/explain.py): a PNG summary and one self-contained HTML page.
+"""Draw an `Explanation` (explain/analysis.py): a PNG summary and one self-contained HTML page.
 
 The page needs no network and no files beside it: figures are PNG data URIs, the auralised
 filters and their clip WAV data URIs, and a Content-Security-Policy allows nothing else (no
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from mgctag.explain import COMBINED, MUSICNN, STEM_MODEL, Explanation
-from mgctag.libmap import agg_figure, data_asset
+from mgctag.explain.analysis import COMBINED, MUSICNN, STEM_MODEL, Explanation
+from mgctag.search.map import agg_figure, data_asset
 
 CONTENT_COLORS = {"music": "#c7e9c0", "speech": "#fdd0a2", "other": "#d9d9d9"}
 MODEL_TITLES = {

@@ -93,7 +93,7 @@ class TrackInput:
     (shown with -v); `skip` a reason not to analyse that is not a failure.
     """
 
-    track: dict
+    track: Any  # the caller's row (a library Track); path and duration are read from it
     features: dict[str, Any] = field(default_factory=dict)
     units: int = 0
     error: str | None = None
@@ -141,7 +141,7 @@ def select_input(feats: Mapping[str, Any], kind: str, stems: Sequence[str] = STE
     return feats[kind]
 
 
-def prepare(track: dict, plan: InputPlan, separator: Separator | None = None) -> TrackInput:
+def prepare(track: Any, plan: InputPlan, separator: Separator | None = None) -> TrackInput:
     """Decode one track's analysis windows once, (separate them,) and make every planned input."""
     t0 = time.perf_counter()
     path = track["path"]

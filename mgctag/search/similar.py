@@ -11,7 +11,7 @@ knows nothing about genres or artists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -20,6 +20,7 @@ import numpy as np
 
 from mgctag.errors import UsageError
 from mgctag.genres import split_and_normalise
+from mgctag.library.rows import Track
 from mgctag.separate.base import STEMS
 
 Fusion = Literal["centroid", "rrf"]
@@ -27,6 +28,8 @@ Fusion = Literal["centroid", "rrf"]
 EMBEDDING_STEMS = ("mix", *STEMS)
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
 _NORM_TOLERANCE = 1e-3
+# A track as similar and map read it: a library row, or a mapping with the same keys.
+Record = Track | Mapping[str, Any]
 
 
 class SimilarError(UsageError):
@@ -46,7 +49,7 @@ class LibraryLike(Protocol):
 
     def embedding_matrix(self, model: str, stem: str) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def iter_tracks(self, roots: Any = None, status: str | None = "ok") -> Iterable[dict]: ...
+    def iter_tracks(self, roots: Any = None, status: str | None = "ok") -> Iterable[Track]: ...
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ class LibraryIndex:
     """An index plus the track rows aligned with it (records[i] describes index.ids[i])."""
 
     index: VectorIndex
-    records: list[dict]
+    records: Sequence[Record]
     by_path: dict[str, int]
 
     def seed_ids(self, seeds: Iterable[int | str | Path]) -> list[int]:
@@ -328,7 +331,7 @@ def similar_tracks(
     return [_result(li.records[r], h.score) for r, h in zip(rows, hits, strict=True)]
 
 
-def _result(track: dict, score: float) -> dict:
+def _result(track: Record, score: float) -> dict:
     fields = ("id", "path", "artist", "album", "title", "duration")
     out = {f: track.get(f) for f in fields}
     out["genres"] = track_genres(track)
@@ -343,7 +346,7 @@ def _fold(s: Any) -> str:
     return str(s or "").strip().casefold()
 
 
-def track_genres(record: dict) -> list[str]:
+def track_genres(record: Record) -> list[str]:
     """A track's genres as a list, whether the record holds a JSON string or a list."""
     g = record.get("genres")
     if isinstance(g, str):
@@ -357,7 +360,7 @@ def track_genres(record: dict) -> list[str]:
 
 
 def filter_mask(
-    records: Sequence[dict],
+    records: Sequence[Record],
     *,
     genre: str | None = None,
     exclude_artists: Iterable[str] = (),
@@ -372,7 +375,7 @@ def filter_mask(
     wanted = split_and_normalise([genre]) if genre else []
     want = _fold(wanted[0]) if wanted else None  # spelled as track genres are
 
-    def kept(r: dict) -> bool:
+    def kept(r: Record) -> bool:
         artist = _fold(r.get("artist"))
         if want is not None and want not in {_fold(g) for g in track_genres(r)}:
             return False

@@ -11,7 +11,7 @@ as `mgctag tag` computes it, plus what `tag` never needs:
 - **stem occlusion** (the stem paper's point that drums, bass and other carry genre): the cascade
   separator splits the analysis windows, and every stem is taken out in turn, on musicnn and mn04
   over mix - stem and on the stem CNN by silencing that stem's channel;
-- **auralisation** of the musicnn filters that add most to the top genre (mgctag/auralise.py).
+- **auralisation** of the musicnn filters that add most to the top genre (explain/auralise.py).
 
 Plain data out (dataclasses of numbers, lists and numpy arrays); `to_json` makes the `--json`
 document and `explain_report` draws the PNG and the HTML page. Nothing here prints.
@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 
 from mgctag.audio import decode, features
-from mgctag.audio.inputs import InputPlan, TrackInput, prepare
 from mgctag.content import ContentDecision, decide, skip_reason
 from mgctag.errors import MgctagError, UsageError
 from mgctag.genres import GenreMap, default_map, mean_scores, mean_tag_probs
 from mgctag.genres import select_genres as _select
+from mgctag.models.inputs import InputPlan, TrackInput, prepare
 from mgctag.separate.base import STEMS
 
 AT_RATE = 32000
@@ -147,7 +147,7 @@ def explain_file(
     `separator` None skips stem occlusion; `auralise` is how many filters of musicnn `layer` to
     auralise (0: none), each `auralise_seconds` long. `step(name)` is called as each part starts.
     """
-    from mgctag.auralise import check_layer
+    from mgctag.explain.auralise import check_layer
     from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger
 
     if window_seconds < 1:
@@ -539,7 +539,7 @@ def auralise_genre(
     3 s patch where that tag is most probable, inside the timeline window where the combined
     score of the genre is highest.
     """
-    from mgctag.auralise import auralise, fit_length
+    from mgctag.explain.auralise import auralise, fit_length
 
     model_name, tag = _source_tag(tagger, out, genre, gmap)
     labels = tagger.musicnn.labels[model_name]

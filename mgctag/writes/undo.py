@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from mgctag import tags
 from mgctag.errors import MgctagError, UsageError, reason_of
-from mgctag.journal import FileBusyError, file_lock, journaled_write, settle_pending
 from mgctag.library.db import Library
+from mgctag.library.rows import WriteEntry
+from mgctag.writes.journal import FileBusyError, file_lock, journaled_write, settle_pending
+from mgctag.writes.run import recorded_run
 
 
 class UndoError(UsageError):
@@ -37,6 +39,18 @@ class UndoReport:
 
     def count(self, status: str) -> int:
         return sum(item.status == status for item in self.items)
+
+    interrupted = False  # an undo runs to the end (a Ctrl-C ends it by an exception)
+
+    def counts(self) -> dict[str, int]:
+        """What the undo run records: files restored, and files not restored (refused too)."""
+        return {"restored": self.count("restored"), "failed": self.failed()}
+
+    def failed(self) -> int:
+        return self.count("failed") + self.count("refused")
+
+    def done_and_failed(self) -> tuple[int, int]:
+        return len(self.items), self.failed()
 
 
 def last_run(lib: Library) -> int:
@@ -75,23 +89,22 @@ def undo_run(
     writes = [w for w in reversed(done) if not w["undone_at"]]
     if not writes:
         raise UndoError(f"run {run_id} was already undone")
-    undo_id = None if dry_run else lib.start_run("undo", {"run": run_id, "force": force})
-    report = UndoReport(run_id, undo_id)
-    try:
+    report = UndoReport(run_id, None)
+    if dry_run:
+        report.items = [_undo_one(lib, w, None, dry_run, force) for w in writes]
+        return report
+    with recorded_run(
+        lib, "undo", {"run": run_id, "force": force}, report, settle=False
+    ) as undo_id:
+        report.undo_run_id = undo_id
         for w in writes:
             report.items.append(_undo_one(lib, w, undo_id, dry_run, force))
-    finally:
-        if undo_id is not None:
-            failed = report.count("failed") + report.count("refused")
-            lib.finish_run(
-                undo_id,
-                "failed" if failed else "ok",
-                {"restored": report.count("restored"), "failed": failed},
-            )
     return report
 
 
-def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool) -> UndoItem:
+def _undo_one(
+    lib: Library, w: WriteEntry, undo_id: int | None, dry_run: bool, force: bool
+) -> UndoItem:
     if dry_run:
         return _check_and_restore(lib, w, undo_id, dry_run, force)
     try:
@@ -102,7 +115,7 @@ def _undo_one(lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: 
 
 
 def _check_and_restore(
-    lib: Library, w: dict, undo_id: int | None, dry_run: bool, force: bool
+    lib: Library, w: WriteEntry, undo_id: int | None, dry_run: bool, force: bool
 ) -> UndoItem:
     path, old, new = w["path"], w["old"], w["new"]
     item = UndoItem(path, new, old, "refused")

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from mgctag.errors import MgctagError, reason_of
-from mgctag.export import dumps_json
-from mgctag.similar import LibraryLike, library_index, track_genres
+from mgctag.jsonable import dumps_json
+from mgctag.search.similar import LibraryLike, Record, library_index, track_genres
 
 UNKNOWN = "unknown"
 _UNKNOWN_COLOR = "#9e9e9e"
@@ -85,7 +85,7 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 # ---- colours shared by the PNG and the HTML page -----------------------------------------------
 
 
-def primary_genre(record: dict) -> str:
+def primary_genre(record: Record) -> str:
     """The genre a point is coloured by: the track's first genre."""
     g = track_genres(record)
     return g[0] if g else UNKNOWN
@@ -130,7 +130,7 @@ def agg_figure(size: tuple[float, float]):
 LABELLED_TRACKS = 40
 
 
-def track_label(record: dict) -> str:
+def track_label(record: Record) -> str:
     """How a point is named: "Artist – Title", else the title, else the file name."""
     title = str(record.get("title") or Path(str(record.get("path", ""))).stem)
     artist = str(record.get("artist") or "")
@@ -284,7 +284,7 @@ def data_asset(name: str) -> str:
 
 def map_html(
     points: np.ndarray,
-    records: Sequence[dict],
+    records: Sequence[Record],
     path: str | Path,
     title: str = "mgctag library map",
     root: str | None = None,

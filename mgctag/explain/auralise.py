@@ -18,7 +18,6 @@ Plain functions over numpy arrays and the loaded `Musicnn` module; no files, no 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -223,8 +222,3 @@ def fit_length(y: np.ndarray, seconds: float | None) -> np.ndarray:
     if len(y) == 0:
         raise UsageError("no audio to auralise")
     return np.tile(y, -(-n // len(y)))[:n]
-
-
-def best_segment(scores: Sequence[float], hop_seconds: float) -> float:
-    """The start (s) of the unit whose score is highest: where to listen."""
-    return float(np.argmax(scores)) * hop_seconds if len(scores) else 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -252,6 +253,19 @@ def swishnet_frame_logits(
     return np.concatenate(out)
 
 
+class DecodedFrames(Protocol):
+    """What the detector needs of a decoded recording (`recordings.Decoded`)."""
+
+    @property
+    def mfcc(self) -> np.ndarray: ...  # (frames, N_MFCC), not standardised
+
+    @property
+    def db(self) -> np.ndarray: ...  # (frames,) RMS level in dBFS
+
+    @property
+    def duration(self) -> float: ...
+
+
 class Segmenter:
     """The bundled speech / music / noise detector: a SwishNet with its card's settings."""
 
@@ -300,141 +314,7 @@ class Segmenter:
         db = frame_db(y, len(probs))
         return decide(probs, db, len(y) / SR, self.median, self.floor)
 
-    def segment_decoded(self, d: Decoded) -> Timeline:
-        """The timeline of a recording decoded by `decode_file`."""
+    def segment_decoded(self, d: DecodedFrames) -> Timeline:
+        """The timeline of a recording decoded by `recordings.decode_file`."""
         probs = self.mfcc_probs(self.standardise(d.mfcc))
         return decide(probs, d.db, d.duration, self.median, self.floor)
-
-
-CHUNK_S = 600.0  # seconds of audio decoded at a time
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """What segmenting keeps of a recording instead of its samples: the detector's MFCC frames,
-    each frame's level and peak (for the drawing). Three hours take ~60 MB, not gigabytes."""
-
-    mfcc: np.ndarray  # (frames, N_MFCC), not standardised
-    db: np.ndarray  # (frames,) RMS level in dBFS, as frame_db
-    peaks: np.ndarray  # (frames,) peak |y| over each frame's HOP samples
-    duration: float  # seconds of audio decoded
-
-    @classmethod
-    def of(cls, y: np.ndarray) -> Decoded:
-        """16 kHz mono audio already in memory."""
-        m = chunked_mfcc(y)
-        return cls(m, frame_db(y, len(m)), frame_peaks(y, len(m)), len(y) / SR)
-
-
-def frame_peaks(y: np.ndarray, frames: int) -> np.ndarray:
-    """Peak |y| over samples [t * HOP, (t + 1) * HOP) of each frame t (0 past the end)."""
-    y = np.abs(np.asarray(y, np.float32))
-    out = np.zeros(frames, np.float32)
-    whole = min(frames, len(y) // HOP)
-    out[:whole] = y[: whole * HOP].reshape(whole, HOP).max(axis=1) if whole else 0
-    if whole < frames and len(y) > whole * HOP:
-        out[whole] = y[whole * HOP :].max()
-    return out
-
-
-def decode_file(path: str | Path) -> Decoded:
-    """A recording's MFCC frames, levels and peaks, decoded CHUNK_S at a time at 16 kHz mono, so
-    memory is bounded by one chunk whatever the length (each chunk decoded with 4 frames of
-    context on both sides, dropped: the same frames as a whole-file pass, up to resampler
-    edges). DecodeError for what cannot be read."""
-    from mgctag.audio import decode
-
-    duration = decode.probe(path).duration
-    if not duration or duration <= CHUNK_S:
-        return Decoded.of(decode.load(path, SR))
-    step = int(CHUNK_S * SR) // HOP * HOP
-    pad = 4 * HOP
-    mfccs, dbs, peaks, s0 = [], [], [], 0
-    while True:
-        lo = max(0, s0 - pad)
-        want = s0 + step + pad - lo
-        (piece,) = decode.load_windows(path, SR, [(lo / SR, want / SR)])
-        first = (s0 - lo) // HOP
-        last = len(piece) < want  # the file ends inside this chunk
-        count = 1 + (lo + len(piece)) // HOP - s0 // HOP if last else step // HOP
-        if count > 0 and len(piece):
-            m = mfcc(piece)[first : first + count]
-            mfccs.append(m)
-            dbs.append(frame_db(piece, first + len(m))[first:])
-            peaks.append(frame_peaks(piece[s0 - lo :], len(m)))
-        if last:
-            end = lo + len(piece)
-            break
-        s0 += step
-    return Decoded(np.concatenate(mfccs), np.concatenate(dbs), np.concatenate(peaks), end / SR)
-
-
-def segment_file(path: str | Path, segmenter: Segmenter) -> tuple[Timeline, Decoded]:
-    """Decode a whole file in chunks and segment it."""
-    decoded = decode_file(path)
-    return segmenter.segment_decoded(decoded), decoded
-
-
-def timeline_record(path: str | Path, timeline: Timeline) -> dict:
-    """What `segments --json` prints per file."""
-    return {
-        "path": str(path),
-        "duration": round(timeline.duration, 2),
-        "content": timeline.content(),
-        "shares": {k: round(v, 4) for k, v in timeline.shares().items()},
-        "intervals": [i.as_dict() for i in timeline.intervals],
-    }
-
-
-COLOURS = {"speech": "#d62728", "music": "#1f77b4", "noise": "#2ca02c", SILENCE: "#bbbbbb"}
-
-
-def draw_timeline(peaks: np.ndarray, timeline: Timeline, path: str | Path, title: str = "") -> None:
-    """A PNG: the waveform's envelope (`Decoded.peaks`) with the intervals as a coloured strip
-    beneath it."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    fig = Figure(figsize=(12, 3), dpi=100)
-    FigureCanvasAgg(fig)
-    wave, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
-    step = max(1, len(peaks) // 4000)
-    env = np.asarray(peaks[: len(peaks) // step * step]).reshape(-1, step).max(axis=1)
-    t = np.arange(len(env)) * step * HOP / SR
-    wave.fill_between(t, -env, env, color="#444444", linewidth=0)
-    wave.set_ylim(-1, 1)
-    wave.set_yticks([])
-    wave.set_title(title, fontsize=9, loc="left")
-    for iv in timeline.intervals:
-        strip.axvspan(iv.start, iv.end, color=COLOURS[iv.label], linewidth=0)
-    strip.set_yticks([])
-    strip.set_xlim(0, max(timeline.duration, 1e-3))
-    strip.set_xlabel("seconds")
-    fig.legend(
-        handles=[Patch(color=c, label=k) for k, c in COLOURS.items()],
-        loc="upper right",
-        ncol=4,
-        fontsize=8,
-    )
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def store_timeline(lib, path: str | Path, timeline: Timeline, model: str) -> bool:
-    """Keep a library track's intervals as a prediction row of the detector (no genres), in the
-    content columns the AudioSet gate uses: `content` the track's class, `windows` one record per
-    interval ({offset, end, content, confidence}), so `info` shows them as it shows the gate's.
-    False when the file is not a track of the library."""
-    track = lib.track_by_path(Path(path).resolve())
-    if track is None:
-        return False
-    windows = [
-        {"offset": round(i.start, 2), "end": round(i.end, 2), "content": i.label}
-        | {"confidence": round(i.confidence, 3)}
-        for i in timeline.intervals
-    ]
-    lib.save_analysis(
-        track["id"], model, "none", {}, [], {}, content=timeline.content(), windows=windows
-    )
-    return True
