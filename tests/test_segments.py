@@ -123,6 +123,7 @@ def real_clips() -> seg.Clips:
     return seg.concat(parts)
 
 
+@pytest.mark.slow  # ~20 s each on 2 cores: training runs belong to the full suite
 @pytest.mark.parametrize(("alpha", "augment"), [(0.0, False), (0.5, False), (0.5, True)])
 def test_a_few_training_steps_lower_the_loss_on_real_features(
     real_clips: seg.Clips, alpha: float, augment: bool
