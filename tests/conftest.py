@@ -176,3 +176,15 @@ def copy_library(music: Path, db: Path, dest: Path) -> tuple[Path, Path]:
                 (str(new_music), len(str(music)) + 1, str(music)),
             )
     return new_music, new_db
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Private config and data folders (XDG on Linux, as platformdirs reads them), with none of
+    mgctag's variables set: what a user with no settings has."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for name in ("MGCTAG_DB", "MGCTAG_MODEL", "MGCTAG_STEMS"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "config" / "mgctag").mkdir(parents=True)
+    return tmp_path

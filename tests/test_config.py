@@ -32,17 +32,6 @@ model = "musicnn"
 """
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Private config and data folders (XDG on Linux, as platformdirs reads them)."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    for name in ("MGCTAG_DB", "MGCTAG_MODEL", "MGCTAG_STEMS"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "config" / "mgctag").mkdir(parents=True)
-    return tmp_path
-
-
 def _write_config(home: Path, text: str) -> Path:
     path = home / "config" / "mgctag" / "config.toml"
     path.write_text(text, "utf-8")

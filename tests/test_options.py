@@ -16,18 +16,6 @@ from mgctag.library.db import Library
 from mgctag.options import TAG, TAG_DEFAULTS, TAG_OPTIONS, TagOptions
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Private config and data folders (XDG on Linux, as platformdirs reads them)."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    for name in ("MGCTAG_DB", "MGCTAG_MODEL", "MGCTAG_STEMS"):
-        monkeypatch.delenv(name, raising=False)
-    (tmp_path / "config" / "mgctag").mkdir(parents=True)
-    (tmp_path / "empty").mkdir()
-    return tmp_path
-
-
 def _config(home: Path, text: str) -> Path:
     path = home / "config" / "mgctag" / "config.toml"
     path.write_text(text, "utf-8")
@@ -35,6 +23,7 @@ def _config(home: Path, text: str) -> Path:
 
 
 def _tag(home: Path, *options: str):
+    (home / "empty").mkdir(exist_ok=True)
     return cli("tag", home / "empty", "--db", home / "lib.db", "--dry-run", *options)
 
 

@@ -24,16 +24,6 @@ from mgctag.audio import decode
 CLI = [sys.executable, "-c", "import sys; from mgctag.cli import run; run(sys.argv[1:])"]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Private config and data folders (XDG on Linux, as platformdirs reads them)."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    for name in ("MGCTAG_DB", "MGCTAG_MODEL", "MGCTAG_STEMS"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 # --- resource exhaustion: a header claiming 1 Hz ---------------------------------------------
 
 
