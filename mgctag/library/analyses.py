@@ -1,23 +1,30 @@
 """The library's analyses: each model's stored result per track, and the embeddings behind
-similar songs, the map and retraining."""
+similar songs, the map and retraining.
+
+Scores and embeddings are stored as typed blobs (blobs.py: float16 tag scores, float32 genre
+scores, float16 embeddings where they hold), read back as the Python values that were saved.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from mgctag.library import blobs
 from mgctag.library.connection import LibraryError, Store
 from mgctag.library.rows import (
     NotMusic,
     StoredPrediction,
     analysis_key,
+    decode_row,
     dumps,
     now,
     under,
-    vector,
 )
 
 APPROXIMATE = ":approximate"  # suffix of an approximate result's analysis key (save_analysis)
@@ -42,13 +49,14 @@ class Analyses(Store):
         """Store one track's result from one model in one transaction, replacing the previous one.
 
         `tags` is any JSON-able mapping (tag → probability, or model → {tag → probability});
-        `embeddings` maps stem → 1-D vector, stored as little-endian float32; `content` and
+        `embeddings` maps stem → 1-D vector (stored as float16 when it holds, else float32:
+        blobs.pack_vector); `content` and
         `windows` are the content gate's track class and per-window decisions, when it ran.
         An `approximate` result (reduced precision) gets an analysis key that never matches the
         file's, so `tracks_needing_analysis(model)` still lists the track.
         """
         at, track_id = now(), int(track_id)
-        vectors = {stem: vector(v) for stem, v in embeddings.items()}
+        vectors = {stem: (len(v), blobs.pack_vector(v)) for stem, v in embeddings.items()}
         with self.transaction():
             row = self._exec("SELECT size, mtime FROM tracks WHERE id = ?", [track_id]).fetchone()
             if row is None:
@@ -58,14 +66,14 @@ class Analyses(Store):
             self._exec(
                 "INSERT OR REPLACE INTO predictions (track_id, model, separator, tags, genres,"
                 " created_at, analysis_key, content, windows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [track_id, model, separator, dumps(tags), dumps(genres), at, row_key]
-                + [content, dumps(windows)],
+                [track_id, model, separator, self._scores(tags), self._scores(genres, True), at]
+                + [row_key, content, dumps(windows)],
             )
             self._exec("DELETE FROM embeddings WHERE track_id = ? AND model = ?", [track_id, model])
             self.db.conn.executemany(
                 "INSERT INTO embeddings (track_id, model, stem, separator, dim, vector)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(track_id, model, s, separator, len(v) // 4, v) for s, v in vectors.items()],
+                [(track_id, model, s, separator, n, v) for s, (n, v) in vectors.items()],
             )
             self._exec(
                 "UPDATE tracks SET analyzed_at = ?, analysis_key = ? WHERE id = ?",
@@ -74,12 +82,29 @@ class Analyses(Store):
 
     def get_predictions(self, track_id: int) -> dict[str, StoredPrediction]:
         """model → what that model's last analysis of the track stored."""
-        rows = self._rows(
-            StoredPrediction,
-            "SELECT * FROM predictions WHERE track_id = ? ORDER BY model",
-            [track_id],
+        cursor = self._exec(
+            "SELECT * FROM predictions WHERE track_id = ? ORDER BY model", [track_id]
         )
-        return {row.model: row for row in rows}
+        rows = [decode_row(cursor, values) for values in cursor.fetchall()]
+        for row in rows:
+            for col in ("tags", "genres"):
+                if blobs.is_scores_blob(row[col]):
+                    row[col] = blobs.unpack_scores(row[col], self._vocabularies(row[col]))
+        return {row["model"]: StoredPrediction(**row) for row in rows}
+
+    def _scores(self, value: Any, precise: bool = False) -> str | bytes | None:
+        return scores_value(self.db.conn, value, precise)
+
+    def _vocabularies(self, blob: bytes) -> dict[int, tuple[str, ...]]:
+        """The label lists a scores blob refers to (cached: an id is a hash of its labels)."""
+        cache: dict[int, tuple[str, ...]] = self.__dict__.setdefault("_vocabulary_cache", {})
+        for vid in blobs.scores_vocabularies(blob):
+            if vid not in cache:
+                text = self._scalar("SELECT labels FROM vocabularies WHERE id = ?", [vid])
+                if text is None:
+                    raise LibraryError(f"damaged: label list {vid} is missing", self.path)
+                cache[vid] = tuple(json.loads(text))
+        return cache
 
     def heard_not_music(self, roots: Iterable[str | os.PathLike] | None) -> list[NotMusic]:
         """Tracks below `roots` whose latest content-gated analysis heard no music.
@@ -103,10 +128,10 @@ class Analyses(Store):
     def get_embeddings(self, track_id: int, model: str) -> dict[str, np.ndarray]:
         """stem → float32 vector of one track."""
         rows = self._exec(
-            "SELECT stem, vector FROM embeddings WHERE track_id = ? AND model = ?",
+            "SELECT stem, dim, vector FROM embeddings WHERE track_id = ? AND model = ?",
             [track_id, model],
         )
-        return {stem: np.frombuffer(blob, dtype="<f4").astype(np.float32) for stem, blob in rows}
+        return {stem: blobs.unpack_vector(blob, dim) for stem, dim, blob in rows}
 
     def embedding_count(self, model: str, stem: str = "mix") -> int:
         """How many tracks have an embedding of this model and stem."""
@@ -131,12 +156,28 @@ class Analyses(Store):
         ).fetchall()
         if not rows:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
-        raw_ids, dims, blobs = zip(*rows, strict=True)
+        raw_ids, dims, vectors = zip(*rows, strict=True)
         if len(set(dims)) != 1:
             raise LibraryError(f"embeddings of {model}/{stem} have mixed sizes {sorted(set(dims))}")
-        matrix = np.frombuffer(bytearray().join(blobs), "<f4").reshape(len(rows), dims[0])
+        matrix = blobs.unpack_matrix(vectors, dims[0])
         ids = np.array(raw_ids, dtype=np.int64)
         order = np.argsort(ids, kind="stable")
         if (order != np.arange(len(order))).any():
             ids, matrix = ids[order], matrix[order]
         return ids, matrix.astype(np.float32, copy=False)
+
+
+def scores_value(conn: sqlite3.Connection, value: Any, precise: bool = False) -> str | bytes | None:
+    """A scores column's value: a typed blob (its label lists stored in `vocabularies` in the
+    caller's transaction), else JSON when the blob format does not hold it. `precise`: float32
+    (genre scores), else float16 (raw tag scores)."""
+    if value is None:
+        return None
+    packed = blobs.pack_scores(value, precise=precise)
+    if packed is None:
+        return dumps(value)
+    conn.executemany(
+        "INSERT OR IGNORE INTO vocabularies (id, labels) VALUES (?, ?)",
+        [(v.id, json.dumps(list(v.labels), ensure_ascii=False)) for v in packed.vocabularies],
+    )
+    return packed.blob
