@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from mgctag.library.rows import (
 )
 
 APPROXIMATE = ":approximate"  # suffix of an approximate result's analysis key (save_analysis)
+_IN_CHUNK = 500  # ids per IN (...) query
 
 
 class Analyses(Store):
@@ -141,6 +142,77 @@ class Analyses(Store):
             )
             or 0
         )
+
+    def embeddings_of(
+        self, track_ids: Iterable[int], model: str, stem: str = "mix"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 (n, d)) of those tracks that are OK and have this embedding, in the order
+        asked: what a search reads for the few tracks it scores, never the whole table."""
+        wanted = [int(i) for i in track_ids]
+        found: dict[int, np.ndarray] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[start : start + _IN_CHUNK]
+            rows = self._exec(
+                "SELECT e.track_id, e.dim, e.vector FROM embeddings e JOIN tracks t"
+                " ON t.id = e.track_id WHERE e.model = ? AND e.stem = ? AND t.status = 'ok'"
+                f" AND e.track_id IN ({', '.join('?' * len(part))})",
+                [model, stem, *part],
+            )
+            found.update((tid, blobs.unpack_vector(blob, dim)) for tid, dim, blob in rows)
+        ids = [i for i in dict.fromkeys(wanted) if i in found]
+        if not ids:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return np.array(ids, np.int64), np.stack([found[i] for i in ids])
+
+    def iter_embeddings(
+        self, model: str, stem: str = "mix", batch: int = 20_000
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All OK tracks' embeddings of this model and stem, `batch` rows at a time (ids, float32
+        matrix): an index is built from these in bounded memory. Each batch is its own query, so
+        no read transaction stays open while the caller works."""
+        after = -1
+        while True:
+            rows = self._exec(
+                "SELECT rowid, track_id, dim, vector FROM embeddings"
+                " WHERE model = ? AND stem = ? AND rowid > ?"
+                " AND track_id NOT IN (SELECT id FROM tracks WHERE status != 'ok')"
+                " ORDER BY rowid LIMIT ?",
+                [model, stem, after, batch],
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            dims = {r[2] for r in rows}
+            if len(dims) != 1:
+                raise LibraryError(f"embeddings of {model}/{stem} have mixed sizes {sorted(dims)}")
+            ids = np.array([r[1] for r in rows], np.int64)
+            yield ids, blobs.unpack_matrix([r[3] for r in rows], rows[0][2])
+
+    def ok_embedding_count(self, model: str, stem: str = "mix") -> int:
+        """How many OK tracks have an embedding of this model and stem (what an index holds)."""
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM embeddings WHERE model = ? AND stem = ?"
+                " AND track_id NOT IN (SELECT id FROM tracks WHERE status != 'ok')",
+                [model, stem],
+            )
+            or 0
+        )
+
+    def generation(self) -> int:
+        """The library's change generation: grows with every change of an embedding or of a
+        track's status (kept by triggers; schema v7)."""
+        return int(self._scalar("SELECT max(generation) FROM changes") or 0)
+
+    def changed_since(self, generation: int) -> list[int]:
+        """Tracks whose embeddings or status changed after `generation`."""
+        rows = self._exec("SELECT track_id FROM changes WHERE generation > ?", [generation])
+        return [r[0] for r in rows]
+
+    @property
+    def library_id(self) -> str:
+        """A random id given to this library when it was created or upgraded to schema v7."""
+        return str(self._scalar("SELECT value FROM meta WHERE key = 'library_id'") or "")
 
     def embedding_matrix(self, model: str, stem: str = "mix") -> tuple[np.ndarray, np.ndarray]:
         """(track ids int64 (n,) ascending, float32 (n, d) C-contiguous, writable) for OK tracks.

@@ -165,6 +165,34 @@ def _v6_compact(db: sqlite_utils.Database) -> None:
     db.execute("INSERT INTO meta (key, value) VALUES (?, '-1')", [COMPACT_AFTER])
 
 
+def _v7_changes(db: sqlite_utils.Database) -> None:
+    """What changed since a similarity index was built: one row per track whose embeddings were
+    added, replaced or deleted, or whose status changed, with the generation of its latest
+    change (the library's generation is the largest). Kept by triggers, so no writer can forget
+    it; an index file records the generation it reflects and catches up from here
+    (search/ann.py). `library_id` tells this library's index files from another's."""
+    db.execute("CREATE TABLE changes (track_id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)")
+    db.execute("CREATE INDEX changes_generation ON changes(generation)")
+    bump = (
+        "INSERT OR REPLACE INTO changes (track_id, generation)"
+        " VALUES ({id}, (SELECT coalesce(max(generation), 0) + 1 FROM changes));"
+    )
+    for name, when, ids in (
+        ("embeddings_added", "AFTER INSERT ON embeddings", ["NEW.track_id"]),
+        ("embeddings_deleted", "AFTER DELETE ON embeddings", ["OLD.track_id"]),
+        ("embeddings_updated", "AFTER UPDATE ON embeddings", ["OLD.track_id", "NEW.track_id"]),
+        (
+            "tracks_status",
+            "AFTER UPDATE OF status ON tracks WHEN OLD.status IS NOT NEW.status",
+            ["NEW.id"],
+        ),
+        ("tracks_deleted", "AFTER DELETE ON tracks", ["OLD.id"]),
+    ):
+        body = " ".join(bump.format(id=i) for i in ids)
+        db.execute(f"CREATE TRIGGER {name} {when} BEGIN {body} END")
+    db.execute("INSERT INTO meta (key, value) VALUES ('library_id', lower(hex(randomblob(16))))")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_keys_and_indexes,
@@ -172,6 +200,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_content,
     _v5_exact_undo,
     _v6_compact,
+    _v7_changes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -109,6 +109,15 @@ def write_m3u(
     return len(items)
 
 
+def write_playlist(
+    path: str | Path,
+    entries: Iterable[PlaylistEntry | Mapping[str, Any]],
+    relative_to: str | Path | None = None,
+) -> int:
+    """An M3U8 playlist (the one format so far)."""
+    return write_m3u(path, entries, relative_to)
+
+
 def csv_cell(value: Any) -> str | int | float:
     """A value as a CSV cell: lists joined with '; ', text that a spreadsheet would run as a
     formula prefixed with an apostrophe. Numbers stay numbers (a negative number is no formula)."""
