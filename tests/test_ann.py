@@ -223,3 +223,20 @@ def test_refresh_updates_every_index_after_changes(lib: Library, window_vectors)
     info = json.loads(Path(f"{ann.index_path(lib.path, MODEL, 'mix')}.json").read_text())
     assert info["generation"] == lib.generation()
     assert ann.refresh(Library(lib.path.parent / "empty.db")) == 0
+
+
+@pytest.mark.slow
+def test_map_takes_its_neighbourhoods_from_the_index(lib: Library) -> None:
+    from mgctag.search import map as libmap
+    from mgctag.search.similar import library_index
+
+    li = library_index(lib, MODEL, "mix")
+    near = libmap.index_neighbours(lib, MODEL, "mix", li.index.ids, li.index.matrix)
+    assert near.shape == (len(li.index), 93)
+    sims = li.index.matrix @ li.index.matrix.T
+    exact = np.argsort(-sims, axis=1)[:, :93]
+    recall = np.mean([len(set(a) & set(b)) / 93 for a, b in zip(near, exact, strict=True)])
+    assert recall > 0.95, recall  # the graph's own answers, not re-scored
+    result = libmap.make_map(lib, model=MODEL, method="tsne", index="ann", threads=1)
+    assert len(result["points"]) == len(li.index)
+    assert all(np.isfinite([p["x"], p["y"]]).all() for p in result["points"])

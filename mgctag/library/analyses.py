@@ -26,9 +26,12 @@ from mgctag.library.rows import (
     now,
     under,
 )
+from mgctag.library.tracks import TRACK_STATUSES
 
 APPROXIMATE = ":approximate"  # suffix of an approximate result's analysis key (save_analysis)
 _IN_CHUNK = 500  # ids per IN (...) query
+# Tracks that are not OK, as an indexed condition (`status != 'ok'` would read the whole index).
+NOT_OK = "status IN (" + ", ".join(f"'{s}'" for s in TRACK_STATUSES if s != "ok") + ")"
 
 
 class Analyses(Store):
@@ -175,7 +178,7 @@ class Analyses(Store):
             rows = self._exec(
                 "SELECT rowid, track_id, dim, vector FROM embeddings"
                 " WHERE model = ? AND stem = ? AND rowid > ?"
-                " AND track_id NOT IN (SELECT id FROM tracks WHERE status != 'ok')"
+                f" AND track_id NOT IN (SELECT id FROM tracks WHERE {NOT_OK})"
                 " ORDER BY rowid LIMIT ?",
                 [model, stem, after, batch],
             ).fetchall()
@@ -189,15 +192,14 @@ class Analyses(Store):
             yield ids, blobs.unpack_matrix([r[3] for r in rows], rows[0][2])
 
     def ok_embedding_count(self, model: str, stem: str = "mix") -> int:
-        """How many OK tracks have an embedding of this model and stem (what an index holds)."""
-        return int(
-            self._scalar(
-                "SELECT count(*) FROM embeddings WHERE model = ? AND stem = ?"
-                " AND track_id NOT IN (SELECT id FROM tracks WHERE status != 'ok')",
-                [model, stem],
-            )
-            or 0
+        """How many OK tracks have an embedding of this model and stem (what an index holds):
+        all of them (the (model, stem) index alone) less the few of tracks not OK."""
+        gone = self._scalar(
+            "SELECT count(*) FROM tracks t CROSS JOIN embeddings e ON e.track_id = t.id"
+            f" AND e.model = ? AND e.stem = ? WHERE {NOT_OK.replace('status', 't.status')}",
+            [model, stem],
         )
+        return self.embedding_count(model, stem) - int(gone or 0)
 
     def generation(self) -> int:
         """The library's change generation: grows with every change of an embedding or of a
@@ -223,7 +225,7 @@ class Analyses(Store):
         """
         rows = self._exec(
             "SELECT track_id, dim, vector FROM embeddings WHERE model = ? AND stem = ?"
-            " AND track_id NOT IN (SELECT id FROM tracks WHERE status != 'ok')",
+            f" AND track_id NOT IN (SELECT id FROM tracks WHERE {NOT_OK})",
             [model, stem],
         ).fetchall()
         if not rows:

@@ -254,8 +254,7 @@ def open_index(
     if not path.exists() and not _info_path(path).exists():
         if not build_missing:
             return None
-        count = lib.ok_embedding_count(model, stem)
-        say(f"building the similarity index of {count} tracks (once; tag runs keep it current)")
+        say("building the similarity index of this library (once; tag runs keep it current)")
         return _remember(build(lib, model, stem, path))
     try:
         ann = _load(lib, model, stem, path)

@@ -62,6 +62,8 @@ class SearchLibrary(IndexStore, LibraryLike, Protocol):
 
     def track_names(self) -> list[tuple[int, str | None, str | None]]: ...
 
+    def embedding_count(self, model: str, stem: str = "mix") -> int: ...
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -381,7 +383,7 @@ class AnnSearcher:
 
         blocked = {int(i) for i in exclude}
         q = _unit(vector)
-        keys = self.ann.search(q, max(CANDIDATES, 4 * n) + len(blocked))
+        keys = self.ann.search(q, max(CANDIDATES, n) + len(blocked))
         ids, matrix = self.vectors([int(k) for k in keys if int(k) not in blocked])
         if len(ids) == 0:
             return []
@@ -406,7 +408,7 @@ def searcher(
         raise SimilarError(f"unknown stem {stem!r}: choose one of {', '.join(EMBEDDING_STEMS)}")
     if method == "auto":
         have = ann.index_path(lib.path, model, stem).exists()
-        big = have or lib.ok_embedding_count(model, stem) >= ann.ANN_MIN_TRACKS
+        big = have or lib.embedding_count(model, stem) >= ann.ANN_MIN_TRACKS
         method = "ann" if big else "exact"
     if method == "ann":
         return AnnSearcher(lib, model, stem, say)
@@ -447,33 +449,49 @@ def similar_tracks(
         raise UnknownTrack(f"track(s) {missing} have no embedding in this index")
     seed_rows = list(lib.tracks_by_ids(seed_ids).values())
     seed_keys = {key for r in seed_rows if (key := versions.version_key(r)) is not None}
-    n = min(search.size, max(4 * (k + len(seed_ids)), 40))
+    keep = _Filter(seed_rows, genre, exclude_artist, exclude_album)
+    n = min(search.size, k + len(seed_ids))
     while True:
         hits = _fused(search, seed_vectors, n, seed_ids, fusion)
-        rows = lib.tracks_by_ids(h.id for h in hits)
-        hits = [h for h in hits if h.id in rows and rows[h.id].get("status", "ok") == "ok"]
-        mask = filter_mask(
-            [rows[h.id] for h in hits],
-            genre=genre,
-            exclude_artists=[r.get("artist") for r in seed_rows] if exclude_artist else (),
-            exclude_albums=[(r.get("artist"), r.get("album")) for r in seed_rows]
-            if exclude_album
-            else (),
-        )
-        kept = [h for i, h in enumerate(hits) if mask is None or mask[i]]
-        _, vectors = search.vectors([h.id for h in kept])
-        groups = versions.fold(
-            [rows[h.id] for h in kept],
-            vectors.reshape(len(kept), -1) if len(kept) else np.empty((0, 1), np.float32),
-            seed_vectors,
-            seed_keys,
-            fold=not all_versions,
-        )
-        if len(groups) >= k or n >= search.size or n >= _MAX_CANDIDATES:
+        folding = versions.Folding(seed_vectors, seed_keys, fold=not all_versions)
+        scores: dict[int, float] = {}
+        for start in range(0, len(hits), k + 2):  # rows in rank order, only as many as needed
+            chunk = hits[start : start + k + 2]
+            rows = lib.tracks_by_ids(h.id for h in chunk)
+            chunk = [h for h in chunk if h.id in rows and keep(rows[h.id])]
+            _, vectors = search.vectors([h.id for h in chunk])
+            for hit, vector in zip(chunk, vectors, strict=True):
+                scores[hit.id] = hit.score
+                folding.offer(rows[hit.id], vector)
+            if len(folding.groups) >= k:
+                break
+        if len(folding.groups) >= k or n >= search.size or n >= _MAX_CANDIDATES:
             break
         n = min(search.size, n * 4)
-    scores = {h.id: h.score for h in kept}
-    return [_result(g.track, scores[int(g.track["id"])], g.versions) for g in groups[:k]]
+    return [_result(g.track, scores[int(g.track["id"])], g.versions) for g in folding.groups[:k]]
+
+
+class _Filter:
+    """Whether a candidate may be a result: OK, of the genre asked, not by the seeds' artists or
+    on their albums when those are excluded."""
+
+    def __init__(
+        self, seeds: Sequence[Record], genre: str | None, artist: bool, album: bool
+    ) -> None:
+        self.seeds, self.genre, self.artist, self.album = seeds, genre, artist, album
+
+    def __call__(self, track: Record) -> bool:
+        if track.get("status", "ok") != "ok":
+            return False
+        mask = filter_mask(
+            [track],
+            genre=self.genre,
+            exclude_artists=[r.get("artist") for r in self.seeds] if self.artist else (),
+            exclude_albums=[(r.get("artist"), r.get("album")) for r in self.seeds]
+            if self.album
+            else (),
+        )
+        return mask is None or bool(mask[0])
 
 
 _MAX_CANDIDATES = 16_384  # how far a filtered or folded search looks (approximate index)
@@ -609,8 +627,8 @@ def filter_mask(
     records: Sequence[Record],
     *,
     genre: str | None = None,
-    exclude_artists: Iterable[str] = (),
-    exclude_albums: Iterable[tuple[str, str]] = (),
+    exclude_artists: Iterable[str | None] = (),
+    exclude_albums: Iterable[tuple[str | None, str | None]] = (),
 ) -> np.ndarray | None:
     """Rows to keep: tracks tagged `genre` (case-insensitive), not by the excluded artists, not on
     the excluded (artist, album) pairs. None when nothing is filtered (the fast path)."""
