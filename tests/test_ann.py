@@ -123,6 +123,24 @@ def test_index_follows_new_removed_and_deleted_tracks(
     assert reopened is not None and reopened.viewed and not said
 
 
+def test_every_kind_of_change_moves_the_generation(lib: Library) -> None:
+    """A rescan that finds a file unreadable upserts the track as failed (an INSERT ... ON
+    CONFLICT DO UPDATE, whose conflict policy once overrode the trigger's own)."""
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None
+    for change in (
+        lambda: lib.upsert_track({"path": "/music/00004.ogg", "status": "failed", "error": "x"}),
+        lambda: lib.upsert_track({"path": "/music/00004.ogg", "status": "ok", "error": None}),
+        lambda: lib.mark_removed(["/music/00004.ogg"]),
+        lambda: lib.db.conn.execute("DELETE FROM embeddings WHERE track_id = 6"),
+    ):
+        before = lib.generation()
+        change()
+        assert lib.generation() > before
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and not index.index.contains(5) and not index.index.contains(6)
+
+
 def test_many_changes_rebuild_instead_of_patching(lib: Library) -> None:
     index = ann.open_index(lib, MODEL, "mix")
     assert index is not None

@@ -252,6 +252,6 @@ def scores_value(conn: sqlite3.Connection, value: Any, precise: bool = False) ->
         return dumps(value)
     conn.executemany(
         "INSERT OR IGNORE INTO vocabularies (id, labels) VALUES (?, ?)",
-        [(v.id, json.dumps(list(v.labels), ensure_ascii=False)) for v in packed.vocabularies],
+        [(v.id, v.text) for v in packed.vocabularies],
     )
     return packed.blob

@@ -20,6 +20,7 @@ import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,8 +42,23 @@ class Vocabulary:
 
     @classmethod
     def of(cls, labels: Sequence[str]) -> Vocabulary:
+        """The vocabulary of these names (remembered: a store writes the same few again and
+        again, and hashing 527 names per row was a third of a conversion's time)."""
         names = tuple(labels)
-        return cls(vocabulary_id(names), names)
+        known = _KNOWN.get(names)
+        if known is None:
+            if len(_KNOWN) > 4096:
+                _KNOWN.clear()
+            known = _KNOWN[names] = cls(vocabulary_id(names), names)
+        return known
+
+    @cached_property
+    def text(self) -> str:
+        """The names as the `vocabularies` table stores them (JSON)."""
+        return json.dumps(list(self.labels), ensure_ascii=False)
+
+
+_KNOWN: dict[tuple[str, ...], Vocabulary] = {}
 
 
 def vocabulary_id(labels: Sequence[str]) -> int:
@@ -130,14 +146,12 @@ def pack_scores(value: Any, *, precise: bool = False) -> Packed | None:
 _Part = tuple[Vocabulary, bytes, np.ndarray | None, np.ndarray] | None
 
 
-def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        return None
-    return float(x)
+_NUMBERS = frozenset({float, int, np.float16, np.float32, np.float64, np.int32, np.int64})
 
 
-def _values(numbers: list[float | None], kind: bytes) -> np.ndarray | None:
-    if any(x is None for x in numbers):
+def _values(numbers: Sequence[Any], kind: bytes) -> np.ndarray | None:
+    """The numbers as float16 / float32, or None when one is not a number (bool, text, None)."""
+    if not {type(x) for x in numbers} <= _NUMBERS:
         return None
     arr = np.array(numbers, dtype=np.float64)
     if kind == _F16:
@@ -149,9 +163,9 @@ def _values(numbers: list[float | None], kind: bytes) -> np.ndarray | None:
 
 
 def _dict_part(d: Mapping[Any, Any], kind: bytes) -> _Part:
-    if not all(isinstance(k, str) for k in d) or len(d) > 0xFFFF:
+    if not {type(k) for k in d} <= {str} or len(d) > 0xFFFF:
         return None
-    values = _values([_number(v) for v in d.values()], kind)
+    values = _values(list(d.values()), kind)
     if values is None:
         return None
     return (Vocabulary.of(list(d)), kind, None, values)
@@ -166,7 +180,7 @@ def _pairs_part(pairs: Sequence[Any], kind: bytes) -> _Part:
         if not isinstance(label, str):
             return None
         labels.append(label)
-        numbers.append(_number(p))
+        numbers.append(p)
     if len(set(labels)) != len(labels) or len(labels) > 0xFFFF:
         return None
     names = sorted(labels)  # one vocabulary per label set, whatever each row's order

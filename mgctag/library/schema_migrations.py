@@ -173,9 +173,10 @@ def _v7_changes(db: sqlite_utils.Database) -> None:
     (search/ann.py). `library_id` tells this library's index files from another's."""
     db.execute("CREATE TABLE changes (track_id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)")
     db.execute("CREATE INDEX changes_generation ON changes(generation)")
-    bump = (
-        "INSERT OR REPLACE INTO changes (track_id, generation)"
-        " VALUES ({id}, (SELECT coalesce(max(generation), 0) + 1 FROM changes));"
+    bump = (  # an upsert: an outer statement's conflict policy would override "OR REPLACE"
+        "INSERT INTO changes (track_id, generation)"
+        " VALUES ({id}, (SELECT coalesce(max(generation), 0) + 1 FROM changes))"
+        " ON CONFLICT(track_id) DO UPDATE SET generation = excluded.generation;"
     )
     for name, when, ids in (
         ("embeddings_added", "AFTER INSERT ON embeddings", ["NEW.track_id"]),
