@@ -11,6 +11,7 @@ imported inside the commands, so loading the plugin costs beets nothing.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -474,6 +475,21 @@ class MgctagPlugin(BeetsPlugin):
         similar.parser.add_format_option(target=Item)
         similar.func = self._similar_command
 
+        playlist = ui.Subcommand(
+            "mgctag-playlist",
+            help="a playlist from the query's item to --to's, or an instant mix (mgctag)",
+        )
+        playlist.parser.add_option(
+            "--to", metavar="QUERY", help="end here: a smooth path from the query's first item"
+        )
+        for name in ("length", "spacing", "genre", "exclude_artist"):
+            search_option(playlist.parser, name)
+        playlist.parser.add_option(
+            "--playlist", metavar="FILE", help="also write it to a playlist (.m3u8 or .xspf)"
+        )
+        playlist.parser.add_format_option(target=Item)
+        playlist.func = self._playlist_command
+
         undo = ui.Subcommand("mgctag-undo", help="reverse the last `beet mgctag` run")
         undo.parser.add_option(
             "-p", "--pretend", action="store_true", help="show what would be restored"
@@ -484,7 +500,7 @@ class MgctagPlugin(BeetsPlugin):
             "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
         )
         undo.func = self._undo_command
-        return [tag, similar, undo]
+        return [tag, similar, playlist, undo]
 
     @_beets_errors
     def _tag_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
@@ -602,6 +618,53 @@ class MgctagPlugin(BeetsPlugin):
 
     def _say(self, text: str) -> None:
         self._log.warning("{}", text)
+
+    @_beets_errors
+    def _playlist_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
+        """A path from the query's first analysed item to --to's, or an instant mix from the
+        query's analysed items; only items of this beets library are listed."""
+        from mgctag.search import playlist as pl
+        from mgctag.search.similar import SimilarError, default_embedding_model
+
+        check_search_options(
+            opts, "mgctag-playlist", ("length", "--length"), ("spacing", "--spacing")
+        )
+        rules = pl.Rules(opts.length, opts.spacing, opts.genre, opts.exclude_artist)
+        with self.mgctag_library() as mlib:
+            starts = self._analysed(mlib, lib, args, "the query")
+            model = default_embedding_model(mlib)
+            try:
+                if opts.to:
+                    end = self._analysed(mlib, lib, shlex.split(opts.to), "--to")[0]
+                    tracks = pl.path_playlist(
+                        mlib, starts[0], end, model=model, rules=rules, say=self._say
+                    )
+                else:
+                    tracks = pl.instant_mix(mlib, starts, model=model, rules=rules, say=self._say)
+            except SimilarError as exc:
+                raise ui.UserError(f"mgctag-playlist: {exc}") from None
+        by_path = {os.fsdecode(item.path): item for item in lib.items()}
+        items = [by_path[t["path"]] for t in tracks if t["path"] in by_path]
+        for item in items:
+            ui.print_(format(item, opts.format or ""))
+        self._write_playlist(opts.playlist, items)
+
+    def _analysed(self, mlib: Library, lib: BeetsLibrary, query: Any, what: str) -> list[int]:
+        """mgctag's track ids of the items a query matches (in beets' order), analysed ones only."""
+        items = list(lib.items(query))
+        if not items:
+            raise ui.UserError(f"mgctag-playlist: no items match {what}")
+        ids = [
+            int(t["id"])
+            for item in items
+            if (t := mlib.track_by_path(os.fsdecode(item.path))) is not None
+        ]
+        if not ids:
+            raise ui.UserError(
+                f"mgctag-playlist: none of the {len(items)} items of {what} is analysed yet;"
+                " run `beet mgctag QUERY` first"
+            )
+        return ids
 
     @_beets_errors
     def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:

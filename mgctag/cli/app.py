@@ -70,6 +70,7 @@ for command in (library.scan, library.tag, library.info, library.runs, library.u
     app.command()(command)
 app.command()(search.similar)
 app.command()(search.dupes)
+app.command()(search.playlist)
 app.command()(separate.separate)
 app.command()(segments.segments)
 app.command()(train.labels)

@@ -209,3 +209,78 @@ def map_command(
         return
     files = ", ".join(shown(f) for f in result["files"])
     out.print(f"{result['tracks']} tracks, {result['genres']} genres → {files}", highlight=False)
+
+
+def playlist(
+    start: Annotated[
+        str | None, typer.Option("--from", help="The first track (path, id or artist/title text).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="The last track: a smooth path from --from to it.")
+    ] = None,
+    seed: Annotated[
+        list[str] | None,
+        typer.Option("--seed", help="An instant mix starting here (repeat for several seeds)."),
+    ] = None,
+    length: Annotated[int, search_option("length")] = SEARCH["length"].default,
+    spacing: Annotated[int, search_option("spacing")] = SEARCH["spacing"].default,
+    genre: GenreOption = None,
+    exclude_artist: ExcludeArtistOption = False,
+    by: ByOption = "mix",
+    m3u: Annotated[Path | None, typer.Option(help="Write the playlist as M3U8 here.")] = None,
+    xspf: Annotated[Path | None, typer.Option(help="Write the playlist as XSPF here.")] = None,
+    relative: RelativeOption = False,
+    db: DbOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """A playlist that travels: --from A --to B gives LENGTH tracks from A to B, each step a
+    small one; --seed A an instant mix around A. No artist repeats within --spacing tracks."""
+    from mgctag.search import playlist as pl
+    from mgctag.search import similar as sim
+
+    if seed and (start or end):
+        raise UsageError("give --seed, or --from and --to, not both")
+    if not seed and not (start and end):
+        raise UsageError("give --from A --to B (a path) or --seed A (an instant mix)")
+    for target in (m3u, xspf):
+        if target and not target.expanduser().parent.is_dir():
+            raise UsageError("no such folder for the playlist", target)
+    lib = open_library(db)
+    rules = pl.Rules(length=length, spacing=spacing, genre=genre, exclude_artist=exclude_artist)
+    model = sim.default_embedding_model(lib, by)
+    try:
+        if seed:
+            seeds = [resolve_track(lib, q)["id"] for q in seed]
+            tracks = pl.instant_mix(lib, seeds, model=model, by=by, rules=rules, say=say)
+        else:
+            assert start and end
+            a, b = resolve_track(lib, start)["id"], resolve_track(lib, end)["id"]
+            tracks = pl.path_playlist(lib, a, b, model=model, by=by, rules=rules, say=say)
+    except sim.SimilarError as exc:
+        raise UsageError(str(exc)) from None
+    _write_playlists(tracks, m3u, xspf, relative)
+    if json_out:
+        print_json(tracks)
+        return
+    table = Table()
+    for col in ("#", "step", "artist", "title", "path"):
+        table.add_column(col, overflow="fold")
+    for n, t in enumerate(tracks, 1):
+        step = "" if n == 1 else f"{t['score']:.3f}"
+        artist, title = shown(t.get("artist") or ""), shown(t.get("title") or "")
+        table.add_row(str(n), step, artist, title, shown(t["path"]))
+    print_table(table)
+
+
+def _write_playlists(
+    tracks: list[dict], m3u: Path | None, xspf: Path | None, relative: bool
+) -> None:
+    from mgctag.search.export import ExportError, write_m3u, write_xspf
+
+    try:
+        if m3u:
+            write_m3u(m3u, tracks, relative_to=m3u.parent.resolve() if relative else None)
+        if xspf:
+            write_xspf(xspf, tracks, relative_to=xspf.parent.resolve() if relative else None)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
