@@ -2,8 +2,11 @@
 
 Two tracks are versions of each other when their tags name the same song (the same artist and
 title once both are normalised: case, accents, punctuation, "(Remastered 2011)", "- Radio Edit",
-"feat. X" removed) or when their embeddings are closer than `DUPLICATE_COSINE`, which catches the
-same audio under other tags or none: a transcode, a re-master, an edit.
+"feat. X" removed), or, when the tags of one or both do not name a song, when their embeddings
+are closer than `DUPLICATE_COSINE`, which catches the same audio with no tags or a file name for
+a title: a transcode, a re-master, an edit. Two tracks whose tags name different songs are not
+versions however close they sound: in a big catalogue many different recordings sit that close
+(a million real-ish vectors, docs/scale.md), and a cover is not the original.
 
 `DUPLICATE_COSINE` was chosen on real audio (tools/bench/dupes.py; docs/similar.md, "Versions"):
 94 real recordings and their transcodes, EQ changes and edits (464 tracks) tagged by the default
@@ -25,6 +28,8 @@ import numpy as np
 #: Embeddings (the default tagger's 584-d musicnn + mn04, unit length) at least this close are
 #: taken for versions of one recording (docs/similar.md, "Versions").
 DUPLICATE_COSINE = 0.937
+
+LINKED = 16  # members of a group whose vectors a candidate is compared with
 
 _BRACKETS = re.compile(r"\s*[(\[{][^)\]}]*[)\]}]")
 _VERSION_WORDS = (
@@ -72,19 +77,32 @@ class Group:
     keys: set[tuple[str, str]]
     vectors: np.ndarray  # the members' unit vectors, one row each
     versions: list[Any] = field(default_factory=list)
+    unnamed: int = 0  # members whose tags do not name their song
 
     def holds(self, key: tuple[str, str] | None, vector: np.ndarray, threshold: float) -> bool:
         """Whether a track is a version of any member (single linkage: an edit close to the
-        original is folded even when it is further from a transcode of it)."""
+        original is folded even when it is further from a transcode of it). Only the first
+        `LINKED` members' vectors are compared: a dense region of near-identical tracks must
+        not make each comparison grow with the group."""
         if key is not None and key in self.keys:
             return True
+        if key is not None and self.named:
+            return False  # both sides name their song, and not the same one
         return bool(len(self.vectors) and float(np.max(self.vectors @ vector)) >= threshold)
+
+    @property
+    def named(self) -> bool:
+        """Every member's tags name its song (then only the tags decide)."""
+        return self.unnamed == 0
 
     def add(self, track: Any, key: tuple[str, str] | None, vector: np.ndarray) -> None:
         self.versions.append(track)
         if key is not None:
             self.keys.add(key)
-        self.vectors = np.vstack([self.vectors, vector[None, :]])
+        else:
+            self.unnamed += 1
+        if len(self.vectors) < LINKED:
+            self.vectors = np.vstack([self.vectors, vector[None, :]])
 
 
 class Folding:
@@ -101,7 +119,9 @@ class Folding:
         threshold: float = DUPLICATE_COSINE,
     ) -> None:
         seeds = np.asarray(seed_vectors, np.float32)
-        self.seeds = Group(None, set(seed_keys), seeds.reshape(len(seeds), -1))
+        keys = set(seed_keys)
+        self.seeds = Group(None, keys, seeds if seeds.ndim == 2 else seeds.reshape(1, -1))
+        self.seeds.unnamed = max(len(seeds) - len(keys), 0)
         self.fold, self.threshold = fold, threshold
         self.groups: list[Group] = []
 
@@ -114,7 +134,9 @@ class Folding:
         if self.fold:
             home = next((g for g in self.groups if g.holds(key, vector, self.threshold)), None)
         if home is None:
-            self.groups.append(Group(track, {key} if key else set(), vector[None, :]))
+            self.groups.append(
+                Group(track, {key} if key else set(), vector[None, :], [], key is None)
+            )
         else:
             home.add(track, key, vector)
 
@@ -140,9 +162,11 @@ def version_groups(
     keys: Sequence[tuple[str, str] | None],
     pairs: Iterable[tuple[int, int]],
 ) -> list[list[int]]:
-    """Tracks joined into groups (union-find) by equal keys and by the given close pairs (ids);
-    groups of two or more, largest first, each sorted by id."""
+    """Tracks joined into groups (union-find) by equal keys and by the given close pairs (ids),
+    except a pair whose tags both name a song, different ones; groups of two or more, largest
+    first, each sorted by id."""
     parent = {i: i for i in ids}
+    key_of = dict(zip(ids, keys, strict=True))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -161,7 +185,9 @@ def version_groups(
             join(i, first.setdefault(key, i))
     for a, b in pairs:
         if a in parent and b in parent:
-            join(a, b)
+            ka, kb = key_of[a], key_of[b]
+            if ka is None or kb is None or ka == kb:
+                join(a, b)
     groups: dict[int, list[int]] = {}
     for i in ids:
         groups.setdefault(root(i), []).append(i)
