@@ -8,7 +8,7 @@ size as T changes), mixed with cross-entropy on the hard labels. The stem CNN pa
 penalties and class weights are here too, so every student trains through one loss.
 
 This module is the loss, the teacher targets, the feature cache and a resumable training loop;
-`scripts/train_bundled.py` drives it to reproduce the bundled weights.
+`tools/experiments/train_bundled.py` drives it to reproduce the bundled weights.
 """
 
 from __future__ import annotations
