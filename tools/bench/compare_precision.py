@@ -92,7 +92,8 @@ def main() -> None:
             if item.error or item.skip:
                 print(f"{path.name}: not analysed ({item.error or item.skip})")
                 continue
-            got, sc = {}, {False: {}, True: {}}
+            got: dict[bool, dict[str, list[str]]] = {}
+            sc: dict[bool, dict] = {False: {}, True: {}}
             for bf16 in (n % 2 == 0, n % 2 == 1):  # alternate which precision runs first
                 tagger.musicnn.bf16 = bf16
                 audioset.BF16_MARGIN = 0.0  # raw bf16: no float32 re-run

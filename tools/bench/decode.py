@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mgctag.audio.decode import load, load_windows, probe  # noqa: E402
-from mgctag.audio.segment import plan_windows  # noqa: E402
+from mgctag.audio.decode import load, load_windows, probe
+from mgctag.audio.segment import plan_windows
 from tests.media import AUDIO, encode  # the tests' helper that encodes real audio with PyAV
 
 TRANSCODE = ["flac", "m4a", "alac.m4a", "wav", "aiff", "wma"]

@@ -16,6 +16,7 @@ threads, load average) into its model card under "cost".
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -129,7 +130,7 @@ def main() -> None:
         model = build().eval()
         params = sum(p.numel() for p in model.parameters())
         with torch.inference_mode():
-            lo, med = timings_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
+            lo, med = timings_ms(functools.partial(model, inputs[kind]), args.repeats)
         shape = "x".join(str(s) for s in inputs[kind].shape)
         print(f"| {name} | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | {notes} |")
     for name in args.only or STUDENTS:
@@ -140,7 +141,7 @@ def main() -> None:
         kind = card.preprocessing["input"]
         params = sum(p.numel() for p in model.parameters())
         with torch.inference_mode():
-            lo, med = timings_ms(lambda m=model, k=kind: m(inputs[k]), args.repeats)
+            lo, med = timings_ms(functools.partial(model, inputs[kind]), args.repeats)
         shape = "x".join(str(s) for s in inputs[kind].shape)
         print(f"| {name} (bundled) | {params:,} | {lo:.1f} | {med:.1f} | {kind} {shape} | "
               f"{card.arch}, {len(card.labels)} genres |")  # fmt: skip

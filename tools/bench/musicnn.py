@@ -97,6 +97,7 @@ class TfProcess:
         self.version = json.loads(self._readline())["ready"]
 
     def _readline(self) -> str:
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE)
         while True:
             line = self.proc.stdout.readline()
             if not line:
@@ -105,12 +106,14 @@ class TfProcess:
                 return line
 
     def run(self, batch_path: Path, reps: int) -> tuple[list[float], float, np.ndarray]:
+        assert self.proc.stdin is not None  # Popen(stdin=PIPE)
         self.proc.stdin.write(f"run {reps} {batch_path}\n")
         self.proc.stdin.flush()
         reply = json.loads(self._readline())
         return reply["times"], reply["cpu"], np.load(str(batch_path) + ".out.npy")
 
     def close(self) -> None:
+        assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
         self.log.close()
@@ -179,7 +182,7 @@ def bench(args: argparse.Namespace, model: str) -> list[dict]:
     cpu: dict[str, float] = {}
     outputs: dict[str, np.ndarray] = {}
     variants = port_variants(model)
-    tf_name = f"TensorFlow {tf.version} original graph float32" if tf else None
+    tf_name = f"TensorFlow {tf.version} original graph float32" if tf else ""
     try:
         for _ in range(args.rounds):
             if tf:

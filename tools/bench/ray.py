@@ -13,6 +13,7 @@ seconds per track.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -37,7 +38,8 @@ class Clock(pipeline.Progress):
     """When analysed tracks arrive: the first one's time includes every model load."""
 
     def __init__(self) -> None:
-        self.analysing, self.times = False, []
+        self.analysing = False
+        self.times: list[float] = []
 
     def stage(self, name: str, total: int) -> None:
         self.analysing = name == "analysing"
@@ -69,7 +71,7 @@ def main() -> None:
         folder = Path(tmp) / "Music"
         build_folder(folder, args.tracks)
         t0 = time.perf_counter()
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         print(
             f"ray.init (local cluster, {ray.cluster_resources()['CPU']:.0f} CPUs): "
             f"{time.perf_counter() - t0:.1f} s, outside the timings"

@@ -9,6 +9,7 @@ One real minute (librosa's Vibe Ace at 16 kHz); best of 5 `time.process_time` ru
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
 
@@ -44,7 +45,7 @@ def main() -> None:
     for width, name in ((1, "slim"), (2, "wide")):
         net = SwishNet(3, width=width).eval()
         rows[f"SwishNet {name}, network (1 s context)"] = best(
-            lambda net=net: swishnet_frame_logits(net, x, 62)
+            functools.partial(swishnet_frame_logits, net, x, 62)
         )
     mn04, _ = load_model("audioset_mn04")
     y32 = decode.convert(y, SR, 32000)

@@ -96,9 +96,10 @@ def bench_sdr(names: list[str], limit: int | None, out: Path | None) -> dict:
             est = sep.separate(stems["mixture"], sr)
             for s in STEMS:
                 v = sdr(stems[s], est[s])
-                if v is not None:
+                base = sdr(stems[s], stems["mixture"] / 4)
+                if v is not None and base is not None:  # both None when the stem is silent
                     scores[s].append(v)
-                    baseline[s].append(sdr(stems[s], stems["mixture"] / 4))
+                    baseline[s].append(base)
         results[name] = {s: summarise(scores[s]) | {"n": len(scores[s])} for s in STEMS}
         results["mix/4"] = {s: summarise(baseline[s]) for s in STEMS}
         print(name, json.dumps(results[name]))
@@ -112,11 +113,14 @@ def bench_sum_snr(names: list[str], limit: int | None) -> None:
     files = sorted(MUSDB_TRAIN.glob("*.stem.mp4"))[:limit]
     for name in names:
         sep = make(name)
-        values = []
+        values: list[float] = []
         for f in files:
             mix = read_stem_mp4(f)[0]["mixture"]
             residual = mix - sum(sep.separate(mix, 44100).values())
-            values.append(sdr(mix, mix - residual))
+            snr = sdr(mix, mix - residual)
+            if snr is None:  # a silent mixture: nothing to compare
+                continue
+            values.append(snr)
             print(f"{f.name}: {values[-1]:.1f} dB", flush=True)
         stats = json.dumps(summarise(values) | {"n": len(values)})
         print(f"{name}: sum of stems vs mix, SNR dB: {stats}")

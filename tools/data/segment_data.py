@@ -20,6 +20,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def _files(root: Path, exclude: tuple[str, ...] = ()) -> list[Path]:
 
 def sources() -> list[dict]:
     """Every source file: path, class, split, origin (package or collection)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for root in sorted((DATA / "speech-en").glob("usr/share/asterisk/sounds/*")) + sorted(
         (DATA / "speech").glob("usr/share/asterisk/sounds/*")
     ):

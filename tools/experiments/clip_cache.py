@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,8 @@ def analyse(
         if musicnn:
             row.update(_musicnn(decode.convert(w.audio, AT_RATE, 16000)))
         rows.append(row)
-    out = {"offsets": np.array([w.offset for w in chosen], np.float64)}
+    # Any: numpy's stub checks **arrays against savez's allow_pickle: bool as well
+    out: dict[str, Any] = {"offsets": np.array([w.offset for w in chosen], np.float64)}
     out["silent"] = np.array([w.silent for w in chosen], bool)
     for key in rows[0] if rows else ():
         out[key] = np.stack([r[key] for r in rows]).astype(np.float32)

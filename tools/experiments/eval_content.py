@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mgctag.audio.decode import DecodeError, probe  # noqa: E402
-from mgctag.content import MUSIC, ContentGate, track_class  # noqa: E402
-from mgctag.genres import default_map  # noqa: E402
-from mgctag.models.registry import load_model  # noqa: E402
+from mgctag.audio.decode import DecodeError, probe
+from mgctag.content import MUSIC, ContentGate, track_class
+from mgctag.genres import default_map
+from mgctag.models.registry import load_model
 from tools.experiments.clip_cache import analyse
 from tools.experiments.eval_genres import EXTRA
 from tools.paths import AUDIO
@@ -62,7 +62,8 @@ def main() -> None:
     print("| set | files | should | skipped (shipped floors) | of them silent | unreadable |"
           + "".join(f" skipped @ {f} |" for f in floors))  # fmt: skip
     print("|---|---:|---|---:|---:|---:|" + "---:|" * len(floors))
-    details, passed = {}, {name: [] for name in sets}
+    details: dict[str, tuple[list[str], np.ndarray]] = {}
+    passed: dict[str, list[str]] = {name: [] for name in sets}
     for name, (paths, is_music) in sets.items():
         evidence, skipped, unreadable, silent = [], [], 0, 0
         sweep = {f: 0 for f in floors}
@@ -97,7 +98,7 @@ def main() -> None:
         )
     print("\nPer-window music evidence (strongest of Music, singing/rapping, genre classes):")
     for name, (_, ev) in details.items():
-        q = np.quantile(ev, [0, 0.01, 0.05, 0.5, 0.95, 0.99, 1]) if ev.size else []
+        q = np.quantile(ev, [0, 0.01, 0.05, 0.5, 0.95, 0.99, 1]) if ev.size else np.zeros(0)
         print(
             f"- {name}: {ev.size} windows; min/1/5/50/95/99 %/max "
             + " ".join(f"{v:.3f}" for v in q)

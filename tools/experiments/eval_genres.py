@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
-from mgctag.genres import (  # noqa: E402
+from mgctag.genres import (
     blend_scores,
     combine_models,
     default_map,
@@ -43,7 +43,7 @@ from mgctag.genres import (  # noqa: E402
     mean_tag_probs,
     select_genres,
 )
-from mgctag.models.registry import load_model  # noqa: E402
+from mgctag.models.registry import load_model
 from mgctag.models.tagger import StudentTagger
 from tools.experiments.clip_cache import analyse
 from tools.paths import AUDIO
@@ -207,10 +207,10 @@ def scorer(choice: Choice, train: list[Track]) -> Callable[[Track], Scores]:
     """Track -> combined genre scores under a choice, calibration fitted on `train`."""
     if choice.rule == "musicnn+crnn":
         return lambda t: blend_scores(t.musicnn, t.crnn, CRNN_WEIGHT)
+    cm: Callable[[Scores], Scores] = dict
+    ca: Callable[[Scores], Scores] = dict
     if choice.calibration == "platt":
         cm, ca = Platt.fit(train, "musicnn"), Platt.fit(train, "mn04")
-    else:
-        cm = ca = dict
     return lambda t: combine(choice.rule, cm(t.musicnn), ca(t.mn04), choice.weight)
 
 
@@ -268,7 +268,8 @@ def cross_validate(
 ) -> tuple[list[dict[str, float]], dict[Choice, int], list[list[str] | None]]:
     groups = sorted({t.group for t in tracks})
     rng = np.random.default_rng(0)
-    results, chosen = [], {}
+    results: list[dict[str, float]] = []
+    chosen: dict[Choice, int] = {}
     for _ in range(repeats):
         ids = dict(zip(groups, rng.permutation(len(groups)), strict=True))
         g = np.array([ids[t.group] for t in tracks])

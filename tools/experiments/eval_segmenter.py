@@ -31,14 +31,16 @@ import pickle
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from mgctag.audio import decode  # noqa: E402
-from mgctag.content import MUSIC, SPEECH  # noqa: E402
-from mgctag.models.registry import load_model  # noqa: E402
-from mgctag.segments.detector import (  # noqa: E402
+from mgctag.audio import decode
+from mgctag.content import MUSIC, SPEECH
+from mgctag.models.registry import load_model
+from mgctag.models.swishnet import SwishNet
+from mgctag.segments.detector import (
     CLASSES,
     FPS,
     HOP,
@@ -50,7 +52,7 @@ from mgctag.segments.detector import (  # noqa: E402
     smooth,
     swishnet_frame_logits,
 )
-from mgctag.train import segmenter as seg  # noqa: E402
+from mgctag.train import segmenter as seg
 from tools.experiments.train_segmenter import DATA, clips, standardisation, stream
 
 MEANS = {"noise": 5.0, "speech": 10.0, "music": 12.0}
@@ -104,7 +106,10 @@ def synth_set(split: str, count: int, seed: int) -> list[tuple[np.ndarray, np.nd
 class SwishMethod:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.model, self.card = load_model(DATA / "models" / f"{name}.safetensors")
+        model, self.card = load_model(DATA / "models" / f"{name}.safetensors")
+        if not isinstance(model, SwishNet):
+            raise SystemExit(f"{name}: not a SwishNet ({type(model).__name__})")
+        self.model = model
         pre = self.card.preprocessing
         self.mean = np.asarray(pre["standardize"]["mean"], np.float32)
         self.std = np.asarray(pre["standardize"]["std"], np.float32)
@@ -231,7 +236,7 @@ def frame_scores(method, data: list[tuple[np.ndarray, np.ndarray]]) -> list[np.n
     return [method.frames(y) for y, _ in data]
 
 
-def score(scores: list[np.ndarray], data, median_s: float) -> dict[str, float]:
+def score(scores: list[np.ndarray], data, median_s: float) -> dict[str, Any]:
     """Frame accuracy and per-class recall over the scored (non-silent) frames."""
     pred, truth = [], []
     for s, (_, t) in zip(scores, data, strict=True):
@@ -243,7 +248,7 @@ def score(scores: list[np.ndarray], data, median_s: float) -> dict[str, float]:
     # right and scored frames per file: for a bootstrap over files of one method against another
     per_file = [[int((a == b).sum()), len(b)] for a, b in zip(pred, truth, strict=True)]
     p, t = np.concatenate(pred), np.concatenate(truth)
-    out = {"frame_acc": float((p == t).mean()), "per_file": per_file}
+    out: dict[str, Any] = {"frame_acc": float((p == t).mean()), "per_file": per_file}
     out |= {f"recall_{c}": float((p[t == k] == k).mean()) for k, c in enumerate(CLASSES)}
     # rows: true speech / music / noise; columns: the share called speech / music / noise
     out["confusion"] = [
@@ -284,7 +289,7 @@ def mn04_cpu_10s(gate: Mn04Gate, y: np.ndarray, reps: int = 3) -> float:
 
 def table(paths: list[Path]) -> str:
     """The markdown table of one or more result files (methods in the order found)."""
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for p in paths:
         rows |= {k: v for k, v in json.loads(p.read_text()).items() if k != "synthetic"}
     head = (
@@ -390,7 +395,7 @@ def main() -> None:
             }
         vs = frame_scores(m, val)
         tuned = {med: score(vs, val, med)["frame_acc"] for med in MEDIANS_S}
-        med = max(tuned, key=tuned.get)
+        med = max(tuned, key=tuned.__getitem__)
         t0 = time.time()
         ts = frame_scores(m, test)
         r["synthetic_wall_s"] = round(time.time() - t0, 1)

@@ -33,6 +33,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,7 +135,9 @@ def cached_rows(
             row["mn04"] = emb
     cache.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
-    np.savez(tmp, **{f"{i}/{k}": v for i, r in enumerate(rows) for k, v in r.items()})
+    # Any: numpy's stub checks **arrays against savez's allow_pickle: bool as well
+    arrays: dict[str, Any] = {f"{i}/{k}": v for i, r in enumerate(rows) for k, v in r.items()}
+    np.savez(tmp, **arrays)
     tmp.replace(file)
     return rows
 
@@ -233,7 +236,9 @@ def summarise(q: dict, k: int = 10) -> dict[str, float]:
     }
 
 
-def paired_ci(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, ...]:
+def paired_ci(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of a - b over the same queries with a 95 % bootstrap interval (queries resampled)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
@@ -331,7 +336,7 @@ def neighbours(args: argparse.Namespace) -> dict:
 # --- features for learning curves ---------------------------------------------------------------
 
 
-def musdb_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
+def musdb_features(args: argparse.Namespace) -> dict[str, Any]:
     """The 70 previews: one window of the whole 7 s mixture (stream 0), labelled by genres.csv."""
     tagger, separator = _models(args.separator)
     with open(MUSDB / "genres.csv", newline="", encoding="utf-8") as f:
@@ -349,7 +354,7 @@ def musdb_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
     return _pack(names, [genre[n] for n in names], groups, vecs)
 
 
-def corpus_features(args: argparse.Namespace) -> dict[str, np.ndarray]:
+def corpus_features(args: argparse.Namespace) -> dict[str, Any]:
     """Corpus tracks with both excerpts' patches pooled, labelled by package, grouped by file."""
     tracks = embed_corpus(args)
     names = [t["path"] for t in tracks]

@@ -22,6 +22,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -47,7 +48,7 @@ def main() -> None:
             setattr(np, alias, builtin)
     vstack = np.vstack  # pyannote.algorithms 0.8's Viterbi passes it a generator
 
-    def vstack_any(arrays, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def vstack_any(arrays: Any, *args: Any, **kwargs: Any) -> Any:
         return vstack(list(arrays), *args, **kwargs)
 
     np.vstack = vstack_any  # type: ignore[assignment]

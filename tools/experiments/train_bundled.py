@@ -27,6 +27,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -480,7 +481,7 @@ def cmd_datacard(args: argparse.Namespace) -> None:
     Licences come from each package's debian/copyright (`--licences DIR` holds them, one
     PACKAGE.copyright each): the distinct `License:` fields, most frequent first.
     """
-    rows: dict[str, list[float]] = {}
+    rows: dict[str, list[Any]] = {}  # tracks, hours, patches
     listed = {str(f) for f in training_files(0)}
     for f in cached(cache_root(args) / "train"):
         with np.load(f) as z:
@@ -612,7 +613,9 @@ def track_hits(sources: list[str], scores: list[dict[str, float]],
         label = labels[Path(source).name]
         written = written_genres(sc, chosen_by)
         right = [genre_sanity.hit(label, [g]) for g in written]
-        out.append((bool(right[:1]) and right[0], any(right), float(np.mean(right or [0.0]))))
+        out.append(
+            (bool(right[:1]) and right[0], any(right), float(np.mean(right)) if right else 0.0)
+        )
     return out
 
 
@@ -725,10 +728,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         ckpt = Path(args.cache_dir) / "checkpoints" / f"{name}-{cache_root(args).name}.safetensors"
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+
+        def log(s: str, n: str = name) -> None:
+            print(f"{n}: {s}", flush=True)
+
         history = distill.train_student(
-            model, (x_train, train.teacher, train.labels), val_set, cfg, ckpt,
-            log=lambda s, n=name: print(f"{n}: {s}", flush=True),
-        )  # fmt: skip
+            model, (x_train, train.teacher, train.labels), val_set, cfg, ckpt, log=log
+        )
         metrics = check_metrics(model, val, check, prep, classes)
         metrics["train_seconds"] = round(time.perf_counter() - t0)
         print(f"{name}: {json.dumps(metrics)}")

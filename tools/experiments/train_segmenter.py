@@ -21,6 +21,7 @@ import pickle
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +93,7 @@ def train_swishnet(a: argparse.Namespace) -> None:
     train, val = clips("train", a.context, mean, std), clips("val", a.context, mean, std)
     name = model_name(a.width, a.context, a.distill, a.augment)
     model = SwishNet(n_classes=3, n_mfcc=N_MFCC, width=a.width)
-    best = {"acc": -1.0}
+    best: dict[str, Any] = {"acc": -1.0}
     t0 = time.time()
     alpha = a.alpha if a.distill else 0.0
 
