@@ -84,8 +84,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 # --- teacher targets --------------------------------------------------------------------------
 
-TEACHERS = MUSICNN_MODELS
-
 
 def teacher_classes(gmap: GenreMap, teacher_labels: Mapping[str, Sequence[str]]) -> list[str]:
     """The canonical genres some teacher tag maps to, in taxonomy order: the students' classes."""
@@ -292,20 +290,6 @@ class PatchSet:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def subset(self, mask: np.ndarray) -> PatchSet:
-        idx = torch.from_numpy(np.flatnonzero(mask))
-        kept = np.unique(self.track[mask])
-        remap = np.full(len(self.sources), -1)
-        remap[kept] = np.arange(len(kept))
-        return PatchSet(
-            {k: v[idx] for k, v in self.inputs.items()},
-            self.teacher[idx],
-            self.labels[idx],
-            remap[self.track[mask]],
-            [self.sources[i] for i in kept],
-            None if self.window is None else self.window[mask],
-        )
 
 
 def load_patches(

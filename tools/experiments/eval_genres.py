@@ -122,7 +122,7 @@ def load_tracks(audio: Path) -> list[Track]:
                 group,
                 combine_models(per_model, gmap),
                 gmap.genre_scores(mean_tag_probs(out["mn04"], at_labels)),
-                crnn.genre_shares(out["crnn"].mean(0)),
+                genre_shares(crnn, out["crnn"].mean(0)),
                 source,
             )
         )
@@ -135,6 +135,18 @@ def load_tracks(audio: Path) -> list[Track]:
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def genre_shares(student: StudentTagger, probs: np.ndarray) -> dict[str, float]:
+    """One softmax row as genre → share of the genre outputs (not-music outputs left out)."""
+    content = set((student.card.outputs.get("content_classes") or {}).values())
+    shares = {
+        g: float(p)
+        for g, p in zip(student.labels[student.name], probs, strict=True)
+        if g not in content
+    }
+    total = sum(shares.values()) or 1.0
+    return {g: p / total for g, p in shares.items()}
 
 
 @dataclass

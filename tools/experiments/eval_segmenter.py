@@ -52,7 +52,7 @@ from mgctag.segments.detector import (
     smooth,
     swishnet_frame_logits,
 )
-from mgctag.train import segmenter as seg
+from tools.experiments import segmenter_training as seg
 from tools.experiments.train_segmenter import DATA, clips, standardisation, stream
 
 MEANS = {"noise": 5.0, "speech": 10.0, "music": 12.0}

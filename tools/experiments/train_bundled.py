@@ -47,7 +47,7 @@ from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 from mgctag.models.inputs import select_input
 from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
-from mgctag.models.tagger import prepare_input, student_decision
+from mgctag.models.tagger import MUSICNN_MODELS, prepare_input, student_decision
 from mgctag.separate import get_separator
 from mgctag.train import distill
 from tools.experiments import genre_sanity  # the hit rule, shared
@@ -151,6 +151,8 @@ STUDENTS: dict[str, dict] = {
 STUDENT_SELECTION = selection(DEFAULT_TAGGER)
 # corpus packages held out of training: teacher agreement is measured on them (grouped by package,
 # so no soundtrack is both trained on and tested on)
+TEACHERS = MUSICNN_MODELS  # the musicnn pair whose genre judgement the students learn
+
 HOLDOUT = ("nexuiz-music", "singularity-music", "speech-streams/ktuberling-en", "noise/pingus-data")
 
 
@@ -375,6 +377,22 @@ def check_metrics(model, val: distill.PatchSet, check: distill.PatchSet, prep: d
     return metrics
 
 
+def subset(data: distill.PatchSet, mask: np.ndarray) -> distill.PatchSet:
+    """The patches under `mask`, their tracks renumbered (sources keep only the tracks left)."""
+    idx = torch.from_numpy(np.flatnonzero(mask))
+    kept = np.unique(data.track[mask])
+    remap = np.full(len(data.sources), -1)
+    remap[kept] = np.arange(len(kept))
+    return distill.PatchSet(
+        {k: v[idx] for k, v in data.inputs.items()},
+        data.teacher[idx],
+        data.labels[idx],
+        remap[data.track[mask]],
+        [data.sources[i] for i in kept],
+        None if data.window is None else data.window[mask],
+    )
+
+
 def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     """(train, held-out val, MUSDB check) PatchSets from the cache."""
     root = cache_root(args)
@@ -383,7 +401,7 @@ def load_split(args: argparse.Namespace, gmap: GenreMap, classes: list[str]):
     data = distill.load_patches(files, labels, gmap, classes)
     check = distill.load_patches(cached(root / "check"), labels, gmap, classes)
     held = np.array([package_of(s) in args.holdout for s in data.sources])
-    return data.subset(~held[data.track]), data.subset(held[data.track]), check
+    return subset(data, ~held[data.track]), subset(data, held[data.track]), check
 
 
 def training_cache(root: Path, min_patches: int) -> list[Path]:
@@ -416,7 +434,7 @@ def combined_track_scores(files: list[Path], gmap: GenreMap,
             decision = decide(gate, windows, np.arange(len(windows)))
             rows = np.isin(z["window"], decision.genre_windows)
             musicnn = combine_models({m: mean_tag_probs(z[f"teacher.{m}"][rows], labels[m])
-                                      for m in distill.TEACHERS}, gmap)  # fmt: skip
+                                      for m in TEACHERS}, gmap)  # fmt: skip
             mn04 = gmap.genre_scores(mean_tag_probs(windows[decision.genre_windows], net_labels))
         out.append(mean_scores([musicnn, mn04]))
     return out
@@ -441,12 +459,12 @@ def cmd_stemtest(args: argparse.Namespace) -> None:
     results: dict[str, list[dict]] = {v: [] for v in variants}
     rng = np.random.default_rng(0)
     for i, (train_idx, test_idx) in enumerate(folds):
-        train = data.subset(np.isin(data.track, train_idx))
+        train = subset(data, np.isin(data.track, train_idx))
         if args.train_patches and len(train) > args.train_patches:  # the limited-data setting
             keep = np.zeros(len(train), bool)
             keep[rng.choice(len(train), args.train_patches, replace=False)] = True
-            train = train.subset(keep)
-        test = data.subset(np.isin(data.track, test_idx))
+            train = subset(train, keep)
+        test = subset(data, np.isin(data.track, test_idx))
         for variant, (kind, channels) in variants.items():
             prep = preprocessing(kind, train, "cascade")
             model = ARCHITECTURES["stemcnn"](n_classes=len(classes), in_channels=channels,
@@ -528,7 +546,7 @@ def cmd_teacher(args: argparse.Namespace) -> None:
         name, chosen_by = DEFAULT_TAGGER, selection(DEFAULT_TAGGER)
     else:
         scores = teacher_track_scores(files, gmap)
-        name, chosen_by = "+".join(distill.TEACHERS), selection("musicnn")
+        name, chosen_by = "+".join(TEACHERS), selection("musicnn")
     print(json.dumps({"teacher": name, **hit_rates(sources, _rankings(scores)),
                       **written_rates(sources, scores, chosen_by)}))  # fmt: skip
     train, val, check = load_split(args, gmap, classes)
@@ -812,10 +830,10 @@ def teacher_card(args: argparse.Namespace) -> dict:
     """The card's account of the teacher and its targets."""
     if args.teacher == "musicnn":
         return {
-            "teachers": list(distill.TEACHERS),
+            "teachers": list(TEACHERS),
             "teacher_targets": "musicnn tag probabilities -> canonical genres (mgctag.genres)",
         }
-    return {"teachers": [*distill.TEACHERS, AUDIOSET_MODEL], "teacher_tagger": DEFAULT_TAGGER,
+    return {"teachers": [*TEACHERS, AUDIOSET_MODEL], "teacher_tagger": DEFAULT_TAGGER,
             "teacher_targets": "per 3 s patch: genres.mean_scores of musicnn's genre scores (the "
             "patch) and mn04's (its 10 s window), normalised; windows the content gate calls "
             f"speech or other sound put {distill.NOT_MUSIC_TARGET} of the mass on "

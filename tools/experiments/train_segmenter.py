@@ -29,8 +29,8 @@ import torch
 from mgctag.models.registry import ModelCard, save_model
 from mgctag.models.swishnet import SwishNet
 from mgctag.segments.detector import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
-from mgctag.train import segmenter as seg
 from mgctag.train.distill import DistillConfig
+from tools.experiments import segmenter_training as seg
 from tools.paths import WEIGHTS
 
 DATA = Path(os.environ.get("MGCTAG_SEGDATA", "/work/data/segdata"))  # tools.data.segment_data --out

@@ -1,6 +1,9 @@
 """Training the speech / music / noise detector and its baselines (issue 13, the SwishNet paper).
 
-Data are one stream per split and class (tools/data/segment_data.py): MFCC frames, a silence mask
+Only the tools train the detector (train_segmenter, eval_segmenter), so this lives beside them,
+not in the package (formerly mgctag/train/segmenter.py).
+
+Data are one stream per split and class (tools.data.segment_data): MFCC frames, a silence mask
 and the teacher's (mn04) probabilities per 1 s window at a 0.5 s hop. From them come clips of a
 context length (0.5, 1 or 2 s) with their class, the teacher's soft target and the stream they
 come from. SwishNet learns from clips through `distill.distillation_loss` (alpha = 0: the hard
