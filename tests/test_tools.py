@@ -75,7 +75,7 @@ def helps() -> dict[str, list]:
 def test_the_tools_are_found() -> None:
     names = {name for name, _ in MODULES}
     assert {"tools.bench.tag", "tools.convert.musicnn", "tools.fetch_htdemucs"} <= names
-    assert len([n for n, runnable in MODULES if runnable]) >= 39
+    assert len([n for n, runnable in MODULES if runnable]) >= 41
 
 
 @pytest.mark.parametrize(("name", "runnable"), MODULES, ids=[n for n, _ in MODULES])

