@@ -15,7 +15,7 @@ from mgctag.models.audioset import CombinedTagger, choice_margin
 from mgctag.models.inputs import InputPlan, prepare
 
 MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
-# Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)
+# Milk Cow Blues: raw bfloat16 swaps the two written genres (tools/bench/compare_precision.py)
 CLIPS = ["Angela Thomas Wade - Milk Cow Blues", "Music Delta - Grunge", "ANiMAL - Clinic A"]
 
 
