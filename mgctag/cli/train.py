@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from mgctag.cli.output import (
 )
 from mgctag.errors import UsageError
 from mgctag.options import TRAIN, TagOptions
+
+if TYPE_CHECKING:
+    from mgctag.library.db import Library
 
 StemsOption = Annotated[
     str,
@@ -65,7 +68,7 @@ def _training_errors() -> type[Exception]:
 MinCountOption = Annotated[int, typer.Option(help="Leave out genres with fewer labelled tracks.")]
 
 
-def _refresh(lib: Any) -> list[tuple[str, str]]:
+def _refresh(lib: Library) -> list[tuple[str, str]]:
     """Files retagged since the last scan are read again before their labels are used (the
     labels are the tags the files hold now); says how many. Returns the files that failed."""
     from mgctag.train import workflow
