@@ -156,6 +156,25 @@ TAG = {o.name: o for o in TAG_OPTIONS}
 TAG_DEFAULTS: dict[str, object] = {o.name: o.default for o in TAG_OPTIONS}
 
 
+@dataclass(frozen=True)
+class TrainDefaults:
+    """The defaults `labels`, `train` and `eval` share (and `mgctag.train` takes when called
+    from Python), so a head measured by `eval` is measured the way `train` measured it.
+
+    Five grouped folds, not the ten of the papers' GTZAN protocol: a personal library often has
+    few artists, folds are grouped by artist, and ten folds of a few dozen tracks test one or two
+    artists each (`eval --folds 10` still runs the papers' protocol)."""
+
+    folds: int = 5  # grouped k-fold: train's evaluation before the final fit, eval's kfold
+    min_count: int = 5  # a genre with fewer labelled tracks is left out
+    trials: int = 50  # eval --protocol trials: random grouped hold-outs
+    test_size: float = 0.2  # each trial's (and train --arch's) held-out share
+    epochs: int = 20  # --arch: passes over the training patches
+
+
+TRAIN = TrainDefaults()
+
+
 def expand_model(name: str) -> str:
     """A model given as a path (`~/models/mine.safetensors`, `$HOME/...`) with ~ and variables
     expanded; a model name as it is."""

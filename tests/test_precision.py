@@ -10,6 +10,7 @@ import media
 import pytest
 
 from mgctag.genres import default_map, select_genres
+from mgctag.library.rows import Track
 from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
 from mgctag.models.inputs import InputPlan, prepare
@@ -56,7 +57,7 @@ def test_guarded_bf16_writes_the_float32_genres_on_real_clips(
     monkeypatch.setattr(audioset, "BF16_MARGIN", 0.012)
     media.need(MUSDB)
     for clip in CLIPS:
-        item = prepare({"path": str(MUSDB / f"{clip}.stem.mp4")}, plan)
+        item = prepare(Track.of_file(MUSDB / f"{clip}.stem.mp4"), plan)
         got = {}
         for bf16 in (False, True):
             tagger.musicnn.bf16 = bf16

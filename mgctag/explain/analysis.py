@@ -32,6 +32,7 @@ from mgctag.content import ContentDecision, decide, skip_reason
 from mgctag.errors import MgctagError, UsageError
 from mgctag.genres import GenreMap, default_map, mean_scores, mean_tag_probs
 from mgctag.genres import select_genres as _select
+from mgctag.library.rows import Track
 from mgctag.models.inputs import InputPlan, TrackInput, prepare
 from mgctag.separate.base import STEMS
 
@@ -165,7 +166,7 @@ def explain_file(
     seconds["load"] = _lap(clock)
     say("analysing")
     plan = InputPlan((tagger.inputs,))
-    item = prepare({"path": str(path), "duration": info.duration}, plan)
+    item = prepare(Track.of_file(path, info.duration), plan)
     if item.error or item.skip:
         raise MgctagError(item.error or item.skip or "", path)
     y32 = _load(path, AT_RATE)
@@ -285,9 +286,9 @@ def timeline_input(y32: np.ndarray, y16: np.ndarray, seconds: float) -> TrackInp
 def waveform_input(
     windows32: Sequence[np.ndarray], windows16: Sequence[np.ndarray], offsets: Sequence[float]
 ) -> TrackInput:
-    """A `TrackInput` as `audio.inputs.prepare` makes it for the default tagger, from audio."""
+    """A `TrackInput` as `models.inputs.prepare` makes it for the default tagger, from audio."""
     per_window = [features.patches(features.log_mel(y, features.SR)) for y in windows16]
-    item = TrackInput({"path": ""})
+    item = TrackInput(Track.of_file(""))
     item.features = {
         f"waveform@{AT_RATE}": list(windows32),
         "offsets": list(offsets),

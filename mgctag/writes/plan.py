@@ -3,14 +3,12 @@ line and the beets plugin share (`plan_track`), read from the library once per t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from mgctag.content import skip_reason
 from mgctag.genres import select_genres
 from mgctag.library.db import Library
-from mgctag.library.rows import StoredPrediction
+from mgctag.library.rows import StoredPrediction, Track
 from mgctag.models import catalog
 from mgctag.options import TagOptions
 
@@ -36,11 +34,11 @@ class Skip:
     analysed: bool = True
 
 
-def plan_track(lib: Library, track: Mapping[str, Any] | Any, opts: TagOptions) -> Plan | Skip:
+def plan_track(lib: Library, track: Track, opts: TagOptions) -> Plan | Skip:
     """The genres to write for `track` under `opts`, or why none: the content gate did not hear
     music (unless --content all), the track was never analysed (too short or silent), or no genre
     is confident enough. The stored predictions are read once."""
-    track_id, path = int(track["id"]), str(track["path"])
+    track_id, path = track.id, track.path
     pred = lib.get_predictions(track_id).get(opts.model)
     content = pred.content if pred else None
     if content is not None and opts.content != "all" and (reason := skip_reason(content)):

@@ -48,7 +48,7 @@ def write_tags(
         if stop:
             break
         progress.advance()
-        if track["path"] in failed:  # counted once, as failed, never also as skipped
+        if track.path in failed:  # counted once, as failed, never also as skipped
             continue
         plan = plan_track(lib, track, opts)
         if isinstance(plan, Skip):
@@ -121,7 +121,7 @@ def _write_one(
 
 def _clean_stale_temps(tracks: Sequence[Track]) -> None:
     """Remove temporary copies a killed mgctag left beside these tracks (old enough to be dead)."""
-    for folder in sorted({os.path.dirname(t["path"]) for t in tracks}):
+    for folder in sorted({os.path.dirname(t.path) for t in tracks}):
         try:
             tags.cleanup_stale_temps(folder, recursive=False)
         except OSError:

@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 from mgctag.genres import GenreMap, default_map, select_genres  # noqa: E402
+from mgctag.library.rows import Track  # noqa: E402
 from mgctag.models import (
     audioset,  # noqa: E402
     catalog,  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
     for d in args.dirs:
         files = sorted(p for p in d.rglob("*") if p.suffix.lower() in AUDIO)
         for path in files[: args.limit or None]:
-            item = prepare({"path": str(path)}, plan)
+            item = prepare(Track.of_file(path), plan)
             if item.error or item.skip:
                 print(f"{path.name}: not analysed ({item.error or item.skip})")
                 continue

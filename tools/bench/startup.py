@@ -18,7 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-COMMANDS = {"--help": ["--help"], "runs": ["runs"], "--version": ["--version"]}
+COMMANDS = {
+    "--help": ["--help"],
+    "tag --help": ["tag", "--help"],
+    "runs": ["runs"],
+    "--version": ["--version"],
+}
 PROBE = (
     "import sys\nfrom mgctag.cli import run\ntry:\n    run(sys.argv[1:])\nexcept SystemExit:\n"
     "    pass\nsys.stderr.write('torch imported\\n' if 'torch' in sys.modules else '')"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mgctag.library.rows import Track
 from mgctag.search.map import layout_2d, map_html
 from tools.paths import MUSDB
 
@@ -142,14 +143,17 @@ def musdb_map(dest: Path) -> Path:
 
     with open(MUSDB / "genres.csv", newline="") as f:
         genres = {r["file"]: r["genre"] for r in csv.DictReader(f)}
-    feats, records = [], []
+    feats: list[np.ndarray] = []
+    records: list[Track] = []
     for name in sorted(genres):
         c = mfcc(load(MUSDB / "train" / name, 16000))
         feats.append(np.concatenate([c.mean(0), c.std(0)]))
         artist, title = name.removesuffix(".stem.mp4").split(" - ", 1)
-        records.append({"artist": artist, "title": title, "genres": [genres[name]]})
-        records[-1]["path"] = str(MUSDB / "train" / name)
-    records[0]["title"] = EVIL
+        title = EVIL if not records else title
+        path = str(MUSDB / "train" / name)
+        records.append(
+            Track(len(records) + 1, path, artist=artist, title=title, genres=[genres[name]])
+        )
     x = np.asarray(feats, dtype=np.float32)
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     return map_html(layout_2d(x, threads=1), records, dest, title="MUSDB18 previews <check>")
