@@ -23,7 +23,7 @@ import torch
 
 from mgctag.audio.features import efficientat_mel
 from mgctag.content import ContentDecision, ContentGate, decide
-from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
+from mgctag.genres import GenreMap, average_known, default_scores, mean_tag_probs
 from mgctag.models.inputs import InputSpec, TrackInput
 from mgctag.models.names import AUDIOSET_MODEL, builtin_selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
@@ -189,14 +189,15 @@ class CombinedTagger:
         decision = decide(self.net.gate(gmap), probs, output.extra["offsets"])
         audioset = audioset_row(AUDIOSET_MODEL, self.net.labels, output, decision, gmap)
         rows = patch_rows(output.extra["mel_windows"], decision.genre_windows)
-        musicnn_genres = self.musicnn_scores(output, rows, gmap)
-        genres = mean_scores([musicnn_genres, dict(audioset.genres)])
+        per_vocabulary = self.vocabulary_scores(output, rows, gmap)
+        per_vocabulary[AUDIOSET_MODEL] = dict(audioset.genres)
+        genres = default_scores(per_vocabulary)
         embedding = unit_mean(
             np.concatenate([musicnn.embeddings["mix"], audioset.embeddings["mix"]])[None]
         )
         combined = Prediction(
             self.name,
-            {},
+            {name: _rounded(scores) for name, scores in per_vocabulary.items()},
             ranked(genres),
             {"mix": embedding},
             content=decision.content,
@@ -204,17 +205,26 @@ class CombinedTagger:
         )
         return [musicnn, audioset, combined]
 
+    def vocabulary_scores(
+        self, output: TaggerOutput, rows: np.ndarray, gmap: GenreMap
+    ) -> dict[str, dict[str, float]]:
+        """Each musicnn model's genre scores (MSD, MTT) over the chosen patches. Stored apart in
+        the combined row so that planning can see which models back a genre (the lone-tag rule,
+        `genres.lone_genres`) without analysing again."""
+        return {
+            name: gmap.genre_scores(mean_tag_probs(output.tags[name][rows], labels))
+            for name, labels in self.musicnn.labels.items()
+        }
+
     def musicnn_scores(
         self, output: TaggerOutput, rows: np.ndarray, gmap: GenreMap
     ) -> dict[str, float]:
         """musicnn's genre scores (MSD + MTT, as `combine_models`) over the chosen patches."""
-        from mgctag.genres import combine_models
+        return average_known(list(self.vocabulary_scores(output, rows, gmap).values()))
 
-        per_model = {
-            name: mean_tag_probs(output.tags[name][rows], labels)
-            for name, labels in self.musicnn.labels.items()
-        }
-        return combine_models(per_model, gmap)
+
+def _rounded(scores: Mapping[str, float]) -> dict[str, float]:
+    return {g: round(float(s), 6) for g, s in scores.items()}
 
 
 def choice_margin(scores: Mapping[str, float], name: str) -> float:

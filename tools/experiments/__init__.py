@@ -1,0 +1,1 @@
+"""Experiments behind the choices in docs/ (run as `python -m tools.experiments.NAME`)."""
