@@ -543,14 +543,10 @@ def lone_genres(
 
 
 def drop_lone(
-    scores: Mapping[str, float],
-    per_model: Iterable[Mapping[str, float]],
-    tree: GenreTree,
-    rule: LoneRule,
+    scores: Mapping[str, float], lone: set[str], tree: GenreTree, rule: LoneRule
 ) -> dict[str, float]:
-    """`scores` without the genres only one model backs whose score is below the rule's need
+    """`scores` without the `lone` genres (`lone_genres`) whose score is below the rule's need
     for them (they then lend their parents nothing either)."""
-    lone = lone_genres(per_model, tree, rule.support)
     out = {}
     for genre, score in scores.items():
         node = tree.place(genre)
@@ -601,7 +597,7 @@ def decide_genres(
     is blended in (`blend_neighbours`, when neighbours are given), and the tree chooses and
     writes at `depth` (`select_in_tree`)."""
     if per_model and lone is not None:
-        scores = drop_lone(scores, per_model, tree, lone)
+        scores = drop_lone(scores, lone_genres(per_model, tree, lone.support), tree, lone)
     if neighbours and weight > 0:
         scores = blend_neighbours(scores, neighbours, weight)
     return select_in_tree(

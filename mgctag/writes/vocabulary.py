@@ -34,7 +34,7 @@ class LibraryVocabulary:
             if int(t["id"]) not in own and (genres := split_and_normalise(t["genres"] or []))
         }
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.matrix = np.asarray(matrix, dtype=np.float32).reshape(len(self.ids), -1)
+        self.matrix = np.asarray(matrix, dtype=np.float32)  # (n, d), unit rows; (0, 0) if none
         self.row = {int(i): r for r, i in enumerate(self.ids)}
         self.labelled = np.array([int(i) in labels for i in self.ids], dtype=bool)
         self.labels = labels

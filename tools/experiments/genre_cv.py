@@ -8,10 +8,11 @@ Reads the stored rows of the default tagger (genre scores, its models' own genre
 musicnn + mn04 embedding) of the labelled clips `genre_data` analysed, so no model runs here. Each
 system is scored with the planning functions mgctag ships (`genres.decide_genres` and its
 parts). Repeated grouped k-fold (an artist never straddles folds): in each training part the
-system's settings (count, floors, tree aggregation, lone-tag needs, neighbours and weight) are
-chosen by the F1 of "some written genre is right" and "share of written genres that are right";
-the test part is then scored. For the library's vocabulary the training part's labels are the
-user's genres and the test part's are hidden, so a track never sees its own artist's labels.
+system's own settings (the tree's aggregation and descent, the lone-tag needs, the neighbours
+and their weight; today's count and floors, except in the row that re-tunes them) are chosen by
+the F1 of "some written genre is right" and "share of written genres that are right"; the test
+part is then scored. For the library's vocabulary the training part's labels are the user's
+genres and the test part's are hidden, so a track never sees its own artist's labels.
 
 A written genre is right when it is the clip's label or a genre below it in mgctag's tree (Metal
 for Rock is not: Metal is its own root); "Pop/Rock" accepts Pop or Rock. Printed: mean ± sd over
@@ -34,6 +35,8 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 
 from mgctag.genres import (
+    AGGREGATE,
+    DESCEND_SHARE,
     GenreTree,
     LoneRule,
     blend_neighbours,
@@ -46,7 +49,8 @@ from mgctag.genres import (
     split_and_normalise,
 )
 from mgctag.library.db import Library
-from mgctag.options import DEFAULT_TAGGER
+from mgctag.models import catalog
+from mgctag.options import DEFAULT_TAGGER, TAG
 
 DATA = Path("/work/data/genres")
 Scores = dict[str, float]
@@ -73,6 +77,13 @@ class Clip:
     per_model: list[Scores]
     embedding: np.ndarray
     neighbours: list[tuple[float, list[str]]] = field(default_factory=list)
+    _lone: dict[float, set[str]] = field(default_factory=dict)
+
+    def lone(self, tree: GenreTree, support: float) -> set[str]:
+        """`genres.lone_genres` of this clip (one tree per run), computed once per support."""
+        if support not in self._lone:
+            self._lone[support] = lone_genres(self.per_model, tree, support)
+        return self._lone[support]
 
 
 @dataclass(frozen=True)
@@ -105,16 +116,16 @@ class Setting:
         return "; ".join(parts)
 
 
-def load(data: Path) -> list[Clip]:
-    """The labelled clips with their stored analysis."""
+def load(data: Path, model: str = DEFAULT_TAGGER) -> list[Clip]:
+    """The labelled clips with `model`'s stored analysis."""
     lib = Library(data / "library.db")
-    ids, matrix = lib.embedding_matrix(DEFAULT_TAGGER, "mix")
+    ids, matrix = lib.embedding_matrix(model, "mix")
     row = {int(i): r for r, i in enumerate(ids)}
     clips = []
     with open(data / "labels.csv", newline="") as fh:
         for item in csv.DictReader(fh):
             track = lib.track_by_path(item["path"])
-            pred = lib.get_predictions(track.id).get(DEFAULT_TAGGER) if track else None
+            pred = lib.get_predictions(track.id).get(model) if track else None
             if track is None or pred is None or track.id not in row:
                 print(f"not analysed, left out: {item['path']}")
                 continue
@@ -125,7 +136,7 @@ def load(data: Path) -> list[Clip]:
                     item["group"],
                     item["collection"],
                     {g: float(p) for g, p in pred.genres or []},
-                    [dict(s) for s in (pred.tags or {}).values()],
+                    [dict(s) for s in (pred.tags or {}).values() if model == DEFAULT_TAGGER],
                     matrix[row[track.id]],
                 )
             )
@@ -178,7 +189,7 @@ def written(clip: Clip, s: Setting, tree: GenreTree, lone: LoneRule | None) -> l
     """What mgctag would write for the clip under setting `s` (the shipped functions)."""
     scores = clip.scores
     if s.support is not None and lone is not None and clip.per_model:
-        scores = drop_lone(scores, clip.per_model, tree, lone)
+        scores = drop_lone(scores, clip.lone(tree, s.support), tree, lone)
     if s.k:
         scores = blend_neighbours(scores, clip.neighbours[: s.k], s.weight)
     if s.depth is None:
@@ -233,7 +244,7 @@ def per_genre_needs(train: Sequence[Clip], s: Setting, tree: GenreTree) -> Setti
     assert s.support is not None
     counts: dict[str, int] = {}
     for c in train:
-        for g in lone_genres(c.per_model, tree, s.support) & set(c.scores):
+        for g in c.lone(tree, s.support) & set(c.scores):
             counts[g] = counts.get(g, 0) + 1
     current = s
     for genre in sorted(g for g, n in counts.items() if n >= PER_GENRE_MIN):
@@ -274,24 +285,16 @@ def systems(depth_for_rules: str) -> dict[str, System]:
 
     def in_tree(depth: str) -> System:
         def choose(train: Sequence[Clip], tree: GenreTree) -> Setting:
-            options = [
-                opt
-                for how, d in TREE_CHOICES
-                for opt in selections(Setting(depth=depth, how=how, descend=d))
-            ]
+            options = [Setting(depth=depth, how=how, descend=d) for how, d in TREE_CHOICES]
             return best(train, options, tree)
 
         return choose
 
     def lone(per_genre: bool) -> System:
         def choose(train: Sequence[Clip], tree: GenreTree) -> Setting:
-            base = best(train, [
-                opt for how in ("max", "noisy_or")
-                for opt in selections(Setting(depth=depth_for_rules, how=how))
-            ], tree)  # fmt: skip
+            base = in_tree(depth_for_rules)(train, tree)
             options = [replace(base, support=sup, need=need) for sup in SUPPORTS for need in NEEDS]
             chosen = best(train, options, tree)
-            chosen = best(train, selections(chosen), tree)
             return per_genre_needs(train, chosen, tree) if per_genre else chosen
 
         return choose
@@ -300,15 +303,14 @@ def systems(depth_for_rules: str) -> dict[str, System]:
         base = lone(True)(train, tree)
         with_neighbours(train, train)  # within the training part: the others' labels
         options = [replace(base, k=k, weight=w) for k in NEIGHBOURS for w in WEIGHTS]
-        chosen = best(train, [base, *options], tree)
-        return best(train, selections(chosen), tree)
+        return best(train, [base, *options], tree)
 
     return {
         "today's default (as shipped: <= 2, floor 0.05, rel 0.6; untuned)": shipped,
         "today's default, selection re-tuned": flat,
-        "+ tree, depth parent": in_tree("parent"),
-        "+ tree, depth leaf": in_tree("leaf"),
-        "+ tree, depth both": in_tree("both"),
+        "+ tree, depth parent (today's selection)": in_tree("parent"),
+        "+ tree, depth leaf (today's selection)": in_tree("leaf"),
+        "+ tree, depth both (today's selection)": in_tree("both"),
         f"+ tree ({depth_for_rules}) + lone-tag rule, one need": lone(False),
         f"+ tree ({depth_for_rules}) + lone-tag rule, per-genre needs": lone(True),
         "+ tree + lone-tag rule + library vocabulary": library,
@@ -340,6 +342,72 @@ def fmt(results: Sequence[Mapping[str, float]], key: str) -> str:
     return f"{m:.2f} ± {sd:.2f}" if key == "per_track" else f"{100 * m:.1f} ± {100 * sd:.1f}"
 
 
+def shipped() -> Setting:
+    """The default's planning as this checkout ships it (tree, depth, lone-tag rule)."""
+    lone = default_map().lone
+    return Setting(
+        depth=TAG["genre_depth"].default,
+        how=AGGREGATE,
+        descend=DESCEND_SHARE,
+        support=lone.support,
+        need=lone.default,
+        per_genre=tuple(sorted(lone.genres.items())),
+    )
+
+
+FAST_COUNTS = (1, 2)
+FAST_FLOORS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
+FAST_RELATIVE = (0.6, 0.8)
+
+
+def fast_cv(data: Path, folds: int, repeats: int) -> None:
+    """`--model fast` against the shipped default on the MUSDB previews, grouped by artist: in
+    each training part the fast student's count and floors with the best top-1 among those whose
+    precision is at least the default's there (else the most precise) are chosen."""
+    fast_name = catalog.canonical("fast")
+    default = {c.path: c for c in load(data) if c.collection == "MUSDB"}
+    fast = [c for c in load(data, fast_name) if c.path in default]
+    base = [default[c.path] for c in fast]
+    tree = GenreTree.of_map(default_map())
+    most, floor, relative = catalog.selection(fast_name)
+    card = Setting(count=most, floor=floor, relative=relative, depth=TAG["genre_depth"].default)
+    options = [
+        replace(card, count=n, floor=f, relative=r)
+        for n, f, r in itertools.product(FAST_COUNTS, FAST_FLOORS, FAST_RELATIVE)
+    ]
+    groups = sorted({c.group for c in fast})
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[dict[str, float]]] = {"default": [], "fast card": [], "fast CV": []}
+    chosen: dict[str, int] = {}
+    for _ in range(repeats):
+        ids = dict(zip(groups, rng.permutation(len(groups)), strict=True))
+        g = np.array([ids[c.group] for c in fast])
+        for tr, te in GroupKFold(n_splits=folds).split(fast, groups=g):
+            want = score([base[i] for i in tr], shipped(), tree)["precision"]
+            train = [fast[i] for i in tr]
+            tried = [(score(train, o, tree), o) for o in options]
+            ok = [(m["top1"], -i, o) for i, (m, o) in enumerate(tried) if m["precision"] >= want]
+            pick = max(ok)[2] if ok else max(tried, key=lambda r: r[0]["precision"])[1]
+            chosen[pick.describe()] = chosen.get(pick.describe(), 0) + 1
+            rows["default"].append(score([base[i] for i in te], shipped(), tree))
+            rows["fast card"].append(score([fast[i] for i in te], card, tree))
+            rows["fast CV"].append(score([fast[i] for i in te], pick, tree))
+    print(f"{len(fast)} MUSDB previews, {len(groups)} artists; {fast_name} vs the default")
+    print("| system | top-1 % | any % | written / track | precision % |\n|---|---:|---:|---:|---:|")
+    for name, results in rows.items():
+        print(f"| {name} | {fmt(results, 'top1')} | {fmt(results, 'any')} "
+              f"| {fmt(results, 'per_track')} | {fmt(results, 'precision')} |")  # fmt: skip
+    print("most chosen:", sorted(chosen.items(), key=lambda kv: -kv[1])[:3])
+    for other in ("fast card", "fast CV"):
+        d = [
+            100 * (a["top1"] - b["top1"]) for a, b in zip(rows[other], rows["default"], strict=True)
+        ]
+        p = [100 * (a["precision"] - b["precision"])
+             for a, b in zip(rows[other], rows["default"], strict=True)]  # fmt: skip
+        print(f"{other} - default: top-1 {statistics.mean(d):+.1f} ± {statistics.stdev(d):.1f}, "
+              f"precision {statistics.mean(p):+.1f} ± {statistics.stdev(p):.1f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -347,7 +415,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--depth", default="leaf", help="the tree depth the later rows build on")
     ap.add_argument("--only", nargs="*", help="systems whose name starts with one of these")
+    ap.add_argument("--fast", action="store_true", help="`--model fast` against the default")
     args = ap.parse_args()
+    if args.fast:
+        fast_cv(args.data, args.folds, args.repeats)
+        return
     clips = load(args.data)
     tree = GenreTree.of_map(default_map())
     print(f"{len(clips)} labelled clips, {len({c.group for c in clips})} artists/groups")
