@@ -16,10 +16,10 @@ import numpy as np
 from mgctag.genres import split_and_normalise
 from mgctag.library.db import Library
 
-# Cross-validated (docs/models.md, tools/experiments/genre_cv.py): how many neighbours vote,
-# and the share of a genre's score their vote makes.
+# Cross-validated (docs/models.md, tools/experiments/genre_cv.py; refitted on all clips): how
+# many neighbours vote, and the share of a genre's score their vote makes.
 LIBRARY_NEIGHBOURS = 5
-LIBRARY_WEIGHT = 0.5
+LIBRARY_WEIGHT = 0.25
 
 
 class LibraryVocabulary:
