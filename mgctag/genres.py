@@ -532,27 +532,28 @@ class LoneRule:
         return self.genres.get(genre, self.default)
 
 
-def lone_genres(
+def backed_genres(
     per_model: Iterable[Mapping[str, float]], tree: GenreTree, support: float
 ) -> set[str]:
-    """The writable genres that at most one model backs: its score for the genre, or for a child
-    of it, reaches `support`."""
+    """The writable genres at least two models back: each scores at least `support` for the
+    genre or for a genre below it. Any other genre is lone (one model's word, or none's)."""
     backers: dict[str, int] = {}
     for scores in per_model:
         for genre, score in tree_scores(scores, tree, "max").items():
-            backers[genre] = backers.get(genre, 0) + (score >= support)
-    return {g for g, n in backers.items() if n <= 1}
+            if score >= support:
+                backers[genre] = backers.get(genre, 0) + 1
+    return {g for g, n in backers.items() if n >= 2}
 
 
 def drop_lone(
-    scores: Mapping[str, float], lone: set[str], tree: GenreTree, rule: LoneRule
+    scores: Mapping[str, float], backed: set[str], tree: GenreTree, rule: LoneRule
 ) -> dict[str, float]:
-    """`scores` without the `lone` genres (`lone_genres`) whose score is below the rule's need
-    for them (they then lend their parents nothing either)."""
+    """`scores` without the genres outside `backed` (`backed_genres`) whose score is below the
+    rule's need for them (they then lend their parents nothing either)."""
     out = {}
     for genre, score in scores.items():
         node = tree.place(genre)
-        if node in lone and score < rule.needs(node):
+        if node is not None and node not in backed and score < rule.needs(node):
             continue
         out[genre] = score
     return out
@@ -599,7 +600,7 @@ def decide_genres(
     is blended in (`blend_neighbours`, when neighbours are given), and the tree chooses and
     writes at `depth` (`select_in_tree`)."""
     if per_model and lone is not None:
-        scores = drop_lone(scores, lone_genres(per_model, tree, lone.support), tree, lone)
+        scores = drop_lone(scores, backed_genres(per_model, tree, lone.support), tree, lone)
     if neighbours and weight > 0:
         scores = blend_neighbours(scores, neighbours, weight)
     return select_in_tree(
@@ -610,3 +611,91 @@ def decide_genres(
         min_confidence=min_confidence,
         relative_floor=relative_floor,
     )
+
+
+def _lone_gap(
+    genre: str,
+    score: float,
+    per_model: Sequence[Mapping[str, float]],
+    backed: set[str],
+    tree: GenreTree,
+    lone: LoneRule,
+) -> float:
+    """How far whether `drop_lone` keeps one genre is from changing: its score against its need,
+    and the models' totals for it against the support (the nearest one to it)."""
+    node = tree.place(genre)
+    if node is None:
+        return float("inf")
+    need = lone.needs(node)
+    totals = [tree_scores(m, tree, "max").get(node, 0.0) for m in per_model]
+    backing = min(abs(t - lone.support) for t in totals)
+    if node not in backed:
+        return min(abs(score - need), backing) if score < need else abs(score - need)
+    return backing if score < need else max(abs(score - need), backing)
+
+
+# --- how far a decision is from changing (the guarded bfloat16 rule, models/audioset.py) ------
+
+
+def selection_margin(
+    scores: Mapping[str, float], max_genres: int, min_confidence: float, relative_floor: float
+) -> float:
+    """How far `select_genres`' choice is from changing: the smallest gap that decides it —
+    between the written genres in turn, from each to the floor, and from the best unwritten genre
+    to what it would have to beat. Moving every score by less than half of it (the floor moves at
+    most `relative_floor` times as much) cannot change what is written."""
+    top = sorted(scores.values(), reverse=True)[: max_genres + 1]
+    if not top:
+        return float("inf")
+    cut = max(min_confidence, relative_floor * top[0])
+    kept = [s for s in top[:max_genres] if s >= cut]
+    gaps = [a - b for a, b in zip(kept, kept[1:], strict=False)] + [s - cut for s in kept]
+    if len(top) > len(kept):  # the first genre left out: below the floor, or past the count
+        rival = top[len(kept)]
+        gaps.append((kept[-1] if len(kept) == max_genres else cut) - rival)
+    return min(gaps, default=float("inf"))
+
+
+def decision_margin(
+    scores: Mapping[str, float],
+    tree: GenreTree,
+    depth: str,
+    *,
+    max_genres: int,
+    min_confidence: float,
+    relative_floor: float,
+    per_model: Sequence[Mapping[str, float]] = (),
+    lone: LoneRule | None = None,
+) -> float:
+    """How far `decide_genres`' choice (no vocabulary, the shipped `max` aggregation) is from
+    changing: the smallest gap of any comparison it makes — each model's score for a genre to
+    the lone-tag support, a lone genre's score to its need, the roots' choice
+    (`selection_margin`), and each step down to a leaf (the best child to the share of its
+    parent it needs, and to the next child). With `max`, a total moves no more than the scores
+    under it, so moving every score, the models' own included, by less than half of this
+    cannot change what is written."""
+    gaps = [float("inf")]
+    if per_model and lone is not None:
+        backed = backed_genres(per_model, tree, lone.support)
+        gaps += [_lone_gap(g, s, per_model, backed, tree, lone)
+                 for g, s in scores.items() if s >= min_confidence]  # fmt: skip
+        scores = drop_lone(scores, backed, tree, lone)
+    total = tree_scores(scores, tree, "max")
+    roots = {g: s for g, s in total.items() if tree.parents.get(g) is None}
+    gaps.append(selection_margin(roots, max_genres, min_confidence, relative_floor))
+    chosen = select_genres(
+        roots, max_genres=max_genres, min_confidence=min_confidence, relative_floor=relative_floor
+    )
+    for node, _ in chosen if depth != "parent" else []:
+        while kids := sorted((total[c] for c in tree.children.get(node, ()) if c in total),
+                             reverse=True):  # fmt: skip
+            need = max(min_confidence, DESCEND_SHARE * total[node])
+            gaps.append(abs(kids[0] - need))
+            if len(kids) > 1:
+                gaps.append(kids[0] - kids[1])
+            if kids[0] < need:
+                break
+            node = max(
+                (c for c in tree.children.get(node, ()) if c in total), key=total.__getitem__
+            )
+    return min(gaps)

@@ -39,11 +39,12 @@ from mgctag.genres import (
     DESCEND_SHARE,
     GenreTree,
     LoneRule,
+    backed_genres,
     blend_neighbours,
     default_map,
+    default_scores,
     drop_lone,
     genre_key,
-    lone_genres,
     select_genres,
     select_in_tree,
     split_and_normalise,
@@ -75,15 +76,16 @@ class Clip:
     collection: str
     scores: Scores
     per_model: list[Scores]
+    models: dict[str, Scores]  # the same, by model (the default's row: MSD, MTT, mn04)
     embedding: np.ndarray
     neighbours: list[tuple[float, list[str]]] = field(default_factory=list)
-    _lone: dict[float, set[str]] = field(default_factory=dict)
+    _backed: dict[float, set[str]] = field(default_factory=dict)
 
-    def lone(self, tree: GenreTree, support: float) -> set[str]:
-        """`genres.lone_genres` of this clip (one tree per run), computed once per support."""
-        if support not in self._lone:
-            self._lone[support] = lone_genres(self.per_model, tree, support)
-        return self._lone[support]
+    def backed(self, tree: GenreTree, support: float) -> set[str]:
+        """`genres.backed_genres` of this clip (one tree per run), computed once per support."""
+        if support not in self._backed:
+            self._backed[support] = backed_genres(self.per_model, tree, support)
+        return self._backed[support]
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,7 @@ def load(data: Path, model: str = DEFAULT_TAGGER) -> list[Clip]:
                     item["collection"],
                     {g: float(p) for g, p in pred.genres or []},
                     [dict(s) for s in (pred.tags or {}).values() if model == DEFAULT_TAGGER],
+                    {n: dict(s) for n, s in (pred.tags or {}).items() if model == DEFAULT_TAGGER},
                     matrix[row[track.id]],
                 )
             )
@@ -189,7 +192,7 @@ def written(clip: Clip, s: Setting, tree: GenreTree, lone: LoneRule | None) -> l
     """What mgctag would write for the clip under setting `s` (the shipped functions)."""
     scores = clip.scores
     if s.support is not None and lone is not None and clip.per_model:
-        scores = drop_lone(scores, clip.lone(tree, s.support), tree, lone)
+        scores = drop_lone(scores, clip.backed(tree, s.support), tree, lone)
     if s.k:
         scores = blend_neighbours(scores, clip.neighbours[: s.k], s.weight)
     if s.depth is None:
@@ -244,7 +247,7 @@ def per_genre_needs(train: Sequence[Clip], s: Setting, tree: GenreTree) -> Setti
     assert s.support is not None
     counts: dict[str, int] = {}
     for c in train:
-        for g in c.lone(tree, s.support) & set(c.scores):
+        for g in set(c.scores) - c.backed(tree, s.support):
             counts[g] = counts.get(g, 0) + 1
     current = s
     for genre in sorted(g for g, n in counts.items() if n >= PER_GENRE_MIN):
@@ -343,6 +346,14 @@ def fmt(results: Sequence[Mapping[str, float]], key: str) -> str:
     return f"{m:.2f} ± {sd:.2f}" if key == "per_track" else f"{100 * m:.1f} ± {100 * sd:.1f}"
 
 
+def without(clip: Clip, model: str) -> Clip:
+    """The clip as the default would score it without one of its models (its stored per-model
+    genre scores, recombined by `genres.default_scores`)."""
+    models = {n: s for n, s in clip.models.items() if n != model}
+    return replace(clip, scores=default_scores(models), per_model=list(models.values()),
+                   models=models, _backed={})  # fmt: skip
+
+
 def shipped() -> Setting:
     """The default's planning as this checkout ships it (tree, depth, lone-tag rule)."""
     lone = default_map().lone
@@ -417,11 +428,15 @@ def main() -> None:
     ap.add_argument("--depth", default="leaf", help="the tree depth the later rows build on")
     ap.add_argument("--only", nargs="*", help="systems whose name starts with one of these")
     ap.add_argument("--fast", action="store_true", help="`--model fast` against the default")
+    ap.add_argument("--without", help="re-plan as if the default lacked this model (MTT_musicnn)")
     args = ap.parse_args()
     if args.fast:
         fast_cv(args.data, args.folds, args.repeats)
         return
     clips = load(args.data)
+    if args.without:
+        clips = [without(c, args.without) for c in clips]
+        print(f"the default's scores re-made without {args.without}")
     tree = GenreTree.of_map(default_map())
     print(f"{len(clips)} labelled clips, {len({c.group for c in clips})} artists/groups")
     print("\n| system (settings chosen in each training part) | top-1 % | any written right % "
