@@ -18,7 +18,7 @@ from mgctag.models.protocol import Prediction
 from mgctag.options import TAG
 
 MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
-# Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)
+# Milk Cow Blues: raw bfloat16 swaps the two written genres (tools/bench/compare_precision.py)
 CLIPS = ["Angela Thomas Wade - Milk Cow Blues", "Music Delta - Grunge", "ANiMAL - Clinic A"]
 
 

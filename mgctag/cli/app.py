@@ -2,7 +2,7 @@
 
 Every command module imports only typer, rich and light mgctag modules at the top; the heavy
 ones (torch, the pipeline) are imported inside the commands, so `mgctag --help` and `mgctag runs`
-start fast (scripts/bench_startup.py measures it).
+start fast (tools/bench/startup.py measures it).
 """
 
 from __future__ import annotations

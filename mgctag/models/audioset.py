@@ -47,7 +47,7 @@ WAVEFORM = f"waveform@{AUDIOSET_RATE}"
 # written genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as
 # fast as musicnn alone. The musicnn row it stores is marked approximate (`Prediction`), so a later
 # `--model musicnn` analyses again rather than write bf16 genres (docs/benchmarks.md,
-# scripts/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
+# tools/bench/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
 BF16_MUSICNN = native_bf16()
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres

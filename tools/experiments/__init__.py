@@ -1,1 +1,4 @@
-"""Experiments behind the choices in docs/ (run as `python -m tools.experiments.NAME`)."""
+"""Experiments: training, evaluation and distillation runs behind the bundled models.
+
+Run as `python -m tools.experiments.NAME`.
+"""
