@@ -52,6 +52,7 @@ from mgctag.genres import (
 from mgctag.library.db import Library
 from mgctag.models import catalog
 from mgctag.options import DEFAULT_TAGGER, TAG
+from tools.experiments.genre_sanity import label_genres
 
 DATA = Path("/work/data/genres")
 Scores = dict[str, float]
@@ -147,14 +148,6 @@ def load(data: Path, model: str = DEFAULT_TAGGER) -> list[Clip]:
 
 
 # --- judging ---------------------------------------------------------------------------------
-
-
-def label_genres(label: str) -> set[str]:
-    gmap = default_map()
-    whole = gmap.normalize(label)
-    if whole in gmap.genres:
-        return {whole}
-    return {gmap.normalize(part) for part in label.split("/")}
 
 
 def is_right(label: str, genre: str, tree: GenreTree) -> bool:

