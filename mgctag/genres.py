@@ -517,6 +517,7 @@ class LoneRule:
     support: float = 0.1
     default: float = 0.0
     genres: Mapping[str, float] = field(default_factory=dict)
+    weight: float = 0.0  # a lone genre below its need: dropped (0) or its score times this
 
     @classmethod
     def from_data(cls, data: Mapping | None) -> LoneRule:
@@ -526,6 +527,7 @@ class LoneRule:
             float(data.get("support", 0.1)),
             float(data.get("default", 0.0)),
             {str(g): float(t) for g, t in (data.get("genres") or {}).items()},
+            float(data.get("weight", 0.0)),
         )
 
     def needs(self, genre: str) -> float:
@@ -548,13 +550,17 @@ def backed_genres(
 def drop_lone(
     scores: Mapping[str, float], backed: set[str], tree: GenreTree, rule: LoneRule
 ) -> dict[str, float]:
-    """`scores` without the genres outside `backed` (`backed_genres`) whose score is below the
-    rule's need for them (they then lend their parents nothing either)."""
+    """`scores` with the genres outside `backed` (`backed_genres`) whose score is below the
+    rule's need for them dropped (weight 0: they then lend their parents nothing either) or
+    weighed down (their score times the rule's weight: a need of 1 makes that a plain penalty,
+    which moves the choice gradually rather than at a threshold)."""
     out = {}
     for genre, score in scores.items():
         node = tree.place(genre)
         if node is not None and node not in backed and score < rule.needs(node):
-            continue
+            if rule.weight <= 0:
+                continue
+            score *= rule.weight
         out[genre] = score
     return out
 

@@ -67,6 +67,7 @@ NEIGHBOURS = (3, 5, 10)
 # how children's evidence adds up in a parent, and the share of it a child needs to be written
 TREE_CHOICES = (("max", 0.5), ("noisy_or", 0.3), ("noisy_or", 0.5), ("noisy_or", 0.7))
 WEIGHTS = (0.25, 0.5, 0.75)
+LONE_WEIGHTS = (0.25, 0.5, 0.75)  # the penalty variant: a lone genre's score times this
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Setting:
     descend: float = 0.5
     support: float | None = None  # None: no lone rule
     need: float = 0.0
+    lone_weight: float = 0.0  # below its need a lone genre is dropped (0) or weighed down
     per_genre: tuple[tuple[str, float], ...] = ()
     k: int = 0  # 0: no library vocabulary
     weight: float = 0.0
@@ -111,8 +113,10 @@ class Setting:
             parts.append(f"{self.depth}, {self.how}, descend {self.descend}")
         if self.support is not None:
             own = ", ".join(f"{g} {t}" for g, t in self.per_genre)
+            weighed = f", else x {self.lone_weight}" if self.lone_weight else ""
             parts.append(
-                f"lone: support {self.support}, need {self.need}" + (f" ({own})" if own else "")
+                f"lone: support {self.support}, need {self.need}{weighed}"
+                + (f" ({own})" if own else "")
             )
         if self.k:
             parts.append(f"library k={self.k}, w={self.weight}")
@@ -209,7 +213,7 @@ def written(clip: Clip, s: Setting, tree: GenreTree, lone: LoneRule | None) -> l
 def lone_rule(s: Setting) -> LoneRule | None:
     if s.support is None:
         return None
-    return LoneRule(s.support, s.need, dict(s.per_genre))
+    return LoneRule(s.support, s.need, dict(s.per_genre), s.lone_weight)
 
 
 def selections(base: Setting) -> list[Setting]:
@@ -286,10 +290,18 @@ def systems(depth_for_rules: str) -> dict[str, System]:
 
         return choose
 
-    def lone(per_genre: bool) -> System:
+    def lone(per_genre: bool, soft: bool = False) -> System:
         def choose(train: Sequence[Clip], tree: GenreTree) -> Setting:
             base = in_tree(depth_for_rules)(train, tree)
-            options = [replace(base, support=sup, need=need) for sup in SUPPORTS for need in NEEDS]
+            options = (
+                [
+                    replace(base, support=sup, need=1.0, weight=w)
+                    for sup in SUPPORTS
+                    for w in WEIGHTS
+                ]
+                if soft
+                else [replace(base, support=sup, need=need) for sup in SUPPORTS for need in NEEDS]
+            )
             chosen = best(train, options, tree)
             return per_genre_needs(train, chosen, tree) if per_genre else chosen
 
@@ -309,6 +321,7 @@ def systems(depth_for_rules: str) -> dict[str, System]:
         "+ tree, depth both (today's selection)": in_tree("both"),
         f"+ tree ({depth_for_rules}) + lone-tag rule, one need": lone(False),
         f"+ tree ({depth_for_rules}) + lone-tag rule, per-genre needs": lone(True),
+        f"+ tree ({depth_for_rules}) + lone-tag penalty (score x weight)": lone(False, True),
         "+ tree + lone-tag rule + library vocabulary": library,
         "as this checkout ships it (tree, lone-tag rule; no vocabulary)": lambda t, tree: shipped(),
     }
@@ -357,6 +370,7 @@ def shipped() -> Setting:
         support=lone.support,
         need=lone.default,
         per_genre=tuple(sorted(lone.genres.items())),
+        lone_weight=lone.weight,
     )
 
 
