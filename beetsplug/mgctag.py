@@ -43,6 +43,10 @@ TABLE_SETTINGS = {
     "min_confidence": "min_confidence",
     "content": "content",
     "device": "device",
+    "genre_depth": "genre_depth",
+    "genre_tree": "genre_tree",
+    "genre_whitelist": "genre_whitelist",
+    "learn_from_library": "learn_from_library",
 }
 PLUGIN_SETTINGS = {
     "auto": False,
@@ -143,6 +147,13 @@ class MgctagPlugin(BeetsPlugin):
             kw["min_confidence"] = self.config["min_confidence"].as_number()
             if not 0 <= kw["min_confidence"] <= 1:
                 raise ui.UserError("mgctag: min_confidence must be between 0 and 1")
+        if "genre_depth" in TagOptions.__dataclass_fields__:  # mgctag with the genre tree
+            kw["genre_depth"] = self.config["genre_depth"].as_choice(
+                TAG["genre_depth"].choices or ()
+            )
+            for key in ("genre_tree", "genre_whitelist"):
+                kw[key] = self.config[key].as_filename() if self.config[key].get() else None
+            kw["learn_from_library"] = self.config["learn_from_library"].get(bool)
         content = self.config["content"].as_choice(CONTENTS)
         if "content" in TagOptions.__dataclass_fields__:  # mgctag with the content gate
             kw["content"] = content
@@ -358,14 +369,24 @@ class MgctagPlugin(BeetsPlugin):
                 summary.run_id = run_id
                 self.analyse(mlib, paths, opts, summary, stop, force)
                 failed = {p for p, _ in summary.failures}
+                vocabulary = self.vocabulary(mlib, opts)
                 for item, path in zip(items, paths, strict=True):
                     if path not in failed:
-                        self._tag_one(mlib, item, path, opts, summary, write, show)
+                        self._tag_one(mlib, item, path, opts, summary, write, show, vocabulary)
         for path, reason in summary.failures:
             self._log.error("{}: {}", path, one_line(reason))
         for path, reason in summary.skips:
             self._log.info("{}: no genre ({})", path, one_line(reason))
         return summary
+
+    @staticmethod
+    def vocabulary(mlib: Library, opts: TagOptions) -> Any:
+        """The library's vocabulary for `learn_from_library` (built once per command), or None."""
+        if not getattr(opts, "learn_from_library", False):
+            return None
+        from mgctag.writes.vocabulary import library_vocabulary
+
+        return library_vocabulary(mlib, opts.model, True)
 
     def _tag_one(
         self,
@@ -376,6 +397,7 @@ class MgctagPlugin(BeetsPlugin):
         summary: Summary,
         write: bool,
         show: bool,
+        vocabulary: Any = None,
     ) -> None:
         """Plan one item's genres from its stored analysis and set them (unless pretending)."""
         from mgctag.writes.plan import Skip, plan_track
@@ -384,7 +406,7 @@ class MgctagPlugin(BeetsPlugin):
         track = mlib.track_by_path(path)
         if track is None or track.status != "ok":
             return
-        plan = plan_track(mlib, track, opts)
+        plan = plan_track(mlib, track, opts, vocabulary)
         if isinstance(plan, Skip) and plan.content:  # the gate heard speech or other sound
             # mgctag's reason names its command-line flag; in beets the setting is `content: all`
             summary.skips.append((path, plan.reason.replace("--content all", "content: all")))

@@ -26,6 +26,8 @@ DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator takes (one list)
+GenreDepth = Literal["parent", "leaf", "both"]
+GENRE_DEPTHS: tuple[GenreDepth, ...] = ("parent", "leaf", "both")
 
 
 class SettingError(UsageError):
@@ -148,6 +150,35 @@ TAG_OPTIONS: tuple[TagOption, ...] = (
         "device", str, "auto", "auto, cpu, cuda or mps.", pattern=r"auto|cpu|mps|cuda(:\d+)?"
     ),
     TagOption("model", str, DEFAULT_TAGGER, "Tag with this model (see `mgctag models list`)."),
+    TagOption(
+        "genre_depth",
+        str,
+        "leaf",
+        "What the genre tree writes: parent (the broad genre, e.g. Rock), leaf (the most "
+        "specific one the evidence backs, e.g. Indie) or both.",
+        choices=GENRE_DEPTHS,
+    ),
+    TagOption(
+        "genre_tree",
+        str,
+        None,
+        "A genre tree that replaces mgctag's: beets lastgenre's genres-tree.yaml, or a "
+        "genres.json; only its genres are written.",
+    ),
+    TagOption(
+        "genre_whitelist",
+        str,
+        None,
+        "A lastgenre whitelist (one genre a line): only these are written; a genre not in it "
+        "lends its evidence to its nearest listed parent.",
+    ),
+    TagOption(
+        "learn_from_library",
+        bool,
+        False,
+        "Blend in the genres you wrote on the most similar tracks of this library (never "
+        "mgctag's own writes).",
+    ),
 )
 TAG = {o.name: o for o in TAG_OPTIONS}
 
@@ -204,6 +235,10 @@ class TagOptions:
     separator: str = TAG["separator"].default
     separator_model: Path | None = None
     model: str = DEFAULT_TAGGER  # a tagger name (mgctag models list)
+    genre_depth: GenreDepth = TAG["genre_depth"].default
+    genre_tree: str | None = None  # a lastgenre genres-tree.yaml or a genres.json (None: mgctag's)
+    genre_whitelist: str | None = None  # a lastgenre whitelist (None: every genre of the tree)
+    learn_from_library: bool = TAG["learn_from_library"].default
     keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
     engine: Engine = "local"  # "ray": decode + models in Ray actors (mgctag/engine_ray.py)
     ray_address: str | None = None  # None: a local Ray; "auto" or HOST:PORT: a running cluster

@@ -125,6 +125,12 @@ def tag(
         Path | None, typer.Option(help="Also write each analysed window's stems under DIR.")
     ] = None,
     model: Annotated[str | None, tag_option("model")] = None,
+    genre_depth: Annotated[str, tag_option("genre_depth")] = TAG["genre_depth"].default,
+    genre_tree: Annotated[str | None, tag_option("genre_tree")] = None,
+    genre_whitelist: Annotated[str | None, tag_option("genre_whitelist")] = None,
+    learn_from_library: Annotated[bool, tag_option("learn_from_library")] = TAG[
+        "learn_from_library"
+    ].default,
     engine: Annotated[
         str,
         typer.Option(
@@ -163,6 +169,10 @@ def tag(
         if exc.where.startswith("--"):  # typed here: click's own usage error, as for any option
             raise typer.BadParameter(exc.problem, param_hint=exc.where) from None
         raise
+    if opts.genre_tree or opts.genre_whitelist:  # a bad file is one line before any analysis
+        from mgctag.genres import planning_tree
+
+        planning_tree(opts.genre_tree, opts.genre_whitelist)
     if engine == "local":
         refuse(ctx, ("ray_address", "workers"), "only with --engine ray")
     if opts.stems == "off":

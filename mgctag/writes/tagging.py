@@ -20,6 +20,7 @@ from mgctag.options import (
 from mgctag.writes import journal
 from mgctag.writes.plan import Plan, Skip, max_genres, plan_track
 from mgctag.writes.run import record_failure
+from mgctag.writes.vocabulary import library_vocabulary
 from mgctag.writes.writers import FileWriter, GenreWriter, apply_change
 
 
@@ -42,6 +43,7 @@ def write_tags(
     if not opts.dry_run:
         _clean_stale_temps(tracks)
     writer = FileWriter(opts)
+    vocabulary = library_vocabulary(lib, opts.model, opts.learn_from_library)
     failed = {path for path, _ in summary.failures}
     told = dict(summary.skips)  # skips analysis already listed (too short, silent)
     for track in tracks:
@@ -50,7 +52,7 @@ def write_tags(
         progress.advance()
         if track.path in failed:  # counted once, as failed, never also as skipped
             continue
-        plan = plan_track(lib, track, opts)
+        plan = plan_track(lib, track, opts, vocabulary)
         if isinstance(plan, Skip):
             if plan.content:  # so --json can list the audiobooks and field recordings
                 summary.contents[track.path] = plan.content
