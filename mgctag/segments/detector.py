@@ -28,6 +28,7 @@ from mgctag.audio import features
 from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
 from mgctag.errors import MgctagError
 from mgctag.models.swishnet import SwishNet
+from mgctag.options import MIN_SEGMENT_S
 
 CLASSES = ("speech", "music", "noise")
 SILENCE = "silence"
@@ -208,17 +209,76 @@ def to_intervals(labels: np.ndarray, probs: np.ndarray, duration: float) -> list
     return out
 
 
+def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.ndarray:
+    """Labels with every run shorter than `min_frames` given to a neighbour, shortest first, so
+    a 6-minute talk is a few rows instead of hundreds of flickers. A short run joins the
+    neighbour whose class the run's own frames find likelier (silence counts as 0); runs of the
+    same label that meet are joined. The result has no run under `min_frames` unless the whole
+    recording is shorter."""
+    import heapq
+
+    bounds = runs(labels)
+    if min_frames <= 1 or len(bounds) < 2:
+        return labels
+    start = [a for a, _ in bounds]
+    end = [b for _, b in bounds]
+    lab = [int(labels[a]) for a in start]
+    prev = list(range(-1, len(bounds) - 1))
+    nxt = [*range(1, len(bounds)), -1]
+    alive = [True] * len(bounds)
+    heap = [(end[i] - start[i], start[i], i) for i in range(len(bounds))]
+    heapq.heapify(heap)
+
+    def likelihood(run: int, neighbour: int) -> float:
+        k = lab[neighbour]
+        return -1.0 if k < 0 else float(probs[start[run] : end[run], k].mean())
+
+    def absorb(keep: int, gone: int) -> None:
+        """`keep` takes over the frames of its neighbour `gone`."""
+        start[keep], end[keep] = min(start[keep], start[gone]), max(end[keep], end[gone])
+        alive[gone] = False
+        p, n = prev[gone], nxt[gone]
+        if p >= 0:
+            nxt[p] = n
+        if n >= 0:
+            prev[n] = p
+
+    while heap:
+        length, _, i = heapq.heappop(heap)
+        if not alive[i] or end[i] - start[i] != length:
+            continue
+        if length >= min_frames:
+            break
+        p, n = prev[i], nxt[i]
+        if p < 0 and n < 0:
+            break
+        target = p if n < 0 or (p >= 0 and likelihood(i, p) >= likelihood(i, n)) else n
+        absorb(target, i)
+        for other in (prev[target], nxt[target]):
+            if other >= 0 and lab[other] == lab[target]:
+                absorb(target, other)
+        heapq.heappush(heap, (end[target] - start[target], start[target], target))
+    out = np.empty_like(labels)
+    for i in range(len(bounds)):
+        if alive[i]:
+            out[start[i] : end[i]] = lab[i]
+    return out
+
+
 def decide(
     probs: np.ndarray,
     db: np.ndarray,
     duration: float,
     median_frames: int,
     floor: float = SILENCE_DB,
+    min_frames: int = 0,
 ) -> Timeline:
-    """Smoothed frame probabilities → labels (silence by energy) → intervals."""
+    """Smoothed frame probabilities → labels (silence by energy) → runs under `min_frames`
+    merged into a neighbour → intervals."""
     p = smooth(probs, median_frames)
     labels = p.argmax(axis=1).astype(np.int64)
     labels[silent_frames(db[: len(labels)], floor)] = -1
+    labels = merge_short(labels, p, min_frames)
     return Timeline(duration, labels, p, to_intervals(labels, p, duration))
 
 
@@ -269,7 +329,12 @@ class DecodedFrames(Protocol):
 class Segmenter:
     """The bundled speech / music / noise detector: a SwishNet with its card's settings."""
 
-    def __init__(self, name: str | Path = DEFAULT_MODEL, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str | Path = DEFAULT_MODEL,
+        device: str = "cpu",
+        min_segment: float = MIN_SEGMENT_S,
+    ) -> None:
         from mgctag.models.registry import load_model
 
         model, self.card = load_model(name, device=device)
@@ -282,6 +347,7 @@ class Segmenter:
         self.context = round(float(pre.get("context_seconds", 1.0)) * FPS)
         self.median = round(float(pre.get("median_seconds", 1.0)) * FPS) | 1
         self.floor = float(pre.get("silence_db", SILENCE_DB))
+        self.min_frames = round(min_segment * FPS)
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
         """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
@@ -312,9 +378,9 @@ class Segmenter:
         """The timeline of 16 kHz mono audio."""
         probs = self.frame_probs(y)
         db = frame_db(y, len(probs))
-        return decide(probs, db, len(y) / SR, self.median, self.floor)
+        return decide(probs, db, len(y) / SR, self.median, self.floor, self.min_frames)
 
     def segment_decoded(self, d: DecodedFrames) -> Timeline:
         """The timeline of a recording decoded by `recordings.decode_file`."""
         probs = self.mfcc_probs(self.standardise(d.mfcc))
-        return decide(probs, d.db, d.duration, self.median, self.floor)
+        return decide(probs, d.db, d.duration, self.median, self.floor, self.min_frames)

@@ -19,7 +19,7 @@ from mgctag.segments.detector import (
     mfcc,
 )
 
-CHUNK_S = 600.0  # seconds of audio decoded at a time
+CHUNK_S = 120.0  # seconds of audio decoded at a time: ~100 MB of working memory, not ~600
 
 
 @dataclass(frozen=True)

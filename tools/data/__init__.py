@@ -1,0 +1,1 @@
+"""Builders of training and evaluation data, kept outside the repository (run with `python -m`)."""

@@ -1,0 +1,1 @@
+"""Experiments and evaluations that are not part of the product (run with `python -m`)."""
