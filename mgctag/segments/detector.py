@@ -272,12 +272,20 @@ def decide(
     median_frames: int,
     floor: float = SILENCE_DB,
     min_frames: int = 0,
+    voiced_smoothing: bool = False,
 ) -> Timeline:
     """Smoothed frame probabilities → labels (silence by energy) → runs under `min_frames`
-    merged into a neighbour → intervals."""
-    p = smooth(probs, median_frames)
+    merged into a neighbour → intervals. `voiced_smoothing`: the median filter runs over the
+    non-silent frames only, so a lone word between pauses is smoothed with its neighbouring
+    words, not with the silence around it."""
+    silent = silent_frames(db[: len(probs)], floor)
+    if voiced_smoothing and (~silent).any():
+        p = probs.copy()
+        p[~silent] = smooth(probs[~silent], median_frames)
+    else:
+        p = smooth(probs, median_frames)
     labels = p.argmax(axis=1).astype(np.int64)
-    labels[silent_frames(db[: len(labels)], floor)] = -1
+    labels[silent] = -1
     labels = merge_short(labels, p, min_frames)
     return Timeline(duration, labels, p, to_intervals(labels, p, duration))
 
@@ -293,20 +301,26 @@ BLOCK_FRAMES = 1 << 16
 
 @torch.inference_mode()
 def swishnet_frame_logits(
-    model: SwishNet, x: np.ndarray, context: int, block: int = BLOCK_FRAMES
+    model: SwishNet,
+    x: np.ndarray,
+    context: int,
+    block: int = BLOCK_FRAMES,
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(T, 3) logits of each frame's centred `context`-frame window over the input (T, n_mfcc)
     (standardised): the network's convolutions, the window mean, the classifier.
 
     Long inputs go `block` frames at a time, each with the input its frames and their windows
     depend on (the convolutions are causal: LEFT_CONTEXT frames before, the window's half
-    after), so memory is bounded by a block and the logits are those of one pass."""
+    after), so memory is bounded by a block and the logits are those of one pass. `scale`
+    (mean, std) standardises each block as it goes, so hours of raw MFCCs are never copied."""
     t, half = len(x), context // 2
     out = []
     for a in range(0, max(t, 1), block):
         b = min(t, a + block)
         lo, hi = max(0, a - half - LEFT_CONTEXT), min(t, b + context)
-        piece = torch.from_numpy(np.ascontiguousarray(x[lo:hi]))[None]
+        raw = x[lo:hi] if scale is None else (x[lo:hi] - scale[0]) / scale[1]
+        piece = torch.from_numpy(np.ascontiguousarray(raw, np.float32))[None]
         feats = model.frame_features(piece)[0].T.numpy()  # (hi - lo, C)
         emb = context_mean(feats, context, lo, t)[a - lo : b - lo]
         out.append(model.classifier(torch.from_numpy(emb)).numpy())
@@ -348,6 +362,7 @@ class Segmenter:
         self.median = round(float(pre.get("median_seconds", 1.0)) * FPS) | 1
         self.floor = float(pre.get("silence_db", SILENCE_DB))
         self.min_frames = round(min_segment * FPS)
+        self.voiced_smoothing = bool(pre.get("voiced_smoothing", False))
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
         """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
@@ -360,9 +375,11 @@ class Segmenter:
         """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
         return self.mfcc_probs(self.inputs(y))
 
-    def mfcc_probs(self, x: np.ndarray) -> np.ndarray:
-        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames."""
-        logits = swishnet_frame_logits(self.model, x, self.context)
+    def mfcc_probs(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
+        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames (`raw`: not
+        yet standardised; done block by block)."""
+        scale = (self.mean, self.std) if raw else None
+        logits = swishnet_frame_logits(self.model, x, self.context, scale=scale)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @torch.inference_mode()
@@ -378,9 +395,13 @@ class Segmenter:
         """The timeline of 16 kHz mono audio."""
         probs = self.frame_probs(y)
         db = frame_db(y, len(probs))
-        return decide(probs, db, len(y) / SR, self.median, self.floor, self.min_frames)
+        return decide(
+            probs, db, len(y) / SR, self.median, self.floor, self.min_frames, self.voiced_smoothing
+        )
 
     def segment_decoded(self, d: DecodedFrames) -> Timeline:
         """The timeline of a recording decoded by `recordings.decode_file`."""
-        probs = self.mfcc_probs(self.standardise(d.mfcc))
-        return decide(probs, d.db, d.duration, self.median, self.floor, self.min_frames)
+        probs = self.mfcc_probs(d.mfcc, raw=True)
+        return decide(
+            probs, d.db, d.duration, self.median, self.floor, self.min_frames, self.voiced_smoothing
+        )

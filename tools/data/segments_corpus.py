@@ -427,15 +427,18 @@ def broadcast_file(
     return y, plan
 
 
-def heldout(out: Path, files: int = 40, clips_per_class: int = 100, seed: int = 27) -> None:
+def heldout(
+    out: Path, files: int = 40, clips_per_class: int = 100, seed: int = 27, split: str = "test"
+) -> None:
     """The test set: `files` broadcast recordings of 2-5 minutes and single-class clips (up to
     10 s from the middle of a test source file, spread over the packages), drawn with `seed`
-    from the test streams only. WAV (16 kHz mono) under out/heldout/."""
+    from the test streams only. WAV (16 kHz mono) under out/heldout/ (`split` "val": the same
+    from the validation streams, under out/heldout_val/, for choosing settings)."""
     rng = np.random.default_rng(seed)
-    dest = out / "heldout"
+    dest = out / ("heldout" if split == "test" else f"heldout_{split}")
     (dest / "broadcast").mkdir(parents=True, exist_ok=True)
     (dest / "clips").mkdir(parents=True, exist_ok=True)
-    streams = {c: np.load(out / f"test_{c}.npy", mmap_mode="r") for c in CLASSES}
+    streams = {c: np.load(out / f"{split}_{c}.npy", mmap_mode="r") for c in CLASSES}
     plans = {}
     for i in range(files):
         y, plan = broadcast_file(streams, float(rng.uniform(2, 5)), rng)
@@ -443,7 +446,7 @@ def heldout(out: Path, files: int = 40, clips_per_class: int = 100, seed: int = 
         sf.write(dest / "broadcast" / f"{name}.wav", y, SR, subtype="PCM_16")
         plans[name] = plan
     (dest / "broadcast.json").write_text(json.dumps(plans, indent=0))
-    meta = [m for m in json.loads((out / "files.json").read_text()) if m["split"] == "test"]
+    meta = [m for m in json.loads((out / "files.json").read_text()) if m["split"] == split]
     labels = {}
     for cls in CLASSES:
         mine = [m for m in meta if m["cls"] == cls and m["n"] >= SR // 2]
@@ -477,6 +480,7 @@ def main() -> None:
     ap.add_argument("--packages", nargs="*", default=[])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--files", type=int, default=40)
+    ap.add_argument("--split", choices=["test", "val"], default="test")
     a = ap.parse_args()
     if a.step == "fetch":
         fetch(a.root, a.packages)
@@ -492,7 +496,7 @@ def main() -> None:
     elif a.step == "teacher":
         teacher(a.out, a.threads)
     else:
-        heldout(a.out, a.files)
+        heldout(a.out, a.files, split=a.split)
 
 
 if __name__ == "__main__":

@@ -57,11 +57,25 @@ def audible_grid(y: np.ndarray, duration: float) -> np.ndarray:
     return to_grid((db >= SILENCE_DB).astype(np.int64), duration).astype(bool)
 
 
-def segmenter_fn(model: str) -> LabelFn:
+def segmenter(spec: str):  # noqa: ANN201 - a Segmenter (imported late: torch)
+    """A detector from `MODEL[@MEDIAN_S[,voiced]]`: its card's settings, or this median filter
+    (seconds) and smoothing over the non-silent frames only (`voiced`), for choosing them."""
+    from mgctag.segments.detector import FPS as fps
     from mgctag.segments.detector import Segmenter
+
+    model, _, opts = spec.partition("@")
+    seg = Segmenter(model)
+    if opts:
+        median, *flags = opts.split(",")
+        seg.median = round(float(median) * fps) | 1
+        seg.voiced_smoothing = "voiced" in flags
+    return seg
+
+
+def segmenter_fn(model: str) -> LabelFn:
     from mgctag.segments.recordings import segment_file
 
-    seg = Segmenter(model)
+    seg = segmenter(model)
 
     def run(wav: Path) -> tuple[np.ndarray, float]:
         t0 = time.process_time()
@@ -196,10 +210,9 @@ def gate_clips(folder: Path, labels: dict, model: str | None) -> dict:
             windows = [y[a : a + 320000] for a in range(0, max(1, len(y)), 320000)]
             return track_class(gate.classify(net(windows)[0]))
     else:
-        from mgctag.segments.detector import Segmenter
         from mgctag.segments.recordings import segment_file
 
-        seg = Segmenter(model)
+        seg = segmenter(model)
 
         def content(wav: Path) -> str:
             return segment_file(wav, seg)[0].content()
@@ -220,12 +233,12 @@ def score(a: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(1)
-    held = a.data / "heldout"
+    held = a.data / ("heldout" if a.split == "test" else f"heldout_{a.split}")
     plans = json.loads((held / "broadcast.json").read_text())
     clips = json.loads((held / "clips.json").read_text())
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
     methods: list[tuple[str, LabelFn, str | None]] = [
-        (Path(m).stem, segmenter_fn(m), m) for m in a.model
+        (Path(m).name.replace(".safetensors", ""), segmenter_fn(m), m) for m in a.model
     ]
     if a.mn04:
         methods.append(("mn04_gate", mn04_fn(), None))
@@ -234,10 +247,10 @@ def score(a: argparse.Namespace) -> None:
     for name, fn, model in methods:
         r = {"broadcast": score_broadcast(fn, held / "broadcast", plans)}
         print(name, json.dumps(r["broadcast"]), flush=True)
-        if name != "inaSpeechSegmenter":
+        if name != "inaSpeechSegmenter" and not a.no_clips:
             r["clips"] = score_clips(fn, held / "clips", clips)
             print(name, "clips", r["clips"]["accuracy"], r["clips"]["per_class"], flush=True)
-        if model is not None or name == "mn04_gate":
+        if (model is not None or name == "mn04_gate") and not a.no_clips:
             r["gate"] = gate_clips(held / "clips", clips, model)
             print(name, "gate", r["gate"]["right"], flush=True)
         results[name] = r
@@ -272,6 +285,8 @@ def main() -> None:
     s.add_argument("--mn04", action="store_true")
     s.add_argument("--peer", type=Path)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--split", choices=["test", "val"], default="test")
+    s.add_argument("--no-clips", action="store_true", help="broadcast files only")
     t = sub.add_parser("table")
     t.add_argument("results", type=Path)
     a = ap.parse_args()
