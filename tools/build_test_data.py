@@ -294,13 +294,13 @@ def build(shared: Path, debs: Path, out: Path = DATA) -> list[Entry]:
             name = f"sounds/{Path(src.path).stem}.ogg"
             _write_vorbis(np.broadcast_to(y, (2, y.shape[-1])).astype(np.float32), out / name)
             entries.append(Entry(name, src, "whole file, Ogg Vorbis"))
-        for src, name, start, seconds, more in SEGMENT_CLIPS:
+        for src, name, offset, seconds, more in SEGMENT_CLIPS:
             root = _unpack(src.origin, debs, work)
-            _write_vorbis(_joined(root, [src.path, *more], start, seconds), out / name)
+            _write_vorbis(_joined(root, [src.path, *more], offset, seconds), out / name)
             note = (
                 f"{len(more) + 1} files joined, 0.4 s apart"
                 if more
-                else f"{seconds:g} s from {start:g} s"
+                else f"{seconds:g} s from {offset:g} s"
             )
             entries.append(Entry(name, src, f"{note}, Ogg Vorbis"))
     entries.append(_musicnn_reference(shared, out))

@@ -102,8 +102,8 @@ SOURCES: tuple[Source, ...] = (
     Source("asterisk-moh-opsound-wav", "music", "train", r"/moh/"),
     Source("planetblupi-music-ogg", "music", "val", r"/music/"),
     Source("ardentryst", "music", "val", r"/Music/"),
-    Source("fillets-ng-data", "music", "test", r"/music/"),
-    Source("flare-game", "music", "test", r"/music/"),
+    Source("fillets-ng-data", "music", "test", r"/fillets-ng/music/"),  # not sound/music/ (a level)
+    Source("flare-game", "music", "test", r"/music/", r"wind_ambient"),  # wind, filed as music
     Source("etw-data", "music", "val", r"/music/"),
     # --- noise ---------------------------------------------------------------------------------
     Source("searchandrescue-data", "noise", "train", r"/sounds/"),  # engines, wind, rotors
@@ -120,7 +120,7 @@ SOURCES: tuple[Source, ...] = (
     Source("freetennis-common", "noise", "val", r"/sfx/"),
     Source("dustracing2d-data", "noise", "val", r"/sounds/"),
     Source("flare-game", "noise", "test", r"/soundfx/"),  # rain, wind, thunder, steps, fights
-    Source("fillets-ng-data", "noise", "test", r"/sound/[^/]+/[^/]+$"),  # effects, not dialogue
+    Source("fillets-ng-data", "noise", "test", r"/sound/[^/]+/[^/]+$", r"/sound/music/"),
 )
 
 # ../shared recordings: (glob under SHARED/audio, class, split)
@@ -179,7 +179,7 @@ def fetch(root: Path, only: Iterable[str] = ()) -> None:
 
 def package_rows(root: Path) -> list[Row]:
     """The source files of every SOURCES entry that is unpacked under root/pkgs."""
-    rows = []
+    rows: list[Row] = []
     for s in SOURCES:
         base = root / "pkgs" / s.package
         if not base.exists():
@@ -454,7 +454,7 @@ def heldout(
         for m in mine:
             by_origin.setdefault(m["origin"], []).append(m)
         for group in by_origin.values():
-            rng.shuffle(group)  # type: ignore[arg-type]
+            rng.shuffle(group)
         chosen: list[dict] = []
         while len(chosen) < clips_per_class and any(by_origin.values()):
             for group in by_origin.values():  # round robin over the packages
