@@ -130,9 +130,9 @@ def frame_db(y: np.ndarray, frames: int | None = None) -> np.ndarray:
     padded = np.pad(y, (256, max(0, (n - 1) * HOP + 256 - len(y))))
     win = np.lib.stride_tricks.sliding_window_view(padded, 512)[::HOP][:n]
     out = np.empty(n, np.float32)
-    for b in range(0, n, 8192):
-        block = win[b : b + 8192].astype(np.float64)
-        out[b : b + 8192] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
+    for b in range(0, n, 2048):  # 2048 frames: 8 MB of float64 at a time
+        block = win[b : b + 2048].astype(np.float64)
+        out[b : b + 2048] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
     return out
 
 
@@ -294,9 +294,10 @@ def decide(
 
 
 #: Frames of input a causal SwishNet frame depends on, with room to spare (its receptive field
-#: is 33 frames); and frames per pass of the network over a long recording (17 min).
+#: is 33 frames); and frames per pass of the network over a long recording (4.4 min: the window
+#: means of a block take ~7 float64 copies of its features, ~50 MB; 17-min blocks took ~200 MB).
 LEFT_CONTEXT = 256
-BLOCK_FRAMES = 1 << 16
+BLOCK_FRAMES = 1 << 14
 
 
 @torch.inference_mode()
