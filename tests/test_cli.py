@@ -53,10 +53,13 @@ def test_tag_writes_genres_into_every_format(library, tmp_path):
     assert report["counts"]["tagged"] == len(FORMATS)
     written = genres_on_disk(library)
     assert all(written.values()), written
-    # the same audio in every format: the formats agree on the top genre
-    assert len({g[0] for g in written.values()}) == 1
-    # every prediction and embedding is in the database
+    # the same audio in every format: the formats' analyses agree on the top genre (what is
+    # written may not: this excerpt's Jazz, which only the MSD model backs, sits within 0.013 of
+    # the lone-tag rule's need, and lossy codecs move scores by about that much)
     lib = Library(db)
+    tops = {lib.get_predictions(t.id)["musicnn+mn04"].genres[0][0] for t in lib.iter_tracks()}
+    assert len(tops) == 1, tops
+    # every prediction and embedding is in the database
     ids, matrix = lib.embedding_matrix("musicnn")
     assert matrix.shape == (len(FORMATS), 200)
     assert abs(float((matrix**2).sum(axis=1).mean()) - 1.0) < 1e-4
@@ -83,7 +86,9 @@ def test_modes_fill_merge_replace(library, tmp_path):
     tags.write_genres(mp3, ["Polka"])
     mgctag("tag", library, "--db", db)  # fill: the file with a genre keeps it
     assert tags.read_tags(mp3).genres == ["Polka"]
-    predicted = tags.read_tags(flac).genres
+    assert tags.read_tags(flac).genres
+    # each file's own prediction (the formats can differ near a planning threshold)
+    predicted = planned(db, mp3)
     assert predicted
 
     mgctag("tag", library, "--db", db, "--mode", "merge")  # at most the model's 2 genres in all
@@ -93,7 +98,20 @@ def test_modes_fill_merge_replace(library, tmp_path):
 
     mgctag("tag", library, "--db", db, "--mode", "replace", "--max-genres", "1")
     assert tags.read_tags(mp3).genres == predicted[:1]
-    assert tags.read_tags(flac).genres == predicted[:1]
+    assert tags.read_tags(flac).genres == planned(db, flac)[:1]
+
+
+def planned(db: Path, path: Path, **options: object) -> list[str]:
+    """The genres `tag` plans for one analysed file (its default options, or `options`)."""
+    from mgctag.options import TagOptions
+    from mgctag.writes.plan import genres_from
+
+    lib = Library(db)
+    track = lib.track_by_path(str(path))
+    assert track is not None
+    found = genres_from(lib.get_predictions(track.id)["musicnn+mn04"], TagOptions(**options))
+    assert found is not None
+    return found
 
 
 @pytest.mark.slow

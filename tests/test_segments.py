@@ -35,11 +35,11 @@ from mgctag.segments.detector import (
     teacher_probs,
     to_intervals,
 )
-from mgctag.train import segmenter as seg
 from mgctag.train.distill import DistillConfig
 from tests.conftest import cli
 from tests.media import LIBROSA, SOUNDS
 from tests.media import MUSIC as MUSIC_SET
+from tools.experiments import segmenter_training as seg
 
 SPEECH = LIBROSA / "198-209-0000.hq.ogg"
 SPEECH2 = LIBROSA / "3436-172162-0000.hq.ogg"

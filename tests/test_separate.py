@@ -4,7 +4,6 @@ tests/data, real models."""
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from mgctag.cli import app
 from mgctag.separate import STEMS, SeparationError, WeightsUnavailableError, get_separator
 from mgctag.separate.cascade import CascadeSeparator
 from mgctag.separate.hpss import HpssSeparator, hpss_masks
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_separate import read_stem_mp4, sdr  # noqa: E402
+from tools.bench.separate import read_stem_mp4, sdr
 
 TRACKS = ("Actions - South Of The Water", "Actions - Devil's Words")
 

@@ -11,7 +11,7 @@ knows nothing about genres or artists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,8 +28,6 @@ Fusion = Literal["centroid", "rrf"]
 EMBEDDING_STEMS = ("mix", *STEMS)
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
 _NORM_TOLERANCE = 1e-3
-# A track as similar and map read it: a library row, or a mapping with the same keys.
-Record = Track | Mapping[str, Any]
 
 
 class SimilarError(UsageError):
@@ -215,7 +213,7 @@ class LibraryIndex:
     """An index plus the track rows aligned with it (records[i] describes index.ids[i])."""
 
     index: VectorIndex
-    records: Sequence[Record]
+    records: Sequence[Track]
     by_path: dict[str, int]
 
     def seed_ids(self, seeds: Iterable[int | str | Path]) -> list[int]:
@@ -260,12 +258,12 @@ def library_index(lib: LibraryLike, model: str, stem: str = "mix") -> LibraryInd
         ids, matrix = lib.embedding_matrix(model, stem)
         if len(ids) == 0:
             raise MissingEmbeddings(_missing_message(model, stem))
-        tracks = {int(t["id"]): t for t in lib.iter_tracks()}  # OK tracks only
+        tracks = {t.id: t for t in lib.iter_tracks()}  # OK tracks only
         keep = np.fromiter((int(i) in tracks for i in ids), dtype=bool, count=len(ids))
         if not keep.all():
             ids, matrix = np.asarray(ids)[keep], np.asarray(matrix)[keep]
         records = [tracks[int(i)] for i in ids]
-        by_path = {str(r["path"]): int(r["id"]) for r in records}
+        by_path = {r.path: r.id for r in records}
         _CACHE.clear()  # one library state at a time: old matrices would only hold memory
         _CACHE[key] = LibraryIndex(VectorIndex(ids, matrix), records, by_path)
     return _CACHE[key]
@@ -321,22 +319,26 @@ def similar_tracks(
     mask = filter_mask(
         li.records,
         genre=genre,
-        exclude_artists=[r.get("artist") for r in seed_recs] if exclude_artist else (),
-        exclude_albums=[(r.get("artist"), r.get("album")) for r in seed_recs]
-        if exclude_album
-        else (),
+        exclude_artists=[r.artist for r in seed_recs] if exclude_artist else (),
+        exclude_albums=[(r.artist, r.album) for r in seed_recs] if exclude_album else (),
     )
     hits = li.index.query(np.asarray(seed_ids, dtype=np.int64), k, allowed_mask=mask, fusion=fusion)
     rows = li.index.rows(h.id for h in hits)
     return [_result(li.records[r], h.score) for r, h in zip(rows, hits, strict=True)]
 
 
-def _result(track: Record, score: float) -> dict:
-    fields = ("id", "path", "artist", "album", "title", "duration")
-    out = {f: track.get(f) for f in fields}
-    out["genres"] = track_genres(track)
-    out["score"] = round(score, 6)
-    return out
+def _result(track: Track, score: float) -> dict:
+    """A result as `similar --json` prints it: the track's fields, its genres, the score."""
+    return {
+        "id": track.id,
+        "path": track.path,
+        "artist": track.artist,
+        "album": track.album,
+        "title": track.title,
+        "duration": track.duration,
+        "genres": track_genres(track),
+        "score": round(score, 6),
+    }
 
 
 # ---- filters (masks the caller hands to VectorIndex.query) ----------------------------------
@@ -346,9 +348,9 @@ def _fold(s: Any) -> str:
     return str(s or "").strip().casefold()
 
 
-def track_genres(record: Record) -> list[str]:
-    """A track's genres as a list, whether the record holds a JSON string or a list."""
-    g = record.get("genres")
+def track_genres(record: Track) -> list[str]:
+    """A track's genres as a list, whether the row holds a list or (a damaged value) a string."""
+    g: Any = record.genres
     if isinstance(g, str):
         import json
 
@@ -360,11 +362,11 @@ def track_genres(record: Record) -> list[str]:
 
 
 def filter_mask(
-    records: Sequence[Record],
+    records: Sequence[Track],
     *,
     genre: str | None = None,
-    exclude_artists: Iterable[str] = (),
-    exclude_albums: Iterable[tuple[str, str]] = (),
+    exclude_artists: Iterable[str | None] = (),
+    exclude_albums: Iterable[tuple[str | None, str | None]] = (),
 ) -> np.ndarray | None:
     """Rows to keep: tracks tagged `genre` (case-insensitive), not by the excluded artists, not on
     the excluded (artist, album) pairs. None when nothing is filtered (the fast path)."""
@@ -375,10 +377,10 @@ def filter_mask(
     wanted = split_and_normalise([genre]) if genre else []
     want = _fold(wanted[0]) if wanted else None  # spelled as track genres are
 
-    def kept(r: Record) -> bool:
-        artist = _fold(r.get("artist"))
+    def kept(r: Track) -> bool:
+        artist = _fold(r.artist)
         if want is not None and want not in {_fold(g) for g in track_genres(r)}:
             return False
-        return artist not in artists and (artist, _fold(r.get("album"))) not in albums
+        return artist not in artists and (artist, _fold(r.album)) not in albums
 
     return np.fromiter((kept(r) for r in records), dtype=bool, count=len(records))

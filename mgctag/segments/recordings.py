@@ -204,6 +204,6 @@ def store_timeline(lib, path: str | Path, timeline: Timeline, model: str) -> boo
         for i in timeline.intervals
     ]
     lib.save_analysis(
-        track["id"], model, "none", {}, [], {}, content=timeline.content(), windows=windows
+        track.id, model, "none", {}, [], {}, content=timeline.content(), windows=windows
     )
     return True

@@ -1,1 +1,4 @@
-"""Builders of training and evaluation data, kept outside the repository (run with `python -m`)."""
+"""Data builders and fetchers: corpora and training data, kept outside the repository.
+
+Run as `python -m tools.data.NAME`.
+"""

@@ -10,7 +10,7 @@ share no package, and so no speaker, with the training set. Steps:
     python -m tools.data.segments_corpus heldout --out /work/data/segdata4   # test files
 
 `build` writes, per split and class, one stream of the files end to end (16 kHz int16, the format
-`scripts/train_segmenter.py` reads) and `files.json` (each file's package, speaker, place in its
+`tools.experiments.train_segmenter` reads) and `files.json` (each file's package, speaker, place in its
 stream). A share of the training and validation speech files is laid over a music bed (-20 to
 -6 dB under the voice) or a noise bed and stays speech, as a broadcast would have it. `heldout`
 draws, with a fixed seed and from the test streams only, a broadcast-style set (speech, music,
@@ -37,10 +37,11 @@ import soundfile as sf
 
 from mgctag.audio import decode
 from mgctag.segments.detector import CLASSES, SR
+from tools import paths
 
 ROOT = Path("/work/data/segsrc")
 OUT = Path("/work/data/segdata4")
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = paths.SHARED
 RESERVED = (
     "tuxpaint-stamps-default",
     "klettres-data",

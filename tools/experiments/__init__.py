@@ -1,1 +1,4 @@
-"""Experiments and evaluations that are not part of the product (run with `python -m`)."""
+"""Experiments: training, evaluation and distillation runs behind the bundled models.
+
+Run as `python -m tools.experiments.NAME`.
+"""

@@ -12,7 +12,7 @@ a method calls silence counts as wrong. "Speech over music" is the frames of the
 music bed, called speech. Clips: the majority class of a clip's non-silent frames. The content
 gate: a clip is skipped when the gate's track class is not music (`content.track_class`).
 CPU: `time.process_time` of one thread, decoding and features included, per minute of audio.
-`--peer` reads the intervals `scripts/peer_inaseg.py` wrote for the same WAV files.
+`--peer` reads the intervals `tools.experiments.peer_inaseg` wrote for the same WAV files.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def mn04_fn() -> LabelFn:
 
 
 def peer_fn(path: Path) -> LabelFn:
-    """inaSpeechSegmenter's intervals (scripts/peer_inaseg.py) on the grid; CPU from its run."""
+    """inaSpeechSegmenter's intervals (tools.experiments.peer_inaseg) on the grid; CPU from its run."""
     data = json.loads(path.read_text())
     per_min = float(data["_cpu_s_per_min"])
 
