@@ -3,10 +3,8 @@ the samples), the JSON record and PNG strip of a timeline, and keeping it in the
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -83,32 +81,7 @@ def decode_file(path: str | Path) -> Decoded:
             end = lo + len(piece)
             break
         s0 += step
-        del piece
-        _give_back_freed_memory()
     return out.decoded(end / SR)
-
-
-def _give_back_freed_memory() -> None:
-    """Return the freed chunk buffers to the system (glibc's malloc_trim; nothing elsewhere).
-
-    Chunks of tens of MB fall under glibc's adaptive mmap threshold after the first is freed,
-    so they come from the heap, which fragments and kept ~270 MB of freed pages for a 3-hour
-    MP3; trimming after each chunk keeps the process at what it holds."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
 
 
 class _Frames:

@@ -9,13 +9,14 @@ share no package, and so no speaker, with the training set. Steps:
     python -m tools.data.segments_corpus teacher --out /work/data/segdata4   # mn04's targets
     python -m tools.data.segments_corpus heldout --out /work/data/segdata4   # test files
 
-`build` writes, per split and class, one stream of the files end to end (16 kHz int16, the format
-`tools.experiments.train_segmenter` reads) and `files.json` (each file's package, speaker, place in its
-stream). A share of the training and validation speech files is laid over a music bed (-20 to
--6 dB under the voice) or a noise bed and stays speech, as a broadcast would have it. `heldout`
-draws, with a fixed seed and from the test streams only, a broadcast-style set (speech, music,
-noise, speech over music and silence segments of 3-30 s joined by crossfades; WAV files and
-their plan) and single-class clips. The data card is docs/segments.md.
+`build` writes, per split and class, one stream of the files end to end (16 kHz int16, the
+format `tools.experiments.train_segmenter` reads) and `files.json` (each file's package,
+speaker, place in its stream). A share of the training and validation speech files is laid over
+a music bed (-20 to -6 dB under the voice) or a noise bed and stays speech, as a broadcast would
+have it. `heldout` draws, with a fixed seed and from the test streams only, a broadcast-style
+set (speech, music, noise, speech over music and silence segments of 3-30 s joined by
+crossfades; WAV files and their plan) and single-class clips.
+The data card is docs/segments.md.
 
 Never downloaded: the packages the issue reserves for evaluation (`RESERVED`).
 """

@@ -117,7 +117,7 @@ def mn04_fn() -> LabelFn:
 
 
 def peer_fn(path: Path) -> LabelFn:
-    """inaSpeechSegmenter's intervals (tools.experiments.peer_inaseg) on the grid; CPU from its run."""
+    """inaSpeechSegmenter's intervals (tools.experiments.peer_inaseg) on the grid, its CPU."""
     data = json.loads(path.read_text())
     per_min = float(data["_cpu_s_per_min"])
 
