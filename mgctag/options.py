@@ -26,6 +26,9 @@ DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator takes (one list)
+# `segments --min-segment`: a stretch shorter than this (seconds) joins a neighbour, so a talk is
+# a few rows, not hundreds of flickers (the CLI's default and the detector's).
+MIN_SEGMENT_S = 1.0
 GenreDepth = Literal["parent", "leaf", "both"]
 GENRE_DEPTHS: tuple[GenreDepth, ...] = ("parent", "leaf", "both")
 
