@@ -144,8 +144,8 @@ TAG_OPTIONS: tuple[TagOption, ...] = (
     TagOption(
         "stems",
         str,
-        "auto",
-        "Separate stems first: auto (GPU + Demucs, else config), on, off.",
+        "off",
+        "Separate stems first, for similar --by: off, on, or auto (on with a GPU and Demucs).",
         choices=("auto", "on", "off"),
     ),
     TagOption("separator", str, "auto", "auto, demucs, cascade or hpss.", choices=SEPARATORS),
