@@ -157,6 +157,7 @@ def test_summary_counts_add_up_and_every_skip_is_listed(tmp_path: Path) -> None:
     assert "analysed 0, would tag 1, unchanged 1, skipped 1, failed 1" in table
 
 
+@pytest.mark.slow
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     """A 0.5 s clip, a 15 ms click in 5 s of silence and digital silence: skipped with a reason,
     no genre written, exit 0; real music beside them is tagged."""

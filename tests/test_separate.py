@@ -153,6 +153,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_demucs_from_a_weight_file_in_chunks(demucs_file, one_thread) -> None:
     sep = get_separator("demucs", device="cpu", model_path=demucs_file)
     assert sep.name == "demucs" and sep.sample_rate == 44100

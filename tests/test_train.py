@@ -270,6 +270,7 @@ def test_split_files_errors(tmp_path: Path):
 # --- heads and evaluation ---
 
 
+@pytest.mark.slow
 def test_head_beats_chance_on_real_features(speech_music: dict):
     """Recordings never straddle a split, so this is speech vs music on unseen recordings."""
     d = speech_music
