@@ -11,6 +11,7 @@ imported inside the commands, so loading the plugin costs beets nothing.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,7 +27,7 @@ from beets.plugins import BeetsPlugin
 from mgctag import config as mgconfig
 from mgctag.errors import MgctagError, one_line, reason_of
 from mgctag.genres import plan_genres, split_genres
-from mgctag.options import TAG, Progress, StopFlag, Summary, TagOptions
+from mgctag.options import SEARCH, TAG, Progress, StopFlag, Summary, TagOptions
 
 if TYPE_CHECKING:
     from beets.library import Library as BeetsLibrary
@@ -113,6 +114,9 @@ class _LogProgress(Progress):
         before, self.done = self.done, self.done + n
         if self.done // self.every > before // self.every and self.done < self.total:
             self.log.info("  {}/{}", self.done, self.total)
+
+    def message(self, text: str) -> None:
+        self.log.warning("{}", text)
 
 
 class MgctagPlugin(BeetsPlugin):
@@ -338,6 +342,7 @@ class MgctagPlugin(BeetsPlugin):
             roots = [Path(p) for p in chunk]
             progress = _LogProgress(self._log)
             pipeline.analyse_chain(mlib, roots, chain, opts, summary, progress, stop, force=force)
+        pipeline.refresh_indexes(mlib, _LogProgress(self._log))
 
     # -- one tagging run over beets items -----------------------------------------------------
 
@@ -484,12 +489,28 @@ class MgctagPlugin(BeetsPlugin):
         similar = ui.Subcommand(
             "mgctag-similar", help="items that sound like the query's items (mgctag)"
         )
-        similar.parser.add_option("-k", type="int", default=10, help="how many (default 10)")
+        search_option(similar.parser, "count", "-k")
+        search_option(similar.parser, "all_versions")
         similar.parser.add_option(
-            "--playlist", metavar="FILE", help="also write them to an M3U8 playlist"
+            "--playlist", metavar="FILE", help="also write them to a playlist (.m3u8 or .xspf)"
         )
         similar.parser.add_format_option(target=Item)
         similar.func = self._similar_command
+
+        playlist = ui.Subcommand(
+            "mgctag-playlist",
+            help="a playlist from the query's item to --to's, or an instant mix (mgctag)",
+        )
+        playlist.parser.add_option(
+            "--to", metavar="QUERY", help="end here: a smooth path from the query's first item"
+        )
+        for name in ("length", "spacing", "genre", "exclude_artist"):
+            search_option(playlist.parser, name)
+        playlist.parser.add_option(
+            "--playlist", metavar="FILE", help="also write it to a playlist (.m3u8 or .xspf)"
+        )
+        playlist.parser.add_format_option(target=Item)
+        playlist.func = self._playlist_command
 
         undo = ui.Subcommand("mgctag-undo", help="reverse the last `beet mgctag` run")
         undo.parser.add_option(
@@ -501,7 +522,7 @@ class MgctagPlugin(BeetsPlugin):
             "-W", "--nowrite", action="store_false", dest="write", help=NOWRITE_HELP
         )
         undo.func = self._undo_command
-        return [tag, similar, undo]
+        return [tag, similar, playlist, undo]
 
     @_beets_errors
     def _tag_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
@@ -556,10 +577,8 @@ class MgctagPlugin(BeetsPlugin):
 
     @_beets_errors
     def _similar_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
-        from mgctag.search import export
 
-        if opts.k < 1:
-            raise ui.UserError("mgctag-similar: -k must be 1 or more")
+        check_search_options(opts, "mgctag-similar", ("count", "-k"))
         seeds_items = list(lib.items(args))
         if not seeds_items:
             raise ui.UserError("mgctag-similar: no items match the query")
@@ -575,33 +594,99 @@ class MgctagPlugin(BeetsPlugin):
                     f"mgctag-similar: none of the {len(seeds_items)} items is analysed yet;"
                     " run `beet mgctag QUERY` first"
                 )
-            hits = self._beets_hits(lib, mlib, seeds, model, opts.k)
+            hits = self._beets_hits(lib, mlib, seeds, model, opts.count, opts.all_versions)
         if not hits:
             ui.print_("mgctag-similar: no other analysed items in this beets library")
         for item in hits:
             ui.print_(format(item, opts.format or ""))
-        if opts.playlist:
-            entries = [
-                export.PlaylistEntry(os.fsdecode(i.path), i.artist, i.title, i.length) for i in hits
-            ]
-            export.write_m3u(opts.playlist, entries)
-            self._log.info("playlist {} ({} items)", opts.playlist, len(hits))
+        self._write_playlist(opts.playlist, hits)
+
+    def _write_playlist(self, path: str | None, items: Sequence[Item]) -> None:
+        from mgctag.search import export
+
+        if not path:
+            return
+        entries = [
+            export.PlaylistEntry(os.fsdecode(i.path), i.artist, i.title, i.length) for i in items
+        ]
+        export.write_playlist(path, entries)
+        self._log.info("playlist {} ({} items)", path, len(items))
 
     def _beets_hits(
-        self, lib: BeetsLibrary, mlib: Library, seeds: list[int], model: str, k: int
+        self,
+        lib: BeetsLibrary,
+        mlib: Library,
+        seeds: list[int],
+        model: str,
+        k: int,
+        all_versions: bool = False,
     ) -> list[Item]:
         """The k nearest tracks that are items of this beets library (mgctag's database may
-        know other files too), asking mgctag for more until k are found or none are left."""
+        know other files too), asking mgctag for more until k are found or none are left.
+        Other versions of a recording are folded into its best-ranked one (see `mgctag
+        similar`), unless `all_versions`."""
         from mgctag.search.similar import similar_tracks
 
         by_path = {os.fsdecode(item.path): item for item in lib.items()}
         want = k
         while True:
-            hits = similar_tracks(mlib, seeds, model=model, k=want)
+            hits = similar_tracks(
+                mlib, seeds, model=model, k=want, all_versions=all_versions, say=self._say
+            )
             items = [by_path[h["path"]] for h in hits if h["path"] in by_path]
             if len(items) >= k or len(hits) < want:
                 return items[:k]
             want *= 4
+
+    def _say(self, text: str) -> None:
+        self._log.warning("{}", text)
+
+    @_beets_errors
+    def _playlist_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
+        """A path from the query's first analysed item to --to's, or an instant mix from the
+        query's analysed items; only items of this beets library are listed."""
+        from mgctag.search import playlist as pl
+        from mgctag.search.similar import SimilarError, default_embedding_model
+
+        check_search_options(
+            opts, "mgctag-playlist", ("length", "--length"), ("spacing", "--spacing")
+        )
+        rules = pl.Rules(opts.length, opts.spacing, opts.genre, opts.exclude_artist)
+        with self.mgctag_library() as mlib:
+            starts = self._analysed(mlib, lib, args, "the query")
+            model = default_embedding_model(mlib)
+            try:
+                if opts.to:
+                    end = self._analysed(mlib, lib, shlex.split(opts.to), "--to")[0]
+                    tracks = pl.path_playlist(
+                        mlib, starts[0], end, model=model, rules=rules, say=self._say
+                    )
+                else:
+                    tracks = pl.instant_mix(mlib, starts, model=model, rules=rules, say=self._say)
+            except SimilarError as exc:
+                raise ui.UserError(f"mgctag-playlist: {exc}") from None
+        by_path = {os.fsdecode(item.path): item for item in lib.items()}
+        items = [by_path[t["path"]] for t in tracks if t["path"] in by_path]
+        for item in items:
+            ui.print_(format(item, opts.format or ""))
+        self._write_playlist(opts.playlist, items)
+
+    def _analysed(self, mlib: Library, lib: BeetsLibrary, query: Any, what: str) -> list[int]:
+        """mgctag's track ids of the items a query matches (in beets' order), analysed ones only."""
+        items = list(lib.items(query))
+        if not items:
+            raise ui.UserError(f"mgctag-playlist: no items match {what}")
+        ids = [
+            int(t["id"])
+            for item in items
+            if (t := mlib.track_by_path(os.fsdecode(item.path))) is not None
+        ]
+        if not ids:
+            raise ui.UserError(
+                f"mgctag-playlist: none of the {len(items)} items of {what} is analysed yet;"
+                " run `beet mgctag QUERY` first"
+            )
+        return ids
 
     @_beets_errors
     def _undo_command(self, lib: BeetsLibrary, opts: Any, args: list[str]) -> None:
@@ -673,6 +758,27 @@ class MgctagPlugin(BeetsPlugin):
             if run.command == RUN_COMMAND and _undoable(mlib, run.id):
                 return run.id
         return None
+
+
+def search_option(parser: Any, name: str, *flags: str) -> None:
+    """A beets option from mgctag.options' SEARCH table (the same name, default and help as
+    `mgctag similar` / `mgctag playlist`); bounds are checked by `check_search_options`."""
+    option = SEARCH[name]
+    flags = flags or (option.flag,)
+    if option.kind is bool:
+        parser.add_option(*flags, dest=name, action="store_true", default=option.default)
+    else:
+        kind = {int: "int", float: "float"}.get(option.kind, "string")
+        parser.add_option(*flags, dest=name, type=kind, default=option.default)
+    parser.option_list[-1].help = option.help[0].lower() + option.help[1:].rstrip(".")
+
+
+def check_search_options(opts: Any, command: str, *named: tuple[str, str]) -> None:
+    """The table's rules for the options given as (name, flag): a bad one is one line."""
+    for name, flag in named:
+        problem = SEARCH[name].problem(getattr(opts, name), quoted=False)
+        if problem is not None:
+            raise ui.UserError(f"{command}: {flag} {getattr(opts, name)}: {problem}")
 
 
 def _undoable(mlib: Library, run_id: int) -> list[WriteEntry]:

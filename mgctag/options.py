@@ -209,6 +209,38 @@ class TrainDefaults:
 TRAIN = TrainDefaults()
 
 
+# `similar`'s and `playlist`'s choices: the command line's options and the beets plugin's
+# (`mgctag-similar`, `mgctag-playlist`) are derived from this one table (names, defaults, help,
+# bounds), so the two never drift apart.
+SEARCH_OPTIONS: tuple[TagOption, ...] = (
+    TagOption("count", int, 10, "How many tracks.", low=1),
+    TagOption(
+        "length",
+        int,
+        20,
+        "Tracks in the playlist (with --from/--to: the two ends included).",
+        low=2,
+    ),
+    TagOption(
+        "spacing",
+        int,
+        3,
+        "An artist at most once in any N consecutive tracks (2: never twice in a row; 1: no rule).",
+        low=1,
+    ),
+    TagOption(
+        "all_versions",
+        bool,
+        False,
+        "List other versions of a recording (transcodes, remasters, edits, the same artist and"
+        " title) as results of their own; by default each is folded into its best-ranked version.",
+    ),
+    TagOption("genre", str, None, "Only tracks of this genre."),
+    TagOption("exclude_artist", bool, False, "Leave out the seeds' (or the ends') artists."),
+)
+SEARCH = {o.name: o for o in SEARCH_OPTIONS}
+
+
 def expand_model(name: str) -> str:
     """A model given as a path (`~/models/mine.safetensors`, `$HOME/...`) with ~ and variables
     expanded; a model name as it is."""

@@ -92,11 +92,20 @@ def tag_paths(
         for path, reason in report.failures:
             summary.fail(str(path), reason)
         analyse_chain(lib, roots, chain, opts, summary, progress, stop)
+        refresh_indexes(lib, progress)
         if write:
             tracks = list(lib.iter_tracks(roots))
             write_tags(lib, tracks, opts, summary, progress, stop)
         summary.interrupted = bool(stop)
     return summary
+
+
+def refresh_indexes(lib: Library, progress: Progress) -> None:
+    """Bring the library's similarity indexes (those that exist) up to date with what this run
+    analysed or found removed, so the next `similar` does not wait (search/ann.py)."""
+    from mgctag.search import ann
+
+    ann.refresh(lib, say=progress.message)
 
 
 def tagger_chain(name: str, device: str) -> list[Tagger]:

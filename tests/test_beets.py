@@ -203,6 +203,29 @@ def test_similar_of_unanalysed_items_is_one_line(lib: Beets) -> None:
     assert out.stderr.strip() == "error: mgctag-similar: no items match the query"
 
 
+def test_playlist_travels_from_one_item_to_another(lib: Beets) -> None:
+    import xml.etree.ElementTree as ET
+
+    start, end = (str(lib.root / "music" / MUSIC[i].name) for i in (1, 3))
+    xspf = lib.root / "trip.xspf"
+    out = lib.run(
+        "mgctag-playlist", f"path:{start}", "--to", f"path:{end}", "--length", "3",
+        "-f", "$path", "--playlist", str(xspf),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    shown = out.stdout.splitlines()
+    assert len(shown) == 3 and shown[0] == start and shown[-1] == end
+    assert set(shown) <= set(lib.ls())
+    ns = {"x": "http://xspf.org/ns/0/"}
+    tracks = ET.parse(xspf).getroot().findall("x:trackList/x:track", ns)
+    assert [t.find("x:location", ns).text for t in tracks] == [Path(p).as_uri() for p in shown]
+    mix = lib.run("mgctag-playlist", f"path:{start}", "--length", "3", "-f", "$path")
+    assert mix.returncode == 0, mix.stderr
+    assert mix.stdout.splitlines()[0] == start and len(mix.stdout.splitlines()) == 3
+    bad = lib.run("mgctag-playlist", f"path:{start}", "--length", "1")
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: mgctag-playlist: --length")
+
+
 def test_undo_restores_beets_and_files(lib: Beets) -> None:
     tagged = lib.ls()
     pretend = lib.run("mgctag-undo", "-p")

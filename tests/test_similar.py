@@ -288,14 +288,19 @@ def test_index_is_cached_until_the_database_changes(library, tracks):
 
 
 @pytest.mark.slow
-def test_similar_fusion_option_reaches_the_search(tagged_library) -> None:
+def test_similar_fusion_option_reaches_the_search(library, tracks) -> None:
     """`similar A B --fusion rrf` ranks by reciprocal rank fusion; a bad name is a usage error."""
     import json
 
     from conftest import cli
 
-    music, db = tagged_library  # read only: similar writes nothing
-    seeds = sorted(str(p) for p in music.rglob("*.flac"))[:2]
+    from mgctag.options import MUSICNN_TAGGER
+
+    for i, f in enumerate(tracks["files"]):  # what `similar` reads by default: musicnn's vectors
+        tid = library.track_by_path(f)["id"]
+        library.save_analysis(tid, MUSICNN_TAGGER, "none", {}, [], {"mix": tracks["mix"][i]})
+    seeds = [str(f) for f in tracks["files"][:2]]
+    db = library.path
     results = {}
     for fusion in ("centroid", "rrf"):
         result = cli("similar", *seeds, "--db", db, "-k", "3", "--fusion", fusion, "--json")

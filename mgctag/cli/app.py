@@ -69,6 +69,8 @@ def main(
 for command in (library.scan, library.tag, library.info, library.runs, library.undo):
     app.command()(command)
 app.command()(search.similar)
+app.command()(search.dupes)
+app.command()(search.playlist)
 app.command()(separate.separate)
 app.command()(segments.segments)
 app.command()(train.labels)

@@ -72,9 +72,11 @@ def scan(
 ) -> None:
     """Record the audio files under PATHS in the database (incremental)."""
     from mgctag.library.scan import scan as run_scan
+    from mgctag.search import ann
 
     lib = open_library(db)
     report = run_scan(lib, paths, follow_symlinks=follow_symlinks)
+    ann.refresh(lib, say=lambda text: err.print(shown(text), highlight=False))
     not_music = lib.heard_not_music(paths)
     if json_out:
         print_json(report.as_dict() | {"not_music": not_music})

@@ -229,11 +229,3 @@ def like(text: str) -> list[str]:
     forms = {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
     escaped = (f.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for f in forms)
     return [f"%{e}%" for e in sorted(escaped)]
-
-
-def vector(v: np.ndarray) -> bytes:
-    """A 1-D embedding as little-endian float32 bytes."""
-    a = np.asarray(v)
-    if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"an embedding must be a non-empty 1-D vector, got shape {a.shape}")
-    return a.astype("<f4", copy=False).tobytes()

@@ -1,16 +1,23 @@
 """The library's schema: versioned migrations, and bringing a database up to date.
 
 Each migration takes the schema from version i to i+1 inside one transaction. Never edit one that
-has shipped: add a new one at the end.
+has shipped: add a new one at the end. A migration that must rewrite every row (v6: typed blobs)
+changes the schema in its transaction and leaves a progress marker in `meta`; the rows are then
+converted in batches of tracks, one transaction each, the marker moving with every batch, so a
+conversion killed at any moment resumes where it stopped the next time the library is opened.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from mgctag.library import blobs
+from mgctag.library.analyses import scores_value
 from mgctag.library.connection import LibraryError, SchemaTooNewError
 
 if TYPE_CHECKING:
@@ -145,12 +152,56 @@ def _v5_exact_undo(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE writes ADD COLUMN backup TEXT")
 
 
+#: meta key of a conversion in progress: the rows of tracks with a larger id are still to convert
+COMPACT_AFTER = "compact_after"
+COMPACT_BATCH = 500  # tracks per transaction (~14 MB of v5 rows at the default tagger's size)
+
+
+def _v6_compact(db: sqlite_utils.Database) -> None:
+    """Typed blobs instead of JSON for scores and embeddings (library/blobs.py): label lists once
+    in `vocabularies`, float16 tag scores, float32 genre scores, float16 embeddings where they
+    hold. The rows are converted after this step, in batches (`finish_conversion`)."""
+    db.execute("CREATE TABLE vocabularies (id INTEGER PRIMARY KEY, labels TEXT NOT NULL)")
+    db.execute("INSERT INTO meta (key, value) VALUES (?, '-1')", [COMPACT_AFTER])
+
+
+def _v7_changes(db: sqlite_utils.Database) -> None:
+    """What changed since a similarity index was built: one row per track whose embeddings were
+    added, replaced or deleted, or whose status changed, with the generation of its latest
+    change (the library's generation is the largest). Kept by triggers, so no writer can forget
+    it; an index file records the generation it reflects and catches up from here
+    (search/ann.py). `library_id` tells this library's index files from another's."""
+    db.execute("CREATE TABLE changes (track_id INTEGER PRIMARY KEY, generation INTEGER NOT NULL)")
+    db.execute("CREATE INDEX changes_generation ON changes(generation)")
+    bump = (  # an upsert: an outer statement's conflict policy would override "OR REPLACE"
+        "INSERT INTO changes (track_id, generation)"
+        " VALUES ({id}, (SELECT coalesce(max(generation), 0) + 1 FROM changes))"
+        " ON CONFLICT(track_id) DO UPDATE SET generation = excluded.generation;"
+    )
+    for name, when, ids in (
+        ("embeddings_added", "AFTER INSERT ON embeddings", ["NEW.track_id"]),
+        ("embeddings_deleted", "AFTER DELETE ON embeddings", ["OLD.track_id"]),
+        ("embeddings_updated", "AFTER UPDATE ON embeddings", ["OLD.track_id", "NEW.track_id"]),
+        (
+            "tracks_status",
+            "AFTER UPDATE OF status ON tracks WHEN OLD.status IS NOT NEW.status",
+            ["NEW.id"],
+        ),
+        ("tracks_deleted", "AFTER DELETE ON tracks", ["OLD.id"]),
+    ):
+        body = " ".join(bump.format(id=i) for i in ids)
+        db.execute(f"CREATE TRIGGER {name} {when} BEGIN {body} END")
+    db.execute("INSERT INTO meta (key, value) VALUES ('library_id', lower(hex(randomblob(16))))")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_initial,
     _v2_keys_and_indexes,
     _v3_write_ahead,
     _v4_content,
     _v5_exact_undo,
+    _v6_compact,
+    _v7_changes,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -174,9 +225,15 @@ def migrate(store: Store) -> None:
     """Bring the schema up to SCHEMA_VERSION, one transaction per step; refuse newer ones.
 
     A library already current is only read: reading never waits for another process's
-    write lock (WAL readers), so `mgctag runs` answers while a run writes."""
-    if schema_version(store) == SCHEMA_VERSION:
+    write lock (WAL readers), so `mgctag runs` answers while a run writes. A row conversion left
+    unfinished (by a kill, a full disk) is finished first."""
+    if schema_version(store) == SCHEMA_VERSION and _pending(store) is None:
         return
+    _migrate_schema(store)
+    finish_conversion(store)
+
+
+def _migrate_schema(store: Store) -> None:
     while True:
         with store.transaction():  # re-read under the write lock: another process may migrate
             version = schema_version(store)
@@ -196,3 +253,69 @@ def migrate(store: Store) -> None:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 [str(version + 1)],
             )
+
+
+def _pending(store: Store) -> int | None:
+    """The track id after which rows still wait for the v6 conversion (None: none wait)."""
+    if not store.db["meta"].exists():
+        return None
+    value = store._scalar("SELECT value FROM meta WHERE key = ?", [COMPACT_AFTER])
+    return None if value is None else int(value)
+
+
+def finish_conversion(store: Store, batch: int = COMPACT_BATCH) -> None:
+    """Convert the rows the v6 step left as JSON / float32, `batch` tracks per transaction."""
+    log = logging.getLogger("mgctag.library")
+    done = 0
+    while True:
+        with store.transaction():  # re-read under the write lock: another process may convert
+            after = _pending(store)
+            if after is None:
+                return
+            upto = store._scalar(
+                "SELECT id FROM tracks WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?",
+                [after, batch - 1],
+            )
+            _compact_rows(store, after, upto)
+            if upto is None:
+                store._exec("DELETE FROM meta WHERE key = ?", [COMPACT_AFTER])
+            else:
+                store._exec("UPDATE meta SET value = ? WHERE key = ?", [str(upto), COMPACT_AFTER])
+        done += batch
+        if done % (100 * batch) == 0:
+            log.info("library: converted the stored analyses of %d tracks to typed blobs", done)
+
+
+def _compact_rows(store: Store, after: int, upto: int | None) -> None:
+    """Re-encode the JSON scores and float32 embeddings of tracks in (after, upto]."""
+    where = "track_id > ?" + ("" if upto is None else " AND track_id <= ?")
+    span = [after] if upto is None else [after, upto]
+    conn = store.db.conn
+    rows = conn.execute(
+        "SELECT rowid, tags, genres FROM predictions"
+        f" WHERE {where} AND (typeof(tags) = 'text' OR typeof(genres) = 'text')",
+        span,
+    ).fetchall()
+    updates = []
+    for rowid, tags, genres in rows:
+        updates.append((_repacked(conn, tags, False), _repacked(conn, genres, True), rowid))
+    conn.executemany("UPDATE predictions SET tags = ?, genres = ? WHERE rowid = ?", updates)
+    vectors = conn.execute(
+        f"SELECT rowid, dim, vector FROM embeddings WHERE {where} AND length(vector) = 4 * dim",
+        span,
+    ).fetchall()
+    conn.executemany(
+        "UPDATE embeddings SET vector = ? WHERE rowid = ?",
+        [(blobs.pack_vector(blobs.unpack_vector(v, dim)), rowid) for rowid, dim, v in vectors],
+    )
+
+
+def _repacked(conn: Any, value: Any, precise: bool) -> Any:
+    """A v5 JSON scores value as a typed blob; anything else (NULL, damaged JSON) as it was."""
+    if not isinstance(value, str):
+        return value
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        return value
+    return scores_value(conn, decoded, precise)

@@ -52,6 +52,23 @@ class Tracks(Store):
     def get_track(self, track_id: int) -> Track | None:
         return self._one(Track, "SELECT * FROM tracks WHERE id = ?", [track_id])
 
+    def tracks_by_ids(self, track_ids: Iterable[int]) -> dict[int, Track]:
+        """id → track for the ids that exist (any status): the rows a search result shows."""
+        wanted = list(dict.fromkeys(int(i) for i in track_ids))
+        out: dict[int, Track] = {}
+        for start in range(0, len(wanted), _PAGE):
+            part = wanted[start : start + _PAGE]
+            rows = self._rows(
+                Track, f"SELECT * FROM tracks WHERE id IN ({', '.join('?' * len(part))})", part
+            )
+            out.update((t.id, t) for t in rows)
+        return out
+
+    def track_names(self) -> list[tuple[int, str | None, str | None]]:
+        """(id, artist, title) of every OK track: what telling versions apart by tags reads."""
+        rows = self._exec("SELECT id, artist, title FROM tracks WHERE status = 'ok' ORDER BY id")
+        return [(int(i), a, t) for i, a, t in rows]
+
     def track_by_path(self, path: str | os.PathLike) -> Track | None:
         return self._one(Track, "SELECT * FROM tracks WHERE path = ?", [db_path(path)])
 

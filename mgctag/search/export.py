@@ -1,4 +1,5 @@
-"""Playlists and tables out of mgctag: M3U8, CSV and JSON, safe against whatever the tags contain.
+"""Playlists and tables out of mgctag: M3U8, XSPF, CSV and JSON, safe against whatever the tags
+contain.
 
 Tag text is user data from anywhere: a newline in a title must not start a new playlist entry, a
 title like `=HYPERLINK(...)` must not run as a spreadsheet formula, and a file is either written
@@ -18,6 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -107,6 +109,66 @@ def write_m3u(
     except OSError as err:
         raise ExportError(f"cannot write playlist: {reason_of(err)}", path) from err
     return len(items)
+
+
+XSPF_NAMESPACE = "http://xspf.org/ns/0/"
+
+
+def _xspf_location(entry_path: str | Path, relative_to: str | Path | None) -> str:
+    """A file URI (absolute), or a relative URI reference resolved against the playlist."""
+    p = Path(entry_path).absolute()
+    if relative_to is not None:
+        with suppress(ValueError):
+            rel = os.path.relpath(p, Path(relative_to).absolute())
+            return quote(Path(rel).as_posix())
+    return p.as_uri()
+
+
+def write_xspf(
+    path: str | Path,
+    entries: Iterable[PlaylistEntry | Mapping[str, Any]],
+    relative_to: str | Path | None = None,
+    title: str | None = None,
+) -> int:
+    """Write an XSPF playlist (XML, UTF-8); returns the number of entries.
+
+    Locations are file URIs, or URI references relative to `relative_to`; tag text is flattened
+    to one line (XML 1.0 cannot hold most control characters) and escaped by ElementTree."""
+    from xml.etree import ElementTree as ET
+
+    items = [e if isinstance(e, PlaylistEntry) else PlaylistEntry.from_record(e) for e in entries]
+    root = ET.Element("playlist", version="1", xmlns=XSPF_NAMESPACE)
+    if title:
+        ET.SubElement(root, "title").text = one_line(title)
+    tracks = ET.SubElement(root, "trackList")
+    for e in items:
+        track = ET.SubElement(tracks, "track")
+        ET.SubElement(track, "location").text = _xspf_location(e.path, relative_to)
+        if one_line(e.title):
+            ET.SubElement(track, "title").text = one_line(e.title)
+        if one_line(e.artist):
+            ET.SubElement(track, "creator").text = one_line(e.artist)
+        if e.duration is not None and math.isfinite(float(e.duration)):
+            ET.SubElement(track, "duration").text = str(round(float(e.duration) * 1000))
+    ET.indent(root)
+    text = ET.tostring(root, encoding="unicode", xml_declaration=False)
+    try:
+        with _atomic_text(Path(path), newline="\n") as f:
+            f.write('<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n")
+    except OSError as err:
+        raise ExportError(f"cannot write playlist: {reason_of(err)}", path) from err
+    return len(items)
+
+
+def write_playlist(
+    path: str | Path,
+    entries: Iterable[PlaylistEntry | Mapping[str, Any]],
+    relative_to: str | Path | None = None,
+) -> int:
+    """An M3U8 or, for a name ending in .xspf, an XSPF playlist."""
+    if str(path).lower().endswith(".xspf"):
+        return write_xspf(path, entries, relative_to)
+    return write_m3u(path, entries, relative_to)
 
 
 def csv_cell(value: Any) -> str | int | float:

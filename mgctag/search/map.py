@@ -38,21 +38,29 @@ class MapError(MgctagError):
 
 
 def layout_2d(
-    matrix: np.ndarray, method: str = "tsne", seed: int = 0, threads: int | None = None
+    matrix: np.ndarray,
+    method: str = "tsne",
+    seed: int = 0,
+    threads: int | None = None,
+    neighbours: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, 2) float32 coordinates for (n, d) embeddings; similar rows land near each other.
 
     `method`: "tsne" (default), "pca" (fast, linear) or "umap" (if umap-learn is installed).
     `threads` caps OpenMP threads: t-SNE's many short parallel loops slow down badly when the
     cores are busy with other work (18x on a loaded 2-core box; see docs/similar.md).
+    `neighbours` (n, k) row numbers of each row's nearest rows (from the similarity index) gives
+    t-SNE its neighbourhoods, instead of comparing every pair of rows (quadratic in the library).
     """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
-        return _layout(np.asarray(matrix, dtype=np.float32), method, seed)
+        return _layout(np.asarray(matrix, dtype=np.float32), method, seed, neighbours)
 
 
-def _layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+def _layout(
+    x: np.ndarray, method: str, seed: int, neighbours: np.ndarray | None = None
+) -> np.ndarray:
     n = len(x)
     if n == 0:
         return np.zeros((0, 2), dtype=np.float32)
@@ -61,9 +69,13 @@ def _layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        tsne = TSNE(
-            2, perplexity=min(30.0, (n - 1) / 3), metric="cosine", init="pca", random_state=seed
-        )
+        perplexity = min(30.0, (n - 1) / 3)
+        if neighbours is not None:
+            tsne = TSNE(
+                2, perplexity=perplexity, metric="precomputed", init="random", random_state=seed
+            )
+            return tsne.fit_transform(knn_distances(x, neighbours)).astype(np.float32)
+        tsne = TSNE(2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed)
         return tsne.fit_transform(x).astype(np.float32)
     if method == "umap":
         try:
@@ -72,6 +84,22 @@ def _layout(x: np.ndarray, method: str, seed: int) -> np.ndarray:
             raise MapError("the umap layout needs umap-learn: pip install umap-learn") from e
         return umap.UMAP(metric="cosine", random_state=seed).fit_transform(x).astype(np.float32)
     raise MapError(f"unknown layout {method!r}: use tsne, pca or umap")
+
+
+def knn_distances(x: np.ndarray, neighbours: np.ndarray) -> Any:
+    """A sparse (n, n) matrix of cosine distances from each row to its listed neighbours (-1:
+    none), what t-SNE's "precomputed" metric takes."""
+    from scipy.sparse import csr_matrix
+    from sklearn.neighbors import sort_graph_by_row_values
+
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    rows, cols = np.nonzero(neighbours >= 0)
+    targets = neighbours[rows, cols]
+    keep = targets != rows
+    rows, targets = rows[keep], targets[keep]
+    dist = np.maximum(1.0 - np.einsum("ij,ij->i", unit[rows], unit[targets]), 1e-9)
+    graph = csr_matrix((dist, (rows, targets)), shape=(len(x), len(x)))
+    return sort_graph_by_row_values(graph, warn_when_not_sorted=False)
 
 
 def _pca_2d(x: np.ndarray) -> np.ndarray:
@@ -340,6 +368,32 @@ def library_root(paths: Sequence[str]) -> str | None:
 # ---- the `map` command ---------------------------------------------------------------------------
 
 
+def _use_index(lib: Any, model: str, stem: str, n: int, index: str) -> bool:
+    from mgctag.search import ann
+
+    if index != "auto":
+        return index == "ann"
+    return n >= ann.ANN_MIN_TRACKS or ann.index_path(Path(lib.path), model, stem).exists()
+
+
+def index_neighbours(
+    lib: Any, model: str, stem: str, ids: np.ndarray, matrix: np.ndarray, perplexity: float = 30.0
+) -> np.ndarray:
+    """(n, k) row numbers of each row's nearest rows by the similarity index, k = 3 x perplexity
+    + 3 (t-SNE reads 3p + 2 besides the row itself; -1 where the index had fewer)."""
+    from mgctag.search import ann
+
+    index = ann.open_index(lib, model, stem)
+    if index is None:
+        raise MapError(f"no {model}/{stem} index could be built")
+    k = min(int(3 * perplexity) + 3, len(ids))  # t-SNE needs 3p + 2 besides the row itself
+    keys = index.neighbours(matrix, k)
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids[order], keys.clip(min=0))
+    found = (keys >= 0) & (ids[order][pos.clip(max=len(ids) - 1)] == keys)
+    return np.where(found, order[pos.clip(max=len(ids) - 1)], -1)
+
+
 def make_map(
     lib: LibraryLike,
     out_png: str | Path | None = None,
@@ -351,6 +405,7 @@ def make_map(
     heatmap_png: str | Path | None = None,
     threads: int | None = None,
     absolute_paths: bool = False,
+    index: str = "auto",
 ) -> dict[str, Any]:
     """The `map` command: lay out `model`'s `by`-stem embeddings and write the requested files.
 
@@ -358,10 +413,15 @@ def make_map(
     `y`, its path and the genre it is coloured by) for the CLI to print. Raises
     MapError (or similar.SimilarError when there are no embeddings) with a one-line message.
     The heatmap counts the same genre per track as the map's colours and legend (its first); the
-    HTML shows paths relative to the library's root unless `absolute_paths`.
+    HTML shows paths relative to the library's root unless `absolute_paths`. Above
+    ann.ANN_MIN_TRACKS tracks (or `index="ann"`) t-SNE's neighbourhoods come from the similarity
+    index (search/ann.py), not from comparing every pair of tracks.
     """
     li = library_index(lib, model, by)
-    points = layout_2d(li.index.matrix, method, threads=threads)
+    neighbours = None
+    if method == "tsne" and _use_index(lib, model, by, len(li.index), index):
+        neighbours = index_neighbours(lib, model, by, li.index.ids, li.index.matrix)
+    points = layout_2d(li.index.matrix, method, threads=threads, neighbours=neighbours)
     labels = [primary_genre(r) for r in li.records]
     names_of_tracks = [track_label(r) for r in li.records]
     jobs = []

@@ -11,7 +11,7 @@ knows nothing about genres or artists.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -21,6 +21,7 @@ import numpy as np
 from mgctag.errors import UsageError
 from mgctag.genres import split_and_normalise
 from mgctag.library.rows import Track
+from mgctag.search.ann import IndexStore, Say
 from mgctag.separate.base import STEMS
 
 Fusion = Literal["centroid", "rrf"]
@@ -28,6 +29,8 @@ Fusion = Literal["centroid", "rrf"]
 EMBEDDING_STEMS = ("mix", *STEMS)
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
 _NORM_TOLERANCE = 1e-3
+# A library row, as the versions module names it
+Record = Track
 
 
 class SimilarError(UsageError):
@@ -48,6 +51,18 @@ class LibraryLike(Protocol):
     def embedding_matrix(self, model: str, stem: str) -> tuple[np.ndarray, np.ndarray]: ...
 
     def iter_tracks(self, roots: Any = None, status: str | None = "ok") -> Iterable[Track]: ...
+
+
+class SearchLibrary(IndexStore, LibraryLike, Protocol):
+    """What a search reads: the few rows of its candidates, by id."""
+
+    def tracks_by_ids(self, track_ids: Iterable[int]) -> Mapping[int, Track]: ...
+
+    def track_by_path(self, path: str) -> Track | None: ...
+
+    def track_names(self) -> list[tuple[int, str | None, str | None]]: ...
+
+    def embedding_count(self, model: str, stem: str = "mix") -> int: ...
 
 
 @dataclass(frozen=True)
@@ -271,7 +286,11 @@ def library_index(lib: LibraryLike, model: str, stem: str = "mix") -> LibraryInd
 
 def clear_cache() -> None:
     """Forget cached indexes (after the pipeline stored new embeddings in this process)."""
+    from mgctag.search import ann
+
     _CACHE.clear()
+    _MATRICES.clear()
+    ann.forget()
 
 
 def _missing_message(model: str, stem: str) -> str:
@@ -296,8 +315,108 @@ def default_embedding_model(lib: Any, by: str = "mix") -> str:
     )
 
 
+# ---- searching: exact below ANN_MIN_TRACKS, the persistent HNSW index above ------------------
+
+
+class Searcher(Protocol):
+    """Ranks a library's tracks by cosine to a query vector, scores exact (float32)."""
+
+    size: int
+
+    def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]: ...
+
+
+class ExactSearcher:
+    """Every vector in memory (`VectorIndex`, cached per process and database state), scanned
+    per query; no track rows are loaded."""
+
+    def __init__(self, lib: LibraryLike, model: str, stem: str) -> None:
+        key = (_db_stamp(lib), model, stem)
+        if key not in _MATRICES:
+            ids, matrix = lib.embedding_matrix(model, stem)
+            if len(ids) == 0:
+                raise MissingEmbeddings(_missing_message(model, stem))
+            _MATRICES.clear()
+            _MATRICES[key] = VectorIndex(ids, matrix)
+        self.index = _MATRICES[key]
+        self.size = len(self.index)
+
+    def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.index.rows(ids, strict=False)
+        return self.index.ids[rows], self.index.matrix[rows]
+
+    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]:
+        return self.index.query(_unit(vector), n, exclude_ids=exclude)
+
+
+_MATRICES: dict[tuple, VectorIndex] = {}
+
+
+class AnnSearcher:
+    """The persistent HNSW index (search/ann.py): candidates from the graph, re-scored with the
+    stored vectors of those candidates only."""
+
+    def __init__(self, lib: SearchLibrary, model: str, stem: str, say: Say | None = None) -> None:
+        from mgctag.search import ann
+
+        index = ann.open_index(lib, model, stem, say=say)
+        if index is None or len(index) == 0:
+            raise MissingEmbeddings(_missing_message(model, stem))
+        self.lib, self.model, self.stem, self.ann = lib, model, stem, index
+        self.size = len(index)
+        self._cache: dict[int, np.ndarray] = {}
+
+    def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        missing = [int(i) for i in ids if int(i) not in self._cache]
+        if missing:
+            got_ids, matrix = self.lib.embeddings_of(missing, self.model, self.stem)
+            self._cache.update(zip(got_ids.tolist(), _normalised_rows(matrix), strict=True))
+        kept = [int(i) for i in ids if int(i) in self._cache]
+        if not kept:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return np.array(kept, np.int64), np.stack([self._cache[i] for i in kept])
+
+    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]:
+        from mgctag.search.ann import CANDIDATES
+
+        blocked = {int(i) for i in exclude}
+        q = _unit(vector)
+        keys = self.ann.search(q, max(CANDIDATES, n) + len(blocked))
+        ids, matrix = self.vectors([int(k) for k in keys if int(k) not in blocked])
+        if len(ids) == 0:
+            return []
+        scores = matrix @ q
+        order = np.lexsort((ids, -scores))[:n]
+        return [Hit(int(ids[r]), float(scores[r])) for r in order]
+
+
+def searcher(
+    lib: SearchLibrary,
+    model: str,
+    stem: str = "mix",
+    *,
+    method: str = "auto",
+    say: Say | None = None,
+) -> Searcher:
+    """Exact search for a library under `ann.ANN_MIN_TRACKS` tracks (or `method="exact"`), the
+    HNSW index above it (or `method="ann"`); an index that exists is used whatever the size."""
+    from mgctag.search import ann
+
+    if stem not in EMBEDDING_STEMS:
+        raise SimilarError(f"unknown stem {stem!r}: choose one of {', '.join(EMBEDDING_STEMS)}")
+    if method == "auto":
+        have = ann.index_path(lib.path, model, stem).exists()
+        big = have or lib.embedding_count(model, stem) >= ann.ANN_MIN_TRACKS
+        method = "ann" if big else "exact"
+    if method == "ann":
+        return AnnSearcher(lib, model, stem, say)
+    return ExactSearcher(lib, model, stem)
+
+
 def similar_tracks(
-    lib: LibraryLike,
+    lib: SearchLibrary,
     seeds: Sequence[int | str | Path],
     *,
     model: str,
@@ -307,38 +426,181 @@ def similar_tracks(
     exclude_artist: bool = False,
     exclude_album: bool = False,
     fusion: Fusion = "centroid",
+    all_versions: bool = False,
+    method: str = "auto",
+    say: Say | None = None,
 ) -> list[dict]:
     """The `similar` command: tracks like the seeds (ids or paths), by the `by` stem's embedding.
 
-    Returns track records (id, path, artist, album, title, genres, duration) with a `score`.
-    `exclude_artist`/`exclude_album` drop the seeds' own artists/albums (for discovery).
+    Returns track records (id, path, artist, album, title, genres, duration) with a `score`, best
+    first. Other versions of one recording (versions.py: the same normalised artist and title, or
+    embeddings closer than `DUPLICATE_COSINE`) are folded into the best-ranked one, listed under
+    its `versions`; `all_versions` lists each as its own result. The seeds, and their versions,
+    are never returned. `exclude_artist`/`exclude_album` drop the seeds' own artists/albums (for
+    discovery). Only the candidates' rows are read, never the whole library's.
     """
-    li = library_index(lib, model, by)
-    seed_ids = li.seed_ids(seeds)
-    seed_recs = [li.records[r] for r in li.index.rows(seed_ids)]
-    mask = filter_mask(
-        li.records,
-        genre=genre,
-        exclude_artists=[r.artist for r in seed_recs] if exclude_artist else (),
-        exclude_albums=[(r.artist, r.album) for r in seed_recs] if exclude_album else (),
-    )
-    hits = li.index.query(np.asarray(seed_ids, dtype=np.int64), k, allowed_mask=mask, fusion=fusion)
-    rows = li.index.rows(h.id for h in hits)
-    return [_result(li.records[r], h.score) for r, h in zip(rows, hits, strict=True)]
+    from mgctag.search import versions
+
+    search = searcher(lib, model, by, method=method, say=say)
+    seed_ids = _seed_ids(lib, seeds)
+    got, seed_vectors = search.vectors(seed_ids)
+    if len(got) < len(seed_ids):
+        missing = ", ".join(str(i) for i in sorted(set(seed_ids) - set(got.tolist()))[:5])
+        raise UnknownTrack(f"track(s) {missing} have no embedding in this index")
+    seed_rows = list(lib.tracks_by_ids(seed_ids).values())
+    seed_keys = {key for r in seed_rows if (key := versions.version_key(r)) is not None}
+    keep = _Filter(seed_rows, genre, exclude_artist, exclude_album)
+    n = min(search.size, k + len(seed_ids))
+    while True:
+        hits = _fused(search, seed_vectors, n, seed_ids, fusion)
+        folding = versions.Folding(seed_vectors, seed_keys, fold=not all_versions)
+        scores: dict[int, float] = {}
+        for start in range(0, len(hits), k + 2):  # rows in rank order, only as many as needed
+            chunk = hits[start : start + k + 2]
+            rows = lib.tracks_by_ids(h.id for h in chunk)
+            chunk = [h for h in chunk if h.id in rows and keep(rows[h.id])]
+            _, vectors = search.vectors([h.id for h in chunk])
+            for hit, vector in zip(chunk, vectors, strict=True):
+                scores[hit.id] = hit.score
+                folding.offer(rows[hit.id], vector)
+            if len(folding.groups) >= k:
+                break
+        if len(folding.groups) >= k or n >= search.size or n >= _MAX_CANDIDATES:
+            break
+        n = min(search.size, n * 4)
+    return [_result(g.track, scores[int(g.track["id"])], g.versions) for g in folding.groups[:k]]
 
 
-def _result(track: Track, score: float) -> dict:
-    """A result as `similar --json` prints it: the track's fields, its genres, the score."""
-    return {
-        "id": track.id,
-        "path": track.path,
-        "artist": track.artist,
-        "album": track.album,
-        "title": track.title,
-        "duration": track.duration,
-        "genres": track_genres(track),
-        "score": round(score, 6),
-    }
+class _Filter:
+    """Whether a candidate may be a result: OK, of the genre asked, not by the seeds' artists or
+    on their albums when those are excluded."""
+
+    def __init__(
+        self, seeds: Sequence[Record], genre: str | None, artist: bool, album: bool
+    ) -> None:
+        self.seeds, self.genre, self.artist, self.album = seeds, genre, artist, album
+
+    def __call__(self, track: Record) -> bool:
+        if track.get("status", "ok") != "ok":
+            return False
+        mask = filter_mask(
+            [track],
+            genre=self.genre,
+            exclude_artists=[r.get("artist") for r in self.seeds] if self.artist else (),
+            exclude_albums=[(r.get("artist"), r.get("album")) for r in self.seeds]
+            if self.album
+            else (),
+        )
+        return mask is None or bool(mask[0])
+
+
+_MAX_CANDIDATES = 16_384  # how far a filtered or folded search looks (approximate index)
+_EXACT_PAIRS_MAX = 5_000  # above this many tracks, `duplicates` finds close pairs with the index
+
+
+def duplicates(
+    lib: SearchLibrary,
+    *,
+    model: str,
+    by: str = "mix",
+    threshold: float | None = None,
+    say: Say | None = None,
+) -> list[list[dict]]:
+    """Likely duplicates in the library (`mgctag dupes`): groups of tracks that are versions of
+    one recording by their tags or their embeddings (versions.py), largest first. Each track
+    record has `similarity`, its embedding's cosine to the group's first track."""
+    from mgctag.search import versions
+
+    limit = versions.DUPLICATE_COSINE if threshold is None else threshold
+    names = lib.track_names()
+    big = len(names) > _EXACT_PAIRS_MAX
+    search = searcher(lib, model, by, method="ann" if big else "exact", say=say)
+    ids = [i for i, _, _ in names]
+    keys = [versions.version_key({"artist": a, "title": t}) for _, a, t in names]
+    groups = versions.version_groups(ids, keys, _close_pairs(lib, search, limit))
+    rows = lib.tracks_by_ids(i for g in groups for i in g)
+    out = []
+    for group in groups:
+        got, vectors = search.vectors(group)
+        sims: dict[int, float] = {}
+        if len(got) and got[0] == group[0]:
+            sims = dict(zip(got.tolist(), (vectors @ vectors[0]).tolist(), strict=True))
+        out.append(
+            [
+                {**_result(rows[i], 0.0), "similarity": round(sims.get(i, float("nan")), 6)}
+                for i in group
+                if i in rows
+            ]
+        )
+    return out
+
+
+def _close_pairs(lib: SearchLibrary, search: Searcher, threshold: float) -> list[tuple[int, int]]:
+    """Pairs of tracks whose embeddings' cosine is at least `threshold`: all pairs by blocks of
+    the exact matrix, or each track's nearest neighbours in the index (re-scored exactly)."""
+    pairs: list[tuple[int, int]] = []
+    if isinstance(search, ExactSearcher):
+        ids, m = search.index.ids, search.index.matrix
+        for start in range(0, len(ids), 1024):
+            block = m[start : start + 1024] @ m.T
+            rows, cols = np.nonzero(block >= threshold)
+            keep = cols > rows + start
+            pairs += zip(ids[rows[keep] + start].tolist(), ids[cols[keep]].tolist(), strict=True)
+        return pairs
+    assert isinstance(search, AnnSearcher)
+    for batch_ids, matrix in lib.iter_embeddings(search.model, search.stem, 10_000):
+        unit = _normalised_rows(matrix)
+        near = search.ann.neighbours(unit, 11)
+        others = sorted({int(k) for k in near.ravel() if k >= 0})
+        got, vectors = lib.embeddings_of(others, search.model, search.stem)
+        where = {int(i): r for r, i in enumerate(got.tolist())}
+        vectors = _normalised_rows(vectors) if len(got) else vectors
+        for a, v, row in zip(batch_ids.tolist(), unit, near, strict=True):
+            for b in row.tolist():
+                if b > a and b in where and float(vectors[where[b]] @ v) >= threshold:
+                    pairs.append((a, b))
+    return pairs
+
+
+def _fused(
+    search: Searcher, seeds: np.ndarray, n: int, seed_ids: Sequence[int], fusion: Fusion
+) -> list[Hit]:
+    """The n best tracks for the seeds: by their centroid, or by reciprocal rank fusion."""
+    if fusion == "centroid":
+        centre = np.mean([_unit(v) for v in seeds], axis=0)
+        return search.ranked(centre, n, exclude=seed_ids)
+    if fusion != "rrf":
+        raise ValueError(f"unknown fusion {fusion!r}: use 'centroid' or 'rrf'")
+    depth = min(max(100, 10 * n), search.size)
+    fused: dict[int, float] = {}
+    for v in seeds:
+        for rank, hit in enumerate(search.ranked(v, depth, exclude=seed_ids)):
+            fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + 1 + rank)
+    order = sorted(fused, key=lambda i: (-fused[i], i))[:n]
+    return [Hit(i, fused[i]) for i in order]
+
+
+def _seed_ids(lib: SearchLibrary, seeds: Iterable[int | str | Path]) -> list[int]:
+    """Track ids for seeds given as ids or file paths."""
+    out = []
+    for s in seeds:
+        if isinstance(s, (int, np.integer)):
+            out.append(int(s))
+            continue
+        track = lib.track_by_path(str(s)) or lib.track_by_path(str(Path(s).expanduser().resolve()))
+        if track is None:
+            raise UnknownTrack(f"{s}: not in the library (run `mgctag tag` on it first)")
+        out.append(int(track["id"]))
+    return out
+
+
+def _result(track: Record, score: float, versions: Sequence[Record] = ()) -> dict:
+    fields = ("id", "path", "artist", "album", "title", "duration")
+    out = {f: track.get(f) for f in fields}
+    out["genres"] = track_genres(track)
+    out["score"] = round(score, 6)
+    out["versions"] = [{f: v.get(f) for f in ("id", "path", "artist", "title")} for v in versions]
+    return out
 
 
 # ---- filters (masks the caller hands to VectorIndex.query) ----------------------------------

@@ -1,0 +1,235 @@
+"""How smooth `mgctag playlist` is on a real library, against a random walk and the straight top-k.
+
+    python -m tools.bench.playlist --db /work/data/similar/corpus.db --pairs 200 --length 10
+
+For random pairs of tracks (A, B) of the library (not versions of each other):
+
+- path: `playlist --from A --to B --length L` (search/playlist.py);
+- random walk: from A, each next track drawn from the current one's 10 nearest not yet played
+  (the neighbour graph the path searches, walked without a goal); and the same walk held to the
+  playlist's rules (no version of a track played, artists spaced);
+- top-k: A then `similar A`'s L - 1 results in rank order (versions folded), what a "radio"
+  made of one query gives;
+- instant mix: `playlist --seed A --length L`.
+
+Each is scored by the mean cosine of consecutive tracks (the default tagger's embeddings), its
+weakest step, and how many tracks repeat an artist within `--spacing` (tracks without an artist
+tag count as their own artist), and how many are another version of a track already played
+(versions.py). The path is also checked to start at A and end at B.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mgctag.library.db import Library
+from mgctag.options import DEFAULT_TAGGER
+from mgctag.search import playlist as pl
+from mgctag.search import versions
+from mgctag.search.similar import ExactSearcher, SimilarError, similar_tracks
+
+
+def _steps(vectors: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", vectors[1:], vectors[:-1])
+
+
+def _score(ids: list[int], where: dict[int, int], unit: np.ndarray, tracks: Any, k: int) -> dict:
+    vectors = unit[[where[i] for i in ids]]
+    steps = _steps(vectors)
+    records = [tracks[i] for i in ids]
+    return {
+        "mean_step": float(np.mean(steps)),
+        "min_step": float(np.min(steps)),
+        "artist_repeats": pl.artist_repeats(records, k),
+        "version_repeats": version_repeats(records, vectors),
+        "length": len(ids),
+    }
+
+
+def version_repeats(records: list[Any], vectors: np.ndarray) -> int:
+    """How many tracks are another version of an earlier one in the list (versions.py)."""
+    keys = [versions.version_key(r) for r in records]
+    sims = vectors @ vectors.T
+    return sum(
+        1
+        for i in range(1, len(records))
+        if any(
+            (keys[i] is not None and keys[i] == keys[j]) or sims[i, j] >= versions.DUPLICATE_COSINE
+            for j in range(i)
+        )
+    )
+
+
+def random_walk(
+    start: int,
+    length: int,
+    unit: np.ndarray,
+    ids: np.ndarray,
+    rng: Any,
+    rules: tuple[list[Any], int] | None = None,
+) -> list[int]:
+    """A walk on the 10-nearest-neighbour graph from `start`, never revisiting a track; with
+    `rules` (the tracks in row order, the spacing) also never a version of a track played and
+    never an artist within the spacing: the playlist's own rules, without its goal."""
+    row = int(np.nonzero(ids == start)[0][0])
+    path = [row]
+    while len(path) < length:
+        sims = unit @ unit[path[-1]]
+        sims[path] = -np.inf
+        if rules is not None:
+            records, spacing = rules
+            played = unit[path] @ unit.T
+            sims[np.max(played, axis=0) >= versions.DUPLICATE_COSINE] = -np.inf
+            keys = {versions.version_key(records[r]) for r in path} - {None}
+            recent = (
+                {pl.artist_key(records[r]) for r in path[-(spacing - 1) :]}
+                if spacing > 1
+                else set()
+            )
+            for r in np.nonzero(np.isfinite(sims))[0]:
+                if versions.version_key(records[r]) in keys or pl.artist_key(records[r]) in recent:
+                    sims[r] = -np.inf
+        near = np.argsort(-sims)[:10]
+        near = near[np.isfinite(sims[near])]
+        if not len(near):
+            break
+        path.append(int(rng.choice(near)))
+    return [int(ids[r]) for r in path]
+
+
+def evaluate(db: Path, pairs: int, length: int, spacing: int, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    with Library(db) as lib:
+        search = ExactSearcher(lib, DEFAULT_TAGGER, "mix")
+        ids, unit = search.index.ids, search.index.matrix
+        where = {int(i): r for r, i in enumerate(ids.tolist())}
+        tracks = lib.tracks_by_ids(ids.tolist())
+        rules = pl.Rules(length=length, spacing=spacing)
+        records = [tracks[int(i)] for i in ids]
+        names = ("path", "random_walk", "random_walk_same_rules", "top_k", "mix")
+        scores: dict[str, list[dict]] = {name: [] for name in names}
+        ends_ok, tried = 0, 0
+        while len(scores["path"]) < pairs and tried < 5 * pairs:
+            tried += 1
+            a, b = (int(x) for x in rng.choice(ids, 2, replace=False))
+            if versions.version_key(tracks[a]) and (
+                versions.version_key(tracks[a]) == versions.version_key(tracks[b])
+            ):
+                continue
+            if float(unit[where[a]] @ unit[where[b]]) >= versions.DUPLICATE_COSINE:
+                continue
+            try:
+                path = pl.path_playlist(lib, a, b, model=DEFAULT_TAGGER, rules=rules)
+            except SimilarError:
+                continue
+            got = [int(t["id"]) for t in path]
+            ends_ok += got[0] == a and got[-1] == b
+            scores["path"].append(_score(got, where, unit, tracks, spacing))
+            walk = random_walk(a, length, unit, ids, rng)
+            scores["random_walk"].append(_score(walk, where, unit, tracks, spacing))
+            ruled = random_walk(a, length, unit, ids, rng, (records, spacing))
+            scores["random_walk_same_rules"].append(_score(ruled, where, unit, tracks, spacing))
+            top = similar_tracks(lib, [a], model=DEFAULT_TAGGER, k=length - 1, method="exact")
+            straight = [a, *(int(t["id"]) for t in top)]
+            scores["top_k"].append(_score(straight, where, unit, tracks, spacing))
+            mix = pl.instant_mix(lib, [a], model=DEFAULT_TAGGER, rules=rules, method="exact")
+            scores["mix"].append(_score([int(t["id"]) for t in mix], where, unit, tracks, spacing))
+    summary = {
+        name: {
+            "mean_step": statistics.mean(s["mean_step"] for s in rows),
+            "mean_min_step": statistics.mean(s["min_step"] for s in rows),
+            "artist_repeats_per_list": statistics.mean(s["artist_repeats"] for s in rows),
+            "version_repeats_per_list": statistics.mean(s["version_repeats"] for s in rows),
+            "mean_length": statistics.mean(s["length"] for s in rows),
+        }
+        for name, rows in scores.items()
+        if rows
+    }
+    paired = [
+        p["mean_step"] - w["mean_step"]
+        for p, w in zip(scores["path"], scores["random_walk_same_rules"], strict=True)
+    ]
+    return {
+        "db": str(db),
+        "tracks": len(ids),
+        "pairs": len(scores["path"]),
+        "pairs_tried": tried,
+        "length": length,
+        "spacing": spacing,
+        "paths_from_a_to_b": ends_ok,
+        "summary": summary,
+        "path_minus_ruled_walk_mean_step": _interval(paired, rng),
+    }
+
+
+def _interval(values: list[float], rng: Any, n: int = 2000) -> dict[str, float]:
+    """Mean and 95 % bootstrap interval."""
+    arr = np.asarray(values)
+    means = [float(np.mean(rng.choice(arr, len(arr)))) for _ in range(n)]
+    return {
+        "mean": float(arr.mean()),
+        "low": float(np.percentile(means, 2.5)),
+        "high": float(np.percentile(means, 97.5)),
+    }
+
+
+def tagged_copy(dupes: Path, corpus: Path, dest: Path) -> Path:
+    """A copy of tools.bench.dupes' library (originals and their variants) with each track's
+    artist and title as its source names them: the corpus file's tags (tools.bench.dupes wrote
+    its excerpts untagged), MUSDB's "Artist - Title" file names, the shared files' names. A
+    library with real duplicates in it, for playlists that must not repeat a song."""
+    import shutil
+    import sqlite3
+
+    shutil.copy(dupes, dest)
+    sources = json.loads((dupes.parent / "sources.json").read_text())
+    with sqlite3.connect(f"file:{corpus}?mode=ro", uri=True) as c:
+        corpus_tags = {
+            Path(p).stem: (a, t) for p, a, t in c.execute("SELECT path, artist, title FROM tracks")
+        }
+    db = sqlite3.connect(dest)
+    with db:
+        for tid, path in db.execute("SELECT id, path FROM tracks").fetchall():
+            key = Path(path).parent.name
+            origin = Path(sources[key]["path"])
+            if key.startswith("corpus-"):
+                artist, title = corpus_tags.get(origin.stem, (None, None))
+            elif key.startswith("musdb-"):
+                artist, _, title = origin.name.removesuffix(".stem.mp4").partition(" - ")
+            else:
+                artist, title = origin.parent.name, origin.stem
+            db.execute("UPDATE tracks SET artist = ?, title = ? WHERE id = ?", [artist, title, tid])
+    db.close()
+    return dest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", type=Path, default=Path("/work/data/similar/corpus.db"))
+    ap.add_argument(
+        "--from-dupes",
+        type=Path,
+        default=None,
+        help="measure on a tagged copy of this tools.bench.dupes library (written to --db)",
+    )
+    ap.add_argument("--pairs", type=int, default=200)
+    ap.add_argument("--length", type=int, default=10)
+    ap.add_argument("--spacing", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    if args.from_dupes:
+        tagged_copy(args.from_dupes, Path("/work/data/similar/corpus.db"), args.db)
+    result = evaluate(args.db, args.pairs, args.length, args.spacing)
+    print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
