@@ -369,7 +369,8 @@ def test_dataset_from_real_library(tmp_path: Path, tracks: dict):
     assert data.label_set.counts.dropped == {"Jazz": 2, "Folk": 2}
     row = data.paths.index("/music/metal/armygeddon_1.ogg")
     x = tracks["X"][tracks["names"].index("metal/armygeddon_1.ogg")]
-    assert np.allclose(data.X[row], np.concatenate([x, -x]))
+    # embeddings are stored as float16 (the compact store): equal to float16's precision
+    assert np.allclose(data.X[row], np.concatenate([x, -x]), rtol=2e-3, atol=1e-3)
     assert data.groups[row] == "artist:muldjord (el senator)"
 
 
