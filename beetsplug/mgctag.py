@@ -44,6 +44,10 @@ TABLE_SETTINGS = {
     "min_confidence": "min_confidence",
     "content": "content",
     "device": "device",
+    "genre_depth": "genre_depth",
+    "genre_tree": "genre_tree",
+    "genre_whitelist": "genre_whitelist",
+    "learn_from_library": "learn_from_library",
 }
 PLUGIN_SETTINGS = {
     "auto": False,
@@ -147,6 +151,13 @@ class MgctagPlugin(BeetsPlugin):
             kw["min_confidence"] = self.config["min_confidence"].as_number()
             if not 0 <= kw["min_confidence"] <= 1:
                 raise ui.UserError("mgctag: min_confidence must be between 0 and 1")
+        if "genre_depth" in TagOptions.__dataclass_fields__:  # mgctag with the genre tree
+            kw["genre_depth"] = self.config["genre_depth"].as_choice(
+                TAG["genre_depth"].choices or ()
+            )
+            for key in ("genre_tree", "genre_whitelist"):
+                kw[key] = self.config[key].as_filename() if self.config[key].get() else None
+            kw["learn_from_library"] = self.config["learn_from_library"].get(bool)
         content = self.config["content"].as_choice(CONTENTS)
         if "content" in TagOptions.__dataclass_fields__:  # mgctag with the content gate
             kw["content"] = content
@@ -192,16 +203,16 @@ class MgctagPlugin(BeetsPlugin):
         """mgctag's record of a file whose stored analysis is of the file as it is now."""
         mlib = self._events_library()
         track = mlib.track_by_path(os.fsdecode(path)) if mlib else None
-        if mlib is None or track is None or track["status"] != "ok":
+        if mlib is None or track is None or track.status != "ok":
             return None
         try:
             st = os.stat(path)
         except OSError:
             return None
         key = f"{st.st_size}:{st.st_mtime_ns}"
-        if (st.st_size, st.st_mtime_ns) != (track["size"], track["mtime"]):
+        if (st.st_size, st.st_mtime_ns) != (track.size, track.mtime):
             return None
-        return (mlib, track) if track["analysis_key"] == key else None
+        return (mlib, track) if track.analysis_key == key else None
 
     def _relocate(
         self, mlib: Library, track_id: int, path: bytes | str, moved: bool = False
@@ -228,7 +239,7 @@ class MgctagPlugin(BeetsPlugin):
         found = self._current(path)
         pending = self._local.__dict__.setdefault("pending", {})
         if found:
-            pending[os.fsdecode(path)] = found[1]["id"]
+            pending[os.fsdecode(path)] = found[1].id
 
     @_file_event
     def _after_write(self, item: Item, path: bytes, **_: Any) -> None:
@@ -242,19 +253,19 @@ class MgctagPlugin(BeetsPlugin):
     def _copied(self, item: Item, source: bytes, destination: bytes, **_: Any) -> None:
         """A copy (import with `copy: yes`): the analysis follows the copy beets keeps."""
         if found := self._current(source):
-            self._relocate(found[0], found[1]["id"], destination)
+            self._relocate(found[0], found[1].id, destination)
 
     @_file_event
     def _moved(self, item: Item, source: bytes, destination: bytes, **_: Any) -> None:
         """A move (a rename keeps size and mtime): the analysis follows the file."""
         mlib = self._events_library()
         track = mlib.track_by_path(os.fsdecode(source)) if mlib else None
-        if mlib is None or track is None or track["status"] != "ok":
+        if mlib is None or track is None or track.status != "ok":
             return
         st = os.stat(destination)
-        same = (st.st_size, st.st_mtime_ns) == (track["size"], track["mtime"])
-        if same and track["analysis_key"] == f"{st.st_size}:{st.st_mtime_ns}":
-            self._relocate(mlib, track["id"], destination, moved=True)
+        same = (st.st_size, st.st_mtime_ns) == (track.size, track.mtime)
+        if same and track.analysis_key == f"{st.st_size}:{st.st_mtime_ns}":
+            self._relocate(mlib, track.id, destination, moved=True)
 
     def _close(self, **_: Any) -> None:
         """At beets' exit: close this thread's database (SQLite connections belong to the thread
@@ -363,14 +374,24 @@ class MgctagPlugin(BeetsPlugin):
                 summary.run_id = run_id
                 self.analyse(mlib, paths, opts, summary, stop, force)
                 failed = {p for p, _ in summary.failures}
+                vocabulary = self.vocabulary(mlib, opts)
                 for item, path in zip(items, paths, strict=True):
                     if path not in failed:
-                        self._tag_one(mlib, item, path, opts, summary, write, show)
+                        self._tag_one(mlib, item, path, opts, summary, write, show, vocabulary)
         for path, reason in summary.failures:
             self._log.error("{}: {}", path, one_line(reason))
         for path, reason in summary.skips:
             self._log.info("{}: no genre ({})", path, one_line(reason))
         return summary
+
+    @staticmethod
+    def vocabulary(mlib: Library, opts: TagOptions) -> Any:
+        """The library's vocabulary for `learn_from_library` (built once per command), or None."""
+        if not getattr(opts, "learn_from_library", False):
+            return None
+        from mgctag.writes.vocabulary import library_vocabulary
+
+        return library_vocabulary(mlib, opts.model, True)
 
     def _tag_one(
         self,
@@ -381,6 +402,7 @@ class MgctagPlugin(BeetsPlugin):
         summary: Summary,
         write: bool,
         show: bool,
+        vocabulary: Any = None,
     ) -> None:
         """Plan one item's genres from its stored analysis and set them (unless pretending)."""
         from mgctag.writes.plan import Skip, plan_track
@@ -389,7 +411,7 @@ class MgctagPlugin(BeetsPlugin):
         track = mlib.track_by_path(path)
         if track is None or track.status != "ok":
             return
-        plan = plan_track(mlib, track, opts)
+        plan = plan_track(mlib, track, opts, vocabulary)
         if isinstance(plan, Skip) and plan.content:  # the gate heard speech or other sound
             # mgctag's reason names its command-line flag; in beets the setting is `content: all`
             summary.skips.append((path, plan.reason.replace("--content all", "content: all")))
@@ -563,7 +585,7 @@ class MgctagPlugin(BeetsPlugin):
         model = self.tag_options().model
         with self.mgctag_library() as mlib:
             seeds = [
-                t["id"]
+                t.id
                 for item in seeds_items
                 if (t := mlib.track_by_path(os.fsdecode(item.path))) is not None
             ]
@@ -679,10 +701,10 @@ class MgctagPlugin(BeetsPlugin):
             if run_id is None:
                 raise ui.UserError("mgctag-undo: no `beet mgctag` run to undo")
             run = mlib.get_run(run_id)
-            if run is None or run["command"] != RUN_COMMAND:
+            if run is None or run.command != RUN_COMMAND:
                 raise ui.UserError(f"mgctag-undo: run {run_id} is not a `beet mgctag` run")
             writes = _undoable(mlib, run_id)
-            by_path = _items_by_path(lib, {w["path"] for w in writes})
+            by_path = _items_by_path(lib, {w.path for w in writes})
             if opts.pretend:
                 done, refused = self._undo_writes(mlib, writes, by_path, None, write, True)
             else:
@@ -709,24 +731,23 @@ class MgctagPlugin(BeetsPlugin):
         """Put back each item's genres from before the run; an item edited since is refused."""
         done = refused = 0
         for w in writes:
-            item = by_path.get(w["path"])
+            item = by_path.get(w.path)
             if item is None:
-                self._log.error("{}: no longer in the beets library; not restored", w["path"])
+                self._log.error("{}: no longer in the beets library; not restored", w.path)
                 refused += 1
                 continue
             current = self.item_genres(item)
-            if current != list(w["new"]):
+            if current != list(w.new or []):
                 self._log.error("{}: genres changed since `beet mgctag`; not restored", item)
                 refused += 1
                 continue
-            self.set_item_genres(item, w["old"])
+            self.set_item_genres(item, w.old or [])
             ui.show_model_changes(item, fields=[genre_field()])
             if pretend:
                 done += 1
                 continue
-            path = w["path"]
             ok = self._store(
-                mlib, item, path, w["track_id"], current, w["old"], undo_id, write, reverts=w["id"]
+                mlib, item, w.path, w.track_id, current, w.old or [], undo_id, write, reverts=w.id
             )
             done, refused = (done + 1, refused) if ok else (done, refused + 1)
         return done, refused
@@ -734,8 +755,8 @@ class MgctagPlugin(BeetsPlugin):
     def _last_undoable(self, mlib: Library) -> int | None:
         """The newest `beet mgctag` run with changes not undone yet."""
         for run in mlib.list_runs():
-            if run["command"] == RUN_COMMAND and _undoable(mlib, run["id"]):
-                return run["id"]
+            if run.command == RUN_COMMAND and _undoable(mlib, run.id):
+                return run.id
         return None
 
 
@@ -763,9 +784,7 @@ def check_search_options(opts: Any, command: str, *named: tuple[str, str]) -> No
 def _undoable(mlib: Library, run_id: int) -> list[WriteEntry]:
     """A run's changes still in place, latest first."""
     return [
-        w
-        for w in reversed(mlib.writes_for_run(run_id))
-        if w.get("state", "done") == "done" and not w["undone_at"]
+        w for w in reversed(mlib.writes_for_run(run_id)) if w.state == "done" and not w.undone_at
     ]
 
 

@@ -99,7 +99,7 @@ def guarded_work(work: Callable[[Track], TrackInput]) -> Callable[[Track], Track
 
 def stored_input(lib: Library, track: Track, spec) -> TrackInput:
     """An "embeddings" input: the stored per-stem vectors of the tagger it names, concatenated."""
-    emb = lib.get_embeddings(track["id"], spec.source)
+    emb = lib.get_embeddings(track.id, spec.source)
     stems = list(spec.stems or ("mix",))
     if any(s not in emb for s in stems):
         have = ", ".join(sorted(emb)) or "none"
@@ -163,7 +163,7 @@ def analyse(
 
 def report_not_analysed(lib: Library, summary: Summary, item: TrackInput) -> None:
     """A track with no input: a skip (too short, silent) is told; an error is a failure."""
-    path = item.track["path"]
+    path = item.track.path
     if item.error:
         record_failure(lib, summary, path, item.stage, item.error, item.error_type)
     else:
@@ -216,13 +216,13 @@ def store_batch(
     for track, predictions in zip(tracks, rows, strict=True):
         if isinstance(predictions, Exception):
             reason = f"cannot analyse: {reason_of(predictions)}"
-            path, kind = track["path"], type(predictions).__name__
+            path, kind = track.path, type(predictions).__name__
             record_failure(lib, summary, path, "model", reason, kind)
             continue
         for p in predictions:
             sep = p.separator or run_sep
             lib.save_analysis(
-                track["id"],
+                track.id,
                 p.model,
                 sep,
                 p.tags,

@@ -284,7 +284,7 @@ class AnalysisWorker:
         """A failure for a file this worker cannot open (None: go on and decode it)."""
         from mgctag.models.inputs import TrackInput
 
-        if os.access(track["path"], os.R_OK):
+        if os.access(track.path, os.R_OK):
             return None
         reason = (
             f"not readable on Ray worker {self.host} (workers need the files at the same path, "

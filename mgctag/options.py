@@ -26,6 +26,11 @@ DEFAULT_TAGGER = "musicnn+mn04"
 Content = Literal["music", "all"]
 Engine = Literal["local", "ray"]
 SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator takes (one list)
+# `segments --min-segment`: a stretch shorter than this (seconds) joins a neighbour, so a talk is
+# a few rows, not hundreds of flickers (the CLI's default and the detector's).
+MIN_SEGMENT_S = 1.0
+GenreDepth = Literal["parent", "leaf", "both"]
+GENRE_DEPTHS: tuple[GenreDepth, ...] = ("parent", "leaf", "both")
 
 
 class SettingError(UsageError):
@@ -139,8 +144,8 @@ TAG_OPTIONS: tuple[TagOption, ...] = (
     TagOption(
         "stems",
         str,
-        "auto",
-        "Separate stems first: auto (GPU + Demucs, else config), on, off.",
+        "off",
+        "Separate stems first, for similar --by: off, on, or auto (on with a GPU and Demucs).",
         choices=("auto", "on", "off"),
     ),
     TagOption("separator", str, "auto", "auto, demucs, cascade or hpss.", choices=SEPARATORS),
@@ -148,12 +153,60 @@ TAG_OPTIONS: tuple[TagOption, ...] = (
         "device", str, "auto", "auto, cpu, cuda or mps.", pattern=r"auto|cpu|mps|cuda(:\d+)?"
     ),
     TagOption("model", str, DEFAULT_TAGGER, "Tag with this model (see `mgctag models list`)."),
+    TagOption(
+        "genre_depth",
+        str,
+        "leaf",
+        "What the genre tree writes: parent (the broad genre, e.g. Rock), leaf (the most "
+        "specific one the evidence backs, e.g. Indie) or both.",
+        choices=GENRE_DEPTHS,
+    ),
+    TagOption(
+        "genre_tree",
+        str,
+        None,
+        "A genre tree that replaces mgctag's: beets lastgenre's genres-tree.yaml, or a "
+        "genres.json; only its genres are written.",
+    ),
+    TagOption(
+        "genre_whitelist",
+        str,
+        None,
+        "A lastgenre whitelist (one genre a line): only these are written; a genre not in it "
+        "lends its evidence to its nearest listed parent.",
+    ),
+    TagOption(
+        "learn_from_library",
+        bool,
+        False,
+        "Blend in the genres you wrote on the most similar tracks of this library (never "
+        "mgctag's own writes).",
+    ),
 )
 TAG = {o.name: o for o in TAG_OPTIONS}
 
 # `mgctag tag`'s settings a user may put under [tag] in config.toml, with the built-in defaults
 # (the command line wins over config.toml, which wins over these; `mgctag config` shows them).
 TAG_DEFAULTS: dict[str, object] = {o.name: o.default for o in TAG_OPTIONS}
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """The defaults `labels`, `train` and `eval` share (and `mgctag.train` takes when called
+    from Python), so a head measured by `eval` is measured the way `train` measured it.
+
+    Five grouped folds, not the ten of the papers' GTZAN protocol: a personal library often has
+    few artists, folds are grouped by artist, and ten folds of a few dozen tracks test one or two
+    artists each (`eval --folds 10` still runs the papers' protocol)."""
+
+    folds: int = 5  # grouped k-fold: train's evaluation before the final fit, eval's kfold
+    min_count: int = 5  # a genre with fewer labelled tracks is left out
+    trials: int = 50  # eval --protocol trials: random grouped hold-outs
+    test_size: float = 0.2  # each trial's (and train --arch's) held-out share
+    epochs: int = 20  # --arch: passes over the training patches
+
+
+TRAIN = TrainDefaults()
 
 
 # `similar`'s and `playlist`'s choices: the command line's options and the beets plugin's
@@ -217,6 +270,10 @@ class TagOptions:
     separator: str = TAG["separator"].default
     separator_model: Path | None = None
     model: str = DEFAULT_TAGGER  # a tagger name (mgctag models list)
+    genre_depth: GenreDepth = TAG["genre_depth"].default
+    genre_tree: str | None = None  # a lastgenre genres-tree.yaml or a genres.json (None: mgctag's)
+    genre_whitelist: str | None = None  # a lastgenre whitelist (None: every genre of the tree)
+    learn_from_library: bool = TAG["learn_from_library"].default
     keep_stems: Path | None = None  # write each analysed window's stems here (off by default)
     engine: Engine = "local"  # "ray": decode + models in Ray actors (mgctag/engine_ray.py)
     ray_address: str | None = None  # None: a local Ray; "auto" or HOST:PORT: a running cluster

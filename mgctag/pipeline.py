@@ -189,5 +189,5 @@ def _union(track_lists: Iterable[list[Track]]) -> list[Track]:
     lists = list(track_lists)
     if len(lists) == 1:
         return lists[0]
-    by_id = {t["id"]: t for tracks in lists for t in tracks}
-    return sorted(by_id.values(), key=lambda t: t["path"])
+    by_id = {t.id: t for tracks in lists for t in tracks}
+    return sorted(by_id.values(), key=lambda t: t.path)

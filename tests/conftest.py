@@ -25,6 +25,12 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/media.py, importable as 
 
 import media  # noqa: E402
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Parallel workers (-n auto, pyproject's addopts) already fill the cores: one torch thread
+    # each, set before torch is imported (OMP_NUM_THREADS is read at import), so two workers on
+    # two cores do not each start two threads and fight.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -133,11 +133,12 @@ def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
     layout = "stereo" if y.shape[0] == 2 else "mono"
     with av.open(str(dest), "w", format=container) as out:
         stream = out.add_stream(codec, rate=48000 if codec == "libopus" else sr, layout=layout)
+        assert isinstance(stream, av.AudioStream)  # FORMATS names audio codecs only
         ctx = stream.codec_context
         ctx.bit_rate = ctx.bit_rate or 128_000
-        resampler = av.AudioResampler(
-            format=ctx.codec.audio_formats[0].name, layout=layout, rate=ctx.rate
-        )
+        formats = ctx.codec.audio_formats
+        assert formats  # an audio encoder lists the sample formats it takes
+        resampler = av.AudioResampler(format=formats[0].name, layout=layout, rate=ctx.rate)
         step = 4096
         for start in range(0, y.shape[1], step):
             frame = av.AudioFrame.from_ndarray(

@@ -324,6 +324,7 @@ def test_distillation_loss_terms():
         distillation_loss(logits, teacher, labels, alpha=1.5)
 
 
+@pytest.mark.slow
 def test_distillation_pulls_student_towards_teacher(data):
     """A SwishNet student trained only on soft targets ends up agreeing with its teacher."""
     torch.manual_seed(5)

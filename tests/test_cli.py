@@ -54,10 +54,13 @@ def test_tag_writes_genres_into_every_format(library, tmp_path):
     assert report["counts"]["tagged"] == len(FORMATS)
     written = genres_on_disk(library)
     assert all(written.values()), written
-    # the same audio in every format: the formats agree on the top genre
-    assert len({g[0] for g in written.values()}) == 1
-    # every prediction and embedding is in the database
+    # the same audio in every format: the formats' analyses agree on the top genre (what is
+    # written may not: this excerpt's Jazz, which only the MSD model backs, sits within 0.013 of
+    # the lone-tag rule's need, and lossy codecs move scores by about that much)
     lib = Library(db)
+    tops = {lib.get_predictions(t.id)["musicnn+mn04"].genres[0][0] for t in lib.iter_tracks()}
+    assert len(tops) == 1, tops
+    # every prediction and embedding is in the database
     ids, matrix = lib.embedding_matrix("musicnn")
     assert matrix.shape == (len(FORMATS), 200)
     assert abs(float((matrix**2).sum(axis=1).mean()) - 1.0) < 1e-4
@@ -84,7 +87,9 @@ def test_modes_fill_merge_replace(library, tmp_path):
     tags.write_genres(mp3, ["Polka"])
     mgctag("tag", library, "--db", db)  # fill: the file with a genre keeps it
     assert tags.read_tags(mp3).genres == ["Polka"]
-    predicted = tags.read_tags(flac).genres
+    assert tags.read_tags(flac).genres
+    # each file's own prediction (the formats can differ near a planning threshold)
+    predicted = planned(db, mp3)
     assert predicted
 
     mgctag("tag", library, "--db", db, "--mode", "merge")  # at most the model's 2 genres in all
@@ -94,7 +99,20 @@ def test_modes_fill_merge_replace(library, tmp_path):
 
     mgctag("tag", library, "--db", db, "--mode", "replace", "--max-genres", "1")
     assert tags.read_tags(mp3).genres == predicted[:1]
-    assert tags.read_tags(flac).genres == predicted[:1]
+    assert tags.read_tags(flac).genres == planned(db, flac)[:1]
+
+
+def planned(db: Path, path: Path, **options: object) -> list[str]:
+    """The genres `tag` plans for one analysed file (its default options, or `options`)."""
+    from mgctag.options import TagOptions
+    from mgctag.writes.plan import genres_from
+
+    lib = Library(db)
+    track = lib.track_by_path(str(path))
+    assert track is not None
+    found = genres_from(lib.get_predictions(track.id)["musicnn+mn04"], TagOptions(**options))
+    assert found is not None
+    return found
 
 
 @pytest.mark.slow
@@ -135,12 +153,17 @@ def test_info_similar_runs_undo(library, tmp_path):
 
     # every other file is the same recording in another format: a copy of the seed, so
     # `similar` suggests none of them, and `dupes` lists all of them as one recording
-    code, output = mgctag("similar", library / "vibe_ace.flac", "-k", "3", "--db", db)
-    assert code == 2 and "every other track is a version of the seed" in output
+    from conftest import cli
+
+    result = cli("similar", library / "vibe_ace.flac", "-k", "3", "--db", db)  # as run() exits
+    assert result.code == 2 and "every other track is a version of the seed" in result.output
     code, output = mgctag("dupes", "--db", db, "--json")
     (group,) = json.loads(output)
     assert code == 0 and len(group) == len(FORMATS)
-    assert min(t["similarity"] for t in group) > 0.97  # transcodes, 128 kb/s and up
+    # transcodes, 128 kb/s and up: each above the threshold the fold was measured to need
+    from mgctag.search.versions import DUPLICATE_COSINE
+
+    assert min(t["similarity"] for t in group) > DUPLICATE_COSINE
 
     code, output = mgctag("undo", "--last", "--db", db)
     assert code == 0, output

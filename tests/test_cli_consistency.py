@@ -156,3 +156,25 @@ def test_the_shell_completes_option_values(line: str, want: list[str]) -> None:
     done = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == want
+
+
+@pytest.mark.parametrize("args", [["--help"], ["tag", "--help"], ["train", "--help"]])
+def test_help_starts_without_numpy_pyav_or_torch(args: list[str], tmp_path: Path) -> None:
+    """`mgctag --help` and `mgctag tag --help` must start in under 0.5 s (issue #25; timed by
+    scripts/bench_startup.py, docs/benchmarks.md): through the console script's own argv, as a
+    user runs it, help imports neither torch nor the decoder's numpy and PyAV (`tag --help` used
+    to install the decoder-noise filter, which imports both)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom mgctag.cli import run\ntry:\n    run()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('numpy', 'av', 'torch') if m in sys.modules))"
+    )
+    env = {**os.environ, "MGCTAG_DB": str(tmp_path / "lib.db")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-300:]

@@ -29,7 +29,19 @@ stems = "off"
 separator = "hpss"
 device = "cpu"
 model = "musicnn"
+genre_depth = "both"
+learn_from_library = true
+genre_tree = "TREE"
+genre_whitelist = "WHITELIST"
 """
+
+
+def _settings(home: Path) -> str:
+    """SETTINGS with real files for the genre tree and whitelist (a lastgenre YAML, a list)."""
+    (home / "tree.yaml").write_text("- rock:\n    - heavy metal\n- jazz\n", "utf-8")
+    (home / "genres.txt").write_text("rock\njazz\n", "utf-8")
+    tree, whitelist = str(home / "tree.yaml"), str(home / "genres.txt")
+    return SETTINGS.replace("TREE", tree).replace("WHITELIST", whitelist)
 
 
 def _write_config(home: Path, text: str) -> Path:
@@ -50,16 +62,19 @@ def _run_args(home: Path, *options: str) -> dict:
 
 def test_every_tag_option_can_be_set_under_tag(home: Path) -> None:
     assert set(TAG_DEFAULTS) == {line.split(" =")[0] for line in SETTINGS.splitlines()[1:]}
-    _write_config(home, SETTINGS)
+    _write_config(home, _settings(home))
     args = _run_args(home)
     assert args["mode"] == "merge" and args["max_genres"] == 3 and args["min_confidence"] == 0.25
+    assert args["genre_depth"] == "both" and args["learn_from_library"] is True
+    assert args["genre_tree"] == str(home / "tree.yaml")
+    assert args["genre_whitelist"] == str(home / "genres.txt")
     assert args["content"] == "all" and args["id3v23"] is True and args["keep_mtime"] is True
     assert args["id3v23_separator"] == "/" and args["stems"] == "off" and args["model"] == "musicnn"
     assert args["separator"] == "hpss" and args["device"] == "cpu" and args["follow_symlinks"]
 
 
 def test_the_command_line_wins_over_config_toml(home: Path) -> None:
-    _write_config(home, SETTINGS)
+    _write_config(home, _settings(home))
     args = _run_args(home, "--mode", "fill", "--max-genres", "1", "--id3v23-separator", "; ")
     assert (args["mode"], args["max_genres"], args["id3v23_separator"]) == ("fill", 1, "; ")
     assert args["content"] == "all"  # not given: still from config.toml

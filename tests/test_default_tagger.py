@@ -137,3 +137,25 @@ def test_fast_student_gates_and_tags_in_one_pass(clips: Path, tmp_path: Path) ->
     assert pred["content"] == "speech" and pred["windows"]
     code, output = mgctag("models", "show", "fast", "--json")
     assert json.loads(output)["stands_for"] == ALIASES["fast"]
+
+
+@pytest.mark.slow
+def test_spoken_digits_and_outdoor_noise_get_no_genres(tmp_path: Path) -> None:
+    """Issue 27: a spoken number list, thunder, rain and wind (from packages no model here
+    learnt from) are skipped by the content gate; the song beside them is tagged."""
+    folder = tmp_path / "Music"
+    folder.mkdir()
+    names = ("speech_italian_digits", "thunder", "rain", "wind")
+    for name in names:
+        shutil.copyfile(media.SOUNDS / f"{name}.ogg", folder / f"{name}.ogg")
+    y, sr = media.real_clip(SONG, seconds=30.0)
+    media.encode(y, sr, folder / "song.m4a")
+    code, output = mgctag("--db", tmp_path / "lib.db", "tag", folder, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["counts"]["tagged"] == 1, report
+    skipped = {Path(s["path"]).stem: s for s in report["skips"]}
+    assert set(skipped) == set(names), report["skips"]
+    assert skipped["speech_italian_digits"]["content"] == "speech"
+    for name in names:
+        assert tags.read_tags(folder / f"{name}.ogg").genres == []

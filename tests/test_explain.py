@@ -99,11 +99,12 @@ def test_timeline_covers_the_whole_track(jazz, jazz_wav) -> None:
 def test_written_genres_are_what_tag_writes(jazz, jazz_wav) -> None:
     """The explanation's track-level numbers are the default tagger's own prediction."""
     from mgctag.genres import default_map
+    from mgctag.library.rows import Track
     from mgctag.models.catalog import DEFAULT_TAGGER, get_tagger
     from mgctag.models.inputs import InputPlan, prepare
 
     tagger = get_tagger(DEFAULT_TAGGER)
-    track = {"path": str(jazz_wav), "duration": decode.probe(jazz_wav).duration}
+    track = Track.of_file(jazz_wav, decode.probe(jazz_wav).duration)
     (out,) = tagger.analyse([prepare(track, InputPlan((tagger.inputs,)))])
     combined = dict(tagger.predictions(out, default_map())[-1].genres)
     assert model_scores(tagger, out, default_map())[0][COMBINED] == pytest.approx(combined)

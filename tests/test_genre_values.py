@@ -4,6 +4,7 @@ merge mode and for the map alike."""
 from __future__ import annotations
 
 from mgctag.genres import plan_genres, split_and_normalise, split_genres
+from mgctag.library.rows import Track
 from mgctag.search.similar import track_genres
 from mgctag.train.labels import labels_from_tags
 
@@ -20,8 +21,8 @@ def test_the_same_value_means_the_same_genres_everywhere() -> None:
     assert split_and_normalise([value]) == expected
     ((_, labels),) = labels_from_tags([("/m/a.flac", [value])])
     assert labels == expected
-    assert track_genres({"genres": [value]}) == expected
-    assert track_genres({"genres": value}) == expected  # a raw string, not JSON
+    assert track_genres(Track(1, "/m/a.flac", genres=[value])) == expected
+    assert track_genres(Track(1, "/m/a.flac", genres=value)) == expected  # a raw string, not JSON
 
 
 def test_merge_does_not_add_a_genre_already_inside_a_joined_value() -> None:

@@ -137,6 +137,7 @@ def test_cascade_stays_the_offline_default_without_the_weights(data_home) -> Non
 # --- long files: blocks with crossfades -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_blocks_join_into_stems_that_sum_to_the_mix(tmp_path) -> None:
     """Blocks of 3 s with 1 s crossfades: the stems still sum to the mix, and away from the
     joins they are what separating the whole clip at once gives."""

@@ -188,3 +188,15 @@ def test_the_low_layers_do_not_import_torch_at_module_level() -> None:
         modules = [a.name for n in top_level if isinstance(n, ast.Import) for a in n.names]
         modules += [n.module or "" for n in top_level if isinstance(n, ast.ImportFrom)]
         assert not any(m.split(".")[0] in ("torch", "numpy", "librosa") for m in modules), name
+
+
+def test_the_package_never_imports_the_tools() -> None:
+    """tools/ (benchmarks, converters, experiments) sits above everything: it may import mgctag,
+    mgctag never imports it (it is not installed with the package)."""
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for line, module in _imports(path)
+        if module.split(".")[0] == "tools"
+    ]
+    assert wrong == []

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PIL import Image
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
 from mgctag.library.db import Library
+from mgctag.library.rows import Track
 from mgctag.search.map import (
     UNKNOWN,
     genre_colors,
@@ -170,14 +172,16 @@ class Scripts(HTMLParser):
             self.title += data
 
 
-def records(n: int) -> list[dict]:
+def records(n: int) -> list[Track]:
     recs = [
-        {"artist": f"Artist {i}", "title": f"Song {i}", "genres": ["Rock"], "path": f"/m/{i}.mp3"}
+        Track(i + 1, f"/m/{i}.mp3", artist=f"Artist {i}", title=f"Song {i}", genres=["Rock"])
         for i in range(n)
     ]
-    recs[0] |= {"title": EVIL, "artist": "<img src=x onerror=alert(2)>", "path": "/m/a&b\u2028.mp3"}
-    recs[1] |= {"genres": '["Jazz", "Blues"]', "title": "Ünïcödé 日本 \"quotes\" 'x'"}
-    recs[2] |= {"genres": [], "title": None}
+    recs[0] = replace(
+        recs[0], title=EVIL, artist="<img src=x onerror=alert(2)>", path="/m/a&b\u2028.mp3"
+    )
+    recs[1] = replace(recs[1], genres='["Jazz", "Blues"]', title="Ünïcödé 日本 \"quotes\" 'x'")
+    recs[2] = replace(recs[2], genres=[], title=None)
     return recs
 
 

@@ -17,6 +17,7 @@ from media import LIBROSA, clip_path, encode, real_clip
 from mgctag import analysis, pipeline
 from mgctag.audio import decode
 from mgctag.library.db import Library
+from mgctag.library.rows import Track
 from mgctag.library.scan import scan
 from mgctag.models.catalog import get_tagger, list_taggers
 from mgctag.models.inputs import MIN_AUDIBLE_SECONDS, InputPlan, InputSpec, prepare
@@ -156,6 +157,7 @@ def test_summary_counts_add_up_and_every_skip_is_listed(tmp_path: Path) -> None:
     assert "analysed 0, would tag 1, unchanged 1, skipped 1, failed 1" in table
 
 
+@pytest.mark.slow
 def test_tiny_and_silent_files_are_skipped_not_failed(tmp_path: Path) -> None:
     """A 0.5 s clip, a 15 ms click in 5 s of silence and digital silence: skipped with a reason,
     no genre written, exit 0; real music beside them is tagged."""
@@ -191,15 +193,15 @@ def test_the_minimum_is_audible_seconds_not_file_length(tmp_path: Path) -> None:
     quiet = encode(half, sr, tmp_path / "half.flac")
     plan = InputPlan((InputSpec("mel"),))
     assert MIN_AUDIBLE_SECONDS == 2.0
-    assert prepare({"path": str(loud)}, plan).skip is None
-    assert "too short" in prepare({"path": str(quiet)}, plan).skip
+    assert prepare(Track.of_file(loud), plan).skip is None
+    assert "too short" in prepare(Track.of_file(quiet), plan).skip
 
 
 def test_one_decode_at_the_highest_rate_serves_every_input() -> None:
     """A 32 kHz waveform tagger beside musicnn's 16 kHz mel: one decode at 32 kHz; the mel made
     from it is what a 16 kHz decode gives, to resampling precision."""
     path = str(LIBROSA / f"{CLIPS[0]}.hq.ogg")
-    track = {"path": path}
+    track = Track.of_file(path)
     both = InputPlan((InputSpec("mel"), InputSpec("waveform", sample_rate=32000)))
     assert both.decode_rate(None) == 32000
     item = prepare(track, both)
@@ -217,7 +219,7 @@ def test_every_tagger_kind_meets_the_protocol(name: str) -> None:
     assert isinstance(tagger, Tagger) and tagger.name == name
     assert name in {row["name"] for row in list_taggers()}
     separator = pipeline.separator_for([tagger], pipeline.TagOptions())
-    track = {"path": str(clip_path(CLIPS[1]))}
+    track = Track.of_file(clip_path(CLIPS[1]))
     item = prepare(track, InputPlan((tagger.inputs,), windows=1), separator)
     (out,) = tagger.analyse([item])
     assert all(len(p) == item.units for p in out.tags.values())

@@ -1,5 +1,6 @@
 """bfloat16 musicnn inside the default tagger: the float32 re-run near a decision keeps the written
-genres float32's (issue 12, "Speed"), and the margin that triggers it means what it says."""
+genres float32's (issue 12, "Speed"), and the margin that triggers it means what it says — for
+the planned genres too (tree, depth, lone-tag rule: issue 29)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,38 @@ from pathlib import Path
 import media
 import pytest
 
-from mgctag.genres import default_map, select_genres
+from mgctag.genres import decide_genres, default_map, planning_tree, select_genres
+from mgctag.library.rows import Track
 from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
 from mgctag.models.inputs import InputPlan, prepare
+from mgctag.models.protocol import Prediction
+from mgctag.options import TAG
 
 MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
-# Milk Cow Blues: raw bfloat16 swaps the two written genres (scripts/compare_precision.py)
+# Milk Cow Blues: raw bfloat16 swaps the two written genres (tools/bench/compare_precision.py)
 CLIPS = ["Angela Thomas Wade - Milk Cow Blues", "Music Delta - Grunge", "ANiMAL - Clinic A"]
 
 
 def written(scores: dict[str, float], name: str) -> list[str]:
     most, floor, relative = catalog.selection(name)
     chosen = select_genres(scores, max_genres=most, min_confidence=floor, relative_floor=relative)
+    return [g for g, _ in chosen]
+
+
+def planned(row: Prediction) -> list[str]:
+    """What planning writes from the default's row by default: tree, depth, lone-tag rule."""
+    most, floor, relative = catalog.selection(row.model)
+    chosen = decide_genres(
+        dict(row.genres),
+        planning_tree(),
+        TAG["genre_depth"].default,
+        max_genres=most,
+        min_confidence=floor,
+        relative_floor=relative,
+        per_model=list(row.tags.values()),
+        lone=default_map().lone,
+    )
     return [g for g, _ in chosen]
 
 
@@ -56,13 +76,13 @@ def test_guarded_bf16_writes_the_float32_genres_on_real_clips(
     monkeypatch.setattr(audioset, "BF16_MARGIN", 0.012)
     media.need(MUSDB)
     for clip in CLIPS:
-        item = prepare({"path": str(MUSDB / f"{clip}.stem.mp4")}, plan)
+        item = prepare(Track.of_file(MUSDB / f"{clip}.stem.mp4"), plan)
         got = {}
         for bf16 in (False, True):
             tagger.musicnn.bf16 = bf16
             (out,) = tagger.analyse([item])
             rows = tagger.predictions(out, gmap)
-            got[bf16] = written(dict(rows[-1].genres), tagger.name)
+            got[bf16] = planned(rows[-1])
         assert got[True] == got[False], clip
 
 
@@ -95,3 +115,33 @@ def test_bf16_musicnn_row_is_stored_but_not_reused_by_musicnn_alone(
     monkeypatch.setattr(audioset, "BF16_MUSICNN", False)
     pipeline.tag_paths(lib, [music], TagOptions(dry_run=True, model=catalog.MUSICNN_TAGGER))
     assert not lib.tracks_needing_analysis(catalog.MUSICNN_TAGGER)
+
+
+@pytest.mark.parametrize("depth", ["parent", "leaf", "both"])
+def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(depth: str) -> None:
+    """The default's written genres go through the tree and the lone-tag rule (issue 29): the
+    margin the bfloat16 guard reads covers every comparison they make, the models' own scores
+    included."""
+    from mgctag.genres import GenreTree, LoneRule, decide_genres, decision_margin
+
+    rng = random.Random(29)
+    tree = GenreTree.of_map(default_map())
+    genres = ["Rock", "Indie", "Alternative", "Grunge", "Electronic", "Techno", "House",
+              "Ambient", "Indian", "Carnatic", "Bollywood", "Pop", "Jazz", "Metal"]  # fmt: skip
+    rule = LoneRule(0.1, 0.2, {"Pop": 0.0, "Jazz": 0.15})
+    kw = {"max_genres": 2, "min_confidence": 0.05, "relative_floor": 0.6}
+
+    def written(scores: dict[str, float], per_model: list[dict[str, float]]) -> list[str]:
+        picked = decide_genres(scores, tree, depth, per_model=per_model, lone=rule, **kw)
+        return [g for g, _ in picked]
+
+    for _ in range(1500):
+        scores = {g: rng.random() ** 3 for g in rng.sample(genres, 8)}
+        per_model = [{g: rng.random() ** 2 for g in rng.sample(genres, 6)} for _ in range(3)]
+        margin = decision_margin(scores, tree, depth, per_model=per_model, lone=rule, **kw)
+        step = 0.49 * margin / 1.6
+
+        def moved(d: dict[str, float], step: float = step) -> dict[str, float]:
+            return {g: s + rng.uniform(-step, step) for g, s in d.items()}
+
+        assert written(moved(scores), [moved(m) for m in per_model]) == written(scores, per_model)

@@ -260,7 +260,9 @@ def test_a_ray_run_stores_what_a_local_run_stores(folder: Path, tmp_path: Path) 
                 assert got[name][0][model][g] == pytest.approx(p, abs=1e-4), (name, g)
         for model, by_stem in embeddings.items():
             for stem, vec in by_stem.items():
-                np.testing.assert_allclose(got[name][1][model][stem], vec, atol=1e-4)
+                # stored as float16: a float32 difference at the last bits can round one
+                # float16 step apart (1.2e-4 near 0.14)
+                np.testing.assert_allclose(got[name][1][model][stem], vec, rtol=2e-3, atol=1e-4)
     assert sorted(c.new for c in s_ray.changes) == sorted(c.new for c in s_local.changes)
 
 

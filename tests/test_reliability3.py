@@ -109,10 +109,7 @@ COMMANDS = {
 
 @pytest.mark.parametrize(
     "command",
-    [
-        "segments",
-        *(pytest.param(c, marks=pytest.mark.slow) for c in COMMANDS if c != "segments"),
-    ],
+    [pytest.param(c, marks=pytest.mark.slow) for c in COMMANDS],
 )
 def test_one_hz_wav_is_one_line_in_bounded_memory(home, tmp_path, command):
     """Before the fix `segments` on this 344 KB file reached 21.7 GB; every command must now
@@ -341,10 +338,11 @@ def long_mp3(dest: Path, hours: float, seconds: float = 10.0) -> Path:
 
 @pytest.mark.slow
 def test_segments_of_three_hours_stays_bounded(home, tmp_path):
-    """The whole recording at 16 kHz plus copies peaked at 3.1 GB; decoded in 10-minute chunks
-    and run through the network in blocks it stays under 1.5 GB (measured: ~1 GB)."""
+    """The whole recording at 16 kHz plus copies peaked at 3.1 GB; decoded in 1-minute chunks
+    into preallocated frames and run through the network in 4.4-minute blocks, standardised
+    block by block, it peaked at 614-623 MB (issue 27 asks 500 MB: not met, docs/segments.md)."""
     path = long_mp3(tmp_path / "three_hours.mp3", 3.0)
-    result, peak = run_watched(["segments", path, "--json"], limit_mb=1500)
+    result, peak = run_watched(["segments", path, "--json"], limit_mb=700)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 

@@ -1,9 +1,10 @@
-"""The speech / music / noise detector (issue 13): shapes, training, weights, the bundled
+"""The speech / music / noise detector (issues 13 and 27): shapes, training, weights, the bundled
 detector on real held-out recordings, and `mgctag segments`.
 
-The clips used here were held out of the detector's training (docs/segments.md: the LibriSpeech
-clips are test-only; the two tests/data excerpts used, Nexuiz's "Northern Lights" and Wesnoth's
-"Knolls", fell in the test split).
+Every recording used here comes from a source the detector never trained on (docs/segments.md,
+data card: split by package): LibriSpeech, the Dutch Fish Fillets dialogue and the Italian
+digits (speech), Frets on Fire and librosa's music, Flare's rain / wind / thunder and the
+humpback whale (noise).
 """
 
 from __future__ import annotations
@@ -34,16 +35,29 @@ from mgctag.segments.detector import (
     teacher_probs,
     to_intervals,
 )
-from mgctag.train import segmenter as seg
 from mgctag.train.distill import DistillConfig
 from tests.conftest import cli
-from tests.media import LIBROSA
+from tests.media import LIBROSA, SOUNDS
 from tests.media import MUSIC as MUSIC_SET
+from tools.experiments import segmenter_training as seg
 
 SPEECH = LIBROSA / "198-209-0000.hq.ogg"
 SPEECH2 = LIBROSA / "3436-172162-0000.hq.ogg"
-MUSIC = MUSIC_SET / "electronic" / "northern_lights_1.ogg"
-WALTZ = MUSIC_SET / "classical" / "knolls_1.ogg"  # orchestral, 3/4 time
+MUSIC = MUSIC_SET / "metal" / "armygeddon_1.ogg"
+WALTZ = LIBROSA / "Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).hq.ogg"
+HELD_OUT = {  # file → its class
+    SPEECH: "speech",
+    SPEECH2: "speech",
+    SOUNDS / "speech_dutch_dialogue.ogg": "speech",
+    SOUNDS / "speech_italian_digits.ogg": "speech",  # a spoken number list
+    MUSIC: "music",
+    MUSIC_SET / "jazz" / "vibe_ace_1.ogg": "music",
+    LIBROSA / "sorohanro_-_solo-trumpet-06.hq.ogg": "music",
+    SOUNDS / "rain.ogg": "noise",
+    SOUNDS / "wind.ogg": "noise",
+    SOUNDS / "thunder.ogg": "noise",
+    SOUNDS / "humpback_whale.ogg": "noise",
+}
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +262,111 @@ def test_scan_lists_the_stored_speech_recordings(tmp_path) -> None:
     assert listed["talk.wav"]["model"] == "segmenter_swishnet"
     text = cli("scan", folder, "--db", db).stdout
     assert "talk.wav" in text and "waltz.wav" not in text
+
+
+def _copies(tmp_path: Path, files: list[Path], seconds: float = 20.0) -> list[Path]:
+    """16 kHz WAV copies (at most `seconds`) with the class in the name, in one folder."""
+    out = []
+    for k, path in enumerate(files):
+        dest = tmp_path / f"{k:02d}_{HELD_OUT.get(path, 'mix')}_{path.stem[:20]}.wav"
+        sf.write(dest, _load(path, seconds), SR)
+        out.append(dest)
+    return out
+
+
+def _majority(rec: dict) -> str:
+    """The class holding most of a record's non-silent time."""
+    time: dict[str, float] = {}
+    for iv in rec["intervals"]:
+        if iv["class"] != "silence":
+            time[iv["class"]] = time.get(iv["class"], 0.0) + iv["end"] - iv["start"]
+    return max(time, key=lambda c: time[c]) if time else "silence"
+
+
+@pytest.fixture(scope="module")
+def held_out_records(tmp_path_factory) -> list[tuple[str, dict]]:
+    """`mgctag segments --json` over every held-out clip at once: (class, record)."""
+    folder = tmp_path_factory.mktemp("held_out")
+    files = _copies(folder, list(HELD_OUT))
+    res = cli("segments", *files, "--json")
+    assert res.code == 0, res.output
+    records = json.loads(res.stdout)
+    return [(HELD_OUT[src], rec) for src, rec in zip(HELD_OUT, records, strict=True)]
+
+
+# What the bundled detector still gets wrong on these (docs/segments.md, "Left to do"): strict,
+# so a detector that gets them right fails here until the mark is removed.
+MISSED = {
+    "sorohanro_-_solo-trumpet-06.hq": "a lone trumpet between pauses is called noise",
+    "thunder": "thunder is called music",
+}
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=MISSED[p.stem]))
+        if p.stem in MISSED
+        else k
+        for k, p in enumerate(HELD_OUT)
+    ],
+    ids=[p.stem for p in HELD_OUT],
+)
+def test_real_held_out_clips_are_classified_through_the_cli(held_out_records, index) -> None:
+    """Real speech (read, dialogue, spoken digits), music and outdoor noise, none of it from a
+    training source: the clip's main class is right, and only music counts as music."""
+    cls, rec = held_out_records[index]
+    assert _majority(rec) == cls, rec["shares"]
+    assert (rec["content"] == "music") == (cls == "music"), rec
+
+
+def test_merged_rows_never_overlap_and_cover_the_file(held_out_records) -> None:
+    """Rows follow each other from 0 to the end; none is shorter than the default minimum
+    (1 s) unless the recording is."""
+    for _, rec in held_out_records:
+        ivs = rec["intervals"]
+        assert ivs[0]["start"] == 0 and ivs[-1]["end"] == pytest.approx(rec["duration"], abs=0.02)
+        for a, b in zip(ivs, ivs[1:], strict=False):
+            assert a["end"] == pytest.approx(b["start"], abs=0.011) and a["class"] != b["class"]
+        if rec["duration"] >= 2.0:
+            assert all(iv["end"] - iv["start"] >= 0.99 for iv in ivs), ivs
+
+
+def test_min_segment_zero_keeps_every_decision_and_larger_merges_more(tmp_path) -> None:
+    (path,) = _copies(tmp_path, [SOUNDS / "speech_dutch_dialogue.ogg"])
+    rows = {}
+    for m in ("0", "1", "4"):
+        res = cli("segments", path, "--json", "--min-segment", m)
+        assert res.code == 0, res.output
+        rows[m] = json.loads(res.stdout)[0]["intervals"]
+    assert len(rows["0"]) >= len(rows["1"]) >= len(rows["4"]) >= 1
+    assert all(iv["end"] - iv["start"] >= 3.99 for iv in rows["4"])
+    bad = cli("segments", path, "--min-segment", "-1")
+    assert bad.code == 2 and "Traceback" not in bad.output
+
+
+def test_speech_over_a_music_bed_is_speech(tmp_path) -> None:
+    """A voice with an orchestra 12 dB under it (made here from two held-out recordings) is
+    speech, as a broadcast host talking over a jingle is."""
+    voice = _load(SPEECH2, 14.0)
+    bed = _load(WALTZ, 14.0)[: len(voice)]
+    bed = bed * (np.sqrt(np.mean(voice**2)) / np.sqrt(np.mean(bed**2))) * 10 ** (-12 / 20)
+    path = tmp_path / "voice_over_music.wav"
+    sf.write(path, (voice + bed) / max(1.0, float(np.abs(voice + bed).max()) / 0.99), SR)
+    res = cli("segments", path, "--json")
+    assert res.code == 0, res.output
+    (rec,) = json.loads(res.stdout)
+    assert _majority(rec) == "speech", rec["shares"]
+
+
+def test_a_bad_file_is_one_line_and_the_others_finish(tmp_path) -> None:
+    first, second = _copies(tmp_path, [SOUNDS / "rain.ogg", SPEECH], seconds=8.0)
+    bad = tmp_path / "01_truncated.flac"
+    bad.write_bytes(b"fLaC" + b"\x00" * 300)
+    res = cli("segments", first, bad, second, "--json")
+    assert res.code == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "01_truncated.flac" in errors[0], res.stderr
+    assert "Traceback" not in res.output
+    done = [Path(r["path"]).name for r in json.loads(res.stdout)]
+    assert done == [first.name, second.name]

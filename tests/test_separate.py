@@ -4,7 +4,6 @@ tests/data, real models."""
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from mgctag.cli import app
 from mgctag.separate import STEMS, SeparationError, WeightsUnavailableError, get_separator
 from mgctag.separate.cascade import CascadeSeparator
 from mgctag.separate.hpss import HpssSeparator, hpss_masks
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_separate import read_stem_mp4, sdr  # noqa: E402
+from tools.bench.separate import read_stem_mp4, sdr
 
 TRACKS = ("Actions - South Of The Water", "Actions - Devil's Words")
 
@@ -156,6 +153,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_demucs_from_a_weight_file_in_chunks(demucs_file, one_thread) -> None:
     sep = get_separator("demucs", device="cpu", model_path=demucs_file)
     assert sep.name == "demucs" and sep.sample_rate == 44100

@@ -14,6 +14,7 @@ import pytest
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
 from mgctag.library.db import Library
+from mgctag.library.rows import Track
 from mgctag.search.similar import (
     MissingEmbeddings,
     SimilarError,
@@ -132,10 +133,11 @@ def test_rrf_fusion_sums_reciprocal_ranks_of_each_seed():
 
 def test_filter_mask_by_genre_artist_and_album():
     recs = [
-        {"artist": "ANiMAL", "album": "One", "genres": ["Rap"]},
-        {"artist": "animal ", "album": "Two", "genres": '["Rap", "Pop"]'},  # JSON text, odd case
-        {"artist": "Other", "album": "One", "genres": ["pop"]},
-        {"artist": None, "album": None, "genres": None},
+        Track(1, "/m/1", artist="ANiMAL", album="One", genres=["Rap"]),
+        # JSON text, odd case
+        Track(2, "/m/2", artist="animal ", album="Two", genres='["Rap", "Pop"]'),
+        Track(3, "/m/3", artist="Other", album="One", genres=["pop"]),
+        Track(4, "/m/4", artist=None, album=None, genres=None),
     ]
     assert filter_mask(recs) is None
     assert filter_mask(recs, genre="POP").tolist() == [False, True, True, False]

@@ -23,6 +23,7 @@ from matplotlib.image import imread
 from mgctag.audio import decode
 from mgctag.genres import normalize_genre
 from mgctag.library.db import Library
+from mgctag.library.rows import Track
 from mgctag.models import registry
 from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.train import distill, transfer
@@ -149,10 +150,10 @@ def test_labels_from_tags_normalise_and_leave_out_rare_classes():
 
 
 def test_merge_rare_lifts_into_parent_then_other():
-    pairs = [(f"{i}", ["Metal"]) for i in range(2)] + [(f"r{i}", ["Rock"]) for i in range(3)]
+    pairs = [(f"{i}", ["Punk"]) for i in range(2)] + [(f"r{i}", ["Rock"]) for i in range(3)]
     pairs += [("j", ["Jazz"])]
     merged = dict(merge_rare(pairs, min_count=5))
-    assert merged["0"] == ["Rock"] and merged["r0"] == ["Rock"]  # Metal's parent is Rock: 5 now
+    assert merged["0"] == ["Rock"] and merged["r0"] == ["Rock"]  # Punk's parent is Rock: 5 now
     assert merged["j"] == ["Other"]  # Jazz has no parent
 
 
@@ -269,6 +270,7 @@ def test_split_files_errors(tmp_path: Path):
 # --- heads and evaluation ---
 
 
+@pytest.mark.slow
 def test_head_beats_chance_on_real_features(speech_music: dict):
     """Recordings never straddle a split, so this is speech vs music on unseen recordings."""
     d = speech_music
@@ -367,7 +369,8 @@ def test_dataset_from_real_library(tmp_path: Path, tracks: dict):
     assert data.label_set.counts.dropped == {"Jazz": 2, "Folk": 2}
     row = data.paths.index("/music/metal/armygeddon_1.ogg")
     x = tracks["X"][tracks["names"].index("metal/armygeddon_1.ogg")]
-    assert np.allclose(data.X[row], np.concatenate([x, -x]))
+    # embeddings are stored as float16 (the compact store): equal to float16's precision
+    assert np.allclose(data.X[row], np.concatenate([x, -x]), rtol=2e-3, atol=1e-3)
     assert data.groups[row] == "artist:muldjord (el senator)"
 
 
@@ -472,7 +475,7 @@ def _network_data(kind: str, per_genre: int = 2) -> NetworkData:
     plan = InputPlan((InputSpec(kind),))
     xs, ys, owners = [], [], []
     for i, (path, _, _) in enumerate(tracks):
-        x = select_input(prepare({"path": path}, plan).features, kind)
+        x = select_input(prepare(Track.of_file(path), plan).features, kind)
         xs.append(x)
         ys.append(np.full(len(x), i // per_genre))
         owners.append(np.full(len(x), i))
@@ -582,7 +585,9 @@ def test_train_and_eval_from_a_distilled_student(tmp_path: Path, monkeypatch):
     lib = Library(db)
     pairs = [(p, g) for p, g, _ in _previews(5, ("Metal", "Classical", "Electronic"))]  # 5: 20 %
     for path, _ in pairs:  # artist: the song (Nexuiz's and Wesnoth's credits name a project)
-        lib.upsert_track({"path": path, "artist": Path(path).stem, "status": "ok"})
+        st = Path(path).stat()  # as scanned: size and mtime recorded, so not "retagged since"
+        info = {"path": path, "size": st.st_size, "mtime": st.st_mtime_ns}
+        lib.upsert_track({**info, "artist": Path(path).stem, "status": "ok"})
     lib.close()
     labels = tmp_path / "labels.csv"
     labels.write_text("path,genre\n" + "".join(f'"{p}",{g}\n' for p, g in pairs))
@@ -641,3 +646,51 @@ def test_eval_reads_a_labels_csv_as_train_does(tmp_path: Path, tracks: dict):
     result = cli("eval", labels, "--db", tmp_path / "lib.db", "--folds", "3", "--json")
     assert result.code == 0, result.output  # before: "unknown path ... (not in the library ...)"
     assert json.loads(result.stdout)["n_tracks"] >= 30
+
+
+def _stored_genre_set(db: Path, tracks: dict) -> None:
+    """The genre set as a library: each excerpt's artist and genre tag, and its MFCC statistics
+    stored as the default embedding (the real features stand in for musicnn's)."""
+    lib = Library(db)
+    for name, genre, artist, x in zip(
+        tracks["names"], tracks["genres"], tracks["artists"], tracks["X"], strict=True
+    ):
+        path = f"/music/{name}"
+        tid = lib.upsert_track({"path": path, "artist": artist, "genres": [genre], "status": "ok"})
+        lib.save_analysis(tid, "musicnn", "none", {}, [], {"mix": x})
+    lib.close()
+
+
+def test_train_warns_once_per_genre_whose_tracks_all_come_from_one_artist(home: Path, tracks: dict):
+    """All ten Electronic excerpts are by one artist (Nexuiz's): a head learns that artist's
+    sound, not the genre. One line says so; Metal (two artists) and Classical (four) are fine."""
+    from conftest import cli
+
+    db = home / "lib.db"
+    _stored_genre_set(db, tracks)
+    result = cli("train", "mine", "--db", db)
+    assert result.code == 0, result.output
+    warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: genre Electronic: every labelled track comes from one artist (alientrap / "
+        "nexuiz contributors); the model learns that artist, not the genre: label tracks of others"
+    ]
+
+
+def test_train_and_eval_share_the_fold_default(home: Path, tracks: dict):
+    """`train` evaluated with 5 folds and `eval` with 10 (issue #25): one default now, from
+    mgctag.options, in both commands' help and in what they run."""
+    from conftest import cli
+
+    from mgctag.options import TRAIN
+
+    db = home / "lib.db"
+    _stored_genre_set(db, tracks)
+    trained = cli("train", "mine", "--db", db, "--json")
+    assert trained.code == 0, trained.output
+    evaluated = cli("eval", "--db", db, "--json")
+    assert evaluated.code == 0, evaluated.output
+    train_folds = json.loads(trained.stdout)["evaluation"]["folds"]
+    eval_folds = json.loads(evaluated.stdout)["folds"]
+    assert len(train_folds) == len(eval_folds) == TRAIN.folds
+    assert [f["split"] for f in train_folds] == [f["split"] for f in eval_folds]  # same splits

@@ -171,6 +171,35 @@ CC0_SOUNDS = [  # pink-pony's sound effects, noise-like (Iwan Gabovitch, CC0)
 ]
 MUSICNN_CLIPS = ("vibe_ace", "hungarian_dance", "lets_go_fishin")
 
+# Issue 27: speech and outdoor noise from packages the speech / music / noise detector never
+# trained on (tools/data/segments_corpus.py puts them in its test split). (source, file, start,
+# seconds, more files joined after the first with 0.4 s pauses)
+FILLETS_NL = "usr/share/games/fillets-ng/sound/barrel/nl"
+MENARDI = "usr/share/asterisk/sounds/it_IT_f_Menardi/digits"
+FLARE = "usr/share/games/flare/mods"
+FLARE_AUTHOR = "Clint Bellanger and the Flare contributors"
+SEGMENT_CLIPS: list[tuple[Source, str, float, float, tuple[str, ...]]] = [
+    (Source("fillets-ng-data-nl", f"{FILLETS_NL}/bar-m-barel.ogg",
+            "Fish Fillets NG Dutch voice actors (ALTAR interactive)",
+            "Dialogue, level Barrel (Dutch)",
+            GPL_2, f"{DEB}/fillets-ng-data-nl"),
+     "sounds/speech_dutch_dialogue.ogg", 0.0, 16.0,
+     tuple(f"{FILLETS_NL}/bar-{w}.ogg"
+           for w in ("v-co", "m-dost0", "v-fotka", "m-kachna", "v-genofond"))),
+    (Source("asterisk-prompt-it-menardi-wav", f"{MENARDI}/1.wav",
+            "Marco Menardi and Paola Dal Zot (http://www.voip.ammdomus.it)",
+            "Italian digits one to nine (spoken number list)", CC_BY_SA_3,
+            f"{DEB}/asterisk-prompt-it-menardi-wav"),
+     "sounds/speech_italian_digits.ogg", 0.0, 12.0,
+     tuple(f"{MENARDI}/{d}.wav" for d in range(2, 10))),
+    (Source("flare-game", f"{FLARE}/empyrean_campaign/soundfx/environment/rain.ogg", FLARE_AUTHOR,
+            "Rain", CC_BY_SA_3, f"{DEB}/flare-game"), "sounds/rain.ogg", 5.0, 10.0, ()),
+    (Source("flare-game", f"{FLARE}/fantasycore/soundfx/environment/wind_loop.ogg", FLARE_AUTHOR,
+            "Wind loop", CC_BY_SA_3, f"{DEB}/flare-game"), "sounds/wind.ogg", 5.0, 10.0, ()),
+    (Source("flare-game", f"{FLARE}/fantasycore/soundfx/powers/thunder.ogg", FLARE_AUTHOR,
+            "Thunder", CC_BY_SA_3, f"{DEB}/flare-game"), "sounds/thunder.ogg", 0.0, 10.0, ()),
+]  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -265,9 +294,29 @@ def build(shared: Path, debs: Path, out: Path = DATA) -> list[Entry]:
             name = f"sounds/{Path(src.path).stem}.ogg"
             _write_vorbis(np.broadcast_to(y, (2, y.shape[-1])).astype(np.float32), out / name)
             entries.append(Entry(name, src, "whole file, Ogg Vorbis"))
+        for src, name, offset, seconds, more in SEGMENT_CLIPS:
+            root = _unpack(src.origin, debs, work)
+            _write_vorbis(_joined(root, [src.path, *more], offset, seconds), out / name)
+            note = (
+                f"{len(more) + 1} files joined, 0.4 s apart"
+                if more
+                else f"{seconds:g} s from {offset:g} s"
+            )
+            entries.append(Entry(name, src, f"{note}, Ogg Vorbis"))
     entries.append(_musicnn_reference(shared, out))
     _write_licences(out, entries)
     return entries
+
+
+def _joined(root: Path, files: list[str], start: float, seconds: float) -> np.ndarray:
+    """Stereo 44.1 kHz: the package's `files` (paths under `root`) one after another with 0.4 s
+    pauses, from `start` s into the first, cut at `seconds`; peak at most 0.99."""
+    parts = [decode.load(root / files[0], SR, offset=start, duration=seconds)]
+    for rel in files[1:]:
+        parts += [np.zeros(int(0.4 * SR), np.float32), decode.load(root / rel, SR)]
+    y = np.concatenate(parts)[: int(seconds * SR)]
+    y = y / max(1.0, float(np.abs(y).max()) / 0.99)
+    return np.broadcast_to(y, (2, len(y))).astype(np.float32)
 
 
 def _musicnn_reference(shared: Path, out: Path) -> Entry:

@@ -2,7 +2,7 @@
 
 Every command module imports only typer, rich and light mgctag modules at the top; the heavy
 ones (torch, the pipeline) are imported inside the commands, so `mgctag --help` and `mgctag runs`
-start fast (scripts/bench_startup.py measures it).
+start fast (tools/bench/startup.py measures it).
 """
 
 from __future__ import annotations
@@ -148,11 +148,14 @@ def report(exc: BaseException) -> int:
 
 # Commands that decode audio: C decoders' own warnings (libmpg123) are kept off the terminal.
 _DECODING = frozenset({"scan", "tag", "info", "separate", "train", "eval", "explain", "segments"})
+# Help decodes nothing: it starts without the decoder (numpy, PyAV), as `mgctag --help` does.
+_HELP = frozenset({"--help", "-h"})
 
 
 def run(argv: list[str] | None = None) -> None:
     """The console script: an expected problem becomes one red line and its exit status."""
-    if argv is None and _DECODING & set(sys.argv[1:]):  # the console script, not a caller's argv
+    words = set(sys.argv[1:])
+    if argv is None and _DECODING & words and not _HELP & words:  # the console script's own argv
         from mgctag.audio.decode import filter_decoder_noise
 
         filter_decoder_noise()

@@ -80,7 +80,7 @@ def resolve_track(lib: Library, query: str) -> Track:
     if not matches:
         raise UsageError("no track matches (give a path, a track id, or artist/title text)", query)
     if len(matches) > 1:
-        listed = "; ".join(f"{t['id']} {track_label(t)}" for t in matches[:5])
+        listed = "; ".join(f"{t.id} {track_label(t)}" for t in matches[:5])
         more = ", …" if len(matches) > 5 else ""
         raise UsageError(
             f"matches several tracks ({listed}{more}); give a track id or a path", query
@@ -90,10 +90,10 @@ def resolve_track(lib: Library, query: str) -> Track:
 
 def track_label(track: Track) -> str:
     """`Artist — Title` from the tags, or the file name where the tags say nothing."""
-    artist, title = track.get("artist"), track.get("title")
+    artist, title = track.artist, track.title
     if artist or title:
-        return f"{artist or '?'} — {title or Path(track['path']).stem}"
-    return Path(track["path"]).name
+        return f"{artist or '?'} — {title or Path(track.path).stem}"
+    return Path(track.path).name
 
 
 class Interrupt:

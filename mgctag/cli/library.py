@@ -36,7 +36,7 @@ from mgctag.cli.output import (
 from mgctag.options import TAG, TAG_DEFAULTS, SettingError, TagOptions
 
 if TYPE_CHECKING:
-    from mgctag.library.rows import NotMusic
+    from mgctag.library.rows import NotMusic, Run
 
 
 def tag_option(name: str) -> Any:
@@ -96,7 +96,7 @@ def print_not_music(rows: list[NotMusic]) -> None:
     table.add_column("content")
     table.add_column("heard by")
     for row in rows:
-        table.add_row(shown(row["path"]), shown(row["content"]), shown(row["model"]))
+        table.add_row(shown(row.path), shown(row.content), shown(row.model))
     print_table(table)
 
 
@@ -127,6 +127,12 @@ def tag(
         Path | None, typer.Option(help="Also write each analysed window's stems under DIR.")
     ] = None,
     model: Annotated[str | None, tag_option("model")] = None,
+    genre_depth: Annotated[str, tag_option("genre_depth")] = TAG["genre_depth"].default,
+    genre_tree: Annotated[str | None, tag_option("genre_tree")] = None,
+    genre_whitelist: Annotated[str | None, tag_option("genre_whitelist")] = None,
+    learn_from_library: Annotated[bool, tag_option("learn_from_library")] = TAG[
+        "learn_from_library"
+    ].default,
     engine: Annotated[
         str,
         typer.Option(
@@ -165,6 +171,10 @@ def tag(
         if exc.where.startswith("--"):  # typed here: click's own usage error, as for any option
             raise typer.BadParameter(exc.problem, param_hint=exc.where) from None
         raise
+    if opts.genre_tree or opts.genre_whitelist:  # a bad file is one line before any analysis
+        from mgctag.genres import planning_tree
+
+        planning_tree(opts.genre_tree, opts.genre_whitelist)
     if engine == "local":
         refuse(ctx, ("ray_address", "workers"), "only with --engine ray")
     if opts.stems == "off":
@@ -253,10 +263,10 @@ def info(
 
     lib = open_library(db)
     track = resolve_track(lib, query)
-    predictions = lib.get_predictions(track["id"])
+    predictions = lib.get_predictions(track.id)
     in_file: list[str] | str
     try:
-        in_file = tagio.read_tags(track["path"]).genres
+        in_file = tagio.read_tags(track.path).genres
     except tagio.TagError as exc:
         in_file = f"unreadable: {exc.reason}"
     if json_out:
@@ -266,28 +276,28 @@ def info(
         print_json({"track": track, "file_genres": in_file, "predictions": stored})
         return
     out.print(f"[bold]{shown(track_label(track))}[/bold]")
-    out.print(f"path: {shown(track['path'])}", highlight=False)
-    error = f" ({shown(track['error'])})" if track.get("error") else ""
-    out.print(f"status: {shown(track['status'])}{error}")
+    out.print(f"path: {shown(track.path)}", highlight=False)
+    error = f" ({shown(track.error)})" if track.error else ""
+    out.print(f"status: {shown(track.status)}{error}")
     genres_in_file = "; ".join(in_file) if isinstance(in_file, list) else in_file
     out.print(f"genre in file: {shown(genres_in_file)}")
-    if not predictions and track["status"] == "failed":
+    if not predictions and track.status == "failed":
         out.print("not analysed: the file could not be read (the reason is on the status line)")
     elif not predictions:
         out.print("not analysed yet: run `mgctag tag` on it")
     for model, pred in predictions.items():
         out.print(
             f"\n[bold]{shown(model)}[/bold] "
-            f"(separator {shown(pred['separator'])}, {shown(pred['created_at'])})"
+            f"(separator {shown(pred.separator)}, {shown(pred.created_at)})"
         )
-        genres = ", ".join(f"{shown(g)} {p:.2f}" for g, p in pred["genres"][:8])
+        genres = ", ".join(f"{shown(g)} {p:.2f}" for g, p in (pred.genres or [])[:8])
         out.print(f"  genres: {genres or '—'}")
-        if pred.get("content"):
+        if pred.content:
             heard = ", ".join(
-                f"{w['offset']:g} s {shown(w['content'])}" for w in pred.get("windows") or []
+                f"{w['offset']:g} s {shown(w['content'])}" for w in pred.windows or []
             )
-            out.print(f"  content: {shown(pred['content'])} (windows: {heard})")
-        raw = pred["tags"] or {}
+            out.print(f"  content: {shown(pred.content)} (windows: {heard})")
+        raw = pred.tags or {}
         groups = raw.items() if raw and isinstance(next(iter(raw.values())), dict) else []
         groups = groups or ([("", raw)] if raw else [])
         for name, probs in groups:
@@ -311,24 +321,24 @@ def runs(
     for col in ("id", "started", "command", "status", "changed", "failed"):
         table.add_column(col)
     for r in rows:
-        counts = r.get("counts") or {}
+        counts = r.counts or {}
         if not isinstance(counts, dict):
             counts = {}
         changed = counts.get("tagged", counts.get("restored", ""))
         table.add_row(
-            shown(r["id"]),
-            shown(str(r["started_at"])[:19]),
-            shown(r["command"]),
-            shown((r.get("status") or "running") + (" (dry run)" if _dry(r) else "")),
+            shown(r.id),
+            shown(str(r.started_at)[:19]),
+            shown(r.command),
+            shown((r.status or "running") + (" (dry run)" if _dry(r) else "")),
             shown(changed),
             shown(counts.get("failed", "")),
         )
     print_table(table)
 
 
-def _dry(run: Any) -> bool:
+def _dry(run: Run) -> bool:
     """Whether a run only showed what it would change (tag --dry-run, beet mgctag -p)."""
-    args = run.get("args")
+    args = run.args
     return isinstance(args, dict) and str(args.get("dry_run")) in ("True", "true", "1")
 
 

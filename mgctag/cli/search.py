@@ -59,7 +59,7 @@ def similar(
     if m3u and not m3u.expanduser().parent.is_dir():
         raise UsageError("no such folder for the playlist", m3u)
     lib = open_library(db)
-    seeds = [resolve_track(lib, q)["id"] for q in query]
+    seeds = [resolve_track(lib, q).id for q in query]
     try:
         hits = sim.similar_tracks(
             lib,

@@ -10,6 +10,7 @@ import typer
 from mgctag.cli.common import DbOption, interruptible, open_library, require_existing
 from mgctag.cli.output import out, print_failures, print_json, print_table, shown
 from mgctag.errors import reason_of
+from mgctag.options import MIN_SEGMENT_S
 
 NOT_STORED = "not in the library, so its intervals were not stored (`mgctag scan` it first)"
 
@@ -30,6 +31,15 @@ def segments(
         bool,
         typer.Option("--store", help="Keep the intervals of library tracks (`info` shows them)."),
     ] = False,
+    min_segment: Annotated[
+        float,
+        typer.Option(
+            "--min-segment",
+            min=0.0,
+            max=3600.0,
+            help="Seconds: a shorter stretch joins its neighbour (0 keeps every frame decision).",
+        ),
+    ] = MIN_SEGMENT_S,
     db: DbOption = None,
 ) -> None:
     """Show where each recording has speech, music, noise and silence."""
@@ -47,7 +57,7 @@ def segments(
     )
 
     require_existing(paths)
-    segmenter = Segmenter(model)
+    segmenter = Segmenter(model, min_segment=min_segment)
     lib = open_library(db) if store else None
     failures: list[tuple[str, str]] = []
     files = _audio_files(paths, failures)
@@ -88,14 +98,23 @@ def _print_table(rec: dict, table_cls: type) -> None:
         f"{shown(rec['path'])}  {rec['duration']:.1f} s  {rec['content']}  ({shares})",
         highlight=False,
     )
-    table = table_cls("start", "end", "class", "confidence")
+    hours = rec["duration"] >= 3600
+    table = table_cls("start", "end", "length", "class", "confidence")
     for iv in rec["intervals"]:
         table.add_row(
-            _clock(iv["start"]), _clock(iv["end"]), iv["class"], f"{iv['confidence']:.2f}"
+            _clock(iv["start"], hours),
+            _clock(iv["end"], hours),
+            f"{iv['end'] - iv['start']:.1f} s",
+            iv["class"],
+            f"{iv['confidence']:.2f}",
         )
     print_table(table)
 
 
-def _clock(seconds: float) -> str:
+def _clock(seconds: float, hours: bool = False) -> str:
+    """m:ss.s, or h:mm:ss.s for a recording of an hour or more (one format per table)."""
     m, s = divmod(seconds, 60)
-    return f"{int(m)}:{s:05.2f}"
+    if hours:
+        h, m = divmod(m, 60)
+        return f"{int(h)}:{int(m):02d}:{s:04.1f}"
+    return f"{int(m)}:{s:04.1f}"

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from mgctag.cli import output
 from mgctag.cli.common import DbOption, JsonOption, open_library, refuse
-from mgctag.cli.output import CliProgress, out, print_json, print_table, progress_enabled, shown
+from mgctag.cli.output import (
+    CliProgress,
+    out,
+    print_failures,
+    print_json,
+    print_table,
+    progress_enabled,
+    shown,
+)
 from mgctag.errors import UsageError
-from mgctag.options import TagOptions
+from mgctag.options import TRAIN, TagOptions
+
+if TYPE_CHECKING:
+    from mgctag.library.db import Library
 
 StemsOption = Annotated[
     str,
@@ -53,23 +65,73 @@ def _training_errors() -> type[Exception]:
     return TrainingDataError
 
 
+MinCountOption = Annotated[int, typer.Option(help="Leave out genres with fewer labelled tracks.")]
+
+
+def _refresh(lib: Library) -> list[tuple[str, str]]:
+    """Files retagged since the last scan are read again before their labels are used (the
+    labels are the tags the files hold now); says how many. Returns the files that failed."""
+    from mgctag.train import workflow
+
+    report = workflow.refresh_retagged(lib)
+    if report.changed and output.verbosity >= 0:
+        n = report.changed
+        output.err.print(
+            f"{n} file{'s' if n > 1 else ''} changed since the last scan: tags read again"
+            " (as `mgctag scan` does)",
+            highlight=False,
+        )
+    return report.failures
+
+
+def _single_source(single: dict[str, str]) -> None:
+    """One warning per genre whose labelled tracks all come from one artist group."""
+    what = {"artist": "artist", "album": "album", "dir": "folder"}
+    for genre, group in single.items():
+        kind, _, name = group.partition(":")
+        output.warning(
+            f"genre {genre}: every labelled track comes from one {what.get(kind, kind)}"
+            f" ({name}); the model learns that {what.get(kind, kind)}, not the genre:"
+            " label tracks of others"
+        )
+
+
+def _exit_for(failures: list[tuple[str, str]]) -> None:
+    """A file that could not be read again fails the command (after its work is done)."""
+    if failures:
+        raise typer.Exit(1)
+
+
 def labels(
     csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
-    min_count: Annotated[int, typer.Option(help="Genres with fewer tracks are left out.")] = 5,
+    min_count: MinCountOption = TRAIN.min_count,
     db: DbOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Label counts per genre (from your files' genre tags, or --labels CSV) before training."""
+    """Label counts per genre (from your files' genre tags, or --labels CSV) before training.
+
+    Files retagged since the last scan are read again first; genres mgctag wrote are not labels
+    (it never learns from its own predictions), and how many were left out is said.
+    """
     from mgctag.train import workflow
 
     lib = open_library(db)
+    failures = _refresh(lib)
+    print_failures(failures)
     try:
-        counts = workflow.label_summary(lib, csv, min_count)
+        summary = workflow.label_summary(lib, csv, min_count)
     except _training_errors() as exc:
         raise UsageError(str(exc)) from None
+    counts = summary.counts
     if json_out:
-        print_json(counts.to_dict())
-        return
+        print_json({**counts.to_dict(), "own_left_out": summary.own})
+        return _exit_for(failures)
+    if summary.own:
+        out.print(
+            f"{summary.own} track{'s' if summary.own > 1 else ''} left out: "
+            f"{'their genres are' if summary.own > 1 else 'its genre is'} mgctag's own"
+            " prediction (mgctag never learns from its own writes)"
+        )
     table = Table(title=f"labels ({'CSV' if csv else 'genre tags you wrote'})")
     table.add_column("genre")
     table.add_column("tracks", justify="right")
@@ -79,6 +141,7 @@ def labels(
             shown(genre), str(n), "yes" if genre in counts.kept else f"no (< {min_count})"
         )
     print_table(table)
+    _exit_for(failures)
 
 
 def train(
@@ -86,14 +149,16 @@ def train(
     name: Annotated[str, typer.Argument(help="Name of the new model.")],
     csv: Annotated[Path | None, typer.Option("--labels", help="CSV of path,genre rows.")] = None,
     features: StemsOption = "mix",
-    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    min_count: MinCountOption = TRAIN.min_count,
     hidden: Annotated[int, typer.Option(help="Hidden units (0: logistic regression).")] = 0,
-    folds: Annotated[int, typer.Option(help="Grouped k-fold evaluation before the final fit.")] = 5,
+    folds: Annotated[
+        int, typer.Option(help="Grouped k-fold evaluation before the final fit.")
+    ] = TRAIN.folds,
     arch: Annotated[
         str | None,
         typer.Option(help="Retrain a spectrogram network from audio instead of a head (slow)."),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs for --arch.")] = 20,
+    epochs: Annotated[int, typer.Option(help="Training epochs for --arch.")] = TRAIN.epochs,
     init: InitOption = None,
     seed: Annotated[int, typer.Option(help="Random seed (splits, initialisation).")] = 0,
     db: DbOption = None,
@@ -116,6 +181,8 @@ def train(
 
     student = _student(init, arch)
     lib = open_library(db)
+    failures = _refresh(lib)
+    print_failures(failures)
     if arch is not None:
         progress = CliProgress(enabled=progress_enabled(json_out))
         try:
@@ -126,9 +193,10 @@ def train(
                 )  # fmt: skip
         except _training_errors() as exc:
             raise UsageError(str(exc)) from None
+        _single_source(net.single_source)
         if json_out:
             print_json({"model": str(net.path), "card": net.card, "evaluation": net.metrics})
-            return
+            return _exit_for(failures)
         m = net.metrics
         if m:
             out.print(
@@ -140,7 +208,7 @@ def train(
             f"saved {shown(net.path)} ({net.n_tracks} tracks, seed {seed}{start})", highlight=False
         )
         out.print(f"use it: mgctag tag PATH --model {shown(name)}")
-        return
+        return _exit_for(failures)
     try:
         result = workflow.train_user_model(
             lib,
@@ -155,11 +223,12 @@ def train(
     except _training_errors() as exc:
         raise UsageError(str(exc)) from None
     summary = evaluation_summary(result.report)
+    _single_source(result.single_source)
     if json_out:
         print_json(
             {"model": str(result.path), "card": result.card, "evaluation": result.report.to_dict()}
         )
-        return
+        return _exit_for(failures)
     print_eval(result.report)
     out.print(
         f"saved {shown(result.path)} ({summary['n_tracks']} tracks, "
@@ -170,6 +239,7 @@ def train(
     out.print(
         f"use it: mgctag tag PATH --model {shown(name)}   (or: mgctag models use {shown(name)})"
     )
+    _exit_for(failures)
 
 
 def print_eval(report: Any) -> None:
@@ -203,18 +273,20 @@ def evaluate(
         Path | None, typer.Argument(help="A folder of genre subfolders, or a CSV (path,genre).")
     ] = None,
     protocol: Annotated[str, typer.Option(help="kfold, trials or split-files.")] = "kfold",
-    folds: Annotated[int, typer.Option(help="k for kfold.")] = 10,
-    trials: Annotated[int, typer.Option(help="Random grouped splits for trials.")] = 50,
-    test_size: Annotated[float, typer.Option(help="Test share for trials.")] = 0.2,
+    folds: Annotated[int, typer.Option(help="k for kfold (grouped folds).")] = TRAIN.folds,
+    trials: Annotated[int, typer.Option(help="Random grouped splits for trials.")] = TRAIN.trials,
+    test_size: Annotated[float, typer.Option(help="Test share for trials.")] = TRAIN.test_size,
     split_files: Annotated[
         Path | None, typer.Option(help="Folder with train/valid/test lists (GTZAN splits).")
     ] = None,
     features: StemsOption = "mix",
-    min_count: Annotated[int, typer.Option(help="Leave out genres with fewer tracks.")] = 5,
+    min_count: MinCountOption = TRAIN.min_count,
     arch: Annotated[
         str | None, typer.Option(help="Evaluate a seed-paper network retrained from audio.")
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Training epochs per split for --arch.")] = 20,
+    epochs: Annotated[
+        int, typer.Option(help="Training epochs per split for --arch.")
+    ] = TRAIN.epochs,
     init: InitOption = None,
     device: Annotated[
         str, typer.Option(help="auto, cpu, cuda or mps: where a SOURCE folder is analysed.")
@@ -235,6 +307,10 @@ def evaluate(
 
     student = _student(init, arch)  # a wrong --init is told before a folder is analysed
     lib = open_library(db)
+    failures: list[tuple[str, str]] = []
+    if source is None or not source.is_dir():  # labels from the library: as the files are now
+        failures = _refresh(lib)
+        print_failures(failures)
     try:
         pairs = None
         if source is not None and source.is_dir():
@@ -265,7 +341,7 @@ def evaluate(
                 )
             if json_out:
                 print_json(result)
-                return
+                return _exit_for(failures)
             acc, f1 = result["accuracy"], result["macro_f1"]
             start = f" from {shown(init)}" if init else ""
             out.print(
@@ -274,7 +350,7 @@ def evaluate(
                 f"seed {seed}: accuracy {acc['mean']:.3f} ± {acc['std']:.3f}, "
                 f"macro-F1 {f1['mean']:.3f} ± {f1['std']:.3f}"
             )
-            return
+            return _exit_for(failures)
         ds = workflow.dataset(lib, pairs, _stems(features), min_count)
         report = workflow.evaluate_head(
             ds,
@@ -296,6 +372,7 @@ def evaluate(
         origin = shown(source) if source else "the genre tags you wrote (mgctag's own left out)"
         out.print(f"labels: {origin}; {len(ds.labels)} genres over {len(ds.Y)} tracks")
         print_eval(report)
+    _exit_for(failures)
 
 
 def _refuse_unused_eval(

@@ -151,6 +151,6 @@ onClick("none", () => D.genres.forEach((_, g) => toggle(g, false)));
 window.addEventListener("resize", resize);
 legend();
 resize();
-// for scripts and tests (scripts/check_map_browser.py): counts and canvas coordinates
+// for scripts and tests (tools/checks/map_browser.py): counts and canvas coordinates
 window.mgcMap = {points: N, drawn: () => drawn, screen: (i) => [sx(i), sy(i)], toggle, select};
 })();

@@ -30,9 +30,17 @@ import numpy as np
 from mgctag.audio import decode, features
 from mgctag.content import ContentDecision, decide, skip_reason
 from mgctag.errors import MgctagError, UsageError
-from mgctag.genres import GenreMap, default_map, mean_scores, mean_tag_probs
-from mgctag.genres import select_genres as _select
+from mgctag.genres import (
+    GenreMap,
+    decide_genres,
+    default_map,
+    mean_scores,
+    mean_tag_probs,
+    planning_tree,
+)
+from mgctag.library.rows import Track
 from mgctag.models.inputs import InputPlan, TrackInput, prepare
+from mgctag.options import TAG
 from mgctag.separate.base import STEMS
 
 AT_RATE = 32000
@@ -165,7 +173,7 @@ def explain_file(
     seconds["load"] = _lap(clock)
     say("analysing")
     plan = InputPlan((tagger.inputs,))
-    item = prepare({"path": str(path), "duration": info.duration}, plan)
+    item = prepare(Track.of_file(path, info.duration), plan)
     if item.error or item.skip:
         raise MgctagError(item.error or item.skip or "", path)
     y32 = _load(path, AT_RATE)
@@ -206,13 +214,21 @@ def track_explanation(
     tagger: Any, out: Any, gmap: GenreMap, path: Path, duration: float
 ) -> Explanation:
     """The track-level part: content, written genres (as `tag` selects them), terms, tags."""
-    from mgctag.models.catalog import DEFAULT_TAGGER, selection
+    from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 
     scores, decision, rows = model_scores(tagger, out, gmap)
     skip = skip_reason(decision.content)
     most, floor, relative = selection(DEFAULT_TAGGER)
-    chosen = _select(
-        scores[COMBINED], max_genres=most, min_confidence=floor, relative_floor=relative
+    per_model = [*tagger.vocabulary_scores(out, rows, gmap).values(), scores[AUDIOSET_MODEL]]
+    chosen = decide_genres(
+        scores[COMBINED],
+        planning_tree(),
+        TAG["genre_depth"].default,
+        max_genres=most,
+        min_confidence=floor,
+        relative_floor=relative,
+        per_model=per_model,
+        lone=gmap.lone,
     )
     written = [g for g, _ in chosen] if skip is None else []
     per_vocab = vocab_probs(tagger, out, decision, rows)
@@ -285,9 +301,9 @@ def timeline_input(y32: np.ndarray, y16: np.ndarray, seconds: float) -> TrackInp
 def waveform_input(
     windows32: Sequence[np.ndarray], windows16: Sequence[np.ndarray], offsets: Sequence[float]
 ) -> TrackInput:
-    """A `TrackInput` as `audio.inputs.prepare` makes it for the default tagger, from audio."""
+    """A `TrackInput` as `models.inputs.prepare` makes it for the default tagger, from audio."""
     per_window = [features.patches(features.log_mel(y, features.SR)) for y in windows16]
-    item = TrackInput({"path": ""})
+    item = TrackInput(Track.of_file(""))
     item.features = {
         f"waveform@{AT_RATE}": list(windows32),
         "offsets": list(offsets),

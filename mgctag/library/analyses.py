@@ -223,7 +223,7 @@ class Analyses(Store):
 
         One query and no per-row parsing: the blobs are joined into one buffer and viewed. Tracks
         are filtered with NOT IN over the (few) non-OK ids and sorted in numpy, which measured
-        2-3x faster than a JOIN + ORDER BY at 100k x 200-d (scripts/bench_db.py).
+        2-3x faster than a JOIN + ORDER BY at 100k x 200-d (tools/bench/db.py).
         """
         rows = self._exec(
             "SELECT track_id, dim, vector FROM embeddings WHERE model = ? AND stem = ?"

@@ -1,9 +1,9 @@
 """What the library's tables hold, as Python values, and how values reach SQLite.
 
 Rows leave the library as frozen dataclasses (`Track`, `StoredPrediction`, `WriteEntry`, `Run`,
-`NotMusic`): paths as ``str``, JSON columns decoded. Like a beets ``Item`` a row also answers
-``row["field"]`` and ``row.get("field")``, so code that only reads a field or two need not care
-which it holds; new code uses the attributes (type-checked).
+`NotMusic`): paths as ``str``, JSON columns decoded. mgctag and its beets plugin read rows by
+attribute only, so mypy checks every field name; like a beets ``Item`` a row also answers
+``row["field"]`` and ``row.get("field")``, for scripts and tests that read a field or two.
 
 Paths are stored as TEXT when they are valid UTF-8 and as a BLOB of the raw bytes when they are not
 (a file named in Latin-1 on Linux), so every path round-trips exactly to the ``str`` that
@@ -77,6 +77,12 @@ class Track(Row):
     scanned_at: str | None = None
     analyzed_at: str | None = None
     analysis_key: str | None = None
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike, duration: float | None = None) -> Track:
+        """A file that is not in the library (explain, a test clip), shaped like a row so the
+        features stage reads every track the same way; id 0, which no stored track has."""
+        return cls(0, os.fsdecode(path), duration=duration)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from mgctag.audio.decode import DecodeError, probe
 from mgctag.errors import UsageError, reason_of
 from mgctag.library.db import Library
+from mgctag.library.rows import Track
 from mgctag.tags import TEMP_SUFFIX, TagError, read_tags
 
 AUDIO_EXTENSIONS = frozenset(
@@ -229,7 +230,7 @@ def scan(
     gone = [
         path
         for path, row in known.items()
-        if row["status"] != "removed" and path not in seen and not _below(path, unreadable)
+        if row.status != "removed" and path not in seen and not _below(path, unreadable)
     ]
     report.removed = lib.mark_removed(gone)
     return report
@@ -240,21 +241,21 @@ def _scan_file(
     report: ScanReport,
     path: str,
     st: os.stat_result,
-    row: dict | None,
+    row: Track | None,
     run_id: int | None,
     force: bool,
 ) -> None:
     """Record one file: skip it when unchanged, else read it and store the result or the failure."""
-    fresh = row is None or row["status"] == "removed"
+    fresh = row is None or row.status == "removed"
     if (
         row is not None  # implied by not fresh; said for mypy
         and not fresh
         and not force
-        and (row["size"], row["mtime"]) == (st.st_size, st.st_mtime_ns)
+        and (row.size, row.mtime) == (st.st_size, st.st_mtime_ns)
     ):
-        if row["status"] == "failed":
+        if row.status == "failed":
             report.failed += 1
-            report.failures.append((path, row["error"] or "failed before"))
+            report.failures.append((path, row.error or "failed before"))
         else:
             report.unchanged += 1
         return

@@ -11,7 +11,6 @@ from mgctag.library.rows import (
     Track,
     analysis_key,
     db_path,
-    decode_row,
     dumps,
     like,
     now,
@@ -116,15 +115,14 @@ class Tracks(Store):
         """Every track with `status` (any when None)."""
         return list(self.iter_tracks(None, status))
 
-    def known_files(
-        self, roots: Iterable[str | os.PathLike] | None = None
-    ) -> dict[str, dict[str, Any]]:
-        """path → {id, size, mtime, status, error} of each track below `roots` (what scan needs)."""
+    def known_files(self, roots: Iterable[str | os.PathLike] | None = None) -> dict[str, Track]:
+        """path → the track below `roots`, with only what scan needs (id, size, mtime, status,
+        error) read: one query for a whole library."""
         where, params = under(roots)
-        cursor = self._exec(
-            f"SELECT id, path, size, mtime, status, error FROM tracks WHERE {where}", params
+        rows = self._rows(
+            Track, f"SELECT id, path, size, mtime, status, error FROM tracks WHERE {where}", params
         )
-        return {row["path"]: row for row in (decode_row(cursor, v) for v in cursor.fetchall())}
+        return {row.path: row for row in rows}
 
     def tracks_needing_analysis(
         self,

@@ -103,11 +103,12 @@ class Writes(Store):
         return self._rows(WriteEntry, "SELECT * FROM writes WHERE state = 'pending' ORDER BY id")
 
     def tracks_tagged_by_mgctag(self) -> set[int]:
-        """Tracks whose genres are still what mgctag's last (not undone) write put there."""
+        """Tracks whose genres (as last scanned) are ones mgctag wrote as its prediction: a write
+        of `tag` or `beet mgctag` that reached the file. An undo's own write puts the user's
+        genres back (`reverts` is set), so it never makes a track mgctag's."""
         rows = self._exec(
-            "SELECT w.track_id, w.new, t.genres FROM writes w JOIN tracks t ON t.id = w.track_id"
-            " WHERE w.undone_at IS NULL AND w.id = (SELECT max(id) FROM writes"
-            " WHERE track_id = w.track_id AND undone_at IS NULL)"
+            "SELECT DISTINCT w.track_id, w.new, t.genres FROM writes w"
+            " JOIN tracks t ON t.id = w.track_id WHERE w.state = 'done' AND w.reverts IS NULL"
         )
         return {
             tid

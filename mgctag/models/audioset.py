@@ -23,13 +23,22 @@ import torch
 
 from mgctag.audio.features import efficientat_mel
 from mgctag.content import ContentDecision, ContentGate, decide
-from mgctag.genres import GenreMap, mean_scores, mean_tag_probs
+from mgctag.genres import (
+    GenreMap,
+    average_known,
+    decision_margin,
+    default_map,
+    default_scores,
+    mean_tag_probs,
+    planning_tree,
+    selection_margin,
+)
 from mgctag.models.inputs import InputSpec, TrackInput
 from mgctag.models.names import AUDIOSET_MODEL, builtin_selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
 from mgctag.models.tagger import EnsembleTagger, native_bf16
-from mgctag.options import DEFAULT_TAGGER
+from mgctag.options import DEFAULT_TAGGER, TAG
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
@@ -38,7 +47,7 @@ WAVEFORM = f"waveform@{AUDIOSET_RATE}"
 # written genres lie within BF16_MARGIN of changing keeps them (0 of 88) and makes the default as
 # fast as musicnn alone. The musicnn row it stores is marked approximate (`Prediction`), so a later
 # `--model musicnn` analyses again rather than write bf16 genres (docs/benchmarks.md,
-# scripts/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
+# tools/bench/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
 BF16_MUSICNN = native_bf16()
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
@@ -169,8 +178,11 @@ class CombinedTagger:
     def _borderline(self, rows: list[Prediction]) -> bool:
         """Whether bfloat16's drift could change the genres written from musicnn's row or ours."""
         musicnn, _, combined = rows
-        rows_checked = [combined] + ([musicnn] if BF16_GUARD_MUSICNN else [])
-        return any(choice_margin(dict(r.genres), r.model) < BF16_MARGIN for r in rows_checked)
+        if planned_margin(combined) < BF16_MARGIN:
+            return True
+        return (
+            BF16_GUARD_MUSICNN and choice_margin(dict(musicnn.genres), musicnn.model) < BF16_MARGIN
+        )
 
     def _float32_musicnn(self, output: TaggerOutput, mel: np.ndarray) -> None:
         """musicnn's tags and embeddings of this track again, in float32."""
@@ -189,14 +201,15 @@ class CombinedTagger:
         decision = decide(self.net.gate(gmap), probs, output.extra["offsets"])
         audioset = audioset_row(AUDIOSET_MODEL, self.net.labels, output, decision, gmap)
         rows = patch_rows(output.extra["mel_windows"], decision.genre_windows)
-        musicnn_genres = self.musicnn_scores(output, rows, gmap)
-        genres = mean_scores([musicnn_genres, dict(audioset.genres)])
+        per_vocabulary = self.vocabulary_scores(output, rows, gmap)
+        per_vocabulary[AUDIOSET_MODEL] = dict(audioset.genres)
+        genres = default_scores(per_vocabulary)
         embedding = unit_mean(
             np.concatenate([musicnn.embeddings["mix"], audioset.embeddings["mix"]])[None]
         )
         combined = Prediction(
             self.name,
-            {},
+            {name: _rounded(scores) for name, scores in per_vocabulary.items()},
             ranked(genres),
             {"mix": embedding},
             content=decision.content,
@@ -204,38 +217,48 @@ class CombinedTagger:
         )
         return [musicnn, audioset, combined]
 
+    def vocabulary_scores(
+        self, output: TaggerOutput, rows: np.ndarray, gmap: GenreMap
+    ) -> dict[str, dict[str, float]]:
+        """Each musicnn model's genre scores (MSD, MTT) over the chosen patches. Stored apart in
+        the combined row so that planning can see which models back a genre (the lone-tag rule,
+        `genres.backed_genres`) without analysing again."""
+        return {
+            name: gmap.genre_scores(mean_tag_probs(output.tags[name][rows], labels))
+            for name, labels in self.musicnn.labels.items()
+        }
+
     def musicnn_scores(
         self, output: TaggerOutput, rows: np.ndarray, gmap: GenreMap
     ) -> dict[str, float]:
         """musicnn's genre scores (MSD + MTT, as `combine_models`) over the chosen patches."""
-        from mgctag.genres import combine_models
+        return average_known(list(self.vocabulary_scores(output, rows, gmap).values()))
 
-        per_model = {
-            name: mean_tag_probs(output.tags[name][rows], labels)
-            for name, labels in self.musicnn.labels.items()
-        }
-        return combine_models(per_model, gmap)
+
+def _rounded(scores: Mapping[str, float]) -> dict[str, float]:
+    return {g: round(float(s), 6) for g, s in scores.items()}
 
 
 def choice_margin(scores: Mapping[str, float], name: str) -> float:
-    """How far the genres a built-in tagger writes from `scores` are from changing.
+    """How far the genres a built-in tagger writes from `scores` are from changing, by its count
+    and floors alone (`genres.selection_margin`)."""
+    return selection_margin(scores, *builtin_selection(name))
 
-    The smallest gap that decides the written list: between the written genres in turn, from
-    each to the floor, and from the best unwritten genre to what it would have to beat. Moving
-    every score by less than half of it (the floor moves at most `relative` times as much)
-    cannot change what is written.
-    """
-    most, floor, relative = builtin_selection(name)
-    top = sorted(scores.values(), reverse=True)[: most + 1]
-    if not top:
-        return float("inf")
-    cut = max(floor, relative * top[0])
-    kept = [s for s in top[:most] if s >= cut]
-    gaps = [a - b for a, b in zip(kept, kept[1:], strict=False)] + [s - cut for s in kept]
-    if len(top) > len(kept):  # the first genre left out: below the floor, or past the count
-        rival = top[len(kept)]
-        gaps.append((kept[-1] if len(kept) == most else cut) - rival)
-    return min(gaps, default=float("inf"))
+
+def planned_margin(row: Prediction) -> float:
+    """How far the genres planning writes from the default's row by default (tree, depth,
+    lone-tag rule: `genres.decision_margin`) are from changing."""
+    most, floor, relative = builtin_selection(row.model)
+    return decision_margin(
+        dict(row.genres),
+        planning_tree(),
+        TAG["genre_depth"].default,
+        max_genres=most,
+        min_confidence=floor,
+        relative_floor=relative,
+        per_model=list(row.tags.values()),
+        lone=default_map().lone,
+    )
 
 
 def patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:

@@ -3,7 +3,7 @@
 Schmid, Koutini and Widmer ("Efficient Large-Scale Audio Tagging via Transformer-to-CNN Knowledge
 Distillation", ICASSP 2023) distilled an ensemble of audio transformers into MobileNetV3s running
 on log-mel spectrograms. Written here from the paper, MobileNetV3's Table 1 (Howard et al. 2019)
-and the shapes of the published weights; scripts/convert_efficientat.py renames their keys to ours.
+and the shapes of the published weights; tools/convert/efficientat.py renames their keys to ours.
 
 Two details differ from torchvision's MobileNetV3 and matter for parity: squeeze-and-excitation
 gates with a plain sigmoid after a ReLU bottleneck of make_divisible(C / 4), and every batch norm

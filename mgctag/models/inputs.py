@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mgctag.audio import decode, features, segment
+from mgctag.library.rows import Track
 from mgctag.separate.base import STEMS, SeparationError, Separator
 from mgctag.separate.files import write_stems
 
@@ -93,7 +94,7 @@ class TrackInput:
     (shown with -v); `skip` a reason not to analyse that is not a failure.
     """
 
-    track: Any  # the caller's row (a library Track); path and duration are read from it
+    track: Track  # the library's row (or `Track.of_file` for a file outside it)
     features: dict[str, Any] = field(default_factory=dict)
     units: int = 0
     error: str | None = None
@@ -141,13 +142,13 @@ def select_input(feats: Mapping[str, Any], kind: str, stems: Sequence[str] = STE
     return feats[kind]
 
 
-def prepare(track: Any, plan: InputPlan, separator: Separator | None = None) -> TrackInput:
+def prepare(track: Track, plan: InputPlan, separator: Separator | None = None) -> TrackInput:
     """Decode one track's analysis windows once, (separate them,) and make every planned input."""
     t0 = time.perf_counter()
-    path = track["path"]
+    path = track.path
     rate = plan.decode_rate(separator)
     try:
-        duration = track.get("duration") or decode.probe(path).duration
+        duration = track.duration or decode.probe(path).duration
         windows = segment.plan_windows(duration, n=plan.windows, length=plan.window_length)
         audio = decode.load_windows(path, rate, windows, mono=separator is None)
     except decode.DecodeError as exc:

@@ -1,7 +1,7 @@
 """PyTorch ports of musicnn (Pons & Serra, 2019) and its VGG baseline.
 
 The graphs follow ``musicnn/models.py`` of musicnn 0.1.0 layer for layer, so the TF checkpoints map
-one-to-one onto these parameters (see scripts/convert_musicnn.py). Every batch norm uses TF1's
+one-to-one onto these parameters (see tools/convert/musicnn.py). Every batch norm uses TF1's
 epsilon (1e-3). Layouts are PyTorch's: a log-mel patch (B, 187, 96) is treated as an image
 (B, 1, time, mel) for the front-ends and as a sequence (B, channels, time) from the mid-end on.
 

@@ -3,9 +3,10 @@ facts the catalog and the tagger classes both need, kept below both (no import c
 
 from __future__ import annotations
 
+from mgctag.genres import AUDIOSET_VOCABULARY
 from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 
-AUDIOSET_MODEL = "audioset_mn04"
+AUDIOSET_MODEL = AUDIOSET_VOCABULARY  # its genre scores are one vocabulary of the default's row
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair
 # The tag-model pairs that make one tagger: name -> models (the first one embeds).

@@ -168,14 +168,6 @@ class StudentTagger:
         return [Prediction(self.name, {}, ranked(scores), embeddings,
                            content=decision.content, windows=decision.windows)]  # fmt: skip
 
-    def genre_shares(self, probs: np.ndarray) -> dict[str, float]:
-        """One softmax row as genre → share of the genre outputs (not-music outputs left out)."""
-        content = set((self.card.outputs.get("content_classes") or {}).values())
-        shares = {g: float(p) for g, p in zip(self.labels[self.name], probs, strict=True)
-                  if g not in content}  # fmt: skip
-        total = sum(shares.values()) or 1.0
-        return {g: p / total for g, p in shares.items()}
-
 
 WINDOW_KEYS = ("mel_windows", "offsets")  # patches per window, window offsets (models/inputs.py)
 

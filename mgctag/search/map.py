@@ -23,7 +23,8 @@ import numpy as np
 
 from mgctag.errors import MgctagError, reason_of
 from mgctag.jsonable import dumps_json
-from mgctag.search.similar import LibraryLike, Record, library_index, track_genres
+from mgctag.library.rows import Track
+from mgctag.search.similar import LibraryLike, library_index, track_genres
 
 UNKNOWN = "unknown"
 _UNKNOWN_COLOR = "#9e9e9e"
@@ -113,7 +114,7 @@ def _pca_2d(x: np.ndarray) -> np.ndarray:
 # ---- colours shared by the PNG and the HTML page -----------------------------------------------
 
 
-def primary_genre(record: Record) -> str:
+def primary_genre(record: Track) -> str:
     """The genre a point is coloured by: the track's first genre."""
     g = track_genres(record)
     return g[0] if g else UNKNOWN
@@ -158,10 +159,10 @@ def agg_figure(size: tuple[float, float]):
 LABELLED_TRACKS = 40
 
 
-def track_label(record: Record) -> str:
+def track_label(record: Track) -> str:
     """How a point is named: "Artist – Title", else the title, else the file name."""
-    title = str(record.get("title") or Path(str(record.get("path", ""))).stem)
-    artist = str(record.get("artist") or "")
+    title = record.title or Path(record.path).stem
+    artist = record.artist or ""
     return f"{artist} – {title}" if artist else title
 
 
@@ -312,7 +313,7 @@ def data_asset(name: str) -> str:
 
 def map_html(
     points: np.ndarray,
-    records: Sequence[Record],
+    records: Sequence[Track],
     path: str | Path,
     title: str = "mgctag library map",
     root: str | None = None,
@@ -333,10 +334,10 @@ def map_html(
         "x": [round(float(v), 5) for v in xy[:, 0]],
         "y": [round(float(v), 5) for v in xy[:, 1]],
         "g": [index[g] for g in labels],
-        "artist": [str(r.get("artist") or "") for r in records],
-        "title": [str(r.get("title") or Path(str(r.get("path", ""))).stem) for r in records],
+        "artist": [r.artist or "" for r in records],
+        "title": [r.title or Path(r.path).stem for r in records],
         "tags": [", ".join(track_genres(r)) for r in records],
-        "path": [_shown_path(str(r.get("path") or ""), root) for r in records],
+        "path": [_shown_path(r.path, root) for r in records],
     }
     script = data_asset("map.js")
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
@@ -434,9 +435,7 @@ def make_map(
             )
         )
     if out_html:
-        root = (
-            None if absolute_paths else library_root([str(r.get("path") or "") for r in li.records])
-        )
+        root = None if absolute_paths else library_root([r.path for r in li.records])
         title = f"mgctag library map: {root}" if root else "mgctag library map"
         jobs.append((out_html, lambda p: map_html(points, li.records, p, title, root)))
     if heatmap_png:
@@ -451,7 +450,7 @@ def make_map(
         except OSError as e:
             raise MapError(f"cannot write: {reason_of(e)}", path) from e
     coords = [
-        {"path": r.get("path"), "x": float(x), "y": float(y), "genre": g}
+        {"path": r.path, "x": float(x), "y": float(y), "genre": g}
         for r, (x, y), g in zip(li.records, points, labels, strict=True)
     ]
     summary = {"tracks": len(points), "genres": len(set(labels) - {UNKNOWN}), "files": written}

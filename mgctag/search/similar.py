@@ -29,8 +29,8 @@ Fusion = Literal["centroid", "rrf"]
 EMBEDDING_STEMS = ("mix", *STEMS)
 RRF_K = 60  # the constant of Cormack et al. (2009); damps the weight of the very top ranks
 _NORM_TOLERANCE = 1e-3
-# A track as similar and map read it: a library row, or a mapping with the same keys.
-Record = Track | Mapping[str, Any]
+# A library row, as the versions module names it
+Record = Track
 
 
 class SimilarError(UsageError):
@@ -228,7 +228,7 @@ class LibraryIndex:
     """An index plus the track rows aligned with it (records[i] describes index.ids[i])."""
 
     index: VectorIndex
-    records: Sequence[Record]
+    records: Sequence[Track]
     by_path: dict[str, int]
 
     def seed_ids(self, seeds: Iterable[int | str | Path]) -> list[int]:
@@ -273,12 +273,12 @@ def library_index(lib: LibraryLike, model: str, stem: str = "mix") -> LibraryInd
         ids, matrix = lib.embedding_matrix(model, stem)
         if len(ids) == 0:
             raise MissingEmbeddings(_missing_message(model, stem))
-        tracks = {int(t["id"]): t for t in lib.iter_tracks()}  # OK tracks only
+        tracks = {t.id: t for t in lib.iter_tracks()}  # OK tracks only
         keep = np.fromiter((int(i) in tracks for i in ids), dtype=bool, count=len(ids))
         if not keep.all():
             ids, matrix = np.asarray(ids)[keep], np.asarray(matrix)[keep]
         records = [tracks[int(i)] for i in ids]
-        by_path = {str(r["path"]): int(r["id"]) for r in records}
+        by_path = {r.path: r.id for r in records}
         _CACHE.clear()  # one library state at a time: old matrices would only hold memory
         _CACHE[key] = LibraryIndex(VectorIndex(ids, matrix), records, by_path)
     return _CACHE[key]
@@ -626,9 +626,9 @@ def _fold(s: Any) -> str:
     return str(s or "").strip().casefold()
 
 
-def track_genres(record: Record) -> list[str]:
-    """A track's genres as a list, whether the record holds a JSON string or a list."""
-    g = record.get("genres")
+def track_genres(record: Track) -> list[str]:
+    """A track's genres as a list, whether the row holds a list or (a damaged value) a string."""
+    g: Any = record.genres
     if isinstance(g, str):
         import json
 
@@ -640,7 +640,7 @@ def track_genres(record: Record) -> list[str]:
 
 
 def filter_mask(
-    records: Sequence[Record],
+    records: Sequence[Track],
     *,
     genre: str | None = None,
     exclude_artists: Iterable[str | None] = (),
@@ -655,10 +655,10 @@ def filter_mask(
     wanted = split_and_normalise([genre]) if genre else []
     want = _fold(wanted[0]) if wanted else None  # spelled as track genres are
 
-    def kept(r: Record) -> bool:
-        artist = _fold(r.get("artist"))
+    def kept(r: Track) -> bool:
+        artist = _fold(r.artist)
         if want is not None and want not in {_fold(g) for g in track_genres(r)}:
             return False
-        return artist not in artists and (artist, _fold(r.get("album"))) not in albums
+        return artist not in artists and (artist, _fold(r.album)) not in albums
 
     return np.fromiter((kept(r) for r in records), dtype=bool, count=len(records))

@@ -28,6 +28,7 @@ from mgctag.audio import features
 from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
 from mgctag.errors import MgctagError
 from mgctag.models.swishnet import SwishNet
+from mgctag.options import MIN_SEGMENT_S
 
 CLASSES = ("speech", "music", "noise")
 SILENCE = "silence"
@@ -129,9 +130,9 @@ def frame_db(y: np.ndarray, frames: int | None = None) -> np.ndarray:
     padded = np.pad(y, (256, max(0, (n - 1) * HOP + 256 - len(y))))
     win = np.lib.stride_tricks.sliding_window_view(padded, 512)[::HOP][:n]
     out = np.empty(n, np.float32)
-    for b in range(0, n, 8192):
-        block = win[b : b + 8192].astype(np.float64)
-        out[b : b + 8192] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
+    for b in range(0, n, 2048):  # 2048 frames: 8 MB of float64 at a time
+        block = win[b : b + 2048].astype(np.float64)
+        out[b : b + 2048] = 10 * np.log10(np.mean(block**2, axis=1) + 1e-24)
     return out
 
 
@@ -208,17 +209,84 @@ def to_intervals(labels: np.ndarray, probs: np.ndarray, duration: float) -> list
     return out
 
 
+def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.ndarray:
+    """Labels with every run shorter than `min_frames` given to a neighbour, shortest first, so
+    a 6-minute talk is a few rows instead of hundreds of flickers. A short run joins the
+    neighbour whose class the run's own frames find likelier (silence counts as 0); runs of the
+    same label that meet are joined. The result has no run under `min_frames` unless the whole
+    recording is shorter."""
+    import heapq
+
+    bounds = runs(labels)
+    if min_frames <= 1 or len(bounds) < 2:
+        return labels
+    start = [a for a, _ in bounds]
+    end = [b for _, b in bounds]
+    lab = [int(labels[a]) for a in start]
+    prev = list(range(-1, len(bounds) - 1))
+    nxt = [*range(1, len(bounds)), -1]
+    alive = [True] * len(bounds)
+    heap = [(end[i] - start[i], start[i], i) for i in range(len(bounds))]
+    heapq.heapify(heap)
+
+    def likelihood(run: int, neighbour: int) -> float:
+        k = lab[neighbour]
+        return -1.0 if k < 0 else float(probs[start[run] : end[run], k].mean())
+
+    def absorb(keep: int, gone: int) -> None:
+        """`keep` takes over the frames of its neighbour `gone`."""
+        start[keep], end[keep] = min(start[keep], start[gone]), max(end[keep], end[gone])
+        alive[gone] = False
+        p, n = prev[gone], nxt[gone]
+        if p >= 0:
+            nxt[p] = n
+        if n >= 0:
+            prev[n] = p
+
+    while heap:
+        length, _, i = heapq.heappop(heap)
+        if not alive[i] or end[i] - start[i] != length:
+            continue
+        if length >= min_frames:
+            break
+        p, n = prev[i], nxt[i]
+        if p < 0 and n < 0:
+            break
+        target = p if n < 0 or (p >= 0 and likelihood(i, p) >= likelihood(i, n)) else n
+        absorb(target, i)
+        for other in (prev[target], nxt[target]):
+            if other >= 0 and lab[other] == lab[target]:
+                absorb(target, other)
+        heapq.heappush(heap, (end[target] - start[target], start[target], target))
+    out = np.empty_like(labels)
+    for i in range(len(bounds)):
+        if alive[i]:
+            out[start[i] : end[i]] = lab[i]
+    return out
+
+
 def decide(
     probs: np.ndarray,
     db: np.ndarray,
     duration: float,
     median_frames: int,
     floor: float = SILENCE_DB,
+    min_frames: int = 0,
+    voiced_smoothing: bool = False,
 ) -> Timeline:
-    """Smoothed frame probabilities → labels (silence by energy) → intervals."""
-    p = smooth(probs, median_frames)
+    """Smoothed frame probabilities → labels (silence by energy) → runs under `min_frames`
+    merged into a neighbour → intervals. `voiced_smoothing`: the median filter runs over the
+    non-silent frames only, so a lone word between pauses is smoothed with its neighbouring
+    words, not with the silence around it."""
+    silent = silent_frames(db[: len(probs)], floor)
+    if voiced_smoothing and (~silent).any():
+        p = probs.copy()
+        p[~silent] = smooth(probs[~silent], median_frames)
+    else:
+        p = smooth(probs, median_frames)
     labels = p.argmax(axis=1).astype(np.int64)
-    labels[silent_frames(db[: len(labels)], floor)] = -1
+    labels[silent] = -1
+    labels = merge_short(labels, p, min_frames)
     return Timeline(duration, labels, p, to_intervals(labels, p, duration))
 
 
@@ -226,27 +294,34 @@ def decide(
 
 
 #: Frames of input a causal SwishNet frame depends on, with room to spare (its receptive field
-#: is 33 frames); and frames per pass of the network over a long recording (17 min).
+#: is 33 frames); and frames per pass of the network over a long recording (4.4 min: the window
+#: means of a block take ~7 float64 copies of its features, ~50 MB; 17-min blocks took ~200 MB).
 LEFT_CONTEXT = 256
-BLOCK_FRAMES = 1 << 16
+BLOCK_FRAMES = 1 << 14
 
 
 @torch.inference_mode()
 def swishnet_frame_logits(
-    model: SwishNet, x: np.ndarray, context: int, block: int = BLOCK_FRAMES
+    model: SwishNet,
+    x: np.ndarray,
+    context: int,
+    block: int = BLOCK_FRAMES,
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """(T, 3) logits of each frame's centred `context`-frame window over the input (T, n_mfcc)
     (standardised): the network's convolutions, the window mean, the classifier.
 
     Long inputs go `block` frames at a time, each with the input its frames and their windows
     depend on (the convolutions are causal: LEFT_CONTEXT frames before, the window's half
-    after), so memory is bounded by a block and the logits are those of one pass."""
+    after), so memory is bounded by a block and the logits are those of one pass. `scale`
+    (mean, std) standardises each block as it goes, so hours of raw MFCCs are never copied."""
     t, half = len(x), context // 2
     out = []
     for a in range(0, max(t, 1), block):
         b = min(t, a + block)
         lo, hi = max(0, a - half - LEFT_CONTEXT), min(t, b + context)
-        piece = torch.from_numpy(np.ascontiguousarray(x[lo:hi]))[None]
+        raw = x[lo:hi] if scale is None else (x[lo:hi] - scale[0]) / scale[1]
+        piece = torch.from_numpy(np.ascontiguousarray(raw, np.float32))[None]
         feats = model.frame_features(piece)[0].T.numpy()  # (hi - lo, C)
         emb = context_mean(feats, context, lo, t)[a - lo : b - lo]
         out.append(model.classifier(torch.from_numpy(emb)).numpy())
@@ -269,7 +344,12 @@ class DecodedFrames(Protocol):
 class Segmenter:
     """The bundled speech / music / noise detector: a SwishNet with its card's settings."""
 
-    def __init__(self, name: str | Path = DEFAULT_MODEL, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str | Path = DEFAULT_MODEL,
+        device: str = "cpu",
+        min_segment: float = MIN_SEGMENT_S,
+    ) -> None:
         from mgctag.models.registry import load_model
 
         model, self.card = load_model(name, device=device)
@@ -282,6 +362,8 @@ class Segmenter:
         self.context = round(float(pre.get("context_seconds", 1.0)) * FPS)
         self.median = round(float(pre.get("median_seconds", 1.0)) * FPS) | 1
         self.floor = float(pre.get("silence_db", SILENCE_DB))
+        self.min_frames = round(min_segment * FPS)
+        self.voiced_smoothing = bool(pre.get("voiced_smoothing", False))
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
         """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
@@ -294,9 +376,11 @@ class Segmenter:
         """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
         return self.mfcc_probs(self.inputs(y))
 
-    def mfcc_probs(self, x: np.ndarray) -> np.ndarray:
-        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames."""
-        logits = swishnet_frame_logits(self.model, x, self.context)
+    def mfcc_probs(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
+        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames (`raw`: not
+        yet standardised; done block by block)."""
+        scale = (self.mean, self.std) if raw else None
+        logits = swishnet_frame_logits(self.model, x, self.context, scale=scale)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @torch.inference_mode()
@@ -312,9 +396,13 @@ class Segmenter:
         """The timeline of 16 kHz mono audio."""
         probs = self.frame_probs(y)
         db = frame_db(y, len(probs))
-        return decide(probs, db, len(y) / SR, self.median, self.floor)
+        return decide(
+            probs, db, len(y) / SR, self.median, self.floor, self.min_frames, self.voiced_smoothing
+        )
 
     def segment_decoded(self, d: DecodedFrames) -> Timeline:
         """The timeline of a recording decoded by `recordings.decode_file`."""
-        probs = self.mfcc_probs(self.standardise(d.mfcc))
-        return decide(probs, d.db, d.duration, self.median, self.floor)
+        probs = self.mfcc_probs(d.mfcc, raw=True)
+        return decide(
+            probs, d.db, d.duration, self.median, self.floor, self.min_frames, self.voiced_smoothing
+        )

@@ -10,6 +10,7 @@ import numpy as np
 
 from mgctag.segments.detector import (
     HOP,
+    N_MFCC,
     SILENCE,
     SR,
     Segmenter,
@@ -19,7 +20,7 @@ from mgctag.segments.detector import (
     mfcc,
 )
 
-CHUNK_S = 600.0  # seconds of audio decoded at a time
+CHUNK_S = 60.0  # seconds of audio decoded at a time: tens of MB of working memory, not hundreds
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def decode_file(path: str | Path) -> Decoded:
         return Decoded.of(decode.load(path, SR))
     step = int(CHUNK_S * SR) // HOP * HOP
     pad = 4 * HOP
-    mfccs, dbs, peaks, s0 = [], [], [], 0
+    out = _Frames(int(duration * SR) // HOP + 2)
+    s0 = 0
     while True:
         lo = max(0, s0 - pad)
         want = s0 + step + pad - lo
@@ -72,14 +74,41 @@ def decode_file(path: str | Path) -> Decoded:
         count = 1 + (lo + len(piece)) // HOP - s0 // HOP if last else step // HOP
         if count > 0 and len(piece):
             m = mfcc(piece)[first : first + count]
-            mfccs.append(m)
-            dbs.append(frame_db(piece, first + len(m))[first:])
-            peaks.append(frame_peaks(piece[s0 - lo :], len(m)))
+            out.add(
+                m, frame_db(piece, first + len(m))[first:], frame_peaks(piece[s0 - lo :], len(m))
+            )
         if last:
             end = lo + len(piece)
             break
         s0 += step
-    return Decoded(np.concatenate(mfccs), np.concatenate(dbs), np.concatenate(peaks), end / SR)
+    return out.decoded(end / SR)
+
+
+class _Frames:
+    """Per-frame arrays filled chunk by chunk into buffers sized from the header's duration
+    (grown if the file is longer), so the hours are never held twice by a concatenation."""
+
+    def __init__(self, frames: int) -> None:
+        self.mfcc = np.empty((frames, N_MFCC), np.float32)
+        self.db = np.empty(frames, np.float32)
+        self.peaks = np.empty(frames, np.float32)
+        self.n = 0
+
+    def add(self, m: np.ndarray, db: np.ndarray, peaks: np.ndarray) -> None:
+        k = len(m)
+        if self.n + k > len(self.db):
+            grow = max(k, len(self.db) // 4)
+            self.mfcc = np.concatenate([self.mfcc, np.empty((grow, N_MFCC), np.float32)])
+            self.db = np.concatenate([self.db, np.empty(grow, np.float32)])
+            self.peaks = np.concatenate([self.peaks, np.empty(grow, np.float32)])
+        self.mfcc[self.n : self.n + k] = m
+        self.db[self.n : self.n + k] = db
+        self.peaks[self.n : self.n + k] = peaks
+        self.n += k
+
+    def decoded(self, duration: float) -> Decoded:
+        n = self.n
+        return Decoded(self.mfcc[:n], self.db[:n], self.peaks[:n], duration)
 
 
 def segment_file(path: str | Path, segmenter: Segmenter) -> tuple[Timeline, Decoded]:
@@ -148,6 +177,6 @@ def store_timeline(lib, path: str | Path, timeline: Timeline, model: str) -> boo
         for i in timeline.intervals
     ]
     lib.save_analysis(
-        track["id"], model, "none", {}, [], {}, content=timeline.content(), windows=windows
+        track.id, model, "none", {}, [], {}, content=timeline.content(), windows=windows
     )
     return True

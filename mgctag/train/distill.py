@@ -8,7 +8,7 @@ size as T changes), mixed with cross-entropy on the hard labels. The stem CNN pa
 penalties and class weights are here too, so every student trains through one loss.
 
 This module is the loss, the teacher targets, the feature cache and a resumable training loop;
-`scripts/train_bundled.py` drives it to reproduce the bundled weights.
+`tools/experiments/train_bundled.py` drives it to reproduce the bundled weights.
 """
 
 from __future__ import annotations
@@ -83,8 +83,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 # --- teacher targets --------------------------------------------------------------------------
-
-TEACHERS = MUSICNN_MODELS
 
 
 def teacher_classes(gmap: GenreMap, teacher_labels: Mapping[str, Sequence[str]]) -> list[str]:
@@ -292,20 +290,6 @@ class PatchSet:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    def subset(self, mask: np.ndarray) -> PatchSet:
-        idx = torch.from_numpy(np.flatnonzero(mask))
-        kept = np.unique(self.track[mask])
-        remap = np.full(len(self.sources), -1)
-        remap[kept] = np.arange(len(kept))
-        return PatchSet(
-            {k: v[idx] for k, v in self.inputs.items()},
-            self.teacher[idx],
-            self.labels[idx],
-            remap[self.track[mask]],
-            [self.sources[i] for i in kept],
-            None if self.window is None else self.window[mask],
-        )
 
 
 def load_patches(

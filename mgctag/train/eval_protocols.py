@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
+from mgctag.options import TRAIN
 from mgctag.train.heads import HeadConfig, predict_proba, train_head
 from mgctag.train.splits import (
     Split,
@@ -140,7 +141,7 @@ def make_splits(
     groups: np.ndarray,
     *,
     protocol: str,
-    k: int = 5,
+    k: int = TRAIN.folds,
     n_trials: int = 10,
     test_size: float = 0.2,
     split_files: dict[str, Any] | None = None,
@@ -210,7 +211,7 @@ def evaluate_protocol(
     groups: Sequence[str] | np.ndarray,
     *,
     protocol: str = "kfold",
-    k: int = 5,
+    k: int = TRAIN.folds,
     n_trials: int = 10,
     test_size: float = 0.2,
     split_files: dict[str, Any] | None = None,

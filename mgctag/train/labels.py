@@ -19,11 +19,12 @@ import numpy as np
 
 from mgctag.errors import UsageError
 from mgctag.genres import split_and_normalise
+from mgctag.options import TRAIN
 
 if TYPE_CHECKING:
     from mgctag.library.db import Library
 
-DEFAULT_MIN_COUNT = 5
+DEFAULT_MIN_COUNT = TRAIN.min_count
 _PATH_COLUMNS = ("path", "file", "filename", "track")
 _GENRE_COLUMNS = ("genre", "genres", "label", "labels")
 
@@ -302,7 +303,7 @@ class Dataset:
     labels: list[str]
     groups: np.ndarray
     paths: list[str]
-    track_ids: list[Any]
+    track_ids: list[int]
     embedding_model: str
     stems: tuple[str, ...]
     label_set: LabelSet
@@ -336,13 +337,13 @@ def _genres_field(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def _stacked_embeddings(lib: Library, model: str, stems: Sequence[str]) -> dict[Any, np.ndarray]:
+def _stacked_embeddings(lib: Library, model: str, stems: Sequence[str]) -> dict[int, np.ndarray]:
     """track id -> the stems' embeddings concatenated in `stems` order (tracks with all stems)."""
     per_stem = []
     for stem in stems:
         ids, matrix = lib.embedding_matrix(model, stem)
         per_stem.append(
-            {i: row for i, row in zip(ids, np.asarray(matrix, np.float32), strict=True)}
+            {int(i): row for i, row in zip(ids, np.asarray(matrix, np.float32), strict=True)}
         )
     common = set(per_stem[0]).intersection(*per_stem[1:])
     return {i: np.concatenate([m[i] for m in per_stem]) for i in common}
@@ -363,9 +364,9 @@ def dataset_from_library(
     classes reported are the classes the head can actually learn.
     """
     rows = lib.tracks()
-    by_path = {r["path"]: r for r in rows}
+    by_path = {r.path: r for r in rows}
     if pairs is None:
-        tracks = ((r["path"], _genres_field(r.get("genres"))) for r in rows)
+        tracks = ((r.path, _genres_field(r.genres)) for r in rows)
         pairs = labels_from_tags(tracks, normalizer=normalizer)
     vectors = _stacked_embeddings(lib, model, tuple(stems))
     usable, missing = [], 0
@@ -373,7 +374,7 @@ def dataset_from_library(
         row = by_path.get(path)
         if row is None:
             raise LabelError(f"{path}: not a track in the library")
-        if row["id"] in vectors:
+        if row.id in vectors:
             usable.append((path, genres))
         else:
             missing += 1
@@ -385,8 +386,8 @@ def dataset_from_library(
         )
     require_two_genres(label_set.labels, min_count)
     chosen = [by_path[p] for p in label_set.paths]
-    ids = [r["id"] for r in chosen]
-    groups = [group_key(r.get("artist"), r.get("album"), r["path"]) for r in chosen]
+    ids = [r.id for r in chosen]
+    groups = [group_key(r.artist, r.album, r.path) for r in chosen]
     return Dataset(
         X=np.stack([vectors[i] for i in ids]).astype(np.float32),
         Y=label_set.matrix(),

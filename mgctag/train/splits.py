@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mgctag.options import TRAIN
 from mgctag.train.labels import TrainingDataError
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -84,7 +85,7 @@ def _folds(Y: np.ndarray, groups: np.ndarray, k: int, seed: int) -> list[tuple[n
 
 
 def kfold_splits(
-    Y: np.ndarray, groups: Sequence[str] | np.ndarray, *, k: int = 5, seed: int = 0
+    Y: np.ndarray, groups: Sequence[str] | np.ndarray, *, k: int = TRAIN.folds, seed: int = 0
 ) -> list[Split]:
     """k grouped, stratified folds; each row is tested exactly once."""
     if k < 2:

@@ -5,6 +5,7 @@ The commands `labels`, `train` and `eval` are thin layers over these functions.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,13 @@ import torch
 from mgctag import config
 from mgctag.audio import features
 from mgctag.library.db import Library
-from mgctag.library.scan import iter_audio_files
+from mgctag.library.rows import Track
+from mgctag.library.scan import ScanReport, iter_audio_files, scan
 from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
 from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
-from mgctag.options import MUSICNN_TAGGER, Progress
+from mgctag.options import MUSICNN_TAGGER, TRAIN, Progress
 from mgctag.separate import get_separator
 from mgctag.train import distill, transfer
 from mgctag.train.eval_protocols import EvalReport, compute_metrics, evaluate_protocol, make_splits
@@ -47,24 +49,92 @@ from mgctag.train.report import (
 from mgctag.train.splits import find_split_files, trial_splits
 from mgctag.train.transfer import Student
 
+_RESCAN_CHUNK = 100  # files per scan() call: each is one term of its WHERE clause
 
-def library_pairs(lib: Library, labels_csv: Path | None = None) -> list[Pair]:
+
+def refresh_retagged(lib: Library) -> ScanReport:
+    """Read again, as `scan` does, every track whose file changed since the last scan (its size
+    or mtime differs from the library's record: retagged in another program, say), so the
+    labels `labels` counts and `train` and `eval` learn from are the tags the files hold now,
+    and their artists group them as they are now. mgctag's own writes move the record along, so
+    they are not changes. A file that is gone is left to `scan`, which marks it removed only
+    when its folder was read. Failures (a file now unreadable) are in the report, one reason
+    each; such a track has no labels until it is readable again."""
+    changed = [t.path for t in lib.tracks() if _changed_on_disk(t)]
+    report = ScanReport()
+    for start in range(0, len(changed), _RESCAN_CHUNK):
+        part = scan(lib, changed[start : start + _RESCAN_CHUNK])
+        for name in ("new", "changed", "unchanged", "removed", "failed"):
+            setattr(report, name, getattr(report, name) + getattr(part, name))
+        report.failures += part.failures
+    return report
+
+
+def _changed_on_disk(track: Track) -> bool:
+    try:
+        st = os.stat(track.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) != (track.size, track.mtime)
+
+
+@dataclass(frozen=True)
+class LibraryLabels:
+    """Labelled tracks, and how many labels were left out because mgctag wrote them."""
+
+    pairs: list[Pair]
+    own: int = 0  # tracks whose genres are mgctag's own prediction (never learned from)
+    source: str = "tags"  # "tags" (the files' genre tags) or "csv"
+
+
+def library_labels(lib: Library, labels_csv: Path | None = None) -> LibraryLabels:
     """(path, genres) labels: from a CSV, or from the genre tags the user put in their files.
 
     Genres mgctag wrote itself are not labels: training on its own predictions would only teach
-    the head to agree with the model it is meant to replace.
+    the head to agree with the model it is meant to replace. They are counted, so a user who
+    tagged their library with mgctag learns why they have few labels.
     """
+    tracks = lib.tracks()
     if labels_csv is not None:
-        return read_label_csv(labels_csv, known_paths=[t["path"] for t in lib.tracks()])
+        return LibraryLabels(
+            read_label_csv(labels_csv, known_paths=[t.path for t in tracks]), 0, "csv"
+        )
     ours = lib.tracks_tagged_by_mgctag()
-    tracks = ((t["path"], t.get("genres") or []) for t in lib.tracks() if t["id"] not in ours)
-    return labels_from_tags(tracks)
+    pairs = labels_from_tags((t.path, t.genres) for t in tracks if t.id not in ours)
+    own = labels_from_tags((t.path, t.genres) for t in tracks if t.id in ours)
+    return LibraryLabels(pairs, len(own))
 
 
-def label_summary(lib: Library, labels_csv: Path | None, min_count: int) -> LabelCounts:
-    return label_counts(
-        [genres for _, genres in library_pairs(lib, labels_csv)], min_count=min_count
-    )
+def library_pairs(lib: Library, labels_csv: Path | None = None) -> list[Pair]:
+    """The labelled tracks of `library_labels`."""
+    return library_labels(lib, labels_csv).pairs
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    counts: LabelCounts
+    own: int  # labels left out: mgctag's own prediction
+
+
+def label_summary(lib: Library, labels_csv: Path | None, min_count: int) -> LabelSummary:
+    labels = library_labels(lib, labels_csv)
+    counts = label_counts([genres for _, genres in labels.pairs], min_count=min_count)
+    return LabelSummary(counts, labels.own)
+
+
+def single_source_genres(
+    Y: np.ndarray, labels: Sequence[str], groups: Sequence[str] | np.ndarray
+) -> dict[str, str]:
+    """genre → the one artist group (`group_key`) all its labelled tracks share, for each genre
+    whose tracks all come from one: a model learns that artist's sound, not the genre, and
+    grouped splits can test it only on tracks it never saw the like of."""
+    groups = np.asarray(groups)
+    single = {}
+    for j, genre in enumerate(labels):
+        owners = set(groups[np.asarray(Y)[:, j] > 0].tolist())
+        if len(owners) == 1:
+            single[genre] = owners.pop()
+    return single
 
 
 def folder_pairs(root: Path) -> list[Pair]:
@@ -90,6 +160,7 @@ class TrainResult:
     report: EvalReport
     confusion_png: Path
     confusion_json: Path
+    single_source: dict[str, str]  # genre → the one artist group all its tracks come from
 
 
 def dataset(
@@ -106,9 +177,9 @@ def evaluate_head(
     ds: Dataset,
     *,
     protocol: str = "kfold",
-    folds: int = 5,
-    trials: int = 50,
-    test_size: float = 0.2,
+    folds: int = TRAIN.folds,
+    trials: int = TRAIN.trials,
+    test_size: float = TRAIN.test_size,
     split_files: Path | None = None,
     seed: int = 0,
     hidden: int = 0,
@@ -137,13 +208,14 @@ def train_user_model(
     *,
     labels_csv: Path | None = None,
     stems: Sequence[str] = ("mix",),
-    min_count: int = 5,
-    folds: int = 5,
+    min_count: int = TRAIN.min_count,
+    folds: int = TRAIN.folds,
     seed: int = 0,
     hidden: int = 0,
 ) -> TrainResult:
     """Evaluate by grouped k-fold, then fit the head on every labelled track and save it."""
     ds = dataset(lib, library_pairs(lib, labels_csv), stems, min_count)
+    single = single_source_genres(ds.Y, ds.labels, ds.groups)
     folds = max(2, min(folds, len(set(ds.groups))))
     report = evaluate_head(ds, protocol="kfold", folds=folds, seed=seed, hidden=hidden)
     head, train_report = train_head(ds.X, ds.Y, ds.labels, hidden=hidden, seed=seed)
@@ -163,12 +235,12 @@ def train_user_model(
     path = save_model(head, ModelCard.from_dict(card), dest)
     png = save_confusion_png(report.pooled.confusion, ds.labels, dest / f"{name}.confusion.png")
     js = save_confusion_json(report.pooled.confusion, ds.labels, dest / f"{name}.confusion.json")
-    return TrainResult(name, path, card, ds, report, png, js)
+    return TrainResult(name, path, card, ds, report, png, js, single)
 
 
 def _separator_of(lib: Library, ds: Dataset) -> str:
     """The separator behind a head's stem embeddings (stems of different separators differ)."""
-    seps = {lib.get_predictions(int(i))[MUSICNN_TAGGER]["separator"] for i in ds.track_ids}
+    seps = {lib.get_predictions(i)[MUSICNN_TAGGER].separator or "none" for i in ds.track_ids}
     if len(seps) > 1:
         raise LabelError(
             f"stem embeddings come from several separators ({', '.join(sorted(seps))})"
@@ -186,6 +258,7 @@ class NetworkResult:
     card: dict
     metrics: dict
     n_tracks: int
+    single_source: dict[str, str]  # genre → the one artist group all its tracks come from
 
 
 @dataclass
@@ -210,7 +283,7 @@ def network_data(
     arch: str,
     pairs: list[Pair],
     *,
-    min_count: int = 5,
+    min_count: int = TRAIN.min_count,
     separator: str = "hpss",
     student: Student | None = None,
     progress: Progress | None = None,
@@ -252,7 +325,7 @@ def network_data(
         owner.append(np.full(len(x), i))
     if not x_parts:
         raise LabelError("none of the labelled tracks could be decoded")
-    groups = [group_key(t.get("artist"), t.get("album"), t["path"]) for t in tracks]
+    groups = [group_key(t.artist, t.album, t.path) for t in tracks]
     return NetworkData(
         arch,
         kind,
@@ -318,9 +391,9 @@ def train_network(
     arch: str,
     *,
     labels_csv: Path | None = None,
-    min_count: int = 5,
-    epochs: int = 20,
-    test_size: float = 0.2,
+    min_count: int = TRAIN.min_count,
+    epochs: int = TRAIN.epochs,
+    test_size: float = TRAIN.test_size,
     separator: str = "hpss",
     seed: int = 0,
     student: Student | None = None,
@@ -362,7 +435,8 @@ def train_network(
         "metrics": metrics,
     }
     path = save_model(model, ModelCard.from_dict(card), config.user_models_dir())
-    return NetworkResult(name, path, card, metrics, len(data.y_track))
+    single = single_source_genres(data.Y, data.labels, data.groups)
+    return NetworkResult(name, path, card, metrics, len(data.y_track), single)
 
 
 def evaluate_network(
@@ -371,11 +445,11 @@ def evaluate_network(
     pairs: list[Pair] | None,
     *,
     protocol: str = "kfold",
-    folds: int = 10,
-    trials: int = 50,
-    test_size: float = 0.2,
-    min_count: int = 5,
-    epochs: int = 20,
+    folds: int = TRAIN.folds,
+    trials: int = TRAIN.trials,
+    test_size: float = TRAIN.test_size,
+    min_count: int = TRAIN.min_count,
+    epochs: int = TRAIN.epochs,
     separator: str = "hpss",
     seed: int = 0,
     student: Student | None = None,

@@ -252,8 +252,8 @@ def settle_pending(lib: Library) -> list[Settled]:
     out = []
     for w in lib.pending_writes():
         try:
-            with file_lock(lib, w["path"], timeout=0):
-                if w["id"] in {p["id"] for p in lib.pending_writes()}:
+            with file_lock(lib, w.path, timeout=0):
+                if w.id in {p.id for p in lib.pending_writes()}:
                     out.append(_settle_one(lib, w))
         except FileBusyError:
             continue
@@ -261,35 +261,35 @@ def settle_pending(lib: Library) -> list[Settled]:
 
 
 def _settle_one(lib: Library, w: WriteEntry) -> Settled:
-    path = w["path"]
+    path = w.path
     try:
         current = tags.read_tags(path).genres
         st = os.stat(path)
     except (tags.TagError, OSError) as exc:
         if not os.path.lexists(path):
-            lib.fail_write(w["id"])
+            lib.fail_write(w.id)
             return Settled(path, "not written", "file is gone")
-        if w.get("backup"):  # an in-place write torn by a crash: put the original bytes back
+        if w.backup:  # an in-place write torn by a crash: put the original bytes back
             return _roll_back(lib, w)
         return Settled(path, "left pending", reason_of(exc))
     remove_own_temps(path)
-    if current == tags.normalise_genres(w["new"]):
-        lib.confirm_write(w["id"], st.st_size, st.st_mtime_ns)
+    if current == tags.normalise_genres(w.new or []):
+        lib.confirm_write(w.id, st.st_size, st.st_mtime_ns)
         return Settled(path, "done")
-    if current == tags.normalise_genres(w["old"]):
-        lib.fail_write(w["id"])
+    if current == tags.normalise_genres(w.old or []):
+        lib.fail_write(w.id)
         return Settled(path, "not written")
-    if w.get("backup"):
+    if w.backup:
         return _roll_back(lib, w)
-    lib.fail_write(w["id"])
+    lib.fail_write(w.id)
     return Settled(path, "not written", "the file holds neither the old nor the new genres")
 
 
 def _roll_back(lib: Library, w: WriteEntry) -> Settled:
-    backup = [(off, base64.b64decode(data)) for off, data in w["backup"]]
+    backup = [(off, base64.b64decode(data)) for off, data in w.backup or []]
     try:
-        tags.undo_in_place(w["path"], backup)
+        tags.undo_in_place(w.path, backup)
     except OSError as exc:
-        return Settled(w["path"], "left pending", f"cannot roll back: {reason_of(exc)}")
-    lib.fail_write(w["id"])
-    return Settled(w["path"], "rolled back", "a torn in-place write was undone from the journal")
+        return Settled(w.path, "left pending", f"cannot roll back: {reason_of(exc)}")
+    lib.fail_write(w.id)
+    return Settled(w.path, "rolled back", "a torn in-place write was undone from the journal")

@@ -20,6 +20,7 @@ from mgctag.options import (
 from mgctag.writes import journal
 from mgctag.writes.plan import Plan, Skip, max_genres, plan_track
 from mgctag.writes.run import record_failure
+from mgctag.writes.vocabulary import library_vocabulary
 from mgctag.writes.writers import FileWriter, GenreWriter, apply_change
 
 
@@ -42,15 +43,16 @@ def write_tags(
     if not opts.dry_run:
         _clean_stale_temps(tracks)
     writer = FileWriter(opts)
+    vocabulary = library_vocabulary(lib, opts.model, opts.learn_from_library)
     failed = {path for path, _ in summary.failures}
     told = dict(summary.skips)  # skips analysis already listed (too short, silent)
     for track in tracks:
         if stop:
             break
         progress.advance()
-        if track["path"] in failed:  # counted once, as failed, never also as skipped
+        if track.path in failed:  # counted once, as failed, never also as skipped
             continue
-        plan = plan_track(lib, track, opts)
+        plan = plan_track(lib, track, opts, vocabulary)
         if isinstance(plan, Skip):
             if plan.content:  # so --json can list the audiobooks and field recordings
                 summary.contents[track.path] = plan.content
@@ -121,7 +123,7 @@ def _write_one(
 
 def _clean_stale_temps(tracks: Sequence[Track]) -> None:
     """Remove temporary copies a killed mgctag left beside these tracks (old enough to be dead)."""
-    for folder in sorted({os.path.dirname(t["path"]) for t in tracks}):
+    for folder in sorted({os.path.dirname(t.path) for t in tracks}):
         try:
             tags.cleanup_stale_temps(folder, recursive=False)
         except OSError:

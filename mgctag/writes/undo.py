@@ -79,14 +79,14 @@ def undo_run(
     run = lib.get_run(run_id)
     if run is None:
         raise UndoError(f"no run {run_id}")
-    if str(run["command"]).startswith("beet "):  # beets owns those files and its database
+    if run.command.startswith("beet "):  # beets owns those files and its database
         raise UndoError(f"run {run_id} was made in beets; undo it there with `beet mgctag-undo`")
     if not dry_run:
         settle_pending(lib)
-    done = [w for w in lib.writes_for_run(run_id) if w.get("state", "done") == "done"]
+    done = [w for w in lib.writes_for_run(run_id) if w.state == "done"]
     if not done:
-        raise UndoError(f"run {run_id} ({run['command']}) changed no file; nothing to undo")
-    writes = [w for w in reversed(done) if not w["undone_at"]]
+        raise UndoError(f"run {run_id} ({run.command}) changed no file; nothing to undo")
+    writes = [w for w in reversed(done) if not w.undone_at]
     if not writes:
         raise UndoError(f"run {run_id} was already undone")
     report = UndoReport(run_id, None)
@@ -108,16 +108,16 @@ def _undo_one(
     if dry_run:
         return _check_and_restore(lib, w, undo_id, dry_run, force)
     try:
-        with file_lock(lib, w["path"]):
+        with file_lock(lib, w.path):
             return _check_and_restore(lib, w, undo_id, dry_run, force)
     except FileBusyError as exc:
-        return UndoItem(w["path"], w["new"], w["old"], "failed", exc.reason)
+        return UndoItem(w.path, w.new or [], w.old or [], "failed", exc.reason)
 
 
 def _check_and_restore(
     lib: Library, w: WriteEntry, undo_id: int | None, dry_run: bool, force: bool
 ) -> UndoItem:
-    path, old, new = w["path"], w["old"], w["new"]
+    path, old, new = w.path, w.old or [], w.new or []
     item = UndoItem(path, new, old, "refused")
     try:
         os.stat(path)
@@ -133,9 +133,7 @@ def _check_and_restore(
         item.status = "would restore"
         return item
     try:
-        journaled_write(
-            lib, undo_id, w["track_id"], path, current, old, reverts=w["id"], restore=w.get("raw")
-        )
+        journaled_write(lib, undo_id, w.track_id, path, current, old, reverts=w.id, restore=w.raw)
     except MgctagError as exc:  # TagWriteError; JournalError: nothing was written
         item.status, item.reason = "failed", exc.reason
         return item

@@ -1,1 +1,4 @@
-"""Benchmarks and measurements (run as `python -m tools.bench.NAME`)."""
+"""Benchmarks: speed, memory and accuracy behind docs/benchmarks.md.
+
+Run as `python -m tools.bench.NAME`.
+"""
