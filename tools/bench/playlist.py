@@ -55,17 +55,36 @@ def _score(ids: list[int], where: dict[int, int], unit: np.ndarray, tracks: Any,
 
 
 def version_repeats(records: list[Any], vectors: np.ndarray) -> int:
-    """How many tracks are another version of an earlier one in the list (versions.py)."""
+    """How many tracks are another version of an earlier one in the list, as versions.py
+    decides it (the same song by the tags; by the embedding when a side's tags name none)."""
     keys = [versions.version_key(r) for r in records]
     sims = vectors @ vectors.T
-    return sum(
-        1
-        for i in range(1, len(records))
-        if any(
-            (keys[i] is not None and keys[i] == keys[j]) or sims[i, j] >= versions.DUPLICATE_COSINE
-            for j in range(i)
-        )
-    )
+
+    def same(i: int, j: int) -> bool:
+        if keys[i] is not None and keys[j] is not None:
+            return keys[i] == keys[j]
+        return bool(sims[i, j] >= versions.DUPLICATE_COSINE)
+
+    return sum(1 for i in range(1, len(records)) if any(same(i, j) for j in range(i)))
+
+
+_KEYS: dict[int, np.ndarray] = {}
+
+
+def version_mask(played: list[int], records: list[Any], unit: np.ndarray) -> np.ndarray:
+    """Rows that are a version of a played row, as versions.py decides it."""
+    if id(records) not in _KEYS:
+        _KEYS[id(records)] = np.array([versions.version_key(r) for r in records], dtype=object)
+    keys = _KEYS[id(records)]
+    unnamed = np.array([k is None for k in keys])
+    mask = np.zeros(len(records), dtype=bool)
+    for p, sims in zip(played, unit[played] @ unit.T, strict=True):
+        close = sims >= versions.DUPLICATE_COSINE
+        if keys[p] is None:
+            mask |= close
+        else:
+            mask |= (close & unnamed) | np.array([k == keys[p] for k in keys])
+    return mask
 
 
 def random_walk(
@@ -86,16 +105,14 @@ def random_walk(
         sims[path] = -np.inf
         if rules is not None:
             records, spacing = rules
-            played = unit[path] @ unit.T
-            sims[np.max(played, axis=0) >= versions.DUPLICATE_COSINE] = -np.inf
-            keys = {versions.version_key(records[r]) for r in path} - {None}
+            sims[version_mask(path, records, unit)] = -np.inf
             recent = (
                 {pl.artist_key(records[r]) for r in path[-(spacing - 1) :]}
                 if spacing > 1
                 else set()
             )
             for r in np.nonzero(np.isfinite(sims))[0]:
-                if versions.version_key(records[r]) in keys or pl.artist_key(records[r]) in recent:
+                if pl.artist_key(records[r]) in recent:
                     sims[r] = -np.inf
         near = np.argsort(-sims)[:10]
         near = near[np.isfinite(sims[near])]
@@ -120,8 +137,7 @@ def waypoint_nearest(
         w = (np.sin((1 - t) * omega) * va + np.sin(t * omega) * vb) / np.sin(omega)
         sims = unit @ (w / np.linalg.norm(w))
         sims[[*path, rb]] = -np.inf
-        played = unit[[*path, rb]] @ unit.T
-        sims[np.max(played, axis=0) >= versions.DUPLICATE_COSINE] = -np.inf
+        sims[version_mask([*path, rb], records, unit)] = -np.inf
         recent = (
             {pl.artist_key(records[r]) for r in path[-(spacing - 1) :]} if spacing > 1 else set()
         )
@@ -160,7 +176,7 @@ def evaluate(db: Path, pairs: int, length: int, spacing: int, seed: int = 0) -> 
                 versions.version_key(tracks[a]) == versions.version_key(tracks[b])
             ):
                 continue
-            if float(unit[where[a]] @ unit[where[b]]) >= versions.DUPLICATE_COSINE:
+            if version_mask([where[a]], records, unit)[where[b]]:
                 continue
             try:
                 path = pl.path_playlist(lib, a, b, model=DEFAULT_TAGGER, rules=rules)
