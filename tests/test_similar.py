@@ -327,10 +327,16 @@ def test_versions_by_tags_and_by_sound():
     one, two = {"id": 1, "artist": "A", "title": "One"}, {"id": 2, "artist": "B", "title": "Two"}
     untagged = {"id": 3, "path": "/m/track03.flac"}
     far = -v
-    folding = versions.Folding(np.empty((0, 8), np.float32), [])
-    for track, vector in ((one, v), (two, v), (untagged, v), ({"id": 4}, far)):
+    folding = versions.Folding([], np.empty((0, 8), np.float32))
+    live = {"id": 5, "artist": "a", "title": "One (Live)"}
+    for track, vector in ((one, v), (two, v), (untagged, v), ({"id": 4}, far), (live, far)):
         folding.offer(track, vector)
     assert [g.track["id"] for g in folding.groups] == [1, 2, 4]
-    assert [t["id"] for t in folding.groups[0].versions] == [3]
+    assert [t["id"] for t in folding.groups[0].versions] == [3, 5]  # by sound; by tags
+    # a seed's versions are never results: its copy by sound, its live take by tags
+    folding = versions.Folding([one], v[None, :])
+    for track, vector in ((untagged, v), (live, far), (two, v)):
+        folding.offer(track, vector)
+    assert [g.track["id"] for g in folding.groups] == [2]
     groups = versions.version_groups([1, 2, 3], [key(one), key(two), None], [(1, 2), (2, 3)])
     assert groups == [[2, 3]]

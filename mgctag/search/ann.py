@@ -6,7 +6,7 @@ HNSW graph of int8 vectors (usearch: cosine, connectivity 32, expansion 128 when
 searching) in its own file next to the database, memory-maps it in a fraction of a second, asks it
 for the `CANDIDATES` nearest tracks and re-scores them with their stored vectors (float32
 arithmetic), which restores what the 1-byte coordinates misorder; a seed the graph does not find
-for itself is searched again wider, then exactly (recall@10 0.995 at a million, docs/scale.md).
+for itself is searched again wider, then exactly (recall@10 0.997 at a million, docs/scale.md).
 
 Keeping the file honest, since a wrong index gives wrong answers without an error:
 

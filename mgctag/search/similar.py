@@ -460,13 +460,14 @@ def similar_tracks(
     if len(got) < len(seed_ids):
         missing = ", ".join(str(i) for i in sorted(set(seed_ids) - set(got.tolist()))[:5])
         raise UnknownTrack(f"track(s) {missing} have no embedding in this index")
-    seed_rows = list(lib.tracks_by_ids(seed_ids).values())
-    seed_keys = {key for r in seed_rows if (key := versions.version_key(r)) is not None}
+    by_id = lib.tracks_by_ids(seed_ids)
+    seed_rows = list(by_id.values())
+    seed_tracks = [by_id[int(i)] for i in got]  # in the order of seed_vectors
     keep = _Filter(seed_rows, genre, exclude_artist, exclude_album)
     n = min(search.size, k + len(seed_ids))
     while True:
         hits = _fused(search, seed_vectors, n, seed_ids, fusion)
-        folding = versions.Folding(seed_vectors, seed_keys, fold=not all_versions)
+        folding = versions.Folding(seed_tracks, seed_vectors, fold=not all_versions)
         scores: dict[int, float] = {}
         for start in range(0, len(hits), k + 2):  # rows in rank order, only as many as needed
             chunk = hits[start : start + k + 2]
