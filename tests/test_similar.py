@@ -309,3 +309,34 @@ def test_similar_fusion_option_reaches_the_search(library, tracks) -> None:
         assert results[fusion] and not {h["path"] for h in results[fusion]} & set(seeds)
     assert [h["score"] for h in results["rrf"]] != [h["score"] for h in results["centroid"]]
     assert cli("similar", *seeds, "--db", db, "--fusion", "max").code == 2
+
+
+def test_versions_by_tags_and_by_sound():
+    """Tags that name the same song (once normalised) make versions; tags that name different
+    songs never do, however close the embeddings; a track whose tags name no song is judged by
+    its embedding."""
+    from mgctag.search import versions
+
+    key = versions.version_key
+    assert key({"artist": "The Beatles", "title": "Help! (Remastered 2009)"}) == key(
+        {"artist": "Beatles", "title": "Help - Remastered"}
+    )
+    assert key({"artist": "Café Tacvba feat. X", "title": "Eres - Live"}) == ("cafe tacvba", "eres")
+    assert key({"artist": "A", "title": None}) is None
+    v = np.ones(8, np.float32) / np.sqrt(8)
+    one, two = {"id": 1, "artist": "A", "title": "One"}, {"id": 2, "artist": "B", "title": "Two"}
+    untagged = {"id": 3, "path": "/m/track03.flac"}
+    far = -v
+    folding = versions.Folding([], np.empty((0, 8), np.float32))
+    live = {"id": 5, "artist": "a", "title": "One (Live)"}
+    for track, vector in ((one, v), (two, v), (untagged, v), ({"id": 4}, far), (live, far)):
+        folding.offer(track, vector)
+    assert [g.track["id"] for g in folding.groups] == [1, 2, 4]
+    assert [t["id"] for t in folding.groups[0].versions] == [3, 5]  # by sound; by tags
+    # a seed's versions are never results: its copy by sound, its live take by tags
+    folding = versions.Folding([one], v[None, :])
+    for track, vector in ((untagged, v), (live, far), (two, v)):
+        folding.offer(track, vector)
+    assert [g.track["id"] for g in folding.groups] == [2]
+    groups = versions.version_groups([1, 2, 3], [key(one), key(two), None], [(1, 2), (2, 3)])
+    assert groups == [[2, 3]]

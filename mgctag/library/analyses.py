@@ -147,20 +147,22 @@ class Analyses(Store):
         )
 
     def embeddings_of(
-        self, track_ids: Iterable[int], model: str, stem: str = "mix"
+        self, track_ids: Iterable[int], model: str, stem: str = "mix", *, ok_only: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, float32 (n, d)) of those tracks that are OK and have this embedding, in the order
-        asked: what a search reads for the few tracks it scores, never the whole table."""
+        """(ids, float32 (n, d)) of those tracks that have this embedding (and are OK, unless
+        `ok_only` is False: a search that checks the rows it shows anyway saves a lookup a
+        track), in the order asked: what a search reads for the few tracks it scores."""
         wanted = [int(i) for i in track_ids]
         found: dict[int, np.ndarray] = {}
+        join = " JOIN tracks t ON t.id = e.track_id AND t.status = 'ok'" if ok_only else ""
         for start in range(0, len(wanted), _IN_CHUNK):
             part = wanted[start : start + _IN_CHUNK]
             rows = self._exec(
-                "SELECT e.track_id, e.dim, e.vector FROM embeddings e JOIN tracks t"
-                " ON t.id = e.track_id WHERE e.model = ? AND e.stem = ? AND t.status = 'ok'"
+                f"SELECT e.track_id, e.dim, e.vector FROM embeddings e{join}"
+                " WHERE e.model = ? AND e.stem = ?"
                 f" AND e.track_id IN ({', '.join('?' * len(part))})",
                 [model, stem, *part],
-            )
+            ).fetchall()
             found.update((tid, blobs.unpack_vector(blob, dim)) for tid, dim, blob in rows)
         ids = [i for i in dict.fromkeys(wanted) if i in found]
         if not ids:

@@ -2,10 +2,11 @@
 
 Exact search reads every vector on every query and, in a fresh process, first loads them all
 (309 s at a million tracks, docs/scale.md). Past `ANN_MIN_TRACKS` tracks mgctag keeps instead an
-HNSW graph of int8 vectors (usearch: cosine, connectivity 16, expansion 128 when adding, 64 when
-searching) in its own file next to the database, loads it in under a second, asks it for the
-`CANDIDATES` nearest tracks and re-scores them with their stored vectors (float32 arithmetic),
-which restores what the 1-byte coordinates misorder (recall@10 0.865 → 0.996 at 1M, docs/scale.md).
+HNSW graph of int8 vectors (usearch: cosine, connectivity 32, expansion 128 when adding and when
+searching) in its own file next to the database, memory-maps it in a fraction of a second, asks it
+for the `CANDIDATES` nearest tracks and re-scores them with their stored vectors (float32
+arithmetic), which restores what the 1-byte coordinates misorder; a seed the graph does not find
+for itself is searched again wider, then exactly (recall@10 0.997 at a million, docs/scale.md).
 
 Keeping the file honest, since a wrong index gives wrong answers without an error:
 
@@ -40,12 +41,15 @@ import numpy as np
 from mgctag.atomicio import atomic_path
 from mgctag.errors import reason_of
 
-#: Below this many tracks `similar` searches exactly: chosen from measurements (docs/similar.md,
-#: "Exact or approximate"): up to here a fresh process answers exactly within ~1 s.
-ANN_MIN_TRACKS = 50_000
-CONNECTIVITY = 16
+#: Below this many tracks `similar` searches exactly (docs/similar.md, "Exact or approximate"):
+#: measured, an exact query took 3.9 ms (p50) at 10 000 tracks and 8.4 ms at 30 000, the index
+#: 1.6 and 2.4 ms with a third of the memory, built in 1.7 and 6.8 s.
+ANN_MIN_TRACKS = 20_000
+# 16 links a node missed true neighbours among near-duplicate vectors (1 build in 15 on 1 292
+# overlapping windows of real audio: 15 queries below recall 1); 32 missed none in 15 builds.
+CONNECTIVITY = 32
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 64
+EXPANSION_SEARCH = 128
 CANDIDATES = 40  # asked of the graph, then re-scored with the stored vectors
 FORMAT = 1
 _SPOT_CHECKS = 8
@@ -76,7 +80,7 @@ class IndexStore(Protocol):
     ) -> Iterable[tuple[np.ndarray, np.ndarray]]: ...
 
     def embeddings_of(
-        self, track_ids: Iterable[int], model: str, stem: str = "mix"
+        self, track_ids: Iterable[int], model: str, stem: str = "mix", *, ok_only: bool = True
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
@@ -138,14 +142,24 @@ class Ann:
     def __len__(self) -> int:
         return len(self.index)
 
-    def search(self, vector: np.ndarray, count: int) -> np.ndarray:
-        """Keys (track ids) of the `count` nearest vectors, nearest first (approximate)."""
+    def search(self, vector: np.ndarray, count: int, expect: Iterable[int] = ()) -> np.ndarray:
+        """Keys (track ids) of the `count` nearest vectors, nearest first (approximate).
+
+        `expect`: tracks that must come back (a seed's own vector is nearest to itself). When
+        none does, the graph search stayed in a wrong region (2 of 300 seeds at a million
+        real-ish vectors, docs/scale.md): it is searched again 16 times wider, then exactly
+        (usearch's brute force over its own int8 vectors, ~0.1 s at a million)."""
         count = min(count, len(self.index))
         if count <= 0:
             return np.empty(0, np.int64)
-        self.index.expansion_search = max(EXPANSION_SEARCH, count)
-        found = self.index.search(np.asarray(vector, np.float32), count, threads=1)
-        return np.asarray(found.keys, dtype=np.int64)
+        q = np.asarray(vector, np.float32)
+        wanted = {int(i) for i in expect}
+        for width in (1, 16):
+            self.index.expansion_search = max(EXPANSION_SEARCH * width, count)
+            keys = np.asarray(self.index.search(q, count, threads=1).keys, dtype=np.int64)
+            if not wanted or wanted & set(keys.tolist()):
+                return keys
+        return np.asarray(self.index.search(q, count, exact=True, threads=1).keys, np.int64)
 
     def neighbours(self, vectors: np.ndarray, count: int) -> np.ndarray:
         """(n, count) keys of the nearest vectors of each row (-1 pads where fewer exist)."""

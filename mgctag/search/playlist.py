@@ -90,9 +90,8 @@ def _pool(
     )
     kept = [i for n, i in enumerate(kept) if mask is None or mask[n]]
     got, vectors = search.vectors(kept)
-    seed_keys = {k for e in ends if (k := versions.version_key(e)) is not None}
     tracks = [rows[int(i)] for i in got]
-    groups = versions.fold(tracks, vectors, end_vectors, seed_keys)
+    groups = versions.fold(tracks, vectors, ends, end_vectors)
     chosen = [g.track for g in groups]
     where = {int(t): r for r, t in enumerate(got.tolist())}
     rows_idx = [where[int(t["id"])] for t in chosen]

@@ -302,11 +302,17 @@ def _missing_message(model: str, stem: str) -> str:
 def default_embedding_model(lib: Any, by: str = "mix") -> str:
     """The embedding `similar` and `map` use: the default tagger's (musicnn + mn04 concatenated,
     better at finding related tracks: docs/benchmarks.md) when every track musicnn embedded has it,
-    else musicnn's (libraries tagged before, stems, `--model musicnn` runs)."""
+    else musicnn's (libraries tagged before, stems, `--model musicnn` runs). A library with an
+    index of the default tagger's vectors keeps to them without counting (two counts read every
+    entry of the (model, stem) index: a second of a cold million-track store's first answer)."""
     from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
+    from mgctag.search import ann
 
     if by != "mix":
         return MUSICNN_TAGGER
+    path = getattr(lib, "path", None)
+    if path is not None and ann.index_path(Path(path), DEFAULT_TAGGER, "mix").exists():
+        return DEFAULT_TAGGER
     combined = lib.embedding_count(DEFAULT_TAGGER, "mix")
     return (
         DEFAULT_TAGGER
@@ -325,7 +331,9 @@ class Searcher(Protocol):
 
     def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]: ...
+    def ranked(
+        self, vector: np.ndarray, n: int, exclude: Iterable[int] = (), expect: Iterable[int] = ()
+    ) -> list[Hit]: ...
 
 
 class ExactSearcher:
@@ -347,7 +355,9 @@ class ExactSearcher:
         rows = self.index.rows(ids, strict=False)
         return self.index.ids[rows], self.index.matrix[rows]
 
-    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]:
+    def ranked(
+        self, vector: np.ndarray, n: int, exclude: Iterable[int] = (), expect: Iterable[int] = ()
+    ) -> list[Hit]:
         return self.index.query(_unit(vector), n, exclude_ids=exclude)
 
 
@@ -371,19 +381,22 @@ class AnnSearcher:
     def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         missing = [int(i) for i in ids if int(i) not in self._cache]
         if missing:
-            got_ids, matrix = self.lib.embeddings_of(missing, self.model, self.stem)
+            got_ids, matrix = self.lib.embeddings_of(missing, self.model, self.stem, ok_only=False)
             self._cache.update(zip(got_ids.tolist(), _normalised_rows(matrix), strict=True))
         kept = [int(i) for i in ids if int(i) in self._cache]
         if not kept:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
         return np.array(kept, np.int64), np.stack([self._cache[i] for i in kept])
 
-    def ranked(self, vector: np.ndarray, n: int, exclude: Iterable[int] = ()) -> list[Hit]:
-        from mgctag.search.ann import CANDIDATES
+    def ranked(
+        self, vector: np.ndarray, n: int, exclude: Iterable[int] = (), expect: Iterable[int] = ()
+    ) -> list[Hit]:
+        """The n best, re-scored; `expect`: tracks the graph must find (a seed, for itself)."""
+        from mgctag.search import ann
 
         blocked = {int(i) for i in exclude}
         q = _unit(vector)
-        keys = self.ann.search(q, max(CANDIDATES, n) + len(blocked))
+        keys = self.ann.search(q, max(ann.CANDIDATES, n) + len(blocked), expect=expect)
         ids, matrix = self.vectors([int(k) for k in keys if int(k) not in blocked])
         if len(ids) == 0:
             return []
@@ -447,13 +460,14 @@ def similar_tracks(
     if len(got) < len(seed_ids):
         missing = ", ".join(str(i) for i in sorted(set(seed_ids) - set(got.tolist()))[:5])
         raise UnknownTrack(f"track(s) {missing} have no embedding in this index")
-    seed_rows = list(lib.tracks_by_ids(seed_ids).values())
-    seed_keys = {key for r in seed_rows if (key := versions.version_key(r)) is not None}
+    by_id = lib.tracks_by_ids(seed_ids)
+    seed_rows = list(by_id.values())
+    seed_tracks = [by_id[int(i)] for i in got]  # in the order of seed_vectors
     keep = _Filter(seed_rows, genre, exclude_artist, exclude_album)
     n = min(search.size, k + len(seed_ids))
     while True:
         hits = _fused(search, seed_vectors, n, seed_ids, fusion)
-        folding = versions.Folding(seed_vectors, seed_keys, fold=not all_versions)
+        folding = versions.Folding(seed_tracks, seed_vectors, fold=not all_versions)
         scores: dict[int, float] = {}
         for start in range(0, len(hits), k + 2):  # rows in rank order, only as many as needed
             chunk = hits[start : start + k + 2]
@@ -494,7 +508,9 @@ class _Filter:
         return mask is None or bool(mask[0])
 
 
-_MAX_CANDIDATES = 16_384  # how far a filtered or folded search looks (approximate index)
+# How far a filtered or folded search looks before it answers with fewer than k: a rare genre, or
+# a region where every near track is a version of the seed (a dense catalogue of near-copies).
+_MAX_CANDIDATES = 2048
 _EXACT_PAIRS_MAX = 5_000  # above this many tracks, `duplicates` finds close pairs with the index
 
 
@@ -568,13 +584,14 @@ def _fused(
     """The n best tracks for the seeds: by their centroid, or by reciprocal rank fusion."""
     if fusion == "centroid":
         centre = np.mean([_unit(v) for v in seeds], axis=0)
-        return search.ranked(centre, n, exclude=seed_ids)
+        expect = seed_ids if len(seed_ids) == 1 else ()  # one seed is its own nearest
+        return search.ranked(centre, n, exclude=seed_ids, expect=expect)
     if fusion != "rrf":
         raise ValueError(f"unknown fusion {fusion!r}: use 'centroid' or 'rrf'")
     depth = min(max(100, 10 * n), search.size)
     fused: dict[int, float] = {}
-    for v in seeds:
-        for rank, hit in enumerate(search.ranked(v, depth, exclude=seed_ids)):
+    for seed, v in zip(seed_ids, seeds, strict=True):
+        for rank, hit in enumerate(search.ranked(v, depth, exclude=seed_ids, expect=[seed])):
             fused[hit.id] = fused.get(hit.id, 0.0) + 1.0 / (RRF_K + 1 + rank)
     order = sorted(fused, key=lambda i: (-fused[i], i))[:n]
     return [Hit(i, fused[i]) for i in order]

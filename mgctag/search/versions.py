@@ -2,8 +2,11 @@
 
 Two tracks are versions of each other when their tags name the same song (the same artist and
 title once both are normalised: case, accents, punctuation, "(Remastered 2011)", "- Radio Edit",
-"feat. X" removed) or when their embeddings are closer than `DUPLICATE_COSINE`, which catches the
-same audio under other tags or none: a transcode, a re-master, an edit.
+"feat. X" removed), or, when the tags of one or both do not name a song, when their embeddings
+are closer than `DUPLICATE_COSINE`, which catches the same audio with no tags or a file name for
+a title: a transcode, a re-master, an edit. Two tracks whose tags name different songs are not
+versions however close they sound: in a big catalogue many different recordings sit that close
+(a million real-ish vectors, docs/scale.md), and a cover is not the original.
 
 `DUPLICATE_COSINE` was chosen on real audio (tools/bench/dupes.py; docs/similar.md, "Versions"):
 94 real recordings and their transcodes, EQ changes and edits (464 tracks) tagged by the default
@@ -25,6 +28,8 @@ import numpy as np
 #: Embeddings (the default tagger's 584-d musicnn + mn04, unit length) at least this close are
 #: taken for versions of one recording (docs/similar.md, "Versions").
 DUPLICATE_COSINE = 0.937
+
+LINKED = 16  # members of a group whose vectors a candidate is compared with
 
 _BRACKETS = re.compile(r"\s*[(\[{][^)\]}]*[)\]}]")
 _VERSION_WORDS = (
@@ -69,22 +74,27 @@ class Group:
     """A result and the other versions folded into it (worse-ranked, same recording)."""
 
     track: Any
-    keys: set[tuple[str, str]]
+    keys: set[tuple[str, str]]  # the songs its members' tags name
     vectors: np.ndarray  # the members' unit vectors, one row each
     versions: list[Any] = field(default_factory=list)
 
     def holds(self, key: tuple[str, str] | None, vector: np.ndarray, threshold: float) -> bool:
-        """Whether a track is a version of any member (single linkage: an edit close to the
-        original is folded even when it is further from a transcode of it)."""
-        if key is not None and key in self.keys:
-            return True
+        """Whether a track is a version of the group: its tags name the group's song; or, when
+        its tags or all the group's name no song, it is close in sound to a member (single
+        linkage: an edit close to the original is folded even when it is further from a
+        transcode of it). A track named otherwise than a named group is not one of its versions
+        however close it sounds. Only the first `LINKED` members' vectors are compared: a dense
+        region of near-identical tracks must not make each comparison grow with the group."""
+        if key is not None and self.keys:
+            return key in self.keys
         return bool(len(self.vectors) and float(np.max(self.vectors @ vector)) >= threshold)
 
     def add(self, track: Any, key: tuple[str, str] | None, vector: np.ndarray) -> None:
         self.versions.append(track)
         if key is not None:
             self.keys.add(key)
-        self.vectors = np.vstack([self.vectors, vector[None, :]])
+        if len(self.vectors) < LINKED:
+            self.vectors = np.vstack([self.vectors, vector[None, :]])
 
 
 class Folding:
@@ -94,14 +104,17 @@ class Folding:
 
     def __init__(
         self,
+        seeds: Sequence[Any],
         seed_vectors: np.ndarray,
-        seed_keys: Iterable[tuple[str, str]],
         *,
         fold: bool = True,
         threshold: float = DUPLICATE_COSINE,
     ) -> None:
-        seeds = np.asarray(seed_vectors, np.float32)
-        self.seeds = Group(None, set(seed_keys), seeds.reshape(len(seeds), -1))
+        """`seeds`: the seed tracks (rows, or anything with .get), one per row of `seed_vectors`."""
+        vectors = np.asarray(seed_vectors, np.float32)
+        vectors = vectors if vectors.ndim == 2 else vectors.reshape(1, -1)
+        named = {k for t in seeds if (k := version_key(t)) is not None}
+        self.seeds = Group(None, named, vectors)
         self.fold, self.threshold = fold, threshold
         self.groups: list[Group] = []
 
@@ -122,14 +135,14 @@ class Folding:
 def fold(
     tracks: Sequence[Any],
     vectors: np.ndarray,
+    seeds: Sequence[Any],
     seed_vectors: np.ndarray,
-    seed_keys: Iterable[tuple[str, str]],
     *,
     fold: bool = True,
     threshold: float = DUPLICATE_COSINE,
 ) -> list[Group]:
     """Ranked tracks (unit `vectors`, one row each) as results (see `Folding`)."""
-    folding = Folding(seed_vectors, seed_keys, fold=fold, threshold=threshold)
+    folding = Folding(seeds, seed_vectors, fold=fold, threshold=threshold)
     for track, vector in zip(tracks, vectors, strict=True):
         folding.offer(track, vector)
     return folding.groups
@@ -140,9 +153,13 @@ def version_groups(
     keys: Sequence[tuple[str, str] | None],
     pairs: Iterable[tuple[int, int]],
 ) -> list[list[int]]:
-    """Tracks joined into groups (union-find) by equal keys and by the given close pairs (ids);
-    groups of two or more, largest first, each sorted by id."""
+    """Tracks joined into groups by equal keys and by the given close pairs (ids), as `Folding`
+    joins them: never two groups whose tags name different songs. Groups of two or more,
+    largest first, each sorted by id."""
     parent = {i: i for i in ids}
+    names: dict[int, set[tuple[str, str]]] = {
+        i: ({k} if k is not None else set()) for i, k in zip(ids, keys, strict=True)
+    }
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -150,18 +167,21 @@ def version_groups(
             i = parent[i]
         return i
 
-    def join(a: int, b: int) -> None:
+    def join(a: int, b: int, by_sound: bool) -> None:
         ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        if ra == rb or (by_sound and names[ra] and names[rb] and names[ra] != names[rb]):
+            return
+        keep, gone = min(ra, rb), max(ra, rb)
+        parent[gone] = keep
+        names[keep] |= names.pop(gone)
 
     first: dict[tuple[str, str], int] = {}
     for i, key in zip(ids, keys, strict=True):
         if key is not None:
-            join(i, first.setdefault(key, i))
+            join(i, first.setdefault(key, i), by_sound=False)
     for a, b in pairs:
         if a in parent and b in parent:
-            join(a, b)
+            join(a, b, by_sound=True)
     groups: dict[int, list[int]] = {}
     for i in ids:
         groups.setdefault(root(i), []).append(i)

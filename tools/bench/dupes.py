@@ -365,7 +365,7 @@ def seed_folds(
     sims = unit @ unit.T
     tp = fp = fn = 0
     for r in np.nonzero(seeds)[0]:
-        folding = versions.Folding(unit[r : r + 1], [], threshold=threshold)
+        folding = versions.Folding([{"id": int(r)}], unit[r : r + 1], threshold=threshold)
         for c in np.argsort(-sims[r]):
             if c != r:
                 folding.offer({"id": int(c)}, unit[c])
