@@ -81,3 +81,41 @@ def test_mfcc_matches_librosa(ref):
     want = librosa.feature.mfcc(y=y, sr=16000, n_mfcc=20, n_fft=512, hop_length=256, n_mels=40).T
     assert got.shape == (751, 20) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels", [(8000, 512, 40), (16000, 512, 40), (22050, 2048, 128)])
+def test_slaney_mel_banks_equal_librosa(sr, n_fft, n_mels):
+    from mgctag.audio.features import slaney_mel_banks
+
+    want = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
+    np.testing.assert_allclose(slaney_mel_banks(sr, n_fft, n_mels), want, rtol=0, atol=1e-8)
+
+
+def test_detector_mfcc_at_the_telephone_rate_matches_librosa(ref):
+    """The segment detector's input: 8 kHz audio, hop 128, on a short and an odd-length clip."""
+    y8 = librosa.resample(ref["lets_go_fishin__y16k"], orig_sr=16000, target_sr=8000)
+    for y in (y8, y8[:1001]):
+        got = mfcc(y, 8000, n_mfcc=20, hop=128)
+        want = librosa.feature.mfcc(y=y, sr=8000, n_mfcc=20, n_fft=512, hop_length=128, n_mels=40)
+        np.testing.assert_allclose(got, want.T, rtol=0, atol=1e-3)
+
+
+def test_segmenting_never_imports_librosa(tmp_path):
+    """librosa brings numba (~100 MB resident): the detector's path must not need it, or a long
+    recording's `segments` passes issue 27's 500 MB."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, np.sin(np.linspace(0, 2000, 32000)).astype(np.float32), 16000)
+    code = (
+        "import sys\n"
+        "from mgctag.segments.detector import Segmenter\n"
+        "from mgctag.segments.recordings import segment_file\n"
+        f"segment_file({str(path)!r}, Segmenter())\n"
+        "print(sorted(m for m in ('librosa', 'numba') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -340,9 +340,10 @@ def long_mp3(dest: Path, hours: float, seconds: float = 10.0) -> Path:
 def test_segments_of_three_hours_stays_bounded(home, tmp_path):
     """The whole recording at 16 kHz plus copies peaked at 3.1 GB; decoded in 1-minute chunks
     into preallocated frames and run through the network in 4.4-minute blocks, standardised
-    block by block, it peaked at 614-623 MB (issue 27 asks 500 MB: not met, docs/segments.md)."""
+    block by block, it peaked at 614-706 MB; with the detector's MFCCs computed without librosa
+    (whose numba import alone held ~100 MB) it peaks near 450 MB (issue 27 asks 500 MB)."""
     path = long_mp3(tmp_path / "three_hours.mp3", 3.0)
-    result, peak = run_watched(["segments", path, "--json"], limit_mb=700)
+    result, peak = run_watched(["segments", path, "--json"], limit_mb=550)
     assert result.returncode == 0, result.stderr[-2000:]
     import json
 

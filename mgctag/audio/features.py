@@ -6,14 +6,19 @@ musicnn's models were trained on ``log10(10000 * mel + 1)`` of a 96-band power m
 and stays in float32, which makes it ~100x faster than calling librosa per window. The log
 compression is done in float32: musicnn's own extractor casts to float16 first, which overflows to
 inf on loud audio.
+
+librosa is imported only where musicnn's bit-exact log-mel needs it: importing it brings numba
+(~100 MB resident), which `segments` on a long recording cannot afford (issue 27's memory
+target), so the detector's MFCC (`mfcc`) is computed here from numpy and scipy alone, equal to
+librosa's to float32 rounding (tests/test_features.py).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-import librosa
 import numpy as np
+import scipy.fft
 import torch
 
 from mgctag.errors import MgctagError
@@ -32,6 +37,8 @@ class FeatureError(MgctagError, ValueError):
 @lru_cache(maxsize=8)
 def mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     """librosa's Slaney mel filterbank (n_mels, 1 + n_fft // 2), float32, built once per setting."""
+    import librosa
+
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
     basis.setflags(write=False)
     return basis
@@ -52,6 +59,8 @@ def check_mono(y: np.ndarray) -> np.ndarray:
 
 def mel_power(y: np.ndarray, sr: int = SR, n_mels: int = N_MELS) -> np.ndarray:
     """Power mel (frames, n_mels), bit-identical to librosa.feature.melspectrogram(...).T."""
+    import librosa
+
     y = check_mono(y)
     spec = librosa.stft(y, n_fft=N_FFT, hop_length=HOP)
     power = np.abs(spec) ** 2
@@ -97,14 +106,59 @@ def mfcc(
 ) -> np.ndarray:
     """MFCCs (frames, n_mfcc) float32 from a power mel (n_fft 512), for 1-D models like SwishNet.
 
-    Uses librosa's dB scaling and DCT-II (ortho), so the values match ``librosa.feature.mfcc``
-    with the same n_fft / hop / n_mels.
-    """
+    What ``librosa.feature.mfcc`` gives with the same n_fft / hop / n_mels (centred Hann frames,
+    Slaney mel, dB with an 80 dB floor below the loudest bin, ortho DCT-II), computed without
+    importing librosa (see the module's docstring)."""
     y = check_mono(y)
-    spec = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=hop)) ** 2
-    mel = mel_basis(sr, N_FFT, n_mels) @ spec
-    coeffs = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=n_mfcc)
+    power = np.abs(_stft(y, N_FFT, hop)) ** 2
+    mel = slaney_mel_banks(sr, N_FFT, n_mels) @ power
+    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    db = np.maximum(db, db.max() - 80.0)
+    coeffs = scipy.fft.dct(db, type=2, norm="ortho", axis=0)[:n_mfcc]
     return np.ascontiguousarray(coeffs.T, dtype=np.float32)
+
+
+def _stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """(1 + n_fft // 2, frames) complex STFT as librosa.stft's defaults: frames centred on
+    t * hop of the zero-padded signal, periodic Hann window."""
+    pad = n_fft // 2
+    y = np.pad(y, pad)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop]
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    return scipy.fft.rfft(frames * window, axis=1).T
+
+
+def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear (200/3 Hz a mel) below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    mel = hz / (200.0 / 3)
+    log = hz >= 1000.0
+    mel[log] = 15.0 + np.log(hz[log] / 1000.0) / (np.log(6.4) / 27.0)
+    return mel
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    hz = np.asarray(mel, np.float64) * (200.0 / 3)
+    log = mel >= 15.0
+    hz[log] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[log] - 15.0))
+    return hz
+
+
+@lru_cache(maxsize=8)
+def slaney_mel_banks(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels) (0 Hz to Nyquist, Slaney scale and
+    area normalisation), float32, read-only: triangles between mel-spaced edges."""
+    fft_hz = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    top = _hz_to_slaney_mel(np.array([sr / 2]))[0]
+    edges = _slaney_mel_to_hz(np.linspace(0.0, top, n_mels + 2))
+    width = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    rising = -ramps[:-2] / width[:-1, None]
+    falling = ramps[2:] / width[1:, None]
+    area = 2.0 / (edges[2:] - edges[:-2])
+    out = (np.maximum(0.0, np.minimum(rising, falling)) * area[:, None]).astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 # --- EfficientAT (AudioSet) front-end --------------------------------------------------------
