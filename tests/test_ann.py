@@ -202,6 +202,9 @@ def test_stale_or_foreign_index_is_rebuilt(
     saved.mkdir()
     for f in (path, Path(f"{path}.json")):
         shutil.copy2(f, saved / f.name)
+    # a change, so that every later index holds other bytes than the saved one (builds are
+    # deterministic: the same vectors give the same file)
+    lib.save_analysis(9, MODEL, "none", {}, [], {"mix": -window_vectors[9]})
 
     # The database goes back to an older state (a backup): the index is newer than it.
     lib.db.conn.execute("UPDATE changes SET generation = 0")
@@ -218,8 +221,12 @@ def test_stale_or_foreign_index_is_rebuilt(
     _rebuilt_with_one_line(lib, "another library")
     other.close()
 
-    # An old index file put back beside a newer description: its bytes do not match.
+    # An old index file put back beside a newer description: its bytes do not match. (Its
+    # mtime is set a second on, as a later restore gives: copied within the clock tick of the
+    # last save, size, inode and mtime could all equal what the description recorded.)
     shutil.copy(saved / path.name, path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     _rebuilt_with_one_line(lib, "bytes")
 
 
