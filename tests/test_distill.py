@@ -9,8 +9,8 @@ import torch
 
 from mgctag.content import MUSIC, SPEECH
 from mgctag.genres import GenreMap
+from mgctag.models.cards import ModelCard, resolve
 from mgctag.models.catalog import AUDIOSET_MODEL, MUSICNN_MODELS
-from mgctag.models.registry import ModelCard, resolve
 from mgctag.models.tagger import student_decision
 from mgctag.train import distill
 

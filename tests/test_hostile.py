@@ -537,7 +537,8 @@ class _Exploit:
 
 
 def test_model_registry_never_unpickles_weights(tmp_path: Path) -> None:
-    from mgctag.models.registry import ModelError, load_model
+    from mgctag.models.cards import ModelError
+    from mgctag.models.registry import load_model
 
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"weight": _Exploit(marker)})

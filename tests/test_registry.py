@@ -9,15 +9,9 @@ import pytest
 import torch
 
 from mgctag import config
+from mgctag.models.cards import ModelCard, ModelError, list_models
 from mgctag.models.musicnn import Musicnn, Vgg
-from mgctag.models.registry import (
-    ARCHITECTURES,
-    ModelCard,
-    ModelError,
-    list_models,
-    load_model,
-    save_model,
-)
+from mgctag.models.registry import ARCHITECTURES, load_model, save_model
 
 BUNDLED = {"MSD_musicnn": "musicnn", "MTT_musicnn": "musicnn", "MSD_vgg": "vgg", "MTT_vgg": "vgg"}
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mgctag.models.registry import ModelError, remove_model
+from mgctag.models.cards import ModelError
+from mgctag.models.registry import remove_model
 from mgctag.separate.base import STEMS
 from mgctag.separate.files import OutputError, track_folder, write_stems
 

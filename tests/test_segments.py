@@ -19,7 +19,8 @@ import torch
 
 from mgctag.audio import decode
 from mgctag.content import ContentGate
-from mgctag.models.registry import ModelCard, load_model, save_model
+from mgctag.models.cards import ModelCard
+from mgctag.models.registry import load_model, save_model
 from mgctag.models.swishnet import SwishNet
 from mgctag.segments.detector import (
     CLASSES,

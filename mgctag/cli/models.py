@@ -169,8 +169,9 @@ def models_use(name: str, db: DbOption = None) -> None:
 def models_remove(name: str, db: DbOption = None) -> None:
     """Delete a user-trained model (bundled models cannot be removed)."""
     use_db(db)
+    from mgctag.models.cards import ModelError, resolve, where_is
     from mgctag.models.catalog import list_taggers
-    from mgctag.models.registry import ModelError, remove_model, resolve, where_is
+    from mgctag.models.registry import remove_model
     from mgctag.options import DEFAULT_TAGGER
 
     try:

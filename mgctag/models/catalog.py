@@ -17,15 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mgctag.models.inputs import PATCH_FEATURES
+from mgctag.models.cards import ModelCard, ModelError, UnknownModel, list_models, resolve
 from mgctag.models.names import (
     AUDIOSET_MODEL,
     DEFAULT_SELECTION,
     ENSEMBLES,
     MUSICNN_MODELS,
+    PATCH_FEATURES,
     SELECTION,
 )
-from mgctag.models.registry import ModelCard, ModelError, UnknownModel, list_models, resolve
 from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ class Cnn2d(nn.Module):
     time, so any patch length works.
     """
 
-    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mel"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -61,7 +61,7 @@ class Cnn2d(nn.Module):
 class Cnn1d(nn.Module):
     """Convolutions over time with the mel bins as channels (frequency is never shifted)."""
 
-    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mel"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class Crnn(nn.Module):
     is the last layer's final hidden state.
     """
 
-    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mel"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     POOLS = ((2, 2), (2, 3), (2, 4), (1, 4))
 

@@ -153,7 +153,7 @@ class SubBandFrontEnd(nn.Module):
 class EcapaTdnn(nn.Module):
     """ECAPA-TDNN with CCS (``stop``/``cont`` channels per block) and FSA (``n_bands``)."""
 
-    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mel"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,

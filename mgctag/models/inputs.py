@@ -22,14 +22,9 @@ import numpy as np
 
 from mgctag.audio import decode, features, segment
 from mgctag.library.rows import Track
+from mgctag.models.names import FEATURES, PATCH_FEATURES
 from mgctag.separate.base import STEMS, SeparationError, Separator
 from mgctag.separate.files import write_stems
-
-# What a tagger can read. mel / mfcc / stems are 187-frame patches at 16 kHz (features.py);
-# waveform is the mono analysis windows at the spec's rate; embeddings are another tagger's stored
-# per-stem vectors (read from the library, not from audio).
-FEATURES = ("mel", "mfcc", "stems", "waveform", "embeddings")
-PATCH_FEATURES = ("mel", "mfcc", "stems")
 
 # Below this much audible signal (in the analysed windows) a track is skipped, not guessed at.
 MIN_AUDIBLE_SECONDS = 2.0

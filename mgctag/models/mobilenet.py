@@ -67,7 +67,7 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """MobileNetV2 backbone + two dense layers + classifier, with embedding taps."""
 
-    INPUT = "mel"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mel"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,

@@ -15,6 +15,11 @@ ENSEMBLES = {MUSICNN_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
 # (at most, absolute floor, floor relative to the top score). Cross-validated in docs/models.md.
 SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6)}
 DEFAULT_SELECTION = (3, 0.15, 0.35)
+# What a tagger can read (models/inputs.py makes it). mel / mfcc / stems are 187-frame patches at
+# 16 kHz (audio/features.py); waveform is the mono analysis windows at the spec's rate; embeddings
+# are another tagger's stored per-stem vectors (read from the library, not from audio).
+FEATURES = ("mel", "mfcc", "stems", "waveform", "embeddings")
+PATCH_FEATURES = ("mel", "mfcc", "stems")
 
 
 def builtin_selection(name: str) -> tuple[int, float, float]:

@@ -51,7 +51,7 @@ def conv3x3(in_ch: int, out_ch: int, separable: bool) -> nn.Module:
 class StemCnn(nn.Module):
     """Two conv + BN + ReLU + max-pool layers over stacked stem log-mels, then a dense layer."""
 
-    INPUT = "stems"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "stems"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ class TwoWidths(nn.Module):
 class SwishNet(nn.Module):
     """SwishNet on MFCCs; ``width`` 1 = slim, 2 = wide."""
 
-    INPUT = "mfcc"  # what it reads (audio.inputs.FEATURES): `train --arch` feeds it this
+    INPUT = "mfcc"  # what it reads (models.names.FEATURES): `train --arch` feeds it this
 
     def __init__(self, n_classes: int, n_mfcc: int = 20, width: int = 1) -> None:
         super().__init__()

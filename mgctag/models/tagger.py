@@ -19,11 +19,12 @@ import torch
 
 from mgctag.content import MUSIC, SPEECH, ContentDecision, track_class
 from mgctag.genres import GenreMap, combine_models, mean_tag_probs
+from mgctag.models.cards import ModelCard
 from mgctag.models.head import GenreHead, predict_proba
 from mgctag.models.inputs import InputSpec, TrackInput, select_input
 from mgctag.models.names import EMBEDDING_MODEL, MUSICNN_MODELS
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
-from mgctag.models.registry import ModelCard, load_model
+from mgctag.models.registry import load_model
 from mgctag.options import MUSICNN_TAGGER
 
 

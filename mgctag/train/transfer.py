@@ -16,7 +16,8 @@ from typing import Any, cast
 
 from torch import nn
 
-from mgctag.models.registry import NETWORK_INPUTS, ModelCard, ModelError, list_models, load_model
+from mgctag.models.cards import ModelCard, ModelError, list_models
+from mgctag.models.registry import NETWORK_INPUTS, load_model
 from mgctag.models.stemcnn import PAPER_STEMS
 
 # Patch features a student can read (the pipeline's `prepare` makes them for every track).

@@ -18,8 +18,9 @@ from mgctag.audio import features
 from mgctag.library.db import Library
 from mgctag.library.rows import Track
 from mgctag.library.scan import ScanReport, iter_audio_files, scan
+from mgctag.models.cards import ModelCard
 from mgctag.models.inputs import InputPlan, InputSpec, prepare, select_input
-from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, ModelCard, save_model
+from mgctag.models.registry import ARCHITECTURES, NETWORK_INPUTS, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import prepare_input
 from mgctag.options import MUSICNN_TAGGER, TRAIN, Progress

@@ -30,11 +30,12 @@ import torch
 from torch import nn
 
 from mgctag.audio import decode, features
+from mgctag.models.cards import ModelError, resolve
 from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn
-from mgctag.models.registry import ModelError, load_model, resolve
+from mgctag.models.registry import load_model
 from mgctag.models.stemcnn import StemCnn
 from mgctag.models.swishnet import SwishNet
 from tools.paths import LIBROSA

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from mgctag.audio.features import efficientat_mel
+from mgctag.models.cards import ModelCard
 from mgctag.models.efficientat import LARGE, EfficientAT
-from mgctag.models.registry import ModelCard, save_model
+from mgctag.models.registry import save_model
 from tools.paths import FIXTURES, WEIGHTS
 
 FIXTURE = FIXTURES / "efficientat"

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from mgctag.audio.features import log_mel, patches
-from mgctag.models.registry import ARCHITECTURES, ModelCard, save_model
+from mgctag.models.cards import ModelCard
+from mgctag.models.registry import ARCHITECTURES, save_model
 from tools.convert.tf_checkpoint import read_checkpoint
 from tools.paths import WEIGHTS
 

@@ -43,9 +43,10 @@ from mgctag.genres import (
     mean_tag_probs,
     select_genres,
 )
+from mgctag.models.cards import ModelCard
 from mgctag.models.catalog import AUDIOSET_MODEL, DEFAULT_TAGGER, selection
 from mgctag.models.inputs import select_input
-from mgctag.models.registry import ARCHITECTURES, ModelCard, load_model, save_model
+from mgctag.models.registry import ARCHITECTURES, load_model, save_model
 from mgctag.models.stemcnn import PAPER_STEMS
 from mgctag.models.tagger import MUSICNN_MODELS, prepare_input, student_decision
 from mgctag.separate import get_separator

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgctag.models.registry import ModelCard, save_model
+from mgctag.models.cards import ModelCard
+from mgctag.models.registry import save_model
 from mgctag.models.swishnet import SwishNet
 from mgctag.segments.detector import CLASSES, FPS, N_MFCC, SILENCE_DB, frame_db, mfcc, silent_frames
 from mgctag.train.distill import DistillConfig
