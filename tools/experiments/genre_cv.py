@@ -379,16 +379,24 @@ FAST_FLOORS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6)
 FAST_RELATIVE = (0.6, 0.8)
 
 
-def fast_cv(data: Path, folds: int, repeats: int) -> None:
+def fast_cv(data: Path, folds: int, repeats: int, alone: str | None = None) -> None:
     """`--model fast` against the shipped default on the MUSDB previews, grouped by artist: in
     each training part the fast student's count and floors with the best top-1 among those whose
-    precision is at least the default's there (else the most precise) are chosen."""
-    fast_name = catalog.canonical("fast")
+    precision is at least the default's there (else the most precise) are chosen. `alone`: one
+    of the default's own models (its stored genre scores, no lone-tag rule) in fast's place —
+    what a `fast` made of that model alone would write."""
     default = {c.path: c for c in load(data) if c.collection == "MUSDB"}
-    fast = [c for c in load(data, fast_name) if c.path in default]
+    if alone is None:
+        fast_name = catalog.canonical("fast")
+        fast = [c for c in load(data, fast_name) if c.path in default]
+        most, floor, relative = catalog.selection(fast_name)
+    else:
+        fast_name = f"{alone} alone"
+        fast = [replace(c, scores=c.models[alone], per_model=[], models={}, _backed={})
+                for c in default.values()]  # fmt: skip
+        most, floor, relative = 1, 0.05, 0.6
     base = [default[c.path] for c in fast]
     tree = GenreTree.of_map(default_map())
-    most, floor, relative = catalog.selection(fast_name)
     card = Setting(count=most, floor=floor, relative=relative, depth=TAG["genre_depth"].default)
     options = [
         replace(card, count=n, floor=f, relative=r)
@@ -435,10 +443,11 @@ def main() -> None:
     ap.add_argument("--depth", default="leaf", help="the tree depth the later rows build on")
     ap.add_argument("--only", nargs="*", help="systems whose name starts with one of these")
     ap.add_argument("--fast", action="store_true", help="`--model fast` against the default")
+    ap.add_argument("--alone", help="with --fast: one of the default's models in fast's place")
     ap.add_argument("--without", help="re-plan as if the default lacked this model (MTT_musicnn)")
     args = ap.parse_args()
     if args.fast:
-        fast_cv(args.data, args.folds, args.repeats)
+        fast_cv(args.data, args.folds, args.repeats, args.alone)
         return
     clips = load(args.data)
     if args.without:
