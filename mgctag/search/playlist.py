@@ -8,11 +8,12 @@ in any `spacing` consecutive tracks (2: never twice in a row; 1: no rule).
 
 **Path** (`mgctag playlist --from A --to B`): waypoints are spaced evenly along the great circle
 from A's embedding to B's; each waypoint's nearest tracks form the pool, and the pool's
-neighbour graph (each track linked to its `_GRAPH_K` nearest in the pool) is searched for the
+neighbour graph (each track linked to its `Course.graph_k` nearest in the pool) is searched for the
 sequence of exactly `length` tracks from A to B that minimises the sum over its steps of
 (1 − cosine)² (squared, so one big jump costs more than several small ones) plus a pull towards
 that step's waypoint (so the path keeps moving towards B instead of dwelling). A beam search
-keeps the `_BEAM` best partial paths per step; it respects the spacing and repeat rules exactly.
+keeps the `Course.beam` best partial paths per step; it respects the spacing and repeat rules
+exactly.
 
 **Instant mix** (`--seed A`): starting from the seed, each next track is the unused candidate
 most similar to the current track and to the seed together (half each), so the mix drifts no
@@ -37,10 +38,6 @@ from mgctag.search.similar import (
     track_genres,
 )
 
-_POOL_PER_WAYPOINT = 30
-_GRAPH_K = 15
-_BEAM = 48
-_COURSE = 0.5  # weight of the pull towards each step's waypoint
 _MIX_POOL = 8  # instant mix: candidates per track of the mix
 
 
@@ -52,6 +49,21 @@ class Rules:
     spacing: int = 3
     genre: str | None = None
     exclude_artist: bool = False
+
+
+@dataclass(frozen=True)
+class Course:
+    """How a path is searched: `pool` nearest tracks of each waypoint, each pool track linked to
+    its `graph_k` nearest in the pool, `beam` partial paths kept per step, and the `pull`
+    towards each step's waypoint (docs/similar.md, "Playlists": how they were chosen)."""
+
+    pool: int = 30
+    graph_k: int = 15
+    beam: int = 48
+    pull: float = 0.5
+
+
+COURSE = Course()
 
 
 @dataclass
@@ -122,6 +134,7 @@ def path_playlist(
     rules: Rules = Rules(),
     method: str = "auto",
     say: Say | None = None,
+    course: Course = COURSE,
 ) -> list[dict]:
     """`length` tracks from `start` to `end` (track ids), each step a small one (above)."""
     if rules.length < 2:
@@ -138,10 +151,10 @@ def path_playlist(
     waypoints = [_slerp(a, b, (i + 1) / (inner + 1)) for i in range(inner)]
     ids: list[int] = []
     for w in waypoints:
-        ids += [h.id for h in search.ranked(w, _POOL_PER_WAYPOINT, exclude=(start, end))]
+        ids += [h.id for h in search.ranked(w, course.pool, exclude=(start, end))]
     pool = _pool(lib, search, ids, ends, ends_v, rules)
     order = _beam_path(
-        pool, a, b, waypoints, artist_key(ends[0]), artist_key(ends[1]), rules.spacing
+        pool, a, b, waypoints, (artist_key(ends[0]), artist_key(ends[1])), rules.spacing, course
     )
     if order is None:
         raise SimilarError(
@@ -158,11 +171,12 @@ def _beam_path(
     a: np.ndarray,
     b: np.ndarray,
     waypoints: Sequence[np.ndarray],
-    artist_a: str,
-    artist_b: str,
+    artists: tuple[str, str],
     spacing: int,
+    course: Course,
 ) -> list[int] | None:
     """Pool rows for the inner places, by beam search over the pool's neighbour graph."""
+    artist_a, artist_b = artists
     inner = len(waypoints)
     if inner == 0:
         return []
@@ -170,11 +184,11 @@ def _beam_path(
     if n < inner:
         return None
     sims = pool.vectors @ pool.vectors.T
-    k = min(_GRAPH_K, n - 1)
+    k = min(course.graph_k, n - 1)
     graph = np.argsort(-sims, axis=1)[:, 1 : k + 1] if n > 1 else np.zeros((n, 0), int)
     from_a = pool.vectors @ a
     to_b = pool.vectors @ b
-    course = np.stack([pool.vectors @ w for w in waypoints])  # (inner, n)
+    toward = np.stack([pool.vectors @ w for w in waypoints])  # (inner, n)
     gap = max(spacing - 1, 0)  # how many tracks before each may not share its artist
     # a state: (cost, path of pool rows); the first step may start anywhere near A
     beam: list[tuple[float, list[int]]] = [(0.0, [])]
@@ -187,13 +201,13 @@ def _beam_path(
                 if not len(nxt):
                     continue
             else:
-                nxt = np.argsort(-from_a)[: max(_GRAPH_K, _BEAM)]
+                nxt = np.argsort(-from_a)[: max(course.graph_k, course.beam)]
                 step_sim = from_a[nxt]
-            costs = (1 - step_sim) ** 2 + _COURSE * (1 - course[step, nxt]) ** 2
+            costs = (1 - step_sim) ** 2 + course.pull * (1 - toward[step, nxt]) ** 2
             if step == inner - 1:
                 costs = costs + (1 - to_b[nxt]) ** 2
             recent = [artist_a, *(pool.artists[r] for r in path)][-(spacing - 1) :] if gap else []
-            for c, r in sorted(zip(costs.tolist(), nxt.tolist(), strict=True))[:_BEAM]:
+            for c, r in sorted(zip(costs.tolist(), nxt.tolist(), strict=True))[: course.beam]:
                 if r in path or pool.artists[r] in recent:
                     continue
                 if gap and step >= inner - gap and pool.artists[r] == artist_b:
@@ -202,7 +216,7 @@ def _beam_path(
         if not grown:
             return None
         grown.sort(key=lambda s: s[0])
-        beam = _distinct(grown, _BEAM)
+        beam = _distinct(grown, course.beam)
     return beam[0][1]
 
 
