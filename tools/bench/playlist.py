@@ -271,6 +271,99 @@ def tagged_copy(dupes: Path, corpus: Path, dest: Path) -> Path:
     return dest
 
 
+GRID_SIZES = {"pool": (15, 30, 60), "graph_k": (8, 15, 30), "beam": (16, 48, 128)}
+GRID_PULLS = (0.0, 0.25, 0.5, 1.0, 2.0)
+
+
+def pairs_of(lib: Library, ids: np.ndarray, unit: np.ndarray, n: int, seed: int) -> list:
+    """`n` random (A, B) of the library that are not versions of each other (as `evaluate`)."""
+    rng = np.random.default_rng(seed)
+    tracks = lib.tracks_by_ids(ids.tolist())
+    records = [tracks[int(i)] for i in ids]
+    where = {int(i): r for r, i in enumerate(ids.tolist())}
+    out: list[tuple[int, int]] = []
+    while len(out) < n:
+        a, b = (int(x) for x in rng.choice(ids, 2, replace=False))
+        key = versions.version_key(tracks[a])
+        if (key and key == versions.version_key(tracks[b])) or version_mask(
+            [where[a]], records, unit
+        )[where[b]]:
+            continue
+        out.append((a, b))
+    return out
+
+
+def tune(tuning_db: Path, test_db: Path, pairs: int, length: int, spacing: int) -> dict[str, Any]:
+    """The path's search settings (`playlist.Course`) chosen on one library, tested on another:
+    every combination of GRID_SIZES and GRID_PULLS on `tuning_db`'s pairs, scored by mean step +
+    weakest step (a smooth list with no big jump); the best and the shipped settings then on
+    `test_db`'s pairs, paired, with 95 % bootstrap intervals."""
+    import itertools
+
+    rules = pl.Rules(length=length, spacing=spacing)
+
+    def run(db: Path, courses: list[pl.Course]) -> list[list[dict]]:
+        with Library(db) as lib:
+            search = ExactSearcher(lib, DEFAULT_TAGGER, "mix")
+            ids, unit = search.index.ids, search.index.matrix
+            where = {int(i): r for r, i in enumerate(ids.tolist())}
+            tracks = lib.tracks_by_ids(ids.tolist())
+            todo = pairs_of(lib, ids, unit, pairs, seed=1)
+            rows = []
+            for course in courses:
+                got = []
+                for a, b in todo:
+                    try:
+                        path = pl.path_playlist(
+                            lib, a, b, model=DEFAULT_TAGGER, rules=rules, course=course
+                        )
+                    except SimilarError:
+                        got.append({"mean_step": 0.0, "min_step": -1.0, "reached": False})
+                        continue
+                    chosen = [int(t["id"]) for t in path]
+                    row = _score(chosen, where, unit, tracks, spacing)
+                    got.append(row | {"reached": chosen[0] == a and chosen[-1] == b})
+                rows.append(got)
+            return rows
+
+    def objective(rows: list[dict]) -> float:
+        return statistics.mean(r["mean_step"] + r["min_step"] for r in rows)
+
+    grid = [
+        pl.Course(pool=p, graph_k=k, beam=b, pull=w)
+        for (p, k, b), w in itertools.product(itertools.product(*GRID_SIZES.values()), GRID_PULLS)
+    ]
+    tuned = run(tuning_db, grid)
+    ranking = sorted(zip(grid, tuned, strict=True), key=lambda cr: -objective(cr[1]))
+    best = ranking[0][0]
+    shipped = pl.COURSE
+    test = run(test_db, [shipped, best])
+    rng = np.random.default_rng(0)
+
+    def summary(rows: list[dict]) -> dict[str, float]:
+        return {
+            "mean_step": statistics.mean(r["mean_step"] for r in rows),
+            "mean_min_step": statistics.mean(r["min_step"] for r in rows),
+            "reached": sum(r["reached"] for r in rows),
+        }
+
+    return {
+        "tuning_db": str(tuning_db),
+        "test_db": str(test_db),
+        "pairs": pairs,
+        "length": length,
+        "top_on_tuning": [
+            {"course": vars(c), "objective": objective(r)} | summary(r) for c, r in ranking[:5]
+        ],
+        "shipped_on_tuning": summary(tuned[grid.index(shipped)]) if shipped in grid else None,
+        "test": {"shipped": summary(test[0]), "best": summary(test[1]), "best_course": vars(best)},
+        "test_best_minus_shipped": {
+            key: _interval([b[key] - s[key] for s, b in zip(test[0], test[1], strict=True)], rng)
+            for key in ("mean_step", "min_step")
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", type=Path, default=Path("/work/data/similar/corpus.db"))
@@ -284,7 +377,19 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=10)
     ap.add_argument("--spacing", type=int, default=3)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--tune-on",
+        type=Path,
+        default=None,
+        help="choose the path's search settings on this library, test them on --db",
+    )
     args = ap.parse_args()
+    if args.tune_on:
+        result = tune(args.tune_on, args.db, args.pairs, args.length, args.spacing)
+        print(json.dumps(result, indent=1))
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=1))
+        return
     if args.from_dupes:
         tagged_copy(args.from_dupes, Path("/work/data/similar/corpus.db"), args.db)
     result = evaluate(args.db, args.pairs, args.length, args.spacing)
