@@ -109,8 +109,13 @@ def test_written_genres_are_what_tag_writes(jazz, jazz_wav) -> None:
     combined = dict(tagger.predictions(out, default_map())[-1].genres)
     assert model_scores(tagger, out, default_map())[0][COMBINED] == pytest.approx(combined)
     assert jazz.content == "music" and jazz.written
+    # under bfloat16 (a CPU with AVX-512 BF16: models/tagger.py) the two runs' batches differ
+    # and probabilities move by up to ~0.01; the decision below must still agree exactly
+    from mgctag.models.audioset import BF16_MARGIN
+
+    near = BF16_MARGIN if getattr(tagger, "musicnn", tagger).bf16 else 1e-3
     for g in jazz.genres:
-        assert g.score == pytest.approx(combined.get(g.genre, 0.0), abs=1e-3)
+        assert g.score == pytest.approx(combined.get(g.genre, 0.0), abs=near)
         assert g.score == pytest.approx(sum(g.terms.values()), abs=2e-4)
     assert jazz.written[0] == max(combined, key=combined.get)
     top = jazz.genres[0]
