@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mgctag.errors import ConfigError, reason_of
-from mgctag.options import Mode
+from mgctag.options import TAG, Mode
 
 DEFAULT_MAX_GENRES = 3
 DEFAULT_MIN_CONFIDENCE = 0.15
@@ -588,23 +588,41 @@ def blend_neighbours(
     }
 
 
+@dataclass(frozen=True)
+class Planning:
+    """Everything besides the scores that decides what is written: the tree and the depth
+    written at, a tagger's count and floors, the lone-tag rule. One value, so the planning rule
+    and its margin (`decide_genres`, `decision_margin`) always read the same settings."""
+
+    tree: GenreTree
+    depth: str
+    max_genres: int
+    min_confidence: float
+    relative_floor: float
+    lone: LoneRule | None = None
+
+    @classmethod
+    def shipped(cls, selection: tuple[int, float, float]) -> Planning:
+        """The default's planning — mgctag's own tree at the default depth, the genre map's
+        lone-tag rule — with a tagger's (count, absolute floor, relative floor)."""
+        most, floor, relative = selection
+        depth = TAG["genre_depth"].default
+        return cls(planning_tree(), depth, most, floor, relative, default_map().lone)
+
+
 def decide_genres(
     scores: Mapping[str, float],
-    tree: GenreTree,
-    depth: str,
+    plan: Planning,
     *,
-    max_genres: int,
-    min_confidence: float,
-    relative_floor: float,
     per_model: Sequence[Mapping[str, float]] = (),
-    lone: LoneRule | None = None,
     neighbours: Sequence[tuple[float, Sequence[str]]] = (),
     weight: float = 0.0,
 ) -> list[tuple[str, float]]:
     """The one planning rule, in order: genres only one model backs are dropped below their
     need (`drop_lone`, when the tagger's models' own scores are known), the library's vocabulary
     is blended in (`blend_neighbours`, when neighbours are given), and the tree chooses and
-    writes at `depth` (`select_in_tree`)."""
+    writes at the plan's depth (`select_in_tree`)."""
+    tree, lone = plan.tree, plan.lone
     if per_model and lone is not None:
         scores = drop_lone(scores, backed_genres(per_model, tree, lone.support), tree, lone)
     if neighbours and weight > 0:
@@ -612,10 +630,10 @@ def decide_genres(
     return select_in_tree(
         scores,
         tree,
-        depth,
-        max_genres=max_genres,
-        min_confidence=min_confidence,
-        relative_floor=relative_floor,
+        plan.depth,
+        max_genres=plan.max_genres,
+        min_confidence=plan.min_confidence,
+        relative_floor=plan.relative_floor,
     )
 
 
@@ -663,15 +681,7 @@ def selection_margin(
 
 
 def decision_margin(
-    scores: Mapping[str, float],
-    tree: GenreTree,
-    depth: str,
-    *,
-    max_genres: int,
-    min_confidence: float,
-    relative_floor: float,
-    per_model: Sequence[Mapping[str, float]] = (),
-    lone: LoneRule | None = None,
+    scores: Mapping[str, float], plan: Planning, *, per_model: Sequence[Mapping[str, float]] = ()
 ) -> float:
     """How far `decide_genres`' choice (no vocabulary, the shipped `max` aggregation) is from
     changing: the smallest gap of any comparison it makes — each model's score for a genre to
@@ -680,6 +690,9 @@ def decision_margin(
     parent it needs, and to the next child). With `max`, a total moves no more than the scores
     under it, so moving every score, the models' own included, by less than half of this
     cannot change what is written."""
+    tree, depth, lone = plan.tree, plan.depth, plan.lone
+    max_genres, min_confidence = plan.max_genres, plan.min_confidence
+    relative_floor = plan.relative_floor
     gaps = [float("inf")]
     if per_model and lone is not None:
         backed = backed_genres(per_model, tree, lone.support)

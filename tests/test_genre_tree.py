@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from mgctag.genres import (
     GenreMap,
     GenreTree,
     LoneRule,
+    Planning,
     backed_genres,
     decide_genres,
     default_map,
@@ -169,11 +171,10 @@ def test_a_genre_one_model_alone_backs_is_dropped_below_its_need():
     scores = {"Rock": 0.3, "Indian": 0.25}
     backed = backed_genres(per_model, _tree(), 0.1)
     assert "Rock" in backed and not {"Indian", "Asian", "World"} & backed
-    kw = {"max_genres": 2, "min_confidence": 0.05, "relative_floor": 0.6}
 
     def written(rule: LoneRule) -> list[str]:
-        return [g for g, _ in decide_genres(scores, _tree(), "leaf", per_model=per_model,
-                                            lone=rule, **kw)]  # fmt: skip
+        plan = Planning(_tree(), "leaf", 2, 0.05, 0.6, rule)
+        return [g for g, _ in decide_genres(scores, plan, per_model=per_model)]
 
     assert written(LoneRule(0.1, 0.0)) == ["Rock", "Indian"]
     assert written(LoneRule(0.1, 0.3)) == ["Rock"]
@@ -221,15 +222,14 @@ def test_a_lone_genre_of_a_real_analysis_is_not_written_below_its_need(labelled_
     per_model = [s for s in pred.tags.values()]
     assert len(per_model) == 3  # MSD, MTT and mn04's own genre scores, stored by the default
     scores = {g: p for g, p in pred.genres}
-    kw = {"max_genres": 2, "min_confidence": 0.05, "relative_floor": 0.6}
-    top = decide_genres(scores, _tree(), "leaf", **kw)[0][0]
+    plan = Planning(_tree(), "leaf", 2, 0.05, 0.6)
+    top = decide_genres(scores, plan)[0][0]
     # at support 1.0 no model backs anything: every genre is lone; the top one needs more
     rule = LoneRule(1.0, 0.0, {top: scores[top] + 0.01})
-    without = [g for g, _ in decide_genres(scores, _tree(), "leaf", per_model=per_model,
-                                           lone=rule, **kw)]  # fmt: skip
+    without = [g for g, _ in decide_genres(scores, replace(plan, lone=rule), per_model=per_model)]
     assert top not in without
-    assert top in [g for g, _ in decide_genres(scores, _tree(), "leaf", per_model=per_model,
-                                               lone=LoneRule(1.0, 0.0), **kw)]  # fmt: skip
+    lone = replace(plan, lone=LoneRule(1.0, 0.0))
+    assert top in [g for g, _ in decide_genres(scores, lone, per_model=per_model)]
 
 
 @pytest.mark.slow

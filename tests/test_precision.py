@@ -10,13 +10,12 @@ from pathlib import Path
 import media
 import pytest
 
-from mgctag.genres import decide_genres, default_map, planning_tree, select_genres
+from mgctag.genres import Planning, decide_genres, default_map, select_genres
 from mgctag.library.rows import Track
 from mgctag.models import audioset, catalog
 from mgctag.models.audioset import CombinedTagger, choice_margin
 from mgctag.models.inputs import InputPlan, prepare
 from mgctag.models.protocol import Prediction
-from mgctag.options import TAG
 
 MUSDB = media.MUSDB / "train"  # optional (research use): these clips' decisions are known
 # Milk Cow Blues: raw bfloat16 swaps the two written genres (tools/bench/compare_precision.py)
@@ -31,17 +30,8 @@ def written(scores: dict[str, float], name: str) -> list[str]:
 
 def planned(row: Prediction) -> list[str]:
     """What planning writes from the default's row by default: tree, depth, lone-tag rule."""
-    most, floor, relative = catalog.selection(row.model)
-    chosen = decide_genres(
-        dict(row.genres),
-        planning_tree(),
-        TAG["genre_depth"].default,
-        max_genres=most,
-        min_confidence=floor,
-        relative_floor=relative,
-        per_model=list(row.tags.values()),
-        lone=default_map().lone,
-    )
+    plan = Planning.shipped(catalog.selection(row.model))
+    chosen = decide_genres(dict(row.genres), plan, per_model=list(row.tags.values()))
     return [g for g, _ in chosen]
 
 
@@ -122,23 +112,22 @@ def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(d
     """The default's written genres go through the tree and the lone-tag rule (issue 29): the
     margin the bfloat16 guard reads covers every comparison they make, the models' own scores
     included."""
-    from mgctag.genres import GenreTree, LoneRule, decide_genres, decision_margin
+    from mgctag.genres import GenreTree, LoneRule, Planning, decide_genres, decision_margin
 
     rng = random.Random(29)
     tree = GenreTree.of_map(default_map())
     genres = ["Rock", "Indie", "Alternative", "Grunge", "Electronic", "Techno", "House",
               "Ambient", "Indian", "Carnatic", "Bollywood", "Pop", "Jazz", "Metal"]  # fmt: skip
-    rule = LoneRule(0.1, 0.2, {"Pop": 0.0, "Jazz": 0.15})
-    kw = {"max_genres": 2, "min_confidence": 0.05, "relative_floor": 0.6}
+    plan = Planning(tree, depth, 2, 0.05, 0.6, LoneRule(0.1, 0.2, {"Pop": 0.0, "Jazz": 0.15}))
 
     def written(scores: dict[str, float], per_model: list[dict[str, float]]) -> list[str]:
-        picked = decide_genres(scores, tree, depth, per_model=per_model, lone=rule, **kw)
+        picked = decide_genres(scores, plan, per_model=per_model)
         return [g for g, _ in picked]
 
     for _ in range(1500):
         scores = {g: rng.random() ** 3 for g in rng.sample(genres, 8)}
         per_model = [{g: rng.random() ** 2 for g in rng.sample(genres, 6)} for _ in range(3)]
-        margin = decision_margin(scores, tree, depth, per_model=per_model, lone=rule, **kw)
+        margin = decision_margin(scores, plan, per_model=per_model)
         step = 0.49 * margin / 1.6
 
         def moved(d: dict[str, float], step: float = step) -> dict[str, float]:

@@ -32,15 +32,14 @@ from mgctag.content import ContentDecision, decide, skip_reason
 from mgctag.errors import MgctagError, UsageError
 from mgctag.genres import (
     GenreMap,
+    Planning,
     decide_genres,
     default_map,
     mean_scores,
     mean_tag_probs,
-    planning_tree,
 )
 from mgctag.library.rows import Track
 from mgctag.models.inputs import InputPlan, TrackInput, prepare
-from mgctag.options import TAG
 from mgctag.separate.base import STEMS
 
 AT_RATE = 32000
@@ -218,17 +217,9 @@ def track_explanation(
 
     scores, decision, rows = model_scores(tagger, out, gmap)
     skip = skip_reason(decision.content)
-    most, floor, relative = selection(DEFAULT_TAGGER)
     per_model = [*tagger.vocabulary_scores(out, rows, gmap).values(), scores[AUDIOSET_MODEL]]
     chosen = decide_genres(
-        scores[COMBINED],
-        planning_tree(),
-        TAG["genre_depth"].default,
-        max_genres=most,
-        min_confidence=floor,
-        relative_floor=relative,
-        per_model=per_model,
-        lone=gmap.lone,
+        scores[COMBINED], Planning.shipped(selection(DEFAULT_TAGGER)), per_model=per_model
     )
     written = [g for g, _ in chosen] if skip is None else []
     per_vocab = vocab_probs(tagger, out, decision, rows)

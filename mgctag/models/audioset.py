@@ -25,12 +25,11 @@ from mgctag.audio.features import efficientat_mel
 from mgctag.content import ContentDecision, ContentGate, decide
 from mgctag.genres import (
     GenreMap,
+    Planning,
     average_known,
     decision_margin,
-    default_map,
     default_scores,
     mean_tag_probs,
-    planning_tree,
     selection_margin,
 )
 from mgctag.models.inputs import InputSpec, TrackInput
@@ -38,7 +37,7 @@ from mgctag.models.names import AUDIOSET_MODEL, builtin_selection
 from mgctag.models.protocol import Prediction, TaggerOutput, ranked, split_rows, unit_mean
 from mgctag.models.registry import load_model
 from mgctag.models.tagger import EnsembleTagger, native_bf16
-from mgctag.options import DEFAULT_TAGGER, TAG
+from mgctag.options import DEFAULT_TAGGER
 
 AUDIOSET_RATE = 32000
 WAVEFORM = f"waveform@{AUDIOSET_RATE}"
@@ -248,17 +247,8 @@ def choice_margin(scores: Mapping[str, float], name: str) -> float:
 def planned_margin(row: Prediction) -> float:
     """How far the genres planning writes from the default's row by default (tree, depth,
     lone-tag rule: `genres.decision_margin`) are from changing."""
-    most, floor, relative = builtin_selection(row.model)
-    return decision_margin(
-        dict(row.genres),
-        planning_tree(),
-        TAG["genre_depth"].default,
-        max_genres=most,
-        min_confidence=floor,
-        relative_floor=relative,
-        per_model=list(row.tags.values()),
-        lone=default_map().lone,
-    )
+    plan = Planning.shipped(builtin_selection(row.model))
+    return decision_margin(dict(row.genres), plan, per_model=list(row.tags.values()))
 
 
 def patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mgctag.content import skip_reason
-from mgctag.genres import decide_genres, default_map, planning_tree
+from mgctag.genres import Planning, decide_genres, default_map, planning_tree
 from mgctag.library.db import Library
 from mgctag.library.rows import StoredPrediction, Track
 from mgctag.models import catalog
@@ -77,13 +77,15 @@ def genres_from(
         g
         for g, _ in decide_genres(
             {g: p for g, p in pred.genres or []},
-            planning_tree(opts.genre_tree, opts.genre_whitelist),
-            opts.genre_depth,
-            max_genres=opts.max_genres if opts.max_genres is not None else most,
-            min_confidence=opts.min_confidence if opts.min_confidence is not None else floor,
-            relative_floor=relative,
+            Planning(
+                planning_tree(opts.genre_tree, opts.genre_whitelist),
+                opts.genre_depth,
+                opts.max_genres if opts.max_genres is not None else most,
+                opts.min_confidence if opts.min_confidence is not None else floor,
+                relative,
+                gmap.lone,
+            ),
             per_model=model_genres(pred),
-            lone=gmap.lone,
             neighbours=neighbours,
             weight=LIBRARY_WEIGHT,
         )
