@@ -55,12 +55,17 @@ RESERVED = (
 AUDIO = r"\.(ogg|oga|wav|flac|mp3)$"
 SPLITS = ("train", "val", "test")
 MUSIC_EXCERPT_S = 60.0  # per music track: variety without decoding hours
-MUSIC_BED_SHARE = 0.25  # of train / val speech files laid over music
+MUSIC_BED_SHARE = 0.35  # of train / val speech files laid over music (fourth build: 0.25)
 NOISE_BED_SHARE = 0.15  # ... and over noise
 BED_DB = (-20.0, -6.0)  # bed level under the voice (RMS)
 NOISE_BED_DB = (-20.0, -5.0)
 MAX_FILES = 300  # per package and class (seeded choice): thousands of one-word files add little
-LONG_FILES = {"festvox-ru": 620, "fillets-ng-data-cs": 700, "fillets-ng-data-nl": 450}
+LONG_FILES = {
+    "festvox-ru": 620,
+    "fillets-ng-data-cs": 700,
+    "fillets-ng-data-nl": 450,
+    "0ad-data": 600,
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,17 @@ SOURCES: tuple[Source, ...] = (
     Source("dustracing2d-data", "noise", "val", r"/sounds/"),
     Source("flare-game", "noise", "test", r"/soundfx/"),  # rain, wind, thunder, steps, fights
     Source("fillets-ng-data", "noise", "test", r"/sound/[^/]+/[^/]+$", r"/sound/music/"),
+    # --- fifth build: appended, so the seeded choices above draw the same files ----------------
+    Source("asterisk-core-sounds-fr-wav", "speech", "train", r"/sounds/"),  # Canadian French
+    Source("asterisk-core-sounds-it-wav", "speech", "train", r"/sounds/"),  # not the test's voice
+    Source("asterisk-core-sounds-ru-wav", "speech", "val", r"/sounds/"),  # continuous sentences
 )
+# Fifth build: the third build's noise (tools.data.fetch_segment_noise DEST: 0 A.D.'s weather,
+# water, fauna and steps, city, crafts, engines), one split per package; not the packages the
+# fourth build already uses.
+NOISE3 = Path("/work/data/noise")
+NOISE3_SPLIT = {"lincity-ng-data": "val", "widelands-data": "val"}  # else train
+NOISE3_SKIP = ("sound-theme-freedesktop",)
 
 # ../shared recordings: (glob under SHARED/audio, class, split)
 LIBRISPEECH = ("198-209-0000", "3436-172162-0000", "5703-47212-0000")
@@ -268,8 +283,22 @@ def lay_bed(voice: np.ndarray, bed: np.ndarray, db: float, rng: np.random.Genera
     return (mix / peak * 0.99 if peak > 0.99 else mix).astype(np.float32)
 
 
+def noise3_rows(folder: Path = NOISE3) -> list[Row]:
+    """The third build's noise packages fetched under `folder`, each capped like a package."""
+    rows: list[Row] = []
+    for pkg in sorted(d for d in folder.glob("*") if d.is_dir() and d.name not in NOISE3_SKIP):
+        files = [p for p in sorted(pkg.rglob("*")) if re.search(AUDIO, p.name, re.I)]
+        cap = LONG_FILES.get(pkg.name, MAX_FILES)
+        if len(files) > cap:
+            rng = np.random.default_rng(len(rows))
+            files = [files[i] for i in sorted(rng.choice(len(files), cap, replace=False))]
+        split = NOISE3_SPLIT.get(pkg.name, "train")
+        rows += [Row(str(p), "noise", split, pkg.name) for p in files]
+    return rows
+
+
 def all_rows(root: Path) -> list[Row]:
-    return package_rows(root) + shared_rows()
+    return package_rows(root) + shared_rows() + noise3_rows()
 
 
 def build(root: Path, out: Path, seed: int = 0) -> None:
