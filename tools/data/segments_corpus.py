@@ -1,13 +1,14 @@
-"""The speech / music / noise data of the segmenter, fourth build (issue 27), outside the repo.
+"""The speech / music / noise data of the segmenter, fourth and fifth builds (issue 27).
 
 Every source is a Debian package (`apt-get download` + `dpkg -x`, its debian/copyright kept) or a
 recording in ../shared, and each *package* belongs to one split: the validation and test sets
 share no package, and so no speaker, with the training set. Steps:
 
     python -m tools.data.segments_corpus fetch --root /work/data/segsrc      # packages
-    python -m tools.data.segments_corpus build --root /work/data/segsrc --out /work/data/segdata4
-    python -m tools.data.segments_corpus teacher --out /work/data/segdata4   # mn04's targets
-    python -m tools.data.segments_corpus heldout --out /work/data/segdata4   # test files
+    python -m tools.data.fetch_segment_noise /work/data/noise                # NOISE3 (fifth build)
+    python -m tools.data.segments_corpus build --root /work/data/segsrc --out /work/data/segdata5
+    python -m tools.data.segments_corpus teacher --out /work/data/segdata5   # mn04's targets
+    python -m tools.data.segments_corpus heldout --out /work/data/segdata5   # test files
 
 `build` writes, per split and class, one stream of the files end to end (16 kHz int16, the
 format `tools.experiments.train_segmenter` reads) and `files.json` (each file's package,
@@ -41,7 +42,7 @@ from mgctag.segments.detector import CLASSES, SR
 from tools import paths
 
 ROOT = Path("/work/data/segsrc")
-OUT = Path("/work/data/segdata4")
+OUT = Path("/work/data/segdata5")
 SHARED = paths.SHARED
 RESERVED = (
     "tuxpaint-stamps-default",
