@@ -1,13 +1,14 @@
-"""The speech / music / noise data of the segmenter, fourth build (issue 27), outside the repo.
+"""The speech / music / noise data of the segmenter, fourth and fifth builds (issue 27).
 
 Every source is a Debian package (`apt-get download` + `dpkg -x`, its debian/copyright kept) or a
 recording in ../shared, and each *package* belongs to one split: the validation and test sets
 share no package, and so no speaker, with the training set. Steps:
 
     python -m tools.data.segments_corpus fetch --root /work/data/segsrc      # packages
-    python -m tools.data.segments_corpus build --root /work/data/segsrc --out /work/data/segdata4
-    python -m tools.data.segments_corpus teacher --out /work/data/segdata4   # mn04's targets
-    python -m tools.data.segments_corpus heldout --out /work/data/segdata4   # test files
+    python -m tools.data.fetch_segment_noise /work/data/noise                # NOISE3 (fifth build)
+    python -m tools.data.segments_corpus build --root /work/data/segsrc --out /work/data/segdata5
+    python -m tools.data.segments_corpus teacher --out /work/data/segdata5   # mn04's targets
+    python -m tools.data.segments_corpus heldout --out /work/data/segdata5   # test files
 
 `build` writes, per split and class, one stream of the files end to end (16 kHz int16, the
 format `tools.experiments.train_segmenter` reads) and `files.json` (each file's package,
@@ -41,7 +42,7 @@ from mgctag.segments.detector import CLASSES, SR
 from tools import paths
 
 ROOT = Path("/work/data/segsrc")
-OUT = Path("/work/data/segdata4")
+OUT = Path("/work/data/segdata5")
 SHARED = paths.SHARED
 RESERVED = (
     "tuxpaint-stamps-default",
@@ -55,12 +56,17 @@ RESERVED = (
 AUDIO = r"\.(ogg|oga|wav|flac|mp3)$"
 SPLITS = ("train", "val", "test")
 MUSIC_EXCERPT_S = 60.0  # per music track: variety without decoding hours
-MUSIC_BED_SHARE = 0.25  # of train / val speech files laid over music
+MUSIC_BED_SHARE = 0.35  # of train / val speech files laid over music (fourth build: 0.25)
 NOISE_BED_SHARE = 0.15  # ... and over noise
 BED_DB = (-20.0, -6.0)  # bed level under the voice (RMS)
 NOISE_BED_DB = (-20.0, -5.0)
 MAX_FILES = 300  # per package and class (seeded choice): thousands of one-word files add little
-LONG_FILES = {"festvox-ru": 620, "fillets-ng-data-cs": 700, "fillets-ng-data-nl": 450}
+LONG_FILES = {
+    "festvox-ru": 620,
+    "fillets-ng-data-cs": 700,
+    "fillets-ng-data-nl": 450,
+    "0ad-data": 600,
+}
 
 
 @dataclass(frozen=True)
@@ -123,7 +129,17 @@ SOURCES: tuple[Source, ...] = (
     Source("dustracing2d-data", "noise", "val", r"/sounds/"),
     Source("flare-game", "noise", "test", r"/soundfx/"),  # rain, wind, thunder, steps, fights
     Source("fillets-ng-data", "noise", "test", r"/sound/[^/]+/[^/]+$", r"/sound/music/"),
+    # --- fifth build: appended, so the seeded choices above draw the same files ----------------
+    Source("asterisk-core-sounds-fr-wav", "speech", "train", r"/sounds/"),  # Canadian French
+    Source("asterisk-core-sounds-it-wav", "speech", "train", r"/sounds/"),  # not the test's voice
+    Source("asterisk-core-sounds-ru-wav", "speech", "val", r"/sounds/"),  # continuous sentences
 )
+# Fifth build: the third build's noise (tools.data.fetch_segment_noise DEST: 0 A.D.'s weather,
+# water, fauna and steps, city, crafts, engines), one split per package; not the packages the
+# fourth build already uses.
+NOISE3 = Path("/work/data/noise")
+NOISE3_SPLIT = {"lincity-ng-data": "val", "widelands-data": "val"}  # else train
+NOISE3_SKIP = ("sound-theme-freedesktop",)
 
 # ../shared recordings: (glob under SHARED/audio, class, split)
 LIBRISPEECH = ("198-209-0000", "3436-172162-0000", "5703-47212-0000")
@@ -268,8 +284,22 @@ def lay_bed(voice: np.ndarray, bed: np.ndarray, db: float, rng: np.random.Genera
     return (mix / peak * 0.99 if peak > 0.99 else mix).astype(np.float32)
 
 
+def noise3_rows(folder: Path = NOISE3) -> list[Row]:
+    """The third build's noise packages fetched under `folder`, each capped like a package."""
+    rows: list[Row] = []
+    for pkg in sorted(d for d in folder.glob("*") if d.is_dir() and d.name not in NOISE3_SKIP):
+        files = [p for p in sorted(pkg.rglob("*")) if re.search(AUDIO, p.name, re.I)]
+        cap = LONG_FILES.get(pkg.name, MAX_FILES)
+        if len(files) > cap:
+            rng = np.random.default_rng(len(rows))
+            files = [files[i] for i in sorted(rng.choice(len(files), cap, replace=False))]
+        split = NOISE3_SPLIT.get(pkg.name, "train")
+        rows += [Row(str(p), "noise", split, pkg.name) for p in files]
+    return rows
+
+
 def all_rows(root: Path) -> list[Row]:
-    return package_rows(root) + shared_rows()
+    return package_rows(root) + shared_rows() + noise3_rows()
 
 
 def build(root: Path, out: Path, seed: int = 0) -> None:

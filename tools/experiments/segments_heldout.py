@@ -5,6 +5,7 @@ none of the training data came from; `tools.data.segments_corpus heldout` draws 
         --model weights/segmenter_swishnet.safetensors [--model OTHER ...] [--mn04] \
         [--peer ina.json] --out heldout.json
     python -m tools.experiments.segments_heldout table heldout.json
+    python -m tools.experiments.segments_heldout compare heldout.json A B   # paired, by file
 
 Broadcast files: every 10 ms frame whose plan class is not silence and whose own level is above
 the detector's silence floor (-50 dBFS; pauses inside speech are not scored) is scored; a frame
@@ -140,6 +141,7 @@ def score_broadcast(fn: LabelFn, folder: Path, plans: dict) -> dict:
     right = total = 0
     per = np.zeros((len(CLASSES), 2), np.int64)  # right, total per reference class
     bed = np.zeros(2, np.int64)
+    per_file: dict[str, dict[str, list[int]]] = {}  # right, scored: for `compare`
     cpu = seconds = 0.0
     for name, plan in sorted(plans.items()):
         wav = folder / f"{name}.wav"
@@ -157,6 +159,9 @@ def score_broadcast(fn: LabelFn, folder: Path, plans: dict) -> dict:
             per[k] += (int(ok[m].sum()), int(m.sum()))
         m = scored & over_music
         bed += (int(ok[m].sum()), int(m.sum()))
+        mine = {"all": scored, "speech_over_music": m}
+        mine |= {c: scored & (ref == k) for k, c in enumerate(CLASSES)}
+        per_file[name] = {key: [int(ok[v].sum()), int(v.sum())] for key, v in mine.items()}
         cpu, seconds = cpu + c, seconds + duration
     return {
         "frame_accuracy": right / max(1, total),
@@ -166,6 +171,7 @@ def score_broadcast(fn: LabelFn, folder: Path, plans: dict) -> dict:
         "minutes": seconds / 60,
         "cpu_s": cpu,
         "cpu_s_per_min": cpu / max(seconds, 1e-9) * 60,
+        "per_file": per_file,
     }
 
 
@@ -276,6 +282,21 @@ def table(a: argparse.Namespace) -> None:
         )
 
 
+def compare(a: argparse.Namespace) -> None:
+    """Method A minus method B on the same broadcast files (frame accuracy, each class's recall,
+    speech over music), with a 95 % bootstrap over files: is a difference more than the draw?"""
+    from tools.experiments.eval_segmenter import paired_bootstrap
+
+    results = json.loads(a.results.read_text())
+    fa, fb = results[a.a]["broadcast"]["per_file"], results[a.b]["broadcast"]["per_file"]
+    names = sorted(fa)
+    for key in ("all", *CLASSES, "speech_over_music"):
+        rows_a = np.array([fa[n][key] for n in names], float)
+        rows_b = np.array([fb[n][key] for n in names], float)
+        point, lo, hi = paired_bootstrap(rows_a, rows_b)
+        print(f"{key}: {100 * point:+.2f} points (95 %: {100 * lo:+.2f} to {100 * hi:+.2f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -289,8 +310,12 @@ def main() -> None:
     s.add_argument("--no-clips", action="store_true", help="broadcast files only")
     t = sub.add_parser("table")
     t.add_argument("results", type=Path)
+    c = sub.add_parser("compare", help="A minus B, bootstrap over the broadcast files")
+    c.add_argument("results", type=Path)
+    c.add_argument("a")
+    c.add_argument("b")
     a = ap.parse_args()
-    score(a) if a.cmd == "score" else table(a)
+    {"score": score, "table": table, "compare": compare}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -88,37 +88,19 @@ def model_name(width: int, context: float, distill: bool, augment: bool = False)
     )
 
 
-def train_swishnet(a: argparse.Namespace) -> None:
-    torch.set_num_threads(a.threads)
-    mean, std = standardisation()
-    train, val = clips("train", a.context, mean, std), clips("val", a.context, mean, std)
-    name = model_name(a.width, a.context, a.distill, a.augment)
-    model = SwishNet(n_classes=3, n_mfcc=N_MFCC, width=a.width)
-    best: dict[str, Any] = {"acc": -1.0}
-    t0 = time.time()
+def swishnet_card(
+    a: argparse.Namespace,
+    name: str,
+    mean: np.ndarray,
+    std: np.ndarray,
+    train_clips: int,
+    epoch: int,
+    acc: float,
+    seconds: float,
+) -> ModelCard:
+    """The card of a trained detector (or of one epoch's state, `--keep-epochs`)."""
     alpha = a.alpha if a.distill else 0.0
-
-    def on_epoch(epoch: int, loss: float) -> None:
-        pred = seg.clip_predict(model, val.x).argmax(1)
-        acc = float((pred == val.y).mean())
-        rec = " ".join(f"{c} {(pred[val.y == k] == k).mean():.3f}" for k, c in enumerate(CLASSES))
-        print(
-            f"{name} epoch {epoch} loss {loss:.4f} val {acc:.4f} ({rec}) {time.time() - t0:.0f}s",
-            flush=True,
-        )
-        if acc > best["acc"]:
-            best.update(
-                acc=acc, epoch=epoch, state={k: v.clone() for k, v in model.state_dict().items()}
-            )
-        model.train()
-
-    aug = DistillConfig(augment="frames", tempo=0.06, mixup=0.3) if a.augment else None
-    seg.train_clips(
-        model, train, epochs=a.epochs, T=a.T, alpha=alpha, lr=a.lr, on_epoch=on_epoch, augment=aug
-    )
-    model.load_state_dict(best["state"])
-    model.eval()
-    card = ModelCard(
+    return ModelCard(
         name=name,
         arch="swishnet",
         labels=list(CLASSES),
@@ -146,19 +128,60 @@ def train_swishnet(a: argparse.Namespace) -> None:
             "distillation": {"teacher": "audioset_mn04", "T": a.T, "alpha": alpha}
             if a.distill
             else None,
-            "train_clips": int(len(train.y)),
-            "best_epoch": best["epoch"],
-            "val_clip_accuracy": round(best["acc"], 4),
-            "train_seconds": round(time.time() - t0, 1),
+            "train_clips": train_clips,
+            "best_epoch": epoch,
+            "val_clip_accuracy": round(acc, 4),
+            "train_seconds": round(seconds, 1),
             "data": "docs/segments.md (data card)",
             "command": f"MGCTAG_SEG_CLIPS={MAX_CLIPS}"
             + " python -m tools.experiments.train_segmenter swishnet"
             + f" --width {a.width} --context {a.context:g}"
             + (f" --distill --T {a.T:g} --alpha {a.alpha:g}" if a.distill else "")
             + (" --augment" if a.augment else "")
-            + f" --epochs {a.epochs}",
+            + f" --epochs {a.epochs}"
+            + (" --keep-epochs" if a.keep_epochs else ""),
         },
         licence={"weights": "MIT (mgctag)", "data": "see docs/segments.md"},
+    )
+
+
+def train_swishnet(a: argparse.Namespace) -> None:
+    torch.set_num_threads(a.threads)
+    mean, std = standardisation()
+    train, val = clips("train", a.context, mean, std), clips("val", a.context, mean, std)
+    name = model_name(a.width, a.context, a.distill, a.augment)
+    model = SwishNet(n_classes=3, n_mfcc=N_MFCC, width=a.width)
+    best: dict[str, Any] = {"acc": -1.0}
+    t0 = time.time()
+    alpha = a.alpha if a.distill else 0.0
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        pred = seg.clip_predict(model, val.x).argmax(1)
+        acc = float((pred == val.y).mean())
+        rec = " ".join(f"{c} {(pred[val.y == k] == k).mean():.3f}" for k, c in enumerate(CLASSES))
+        print(
+            f"{name} epoch {epoch} loss {loss:.4f} val {acc:.4f} ({rec}) {time.time() - t0:.0f}s",
+            flush=True,
+        )
+        if a.keep_epochs:  # every epoch's state, to choose on the validation broadcast set
+            card = swishnet_card(
+                a, f"{name}_e{epoch}", mean, std, len(train.y), epoch, acc, time.time() - t0
+            )
+            save_model(model, card, DATA / "models")
+        if acc > best["acc"]:
+            best.update(
+                acc=acc, epoch=epoch, state={k: v.clone() for k, v in model.state_dict().items()}
+            )
+        model.train()
+
+    aug = DistillConfig(augment="frames", tempo=0.06, mixup=0.3) if a.augment else None
+    seg.train_clips(
+        model, train, epochs=a.epochs, T=a.T, alpha=alpha, lr=a.lr, on_epoch=on_epoch, augment=aug
+    )
+    model.load_state_dict(best["state"])
+    model.eval()
+    card = swishnet_card(
+        a, name, mean, std, len(train.y), best["epoch"], best["acc"], time.time() - t0
     )
     save_model(model, card, DATA / "models")
     print(f"saved {name}: val {best['acc']:.4f} at epoch {best['epoch']}")
@@ -218,6 +241,9 @@ def main() -> None:
     s.add_argument("--augment", action="store_true", help="tempo and mixup of the MFCC clips")
     s.add_argument("--lr", type=float, default=3e-3)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--keep-epochs", action="store_true", help="save each epoch as NAME_eK (choose on val)"
+    )
     b = sub.add_parser("baselines")
     b.add_argument("--components", type=int, default=16)
     b.add_argument("--frames", type=int, default=60000)
