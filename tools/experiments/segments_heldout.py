@@ -73,9 +73,34 @@ def segmenter(spec: str):  # noqa: ANN201 - a Segmenter (imported late: torch)
     return seg
 
 
+def ensemble_fn(spec: str) -> LabelFn:
+    """`A+B[+...]`: the mean of several detectors' frame probabilities, decided with the first
+    one's settings (median, floor, minimum segment) — whether two detectors that err
+    differently do better together."""
+    from mgctag.segments.detector import decide
+    from mgctag.segments.recordings import decode_file
+
+    segs = [segmenter(m) for m in spec.split("+")]
+    first = segs[0]
+
+    def run(wav: Path) -> tuple[np.ndarray, float]:
+        t0 = time.process_time()
+        d = decode_file(wav)
+        probs = np.mean([s.mfcc_probs(d.mfcc, raw=True) for s in segs], axis=0)
+        timeline = decide(
+            probs, d.db, d.duration, first.median, first.floor, first.min_frames,
+            first.voiced_smoothing,
+        )  # fmt: skip
+        return to_grid(timeline.labels, timeline.duration), time.process_time() - t0
+
+    return run
+
+
 def segmenter_fn(model: str) -> LabelFn:
     from mgctag.segments.recordings import segment_file
 
+    if "+" in model:
+        return ensemble_fn(model)
     seg = segmenter(model)
 
     def run(wav: Path) -> tuple[np.ndarray, float]:
