@@ -10,12 +10,9 @@ needs. One odd track never ends a run: whatever goes wrong with it becomes its o
 
 from __future__ import annotations
 
-import ctypes
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import cache
 
 import numpy as np
 import torch
@@ -70,31 +67,6 @@ def separator_for(
     if any(t.inputs.embeds_stems for t in taggers):
         return choose_separator(opts, needs_stems)
     return None
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-KEEP_ALLOCATIONS_BYTES = 1 << 30
-
-
-@cache
-def keep_large_allocations() -> None:
-    """Let glibc's malloc reuse freed blocks up to 1 GiB instead of handing each back to the OS.
-
-    musicnn's timbral convolutions make a (patches, filters, 187, mel) float32 tensor before
-    pooling — over 0.5 GB for a 60-patch batch — and glibc serves and frees every block over
-    32 MB with mmap/munmap, so each forward pass faulted its pages in afresh: a quarter of a
-    run's CPU time was the kernel zeroing pages (issue 29, docs/benchmarks.md). A no-op where
-    the C library is not glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and others
-        return
-    mallopt(_M_MMAP_THRESHOLD, KEEP_ALLOCATIONS_BYTES)
-    mallopt(_M_TRIM_THRESHOLD, KEEP_ALLOCATIONS_BYTES)
 
 
 def prefetch(
@@ -166,7 +138,6 @@ def analyse(
     separator: Separator | None = None,
 ) -> None:
     """Analyse tracks with these taggers in batches of units across tracks; store each result."""
-    keep_large_allocations()
     progress.stage("analysing", len(tracks))
     batch: list[TrackInput] = []
     started = False  # the first batch is one track, so the bar moves from the first file
