@@ -157,7 +157,7 @@ def _temp_copy(real: Path) -> Path:
     """Copy `real` to a hidden temp file in its own folder (same file system).
 
     shutil.copyfile lets the kernel copy (sendfile, or a reflink where the file system shares
-    blocks): a 30 MB FLAC took 46 ms of CPU through Python's 1 MB reads (issue 29)."""
+    blocks): a 35 MB FLAC took 46 ms of CPU through Python's 1 MB reads (issue 29)."""
     tmp = atomicio.temp_name(real)
     try:
         shutil.copyfile(real, tmp)

@@ -10,7 +10,7 @@ unlike wall time, does not count other jobs' turns, so the numbers hold on a loa
 
 The functions are timed by wrapping them (a few calls per track), not by cProfile: a
 deterministic profiler charges every Python call it sees, which inflated the Python-heavy tag
-write ~10x (31 % of the CPU in its table; 6 % timed this way). Indented rows are parts of the
+write ~10x (31 % of the CPU in its table; 5–6 % timed this way). Indented rows are parts of the
 row above; resampling is counted wherever it is called, so it overlaps decode.
 """
 
