@@ -79,12 +79,15 @@ class EnsembleTagger:
         convolution makes a (patches, 204, 187, 59) float32 tensor before pooling (0.54 GB for 60
         patches), which glibc maps afresh and the kernel zeroes on every pass; 3 patches' 27 MB
         are reused from the heap and stay in cache (issue 29: 68 instead of 94 CPU ms a patch in
-        one thread).
+        one thread). Only on a CPU in one torch thread (as analysis runs): two OpenMP threads on
+        3 patches mostly wait for each other, and a GPU wants large batches.
         """
         x = torch.from_numpy(patches).to(self.device)
+        one_thread = x.device.type == "cpu" and torch.get_num_threads() == 1
+        size = CHUNK_PATCHES if one_thread else max(len(x), 1)
         parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in self.models}
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            for chunk in torch.split(x, CHUNK_PATCHES) if len(x) else (x,):
+            for chunk in torch.split(x, size) if len(x) else (x,):
                 for model_name, module in self.models.items():
                     logits, emb = module(chunk)
                     probs = torch.sigmoid(logits.float())
