@@ -108,3 +108,26 @@ def test_string_orchestra_is_classical_strings_in_mtt():
 def test_drum_loop_is_drums_or_beat_in_mtt():
     top = tags_of("MTT_musicnn", "music/electronic/northern_lights_1", 5)
     assert {"drums", "beat", "beats", "techno"} & set(top), top
+
+
+@pytest.mark.slow
+def test_pair_in_chunks_equals_one_pass(ref, monkeypatch):
+    """In one torch thread the pair runs CHUNK_PATCHES patches at a time (page faults, cache);
+    the rows are the same as one pass over all of them."""
+    from mgctag.models import tagger as tagger_module
+
+    x = patches(ref["lets_go_fishin__logmel"])
+    x = np.concatenate([x, x[::-1], x])[:7]
+    pair = tagger_module.EnsembleTagger()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunks are for one torch thread, as analysis runs
+    try:
+        chunked = pair(x)
+        monkeypatch.setattr(tagger_module, "CHUNK_PATCHES", len(x))
+        whole = pair(x)
+    finally:
+        torch.set_num_threads(before)
+    for name, (probs, emb) in whole.items():
+        assert chunked[name][0].shape == probs.shape and chunked[name][1].shape == emb.shape
+        np.testing.assert_allclose(chunked[name][0], probs, atol=1e-5)
+        np.testing.assert_allclose(chunked[name][1], emb, atol=1e-5)

@@ -134,3 +134,39 @@ def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(d
             return {g: s + rng.uniform(-step, step) for g, s in d.items()}
 
         assert written(moved(scores), [moved(m) for m in per_model]) == written(scores, per_model)
+
+
+def test_bf16_stops_once_too_many_recent_tracks_were_borderline() -> None:
+    """Each borderline track costs a bf16 and a float32 pass: past the break-even share of
+    recent tracks, float32 alone is cheaper; too few tracks seen decide nothing."""
+    n = audioset.BF16_RECENT
+    assert audioset.bf16_pays([])
+    assert audioset.bf16_pays([True] * (audioset.BF16_MIN_SEEN - 1))
+    few = int(audioset.BF16_BREAK_EVEN * n)
+    assert audioset.bf16_pays([True] * few + [False] * (n - few))
+    assert not audioset.bf16_pays([True] * (few + 1) + [False] * (n - few - 1))
+
+
+@pytest.mark.slow
+def test_float32_by_choice_writes_exact_rows_and_keeps_judging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a run of borderline tracks the default runs musicnn in float32: its rows are exact
+    (reusable by `--model musicnn`), the same as a float32 tagger's, and each track's margin is
+    still judged, so bf16 comes back when tracks are far from a decision again."""
+    monkeypatch.setattr(audioset, "BF16_MUSICNN", True)
+    tagger, gmap = CombinedTagger(), default_map()
+    plan = InputPlan((tagger.inputs,))
+    item = prepare(Track.of_file(media.MUSIC / "metal" / sorted(
+        p.name for p in (media.MUSIC / "metal").glob("*.ogg"))[0]), plan)  # fmt: skip
+    tagger.recent.extend([True] * (audioset.BF16_RECENT - 1))
+    (out,) = tagger.analyse([item])
+    assert "mel" not in out.extra  # no bf16 pass to re-run
+    rows = tagger.predictions(out, gmap)
+    assert not any(r.approximate for r in rows)
+    assert len(tagger.recent) == audioset.BF16_RECENT  # judged: one more entry
+    assert tagger.musicnn.bf16  # bf16 stays allowed for later batches
+    reference = CombinedTagger()
+    reference.musicnn.bf16 = False
+    (ref_out,) = reference.analyse([item])
+    assert [r.genres for r in reference.predictions(ref_out, gmap)] == [r.genres for r in rows]

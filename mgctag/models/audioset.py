@@ -15,6 +15,7 @@ and musicnn's and mn04's embeddings concatenated, the better one for `similar`).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -50,6 +51,13 @@ WAVEFORM = f"waveform@{AUDIOSET_RATE}"
 BF16_MUSICNN = native_bf16()
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
+# bf16 pays only while few tracks need that re-run: a bf16 pass costs 0.49-0.57 of a float32 one
+# (CPU per patch), so once more than BF16_BREAK_EVEN of the last BF16_RECENT tracks were
+# borderline, float32 alone is cheaper. The tagger then runs float32 (exact rows), still judges
+# each track's margin, and goes back to bf16 when the share falls (docs/benchmarks.md, issue 29).
+BF16_BREAK_EVEN = 0.45
+BF16_RECENT = 32
+BF16_MIN_SEEN = 8  # tracks judged before the share decides anything
 
 
 class AudiosetNet:
@@ -151,24 +159,36 @@ class CombinedTagger:
             "waveform", sample_rate=AUDIOSET_RATE, embeds_stems=True, also=("mel",)
         )
         self.labels = {**self.musicnn.labels, AUDIOSET_MODEL: self.net.labels}
+        self.recent: deque[bool] = deque(maxlen=BF16_RECENT)  # borderline or not, per track
 
     def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
-        outputs = self.musicnn.analyse(batch)
+        allowed = self.musicnn.bf16
+        self.musicnn.bf16 = used = allowed and bf16_pays(self.recent)
+        try:
+            outputs = self.musicnn.analyse(batch)
+        finally:
+            self.musicnn.bf16 = allowed
         for out, extra, item in zip(
             outputs, _audioset_outputs(self.net, AUDIOSET_MODEL, batch), batch, strict=True
         ):
             out.tags.update(extra.tags)
             out.extra.update(extra.extra)
             out.extra["mel_windows"] = np.asarray(item.features["mel_windows"])
-            if self.musicnn.bf16:
+            if used:
                 out.extra["mel"] = item.features["mel"]  # for a float32 re-run (predictions)
+            elif allowed:
+                out.extra["judge"] = np.asarray(True)  # float32 by choice: still judge margins
         return outputs
 
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
         rows = self._rows(output, gmap)
         if "mel" not in output.extra:  # musicnn ran in float32
+            if output.extra.pop("judge", None) is not None:
+                self.recent.append(self._borderline(rows))
             return rows
-        if self._borderline(rows):
+        borderline = self._borderline(rows)
+        self.recent.append(borderline)
+        if borderline:
             self._float32_musicnn(output, output.extra.pop("mel"))
             return self._rows(output, gmap)
         musicnn, *rest = rows
@@ -232,6 +252,14 @@ class CombinedTagger:
     ) -> dict[str, float]:
         """musicnn's genre scores (MSD + MTT, as `combine_models`) over the chosen patches."""
         return average_known(list(self.vocabulary_scores(output, rows, gmap).values()))
+
+
+def bf16_pays(recent: Sequence[bool]) -> bool:
+    """Whether a bf16 pass is cheaper than float32, judging by how many of the recent tracks were
+    borderline (each of those costs a bf16 and a float32 pass)."""
+    if len(recent) < BF16_MIN_SEEN:
+        return True
+    return sum(recent) / len(recent) <= BF16_BREAK_EVEN
 
 
 def _rounded(scores: Mapping[str, float]) -> dict[str, float]:

@@ -39,6 +39,10 @@ def native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
+#: Patches per forward pass of a musicnn network (see `EnsembleTagger.__call__`).
+CHUNK_PATCHES = 3
+
+
 class EnsembleTagger:
     """Tag models on the mix's mel patches, batched, on one device (the bundled musicnn pair).
 
@@ -70,15 +74,29 @@ class EnsembleTagger:
 
     @torch.inference_mode()
     def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings."""
+        """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings.
+
+        At most CHUNK_PATCHES patches go through a network at once: musicnn's timbral
+        convolution makes a (patches, 204, 187, 59) float32 tensor before pooling (0.54 GB for 60
+        patches), which glibc maps afresh and the kernel zeroes on every pass; 3 patches' 27 MB
+        are reused from the heap and stay in cache (issue 29: 68 instead of 94 CPU ms a patch in
+        one thread). Only on a CPU in one torch thread (as analysis runs): two OpenMP threads on
+        3 patches mostly wait for each other, and a GPU wants large batches.
+        """
         x = torch.from_numpy(patches).to(self.device)
-        out = {}
+        one_thread = x.device.type == "cpu" and torch.get_num_threads() == 1
+        size = CHUNK_PATCHES if one_thread else max(len(x), 1)
+        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in self.models}
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            for model_name, module in self.models.items():
-                logits, emb = module(x)
-                probs = torch.sigmoid(logits.float())
-                out[model_name] = (probs.cpu().numpy(), emb.float().cpu().numpy())
-        return out
+            for chunk in torch.split(x, size) if len(x) else (x,):
+                for model_name, module in self.models.items():
+                    logits, emb = module(chunk)
+                    probs = torch.sigmoid(logits.float())
+                    parts[model_name].append((probs.cpu().numpy(), emb.float().cpu().numpy()))
+        return {
+            name: (np.concatenate([p for p, _ in got]), np.concatenate([e for _, e in got]))
+            for name, got in parts.items()
+        }
 
     @torch.inference_mode()
     def embed(self, patches: np.ndarray) -> np.ndarray:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from array import array
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import av
-from mutagen.ogg import OggPage
 
 from mgctag.errors import reason_of
 from mgctag.tags import id3raw
@@ -152,27 +152,75 @@ def _hash_asf(fh: BinaryIO, h: Any) -> None:
 
 
 def _hash_ogg(fh: BinaryIO, h: Any) -> None:
-    """Every packet of every logical stream except packet 1, the comment header."""
+    """Every packet of every logical stream except packet 1, the comment header: per stream (by
+    serial number), its packets' bytes and lengths in order.
+
+    Page layout, sequence numbers and checksums are left out, so a comment header re-paged by a
+    tag edit hashes the same. Pages are read whole and their bodies hashed in one piece once a
+    stream is past its comment header: a Python object per packet (Opus has ~50 a second) made
+    the hash twice as slow (docs/benchmarks.md, issue 29).
+    """
     fh.seek(0)
-    partial: dict[int, list[bytes]] = {}
-    count: dict[int, int] = {}
-    while True:
-        try:
-            page = OggPage(fh)
-        except EOFError:
-            break
-        serial = page.serial
-        for i, data in enumerate(page.packets):
-            parts = partial.pop(serial, []) if i == 0 and page.continued else []
-            parts.append(data)
-            if i == len(page.packets) - 1 and not page.complete:
-                partial[serial] = parts
-                continue
-            index = count.get(serial, 0)
-            count[serial] = index + 1
-            if index != 1:
-                h.update(struct.pack("<IQ", serial, index))
-                h.update(b"".join(parts))
+    streams: dict[int, _OggStream] = {}
+    while (page := _ogg_page(fh)) is not None:
+        serial, table, body = page
+        streams.setdefault(serial, _OggStream()).add(table, body)
+    for serial in sorted(streams):
+        h.update(struct.pack("<I", serial))
+        h.update(streams[serial].digest())
+
+
+_OGG_HEADER = struct.Struct("<4sBBqIIiB")
+
+
+def _ogg_page(fh: BinaryIO) -> tuple[int, bytes, bytes] | None:
+    """The next page's (serial, lacing table, body); None at the end (or at trailing zeros)."""
+    header = fh.read(27)
+    if not header or (len(header) < 27 and not any(header)):
+        return None
+    if len(header) < 27:
+        raise ValueError("truncated Ogg page header")
+    magic, version, _, _, serial, _, _, segments = _OGG_HEADER.unpack(header)
+    if magic != b"OggS" or version != 0:
+        raise ValueError(f"not an Ogg page at 0x{fh.tell() - 27:x}")
+    table = fh.read(segments)
+    body = fh.read(sum(table))
+    if len(table) != segments or len(body) != sum(table):
+        raise ValueError("truncated Ogg page")
+    return serial, table, body
+
+
+class _OggStream:
+    """One logical stream's packets as hashed: the bytes of every packet but packet 1 and the
+    lengths of those packets (their boundaries), fed page by page."""
+
+    def __init__(self) -> None:
+        self.data = hashlib.sha256()
+        self.lengths = array("Q")
+        self.index = 0  # the packet being read
+        self.length = 0  # its bytes so far
+
+    def add(self, table: bytes, body: bytes) -> None:
+        whole = self.index >= 2  # past the comment header: every byte of the body is hashed
+        if whole:
+            self.data.update(body)
+        start = pos = 0
+        for lacing in table:
+            pos += lacing
+            self.length += lacing
+            if lacing < 255:  # the packet ends here
+                if self.index != 1:
+                    self.lengths.append(self.length)
+                    if not whole:
+                        self.data.update(body[start:pos])
+                self.index += 1
+                self.length = 0
+                start = pos
+        if not whole and self.index != 1:  # the start of a packet continued on the next page
+            self.data.update(body[start:pos])
+
+    def digest(self) -> bytes:
+        return self.data.digest() + hashlib.sha256(self.lengths.tobytes()).digest()
 
 
 def _hash_demuxed(fh: BinaryIO, h: Any) -> None:

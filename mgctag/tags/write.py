@@ -154,11 +154,13 @@ def _write(
 
 
 def _temp_copy(real: Path) -> Path:
-    """Copy `real` to a hidden temp file in its own folder (same file system)."""
+    """Copy `real` to a hidden temp file in its own folder (same file system).
+
+    shutil.copyfile lets the kernel copy (sendfile, or a reflink where the file system shares
+    blocks): a 35 MB FLAC took 46 ms of CPU through Python's 1 MB reads (issue 29)."""
     tmp = atomicio.temp_name(real)
     try:
-        with tmp.open("wb") as dst, real.open("rb") as src:
-            shutil.copyfileobj(src, dst, _CHUNK)
+        shutil.copyfile(real, tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
