@@ -4,6 +4,7 @@
     python -m tools.bench.scale measure --db /work/data/scale/store-1m.db --queries 300
     python -m tools.bench.scale first --db /work/data/scale/store-1m.db   # one fresh `similar`
     python -m tools.bench.scale threshold --sizes 10000 30000 100000 --dir /work/data/scale
+    python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
 
 `store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
 tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
@@ -42,6 +43,7 @@ import numpy as np
 from mgctag.library.db import Library
 from mgctag.options import DEFAULT_TAGGER
 from tools.bench.store import fill, grow, template
+from tools.paths import REPO
 
 # Real default-tagger embeddings: real recordings tagged (dry run) into this library (--real).
 REAL = Path("/work/data/similar/corpus.db")
@@ -384,9 +386,50 @@ def threshold(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def convert(args: argparse.Namespace) -> dict[str, Any]:
+    """A release-5 library of --tracks tracks (made once at --db: the template's rows stored by
+    release 5's own `save_analysis`, kept in tests/library_v5.py: scores as JSON, embeddings as
+    float32; then SQL copies), and the first open by today's code, which converts it in place
+    (schema 6's step, then the rows 500 tracks a transaction), timed in a fresh process."""
+    path: Path = args.db
+    out: dict[str, Any] = {"db": str(path), "tracks": args.tracks}
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sys.path.insert(0, str(REPO / "tests"))
+        from library_v5 import LibraryV5  # type: ignore[import-not-found]
+
+        api = min(args.api_tracks, args.tracks)
+        out["v5_api_s"] = fill(path, api, template(), library=LibraryV5)
+        if api < args.tracks:
+            out["v5_grow_s"] = grow(path, args.tracks)
+    out["v5_bytes"] = store_size(path)
+    out["load_before"] = os.getloadavg()
+    print(json.dumps(out), flush=True)
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s');"
+        " from pathlib import Path; from mgctag.library.db import Library;"
+        f" Library(Path({str(path)!r})).close()"
+    )
+    cmd = ["/usr/bin/time", "-f", "%e %U %S %M", sys.executable, "-c", code]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+    lines = proc.stderr.strip().splitlines()
+    wall, user, system, rss_kb = lines[-1].split()
+    out.update(
+        code=proc.returncode,
+        convert_wall_s=float(wall),
+        convert_cpu_s=float(user) + float(system),
+        convert_peak_rss_mb=int(rss_kb) / 1024,
+        progress=lines[:-1][-20:],
+        bytes_after=store_size(path),
+        load_after=os.getloadavg(),
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("store", "name", "measure", "sweep", "first", "threshold"))
+    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert")
+    ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
     ap.add_argument("--db", type=Path, default=Path("/work/data/scale/store-1m.db"))
@@ -410,6 +453,8 @@ def main() -> None:
         result["tables"] = table_sizes(args.db)
     elif args.step == "measure":
         result = measure(args)
+    elif args.step == "convert":
+        result = convert(args)
     elif args.step == "first":
         with Library(args.db) as lib:
             (seed,) = lib.db.conn.execute("SELECT max(id) / 2 FROM tracks").fetchone()
