@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -102,14 +101,16 @@ def rows_of(matrix: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _write_rows(fd: int, ids: np.ndarray, rows: np.ndarray) -> None:
-    """Write each row at its id's place, one write per run of consecutive ids."""
+def _write_rows(f: BinaryIO, ids: np.ndarray, rows: np.ndarray) -> None:
+    """Write each row at its id's place, one write per run of consecutive ids (a gap past the
+    end reads back as zeros: rows not held)."""
     order = np.argsort(ids, kind="stable")
     ids, rows = ids[order], rows[order]
     breaks = np.flatnonzero(np.diff(ids) != 1) + 1
     row_bytes = rows.shape[1] * _WIDTH
     for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(ids)], strict=True):
-        os.pwrite(fd, np.ascontiguousarray(rows[start:stop]).tobytes(), int(ids[start]) * row_bytes)
+        f.seek(int(ids[start]) * row_bytes)
+        f.write(np.ascontiguousarray(rows[start:stop]).tobytes())
 
 
 class VectorFile:
@@ -148,8 +149,8 @@ class VectorFile:
 class Writer:
     """A new vector file being written: rows put in any order (each at its id's place)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd, self.dim = fd, 0
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.dim = f, 0
         self.file: VectorFile | None = None  # once written and described
 
     def put(self, ids: np.ndarray, matrix: np.ndarray) -> None:
@@ -158,7 +159,7 @@ class Writer:
         self.dim = self.dim or matrix.shape[1]
         if matrix.shape[1] != self.dim:
             raise VectorsProblem(f"vectors of {matrix.shape[1]} and {self.dim} values")
-        _write_rows(self.fd, np.asarray(ids, np.int64), rows_of(matrix))
+        _write_rows(self.f, np.asarray(ids, np.int64), rows_of(matrix))
 
 
 @contextmanager
@@ -168,13 +169,9 @@ def writing(
     """A Writer for a new file at `path` holding the library at `generation`; on a clean exit the
     file replaces `path` atomically, described, and is opened as `writer.file` (None when no
     row was put: nothing is left at `path` then)."""
-    with atomic_path(path) as tmp:
-        fd = os.open(tmp, os.O_RDWR)
-        try:
-            writer = Writer(fd)
-            yield writer
-        finally:
-            os.close(fd)
+    with atomic_path(path) as tmp, open(tmp, "r+b") as f:
+        writer = Writer(f)
+        yield writer
     if not writer.dim:
         path.unlink(missing_ok=True)
         _info_path(path).unlink(missing_ok=True)
@@ -211,25 +208,22 @@ def catch_up(lib: VectorStore, vf: VectorFile) -> VectorFile:
         return vf
     changed = lib.changed_since(vf.info.generation)
     info = vf.info
+    rows = len(vf.matrix)
     with atomic_path(vf.path) as tmp:
         shutil.copyfile(vf.path, tmp)
-        fd = os.open(tmp, os.O_RDWR)
-        try:
+        with open(tmp, "r+b") as f:
             for start in range(0, len(changed), _IN_CHUNK):
                 part = changed[start : start + _IN_CHUNK]
                 ids, matrix = lib.embeddings_of(part, info.model, info.stem)
-                rows = len(vf.matrix)
                 gone = np.array(sorted(set(part) - set(ids.tolist())), np.int64)
                 gone = gone[(gone >= 0) & (gone < rows)]
                 if len(gone):
-                    _write_rows(fd, gone, np.zeros((len(gone), info.dim), "<f2"))
+                    _write_rows(f, gone, np.zeros((len(gone), info.dim), "<f2"))
                 if len(ids) and matrix.shape[1] != info.dim:
                     raise VectorsProblem(f"the library's vectors now have {matrix.shape[1]} values")
                 if len(ids):
-                    _write_rows(fd, ids, rows_of(matrix))
-        finally:
-            os.close(fd)
-    vf.close()
+                    _write_rows(f, ids, rows_of(matrix))
+        vf.close()  # before the file is replaced (Windows cannot replace a mapped file)
     return VectorFile(vf.path, _describe(vf.path, replace(info, generation=generation)))
 
 
