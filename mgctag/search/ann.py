@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -293,36 +291,7 @@ def open_index(
         return _remember(build(lib, model, stem, path))
     _update(lib, ann, say)
     _open_vectors(lib, ann, say)
-    _prefetch([ann.path] + ([ann.vectors.path] if ann.vectors is not None else []))
     return _remember(ann)
-
-
-def _prefetch(paths: list[Path]) -> None:
-    """Read the index and vector files once in a background thread, when they are small beside
-    this machine's memory (an eighth of it: 2 GB at a million tracks), so that the page cache
-    holds them: from a cold cache each query otherwise waits for ~hundreds of random pages of
-    the graph and its candidates' rows. The caller does not wait; a process that ends first
-    leaves what was read cached for the next. Larger libraries are left to the cache's own
-    policy (reading them would push out everything else)."""
-    try:
-        total = sum(p.stat().st_size for p in paths)
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return
-    if total > memory // 8:
-        return
-    threading.Thread(target=_read_through, args=(paths,), daemon=True).start()
-
-
-def _read_through(paths: list[Path]) -> None:
-    buffer = bytearray(1 << 22)
-    for path in paths:
-        try:
-            with open(path, "rb", buffering=0) as f:
-                while f.readinto(buffer):
-                    pass
-        except OSError:
-            return
 
 
 def _open_vectors(lib: IndexStore, ann: Ann, say: Say) -> None:
