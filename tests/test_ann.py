@@ -18,7 +18,7 @@ import pytest
 from mgctag.audio.decode import load
 from mgctag.audio.features import mfcc
 from mgctag.library.db import Library
-from mgctag.search import ann
+from mgctag.search import ann, vectorfile
 from mgctag.search.similar import clear_cache, similar_tracks
 
 MODEL = "mfcc-windows"
@@ -265,3 +265,143 @@ def test_map_takes_its_neighbourhoods_from_the_index(lib: Library) -> None:
     result = libmap.make_map(lib, model=MODEL, method="tsne", index="ann", threads=1)
     assert len(result["points"]) == len(li.index)
     assert all(np.isfinite([p["x"], p["y"]]).all() for p in result["points"])
+
+
+# --- the vector file the queries re-score from (search/vectorfile.py) ---------------------------
+
+
+def _vector_files(lib: Library) -> tuple[Path, Path]:
+    path = vectorfile.vectors_path(ann.index_path(lib.path, MODEL, "mix"))
+    return path, Path(f"{path}.json")
+
+
+def _file_agrees_with_store(lib: Library, index: ann.Ann) -> None:
+    """Every indexed track's row is its stored vector (float16 values, as stored); no other
+    track has one."""
+    ids, stored = lib.embeddings_of(np.asarray(index.index.keys).tolist(), MODEL, "mix")
+    got, rows, rest = index.stored(ids.tolist())
+    assert not rest and np.array_equal(got, ids) and np.array_equal(rows, stored)
+    assert index.vectors is not None
+    held = np.flatnonzero(np.any(index.vectors.matrix != 0, axis=1))
+    assert set(held.tolist()) == set(ids.tolist())
+
+
+def test_queries_rescore_from_the_vector_file(lib: Library) -> None:
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and index.vectors is not None
+    path, info = _vector_files(lib)
+    assert path.is_file() and json.loads(info.read_text())["generation"] == lib.generation()
+    _file_agrees_with_store(lib, index)
+    # the rows are read from the file: rows changed in it (behind its checksum's back, in this
+    # process's mapping only) change the scores, so the store is not what is read
+    seed = 5
+    exact = similar_tracks(lib, [seed], model=MODEL, k=3, method="exact", all_versions=True)
+    index.vectors.matrix = index.vectors.matrix.copy()
+    index.vectors.matrix[int(exact[0]["id"])] *= -1
+    moved = similar_tracks(lib, [seed], model=MODEL, k=3, method="ann", all_versions=True)
+    assert int(exact[0]["id"]) not in _ids(moved)
+
+
+def test_vector_file_follows_changes_and_its_own_generation(
+    lib: Library, window_vectors: np.ndarray, tmp_path: Path
+) -> None:
+    ann.open_index(lib, MODEL, "mix")
+    path, info = _vector_files(lib)
+    (tmp_path / "saved").mkdir()
+    for f in (path, info):
+        shutil.copy2(f, tmp_path / "saved" / f.name)
+    lib.db.conn.execute("DELETE FROM tracks WHERE id = 7")
+    lib.mark_removed(["/music/00010.ogg"])  # track 11
+    lib.save_analysis(9, MODEL, "none", {}, [], {"mix": -window_vectors[9]})
+    with lib.transaction():
+        tid = lib.upsert_track({"path": "/new/a.ogg", "size": 1, "mtime": 1})
+        lib.save_analysis(tid, MODEL, "none", {}, [], {"mix": window_vectors[3] + 0.01})
+    said: list[str] = []
+    index = ann.open_index(lib, MODEL, "mix", say=said.append)
+    assert index is not None and not said
+    _file_agrees_with_store(lib, index)
+    assert index.stored([7, 11])[2] == [7, 11]  # deleted, removed: not held
+    for seed in (9, tid, 13):
+        _both(lib, seed)
+    # a fresh process finding the vector file older than the index catches it up, silently
+    ann.forget()
+    for f in (path, info):
+        shutil.copy2(tmp_path / "saved" / f.name, f)
+    index = ann.open_index(lib, MODEL, "mix", say=said.append)
+    assert index is not None and not said
+    assert json.loads(info.read_text())["generation"] == lib.generation()
+    _file_agrees_with_store(lib, index)
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("middle", "bytes changed"),
+        ("truncate", "bytes where"),
+        ("description", "description file is unreadable"),
+        ("no description", "description file is missing"),
+        ("no file", "cannot be read"),
+        ("foreign", "another library"),
+        ("stale rows", "disagree"),
+    ],
+)
+def test_damaged_or_stale_vector_file_is_rewritten(
+    lib: Library, tmp_path: Path, window_vectors: np.ndarray, damage: str, words: str
+) -> None:
+    ann.open_index(lib, MODEL, "mix")
+    path, info = _vector_files(lib)
+    data = bytearray(path.read_bytes())
+    if damage == "middle":
+        data[len(data) // 2 : len(data) // 2 + 4096] = os.urandom(4096)
+        path.write_bytes(data)
+    elif damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "description":
+        info.write_text("{not json")
+    elif damage == "no description":
+        info.unlink()
+    elif damage == "no file":
+        path.unlink()
+    elif damage == "foreign":
+        other = _library(tmp_path / "other.db", window_vectors[:300])
+        ann.open_index(other, MODEL, "mix")
+        other_path = vectorfile.vectors_path(ann.index_path(other.path, MODEL, "mix"))
+        shutil.copy2(other_path, path)
+        shutil.copy2(Path(f"{other_path}.json"), info)
+        other.close()
+    else:  # vectors changed behind the generation counter (trigger dropped): rows now differ
+        lib.db.conn.execute("DROP TRIGGER embeddings_updated")
+        lib.db.conn.execute(
+            "UPDATE embeddings SET vector = (SELECT vector FROM embeddings WHERE rowid = 1)"
+            " WHERE track_id IN (SELECT track_id FROM embeddings ORDER BY track_id LIMIT 8)"
+        )
+        ann.forget()
+        index = ann.open_index(lib, MODEL, "mix")
+        assert index is not None
+        index.checked = list(range(1, 9))  # the tracks the graph's spot check would sample
+        index.vectors = None
+        said: list[str] = []
+        ann._open_vectors(lib, index, said.append)
+        assert len(said) == 1 and words in said[0] and "rewriting" in said[0], said
+        assert index.vectors is not None and index.stored([1, 2])[2] == []
+        return
+    ann.forget()
+    said = []
+    index = ann.open_index(lib, MODEL, "mix", say=said.append)
+    assert len(said) == 1 and words in said[0] and "rewriting" in said[0], said
+    assert "\n" not in said[0] and "similarity vectors" in said[0]
+    assert index is not None
+    _file_agrees_with_store(lib, index)
+    _both(lib, 5)
+
+
+def test_a_vector_float16_cannot_hold_is_read_from_the_store(lib: Library) -> None:
+    big = np.zeros(lib.embeddings_of([1], MODEL)[1].shape[1], np.float32)
+    big[:3] = (1e6, 3e5, 1.0)  # past float16's range: stored as float32
+    lib.save_analysis(4, MODEL, "none", {}, [], {"mix": big})
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and index.vectors is not None
+    assert np.isnan(index.vectors.matrix[4, 0])
+    got, rows, rest = index.stored([4, 5])
+    assert got.tolist() == [5] and rest == [4]
+    _both(lib, 4)

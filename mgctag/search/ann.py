@@ -7,6 +7,9 @@ searching) in its own file next to the database, memory-maps it in a fraction of
 for the `CANDIDATES` nearest tracks and re-scores them with their stored vectors (float32
 arithmetic), which restores what the 1-byte coordinates misorder; a seed the graph does not find
 for itself is searched again wider, then exactly (recall@10 0.997 at a million, docs/scale.md).
+The re-scoring vectors come from a second file beside it, written and kept current with it
+(search/vectorfile.py: the stored float16 rows addressed by track id, a page a candidate where
+SQLite walks a B-tree), checked the same way and rewritten on its own when it cannot be used.
 
 Keeping the file honest, since a wrong index gives wrong answers without an error:
 
@@ -40,6 +43,8 @@ import numpy as np
 
 from mgctag.atomicio import atomic_path
 from mgctag.errors import reason_of
+from mgctag.search import vectorfile
+from mgctag.search.vectorfile import VectorFile, VectorsProblem, checksum
 
 #: Below this many tracks `similar` searches exactly (docs/similar.md, "Exact or approximate"):
 #: measured, an exact query took 3.9 ms (p50) at 10 000 tracks and 8.4 ms at 30 000, the index
@@ -60,7 +65,6 @@ _BUILD_BATCH = 20_000
 # overlapping windows of real audio: 1 build in 3 with two threads missed true neighbours of 31
 # queries, 0 in 6 single-threaded); past this size the graph is dense enough to add in parallel.
 _SERIAL_BELOW = 10_000
-_CHECK_BLOCK = 1 << 22  # 64-bit words per checksum block (32 MB)
 
 Say = Callable[[str], None]
 
@@ -120,31 +124,23 @@ def _info_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def checksum(path: Path) -> str:
-    """A checksum of a file at memory speed: sums of its 64-bit words, per 32 MB block and
-    weighted by block (zlib's crc32 ran at ~0.6 GB/s here, numpy's sum at ~1.5 GB/s)."""
-    size = path.stat().st_size
-    words: Any = np.memmap(path, "<u8", mode="r", shape=(size // 8,)) if size >= 8 else []
-    total = weighted = 0
-    mask = (1 << 64) - 1
-    for block, start in enumerate(range(0, len(words), _CHECK_BLOCK)):
-        s = int(np.sum(words[start : start + _CHECK_BLOCK], dtype=np.uint64))
-        total = (total + s) & mask
-        weighted = (weighted + (block + 1) * s) & mask
-    with open(path, "rb") as f:
-        f.seek(size - size % 8)
-        tail = f.read()
-    return f"{size:x}-{total:016x}-{weighted:016x}-{tail.hex()}"
-
-
 class Ann:
     """An open index: the usearch graph, what it reflects, and where it lives."""
 
     def __init__(self, index: Any, info: IndexInfo, path: Path, viewed: bool) -> None:
         self.index, self.info, self.path, self.viewed = index, info, path, viewed
+        self.vectors: VectorFile | None = None  # the re-scoring rows (vectorfile.py)
+        self.checked: list[int] = []  # keys spot-checked against the store when opened
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def stored(self, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(ids, float32 vectors) of these tracks from the vector file, and the ids it does not
+        hold (read them from the store)."""
+        if self.vectors is None:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32), [int(i) for i in ids]
+        return self.vectors.get([int(i) for i in ids])
 
     def search(self, vector: np.ndarray, count: int, expect: Iterable[int] = ()) -> np.ndarray:
         """Keys (track ids) of the `count` nearest vectors, nearest first (approximate).
@@ -203,22 +199,26 @@ def build(lib: IndexStore, model: str, stem: str, path: Path | None = None) -> A
     """A new index of every OK track's embedding, saved beside the database.
 
     The generation is read before the vectors, so a change made while building is caught up
-    afterwards (re-adding a vector is harmless): no long read transaction is needed."""
+    afterwards (re-adding a vector is harmless): no long read transaction is needed. The vector
+    file the queries re-score from is written in the same pass."""
     path = path or index_path(lib.path, model, stem)
     generation = lib.generation()
     index = None
-    for ids, matrix in lib.iter_embeddings(model, stem, _BUILD_BATCH):
-        if index is None:
-            index = _new_index(matrix.shape[1])
-        keys = ids.astype(np.uint64)
-        new = ~np.asarray(index.contains(keys), dtype=bool).reshape(-1)  # re-analysed meanwhile
-        _add(index, keys[new], matrix[new])
-    if index is None:
+    with vectorfile.writing(lib, model, stem, vectorfile.vectors_path(path), generation) as rows:
+        for ids, matrix in lib.iter_embeddings(model, stem, _BUILD_BATCH):
+            if index is None:
+                index = _new_index(matrix.shape[1])
+            keys = ids.astype(np.uint64)
+            new = ~np.asarray(index.contains(keys), dtype=bool).reshape(-1)  # re-analysed since
+            _add(index, keys[new], matrix[new])
+            rows.put(ids, matrix)
+    if index is None or rows.file is None:
         raise IndexProblem(f"no {model}/{stem} embeddings to index")
     info = IndexInfo(FORMAT, lib.library_id, model, stem, index.ndim, generation, 0, 0, 0, 0, 0, "")
     ann = Ann(index, info, path, viewed=False)
     _catch_up(lib, ann)
     save(ann)
+    ann.vectors = vectorfile.catch_up(lib, rows.file)
     return ann
 
 
@@ -277,6 +277,7 @@ def open_index(
     cached = _OPEN.get(path)
     if cached is not None and cached.info.library == lib.library_id:
         _update(lib, cached, say)
+        _open_vectors(lib, cached, say)
         return cached
     if not path.exists() and not _info_path(path).exists():
         if not build_missing:
@@ -289,7 +290,32 @@ def open_index(
         say(f"similarity index {path.name}: {problem}; rebuilding it")
         return _remember(build(lib, model, stem, path))
     _update(lib, ann, say)
+    _open_vectors(lib, ann, say)
     return _remember(ann)
+
+
+def _open_vectors(lib: IndexStore, ann: Ann, say: Say) -> None:
+    """Give the index its vector file, checked and caught up; one that cannot be used is
+    rewritten from the store (one line said). Without one (a read-only folder) the queries
+    read their vectors from the store: slower, never different."""
+    path = vectorfile.vectors_path(ann.path)
+    info = ann.info
+    try:
+        if ann.vectors is None:
+            try:
+                loaded = vectorfile.catch_up(lib, vectorfile.load(lib, info.model, info.stem, path))
+                vectorfile.check(lib, loaded, ann.checked)
+                ann.vectors = loaded
+                return
+            except VectorsProblem as problem:
+                ann.vectors = None
+                say(f"similarity vectors {path.name}: {problem}; rewriting them")
+                ann.vectors = vectorfile.rewrite(lib, info.model, info.stem, path)
+                return
+        ann.vectors = vectorfile.catch_up(lib, ann.vectors)
+    except (OSError, VectorsProblem) as exc:
+        ann.vectors = None
+        say(f"similarity vectors {path.name}: cannot be written ({reason_of(exc)})")
 
 
 def _remember(ann: Ann) -> Ann:
@@ -314,6 +340,7 @@ def _update(lib: IndexStore, ann: Ann, say: Say) -> None:
         say(f"similarity index: {changed} tracks changed since it was built; rebuilding it")
         rebuilt = build(lib, ann.info.model, ann.info.stem, ann.path)
         ann.index, ann.info, ann.viewed = rebuilt.index, rebuilt.info, False
+        ann.vectors = rebuilt.vectors
         return
     if ann.viewed:  # a memory-mapped index cannot change: load it
         ann.index = _restore(ann.path, view=False)
@@ -351,7 +378,7 @@ def _load(lib: IndexStore, model: str, stem: str, path: Path) -> Ann:
     if index.ndim != info.dim or len(index) != info.count:
         raise IndexProblem("its header does not match its description (damaged)")
     ann = Ann(index, info, path, viewed=True)
-    _spot_check(lib, ann)
+    ann.checked = _spot_check(lib, ann)
     return ann
 
 
@@ -367,9 +394,10 @@ def _restore(path: Path, *, view: bool) -> Any:
     return index
 
 
-def _spot_check(lib: IndexStore, ann: Ann) -> None:
+def _spot_check(lib: IndexStore, ann: Ann) -> list[int]:
     """A few of the index's vectors against the store's: a file that is not this library's
-    index (or not any more) disagrees, whatever its description says."""
+    index (or not any more) disagrees, whatever its description says. Returns the keys checked
+    (the vector file's rows are checked for the same tracks)."""
     keys = np.asarray(ann.index.keys, dtype=np.int64) if len(ann.index) <= _SPOT_CHECKS else None
     if keys is None:
         rng = np.random.default_rng(time.time_ns())
@@ -377,12 +405,13 @@ def _spot_check(lib: IndexStore, ann: Ann) -> None:
         keys = np.array([int(ann.index.keys[int(s)]) for s in slots], dtype=np.int64)
     ids, stored = lib.embeddings_of(keys.tolist(), ann.info.model, ann.info.stem)
     if len(ids) == 0:
-        return
+        return []
     vectors = ann.index.get(ids.astype(np.uint64), dtype=np.float32)
     got = np.stack([np.asarray(v, np.float32).ravel() for v in vectors])
     cos = np.einsum("ij,ij->i", _unit_rows(got), _unit_rows(stored))
     if np.any(cos < _MIN_SPOT_COSINE):
         raise IndexProblem("its vectors disagree with the library's (stale or damaged)")
+    return ids.tolist()
 
 
 def _unit_rows(m: np.ndarray) -> np.ndarray:

@@ -366,7 +366,7 @@ _MATRICES: dict[tuple, VectorIndex] = {}
 
 class AnnSearcher:
     """The persistent HNSW index (search/ann.py): candidates from the graph, re-scored with the
-    stored vectors of those candidates only."""
+    stored vectors of those candidates only (read from the index's vector file)."""
 
     def __init__(self, lib: SearchLibrary, model: str, stem: str, say: Say | None = None) -> None:
         from mgctag.search import ann
@@ -379,10 +379,16 @@ class AnnSearcher:
         self._cache: dict[int, np.ndarray] = {}
 
     def vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of these tracks: from the index's vector file (a page each), the few it
+        does not hold from the store."""
         missing = [int(i) for i in ids if int(i) not in self._cache]
         if missing:
-            got_ids, matrix = self.lib.embeddings_of(missing, self.model, self.stem, ok_only=False)
-            self._cache.update(zip(got_ids.tolist(), _normalised_rows(matrix), strict=True))
+            got_ids, matrix, rest = self.ann.stored(missing)
+            if len(got_ids):
+                self._cache.update(zip(got_ids.tolist(), _normalised_rows(matrix), strict=True))
+            if rest:
+                got_ids, matrix = self.lib.embeddings_of(rest, self.model, self.stem, ok_only=False)
+                self._cache.update(zip(got_ids.tolist(), _normalised_rows(matrix), strict=True))
         kept = [int(i) for i in ids if int(i) in self._cache]
         if not kept:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)

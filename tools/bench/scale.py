@@ -4,15 +4,16 @@
     python -m tools.bench.scale measure --db /work/data/scale/store-1m.db --queries 300
     python -m tools.bench.scale first --db /work/data/scale/store-1m.db   # one fresh `similar`
     python -m tools.bench.scale threshold --sizes 10000 30000 100000 --dir /work/data/scale
+    python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
 
-`store`: each track gets exactly the rows the default tagger stores (one real clip analysed here
-gives the template: three predictions with their tags, genres and content windows; the 200-, 384-
-and 584-d embeddings). `--api-tracks` tracks go through `Library.save_analysis` (the real encoder),
-the rest are SQL copies of those rows (the same bytes a track), and then every track's 584-d
-vector, the one `similar` searches, is replaced by a distinct real-ish one: one of the 88 real
-embeddings of the Debian game-music corpus (`mgctag tag /work/data/corpus --dry-run` into
-`REAL`) plus noise drawn from the real vectors' own covariance (x --noise), so the million stay
-in the subspace real embeddings span (as the earlier ANN measurement did with 70 MUSDB vectors).
+`store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
+tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
+those rows, the same bytes a track), then every track's 584-d vector, the one `similar` searches,
+is replaced by a distinct real-ish one: one of the real default-tagger embeddings in `--real` (a
+library of real recordings tagged with `mgctag tag DIR... --dry-run --db REAL`: the Debian
+game-music corpus, or the MUSDB previews and shared recordings) plus noise drawn from the real
+vectors' own covariance (x --noise), so the million stay in the subspace real embeddings span
+(as the earlier ANN measurement did with 70 MUSDB vectors).
 
 `measure`: the exact top 10 of --queries random seeds (in this process, all vectors in memory),
 the index build (timed), then in fresh processes: `mgctag similar ID --json` end to end
@@ -33,7 +34,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -42,48 +42,17 @@ import numpy as np
 
 from mgctag.library.db import Library
 from mgctag.options import DEFAULT_TAGGER
+from tools.bench.store import fill, grow, template
+from tools.paths import REPO
 
-CLIP = Path(__file__).resolve().parents[3] / "shared/audio/librosa/Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
-# Real default-tagger embeddings: the Debian corpus tagged (dry run) into this library.
-REAL = (Path("/work/data/similar/corpus.db"),)
-TABLES = {"tracks": "id", "predictions": "track_id", "embeddings": "track_id"}
-
-
-def template() -> list[dict[str, Any]]:
-    """The rows the default tagger stores for one real track (analysed here, dry run)."""
-    from mgctag import pipeline
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "Music"
-        folder.mkdir()
-        (folder / "a.ogg").write_bytes(CLIP.read_bytes())
-        with Library(Path(tmp) / "t.db") as lib:
-            pipeline.tag_paths(lib, [folder], pipeline.TagOptions(dry_run=True))
-            (track,) = lib.iter_tracks()
-            preds = lib.get_predictions(track.id)
-            return [
-                {
-                    "model": model,
-                    "separator": p.separator,
-                    "tags": p.tags,
-                    "genres": [tuple(g) for g in p.genres or []],
-                    "content": p.content,
-                    "windows": p.windows,
-                    "embeddings": lib.get_embeddings(track.id, model),
-                }
-                for model, p in preds.items()
-            ]
+# Real default-tagger embeddings: real recordings tagged (dry run) into this library (--real).
+REAL = Path("/work/data/similar/corpus.db")
 
 
-def real_vectors(
-    n: int, noise: float, rng: np.random.Generator, sources: tuple[Path, ...] = REAL
-) -> np.ndarray:
+def real_vectors(n: int, noise: float, rng: np.random.Generator, source: Path = REAL) -> np.ndarray:
     """n unit vectors: real default-tagger embeddings plus noise ~ N(0, noise² x their cov)."""
-    parts = []
-    for source in sources:
-        with Library(source) as lib:
-            parts.append(lib.embedding_matrix(DEFAULT_TAGGER)[1])
-    base = np.vstack(parts)
+    with Library(source) as lib:
+        base = lib.embedding_matrix(DEFAULT_TAGGER)[1]
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     centred = (base - base.mean(0)) / np.sqrt(len(base) - 1)
     out = np.empty((n, base.shape[1]), np.float32)
@@ -95,56 +64,7 @@ def real_vectors(
     return out
 
 
-def fill(path: Path, n: int, rows: list[dict[str, Any]], chunk: int = 2000) -> float:
-    """n tracks through the API with the template's rows; seconds taken."""
-    t0 = time.perf_counter()
-    with Library(path) as lib:
-        for start in range(0, n, chunk):
-            with lib.transaction():
-                for i in range(start, min(n, start + chunk)):
-                    tid = lib.upsert_track(
-                        {"path": f"/catalogue/{i // 1000:04d}/{i:07d}.flac", "size": i, "mtime": i}
-                    )
-                    for r in rows:
-                        lib.save_analysis(
-                            tid,
-                            r["model"],
-                            r["separator"],
-                            r["tags"],
-                            r["genres"],
-                            r["embeddings"],
-                            content=r["content"],
-                            windows=r["windows"],
-                        )
-            if (start // chunk) % 5 == 0:
-                print(f"  api: {min(n, start + chunk)} tracks, {time.perf_counter() - t0:.0f} s")
-    return time.perf_counter() - t0
-
-
-def grow(path: Path, n: int) -> float:
-    """Copy the tracks filled through the API, with all their rows, until the store holds n."""
-    t0 = time.perf_counter()
-    db = sqlite3.connect(path)
-    (base,) = db.execute("SELECT max(id) FROM tracks").fetchone()
-    cols = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in TABLES}
-    for k in range(1, -(-n // base)):
-        limit = min(base, n - k * base)
-        with db:
-            for table, key in TABLES.items():
-                rest = ", ".join(c for c in cols[table] if c not in (key, "path"))
-                new = f"{key} + {k * base}" + (f", path || '#{k}'" if table == "tracks" else "")
-                old = key + (", path" if table == "tracks" else "")
-                db.execute(
-                    f"INSERT INTO {table} ({old}, {rest}) SELECT {new}, {rest} FROM {table}"
-                    f" WHERE {key} <= {limit}"
-                )
-        if k % 10 == 0:
-            print(f"  copies: {k * base + limit} tracks, {time.perf_counter() - t0:.0f} s")
-    db.close()
-    return time.perf_counter() - t0
-
-
-def distinct_vectors(path: Path, noise: float, seed: int = 0) -> float:
+def distinct_vectors(path: Path, noise: float, real: Path = REAL, seed: int = 0) -> float:
     """Give every track's default-tagger vector a distinct real-ish value (float16, as stored)."""
     t0 = time.perf_counter()
     db = sqlite3.connect(path)
@@ -152,7 +72,7 @@ def distinct_vectors(path: Path, noise: float, seed: int = 0) -> float:
         "SELECT rowid FROM embeddings WHERE model = ? AND stem = 'mix' ORDER BY rowid",
         [DEFAULT_TAGGER],
     ).fetchall()
-    vectors = real_vectors(len(rows), noise, np.random.default_rng(seed))
+    vectors = real_vectors(len(rows), noise, np.random.default_rng(seed), real)
     for s in range(0, len(rows), 50_000):
         with db:
             db.executemany(
@@ -200,7 +120,7 @@ def build_store(args: argparse.Namespace) -> dict[str, Any]:
     out["api_bytes_per_track"] = store_size(path) / api
     if api < args.tracks:
         out["grow_s"] = grow(path, args.tracks)
-    out["vectors_s"] = distinct_vectors(path, args.noise)
+    out["vectors_s"] = distinct_vectors(path, args.noise, args.real)
     out["names_s"] = name_tracks(path)
     size = store_size(path)
     out["bytes"], out["bytes_per_track"] = size, size / args.tracks
@@ -430,7 +350,7 @@ def threshold(args: argparse.Namespace) -> list[dict[str, Any]]:
             fill(path, min(n, 20_000), rows)
             if n > 20_000:
                 grow(path, n)
-            distinct_vectors(path, args.noise)
+            distinct_vectors(path, args.noise, args.real)
             name_tracks(path)
         truth = exact_truth(path, 100)
         for method in ("exact", "ann"):
@@ -466,9 +386,50 @@ def threshold(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def convert(args: argparse.Namespace) -> dict[str, Any]:
+    """A release-5 library of --tracks tracks (made once at --db: the template's rows stored by
+    release 5's own `save_analysis`, kept in tests/library_v5.py: scores as JSON, embeddings as
+    float32; then SQL copies), and the first open by today's code, which converts it in place
+    (schema 6's step, then the rows 500 tracks a transaction), timed in a fresh process."""
+    path: Path = args.db
+    out: dict[str, Any] = {"db": str(path), "tracks": args.tracks}
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sys.path.insert(0, str(REPO / "tests"))
+        from library_v5 import LibraryV5  # type: ignore[import-not-found]
+
+        api = min(args.api_tracks, args.tracks)
+        out["v5_api_s"] = fill(path, api, template(), library=LibraryV5)
+        if api < args.tracks:
+            out["v5_grow_s"] = grow(path, args.tracks)
+    out["v5_bytes"] = store_size(path)
+    out["load_before"] = os.getloadavg()
+    print(json.dumps(out), flush=True)
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s');"
+        " from pathlib import Path; from mgctag.library.db import Library;"
+        f" Library(Path({str(path)!r})).close()"
+    )
+    cmd = ["/usr/bin/time", "-f", "%e %U %S %M", sys.executable, "-c", code]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
+    lines = proc.stderr.strip().splitlines()
+    wall, user, system, rss_kb = lines[-1].split()
+    out.update(
+        code=proc.returncode,
+        convert_wall_s=float(wall),
+        convert_cpu_s=float(user) + float(system),
+        convert_peak_rss_mb=int(rss_kb) / 1024,
+        progress=lines[:-1][-20:],
+        bytes_after=store_size(path),
+        load_after=os.getloadavg(),
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=("store", "name", "measure", "sweep", "first", "threshold"))
+    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert")
+    ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
     ap.add_argument("--db", type=Path, default=Path("/work/data/scale/store-1m.db"))
@@ -476,6 +437,7 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=1_000_000)
     ap.add_argument("--api-tracks", type=int, default=20_000)
     ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--real", type=Path, default=REAL, help="library of real embeddings")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--method", choices=("ann", "exact"), default="ann")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
@@ -491,6 +453,8 @@ def main() -> None:
         result["tables"] = table_sizes(args.db)
     elif args.step == "measure":
         result = measure(args)
+    elif args.step == "convert":
+        result = convert(args)
     elif args.step == "first":
         with Library(args.db) as lib:
             (seed,) = lib.db.conn.execute("SELECT max(id) / 2 FROM tracks").fetchone()

@@ -62,15 +62,18 @@ def template() -> list[dict]:
             ]
 
 
-def fill(path: Path, n: int, rows: list[dict], chunk: int = 20_000) -> float:
-    """n tracks with the template's rows; seconds taken."""
+def fill(
+    path: Path, n: int, rows: list[dict], chunk: int = 20_000, library: type[Library] = Library
+) -> float:
+    """n tracks with the template's rows, stored by `library` (release 5's writer for a store to
+    convert: tests/library_v5.py); seconds taken."""
     rng = np.random.default_rng(0)
     centres = {
         r["model"]: rng.standard_normal((256, len(r["embeddings"]["mix"])), dtype=np.float32)
         for r in rows
     }
     t0 = time.perf_counter()
-    with Library(path) as lib:
+    with library(path) as lib:
         for start in range(0, n, chunk):
             with lib.transaction():
                 for i in range(start, min(n, start + chunk)):
