@@ -21,6 +21,7 @@ from conftest import cli
 from mgctag import pipeline
 from mgctag.audio.decode import load
 from mgctag.library.db import Library
+from mgctag.models import audioset
 from mgctag.options import DEFAULT_TAGGER, TagOptions
 from mgctag.search import playlist as pl
 from mgctag.search import versions
@@ -155,7 +156,10 @@ def test_dupes_lists_each_recordings_versions(library, lib) -> None:
         unit /= np.linalg.norm(unit, axis=1, keepdims=True)
         sims = unit @ unit.T - 2 * np.eye(len(group))
         assert np.all(sims.max(axis=1) >= versions.DUPLICATE_COSINE)
-        assert group[0]["similarity"] == 1.0 or abs(group[0]["similarity"] - 1) < 1e-5
+        # a copy's embedding equals its original's, to float16 storage; where musicnn runs under
+        # bfloat16 (a CPU with AVX-512 BF16) the two passes' batches differ: cosine ~0.9999
+        near = 1e-3 if audioset.BF16_MUSICNN else 1e-5
+        assert group[0]["similarity"] == 1.0 or abs(group[0]["similarity"] - 1) < near
     result = cli("dupes", "--db", library[1])
     assert result.code == 0 and result.stdout.count("group ") == 4, result.output
 
