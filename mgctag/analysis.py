@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -68,24 +67,6 @@ def separator_for(
     if any(t.inputs.embeds_stems for t in taggers):
         return choose_separator(opts, needs_stems)
     return None
-
-
-@contextmanager
-def one_torch_thread(enabled: bool = True) -> Iterator[None]:
-    """Run the models in one torch thread while the decode worker has the other core.
-
-    On 2 cores, two OpenMP threads beside the decode worker wait for each other and for the
-    cores other work holds; one thread on musicnn's small chunks (`tagger.CHUNK_PATCHES`) did
-    40 tracks in 40.5 s instead of 46.8 s, with 1.01 instead of 1.17 CPU s a track (issue 29,
-    docs/benchmarks.md). Not when separating (Demucs wants every core). Restored on exit.
-    """
-    before = torch.get_num_threads()
-    if enabled:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def prefetch(
@@ -160,25 +141,24 @@ def analyse(
     progress.stage("analysing", len(tracks))
     batch: list[TrackInput] = []
     started = False  # the first batch is one track, so the bar moves from the first file
-    with one_torch_thread(separator is None):
-        for item in _inputs(lib, tracks, taggers, opts, separator):
-            if stop:
-                break
-            for stage, seconds in item.seconds.items():
-                summary.stage_seconds[stage] += seconds
-            if item.error or item.skip:
-                report_not_analysed(lib, summary, item)
-                progress.advance()
-                continue
-            batch.append(item)
-            if not started or sum(p.units for p in batch) >= opts.batch_patches:
-                started = True
-                _run_batch(lib, batch, taggers, summary, gmap, separator)
-                progress.advance(len(batch))
-                batch = []
-        if batch and not stop:
+    for item in _inputs(lib, tracks, taggers, opts, separator):
+        if stop:
+            break
+        for stage, seconds in item.seconds.items():
+            summary.stage_seconds[stage] += seconds
+        if item.error or item.skip:
+            report_not_analysed(lib, summary, item)
+            progress.advance()
+            continue
+        batch.append(item)
+        if not started or sum(p.units for p in batch) >= opts.batch_patches:
+            started = True
             _run_batch(lib, batch, taggers, summary, gmap, separator)
             progress.advance(len(batch))
+            batch = []
+    if batch and not stop:
+        _run_batch(lib, batch, taggers, summary, gmap, separator)
+        progress.advance(len(batch))
 
 
 def report_not_analysed(lib: Library, summary: Summary, item: TrackInput) -> None:

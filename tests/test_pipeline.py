@@ -321,19 +321,3 @@ def test_a_new_waveform_tagger_plugs_in_through_the_catalog(
             stored = lib.get_predictions(track["id"])["level32k"]
             assert stored["genres"][0][0] == "Rock"
             assert set(lib.get_embeddings(track["id"], "level32k")) == {"mix"}
-
-
-def test_analysis_runs_models_in_one_torch_thread_and_restores_the_count() -> None:
-    """One model thread beside the decode worker (issue 29), but not when separating, and the
-    caller's thread count comes back however the block ends."""
-    import torch
-
-    from mgctag.analysis import one_torch_thread
-
-    before = torch.get_num_threads()
-    with pytest.raises(RuntimeError), one_torch_thread():
-        assert torch.get_num_threads() == 1
-        raise RuntimeError
-    assert torch.get_num_threads() == before
-    with one_torch_thread(enabled=False):
-        assert torch.get_num_threads() == before
