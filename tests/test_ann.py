@@ -370,14 +370,16 @@ def test_damaged_or_stale_vector_file_is_rewritten(
         shutil.copy2(Path(f"{other_path}.json"), info)
         other.close()
     else:  # vectors changed behind the generation counter (trigger dropped): rows now differ
+        # (opened first: opened after the change, the index's own random spot check may
+        # notice it and rebuild both files, leaving nothing for this check to find)
+        ann.forget()
+        index = ann.open_index(lib, MODEL, "mix")
+        assert index is not None
         lib.db.conn.execute("DROP TRIGGER embeddings_updated")
         lib.db.conn.execute(
             "UPDATE embeddings SET vector = (SELECT vector FROM embeddings WHERE rowid = 1)"
             " WHERE track_id IN (SELECT track_id FROM embeddings ORDER BY track_id LIMIT 8)"
         )
-        ann.forget()
-        index = ann.open_index(lib, MODEL, "mix")
-        assert index is not None
         index.checked = list(range(1, 9))  # the tracks the graph's spot check would sample
         index.vectors = None
         said: list[str] = []
