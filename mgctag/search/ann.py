@@ -69,27 +69,13 @@ _SERIAL_BELOW = 10_000
 Say = Callable[[str], None]
 
 
-class IndexStore(Protocol):
-    """What the index needs of `mgctag.library.db.Library`."""
+class IndexStore(vectorfile.VectorStore, Protocol):
+    """What the index needs of `mgctag.library.db.Library`: what its vector file needs, and
+    where the database is and how many tracks have an embedding."""
 
     path: Path
 
-    @property
-    def library_id(self) -> str: ...
-
-    def generation(self) -> int: ...
-
-    def changed_since(self, generation: int) -> list[int]: ...
-
     def ok_embedding_count(self, model: str, stem: str = "mix") -> int: ...
-
-    def iter_embeddings(
-        self, model: str, stem: str = "mix", batch: int = ...
-    ) -> Iterable[tuple[np.ndarray, np.ndarray]]: ...
-
-    def embeddings_of(
-        self, track_ids: Iterable[int], model: str, stem: str = "mix", *, ok_only: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class IndexProblem(Exception):
