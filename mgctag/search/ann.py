@@ -106,10 +106,6 @@ def index_path(db: Path, model: str, stem: str) -> Path:
     return Path(f"{db}.similar.{slug}.{stem}.usearch")
 
 
-def _info_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 class Ann:
     """An open index: the usearch graph, what it reflects, and where it lives."""
 
@@ -223,7 +219,7 @@ def save(ann: Ann) -> None:
             "checksum": checksum(ann.path),
         }
     )
-    with atomic_path(_info_path(ann.path)) as tmp:
+    with atomic_path(vectorfile.info_path(ann.path)) as tmp:
         tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
     ann.info = info
 
@@ -265,7 +261,7 @@ def open_index(
         _update(lib, cached, say)
         _open_vectors(lib, cached, say)
         return cached
-    if not path.exists() and not _info_path(path).exists():
+    if not path.exists() and not vectorfile.info_path(path).exists():
         if not build_missing:
             return None
         say("building the similarity index of this library (once; tag runs keep it current)")
@@ -340,26 +336,8 @@ def _update(lib: IndexStore, ann: Ann, say: Say) -> None:
 
 def _load(lib: IndexStore, model: str, stem: str, path: Path) -> Ann:
     """The index file, checked against its JSON and the library (IndexProblem says why not)."""
-    try:
-        info = IndexInfo(**json.loads(_info_path(path).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise IndexProblem("its description file is missing") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise IndexProblem(f"its description file is unreadable ({reason_of(exc)})") from None
     expected = (FORMAT, lib.library_id, model, stem)
-    if (info.format, info.library, info.model, info.stem) != expected:
-        raise IndexProblem("made for another library, model or version")
-    if info.generation > lib.generation():
-        raise IndexProblem("newer than the library (a database restored from a backup?)")
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise IndexProblem(f"cannot be read ({reason_of(exc)})") from None
-    if st.st_size != info.size:
-        raise IndexProblem(f"{st.st_size} bytes where {info.size} were written (damaged)")
-    touched = (st.st_ino, st.st_mtime_ns) != (info.inode, info.mtime_ns)
-    if touched and checksum(path) != info.checksum:
-        raise IndexProblem("its bytes changed since it was written (damaged)")
+    info, _ = vectorfile.described(path, IndexInfo, IndexProblem, lib, expected)
     index = _restore(path, view=True)
     if index.ndim != info.dim or len(index) != info.count:
         raise IndexProblem("its header does not match its description (damaged)")

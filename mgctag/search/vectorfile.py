@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import numpy as np
 
@@ -63,6 +64,40 @@ class VectorStore(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+class Description(Protocol):
+    """What `described` reads of a file's JSON description (`VectorsInfo`, `ann.IndexInfo`)."""
+
+    @property
+    def format(self) -> int: ...
+
+    @property
+    def library(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def stem(self) -> str: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def inode(self) -> int: ...
+
+    @property
+    def mtime_ns(self) -> int: ...
+
+    @property
+    def checksum(self) -> str: ...
+
+
+_I = TypeVar("_I", bound=Description)
+
+
 class VectorsProblem(Exception):
     """Why a vector file cannot be used as it is (said in one line, then it is rewritten)."""
 
@@ -88,7 +123,8 @@ def vectors_path(index: Path) -> Path:
     return index.with_name(index.name + ".f16")
 
 
-def _info_path(path: Path) -> Path:
+def info_path(path: Path) -> Path:
+    """The JSON description beside a file (the index's or the vector file's)."""
     return path.with_name(path.name + ".json")
 
 
@@ -175,7 +211,7 @@ def writing(
         yield writer
     if not writer.dim:
         path.unlink(missing_ok=True)
-        _info_path(path).unlink(missing_ok=True)
+        info_path(path).unlink(missing_ok=True)
         return
     info = VectorsInfo(FORMAT, lib.library_id, model, stem, writer.dim, generation, 0, 0, 0, "")
     writer.file = VectorFile(path, _describe(path, info))
@@ -195,7 +231,7 @@ def _describe(path: Path, info: VectorsInfo) -> VectorsInfo:
     info = replace(
         info, size=st.st_size, inode=st.st_ino, mtime_ns=st.st_mtime_ns, checksum=checksum(path)
     )
-    with atomic_path(_info_path(path)) as tmp:
+    with atomic_path(info_path(path)) as tmp:
         tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
     return info
 
@@ -228,28 +264,42 @@ def catch_up(lib: VectorStore, vf: VectorFile) -> VectorFile:
     return VectorFile(vf.path, _describe(vf.path, replace(info, generation=generation)))
 
 
-def load(lib: VectorStore, model: str, stem: str, path: Path) -> VectorFile:
-    """The vector file, checked against its JSON and the library (VectorsProblem says why not;
-    the caller spot-checks rows with `check`)."""
+def described(
+    path: Path, cls: type[_I], problem: type[Exception], lib: VectorStore, expected: tuple
+) -> tuple[_I, os.stat_result]:
+    """A file's JSON description (`cls`), checked against the library and the file itself: the
+    same format/library/model/stem (`expected`), not newer than the library, the size written,
+    and, when its inode or mtime moved, the same checksum. Raises `problem` saying why not.
+    The one check behind the index (ann.py) and its vector file."""
     try:
-        info = VectorsInfo(**json.loads(_info_path(path).read_text(encoding="utf-8")))
+        info = cls(**json.loads(info_path(path).read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise VectorsProblem("its description file is missing") from None
+        raise problem("its description file is missing") from None
     except (OSError, ValueError, TypeError) as exc:
-        raise VectorsProblem(f"its description file is unreadable ({reason_of(exc)})") from None
-    if (info.format, info.library, info.model, info.stem) != (FORMAT, lib.library_id, model, stem):
-        raise VectorsProblem("made for another library, model or version")
+        raise problem(f"its description file is unreadable ({reason_of(exc)})") from None
+    if (info.format, info.library, info.model, info.stem) != expected:
+        raise problem("made for another library, model or version")
     if info.generation > lib.generation():
-        raise VectorsProblem("newer than the library (a database restored from a backup?)")
+        raise problem("newer than the library (a database restored from a backup?)")
     try:
         st = path.stat()
     except OSError as exc:
-        raise VectorsProblem(f"cannot be read ({reason_of(exc)})") from None
-    if st.st_size != info.size or info.dim <= 0 or st.st_size % (info.dim * _WIDTH):
-        raise VectorsProblem(f"{st.st_size} bytes where {info.size} were written (damaged)")
+        raise problem(f"cannot be read ({reason_of(exc)})") from None
+    if st.st_size != info.size:
+        raise problem(f"{st.st_size} bytes where {info.size} were written (damaged)")
     touched = (st.st_ino, st.st_mtime_ns) != (info.inode, info.mtime_ns)
     if touched and checksum(path) != info.checksum:
-        raise VectorsProblem("its bytes changed since it was written (damaged)")
+        raise problem("its bytes changed since it was written (damaged)")
+    return info, st
+
+
+def load(lib: VectorStore, model: str, stem: str, path: Path) -> VectorFile:
+    """The vector file, checked against its JSON and the library (VectorsProblem says why not;
+    the caller spot-checks rows with `check`)."""
+    expected = (FORMAT, lib.library_id, model, stem)
+    info, st = described(path, VectorsInfo, VectorsProblem, lib, expected)
+    if info.dim <= 0 or st.st_size % (info.dim * _WIDTH):
+        raise VectorsProblem(f"{st.st_size} bytes where {info.size} were written (damaged)")
     try:
         return VectorFile(path, info)
     except (OSError, ValueError) as exc:
