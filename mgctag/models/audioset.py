@@ -150,59 +150,38 @@ class CombinedTagger:
 
     requires: tuple[str, ...] = ()
 
-    def __init__(
-        self, device: str = "cpu", name: str = DEFAULT_TAGGER, window_seconds: float | None = None
-    ) -> None:
-        """`window_seconds` pins shorter windows (`--model fast`, EXCERPT_TAGGER): that tagger
-        is approximate by definition, so bf16 runs unguarded and its models' own rows, computed
-        on other windows than they would be alone, are stored as approximate."""
-        self.name = name
+    def __init__(self, device: str = "cpu") -> None:
+        self.name = DEFAULT_TAGGER
         self.musicnn = EnsembleTagger(device)
         self.musicnn.bf16 = BF16_MUSICNN
-        self.guarded = window_seconds is None
         self.net = AudiosetNet(device)
         self.inputs = InputSpec(
-            "waveform",
-            sample_rate=AUDIOSET_RATE,
-            window_seconds=window_seconds,
-            embeds_stems=True,
-            also=("mel",),
+            "waveform", sample_rate=AUDIOSET_RATE, embeds_stems=True, also=("mel",)
         )
         self.labels = {**self.musicnn.labels, AUDIOSET_MODEL: self.net.labels}
         self.recent: deque[bool] = deque(maxlen=BF16_RECENT)  # borderline or not, per track
 
     def analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
         allowed = self.musicnn.bf16
-        if not self.guarded:
-            return self._analyse(batch)
         self.musicnn.bf16 = used = allowed and bf16_pays(self.recent)
         try:
-            outputs = self._analyse(batch)
+            outputs = self.musicnn.analyse(batch)
         finally:
             self.musicnn.bf16 = allowed
-        for out, item in zip(outputs, batch, strict=True):
-            if used:
-                out.extra["mel"] = item.features["mel"]  # for a float32 re-run (predictions)
-            elif allowed:
-                out.extra["judge"] = np.asarray(True)  # float32 by choice: still judge margins
-        return outputs
-
-    def _analyse(self, batch: Sequence[TrackInput]) -> list[TaggerOutput]:
-        """Both models on every track, their outputs merged per track."""
-        outputs = self.musicnn.analyse(batch)
         for out, extra, item in zip(
             outputs, _audioset_outputs(self.net, AUDIOSET_MODEL, batch), batch, strict=True
         ):
             out.tags.update(extra.tags)
             out.extra.update(extra.extra)
             out.extra["mel_windows"] = np.asarray(item.features["mel_windows"])
+            if used:
+                out.extra["mel"] = item.features["mel"]  # for a float32 re-run (predictions)
+            elif allowed:
+                out.extra["judge"] = np.asarray(True)  # float32 by choice: still judge margins
         return outputs
 
     def predictions(self, output: TaggerOutput, gmap: GenreMap) -> list[Prediction]:
         rows = self._rows(output, gmap)
-        if not self.guarded:  # the models' rows are not what each computes alone
-            *parts, combined = rows
-            return [*(replace(p, approximate=True) for p in parts), combined]
         if "mel" not in output.extra:  # musicnn ran in float32
             if output.extra.pop("judge", None) is not None:
                 self.recent.append(self._borderline(rows))

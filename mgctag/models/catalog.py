@@ -22,8 +22,6 @@ from mgctag.models.names import (
     AUDIOSET_MODEL,
     DEFAULT_SELECTION,
     ENSEMBLES,
-    EXCERPT_SECONDS,
-    EXCERPT_TAGGER,
     MUSICNN_MODELS,
     PATCH_FEATURES,
     SELECTION,
@@ -35,7 +33,7 @@ if TYPE_CHECKING:
 
 # Names for a tagger chosen for a purpose: alias -> the tagger it stands for (results are stored
 # under the real name). "fast": the best student by accuracy per cost (docs/models.md).
-ALIASES = {"fast": EXCERPT_TAGGER}
+ALIASES = {"fast": "swishnet_slim"}
 
 
 def canonical(name: str) -> str:
@@ -224,29 +222,27 @@ def _ensemble(name: str, models: tuple[str, ...]) -> None:
     register_tagger(name, build, describe)
 
 
-def _combined(name: str = DEFAULT_TAGGER, window_seconds: float | None = None) -> None:
+def _combined() -> None:
     def build(device: str) -> Tagger:
         from mgctag.models.audioset import CombinedTagger
 
-        return CombinedTagger(device, name, window_seconds)
+        return CombinedTagger(device)
 
     def describe(cards: dict[str, ModelCard]) -> dict[str, Any]:
         models = [*MUSICNN_MODELS, AUDIOSET_MODEL]
-        where = f" on {window_seconds:g} s excerpts" if window_seconds else ""
-        return {"arch": f"musicnn (MSD + MTT) and EfficientAT mn04 (AudioSet) in one pass{where}; "
+        return {"arch": "musicnn (MSD + MTT) and EfficientAT mn04 (AudioSet) in one pass; "
                 "genres: their mean; content gate: music / speech / other",
                 "kind": "combined", "models": models, "outputs": _labels(cards, models),
                 "selection": dict(zip(("max_genres", "min_confidence", "relative_floor"),
-                                      selection(name), strict=True)),
+                                      selection(DEFAULT_TAGGER), strict=True)),
                 "source": {"kind": "bundled"},
                 "measured": "docs/models.md, 'Genres from musicnn and mn04'"}  # fmt: skip
 
-    register_tagger(name, build, describe)
+    register_tagger(DEFAULT_TAGGER, build, describe)
 
 
 def _register_builtins() -> None:
     _combined()
-    _combined(EXCERPT_TAGGER, EXCERPT_SECONDS)
     _ensemble(MUSICNN_TAGGER, ENSEMBLES[MUSICNN_TAGGER])
     _ensemble("vgg", ENSEMBLES["vgg"])
 

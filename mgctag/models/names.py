@@ -9,17 +9,11 @@ from mgctag.options import DEFAULT_TAGGER, MUSICNN_TAGGER
 AUDIOSET_MODEL = AUDIOSET_VOCABULARY  # its genre scores are one vocabulary of the default's row
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 EMBEDDING_MODEL = "MSD_musicnn"  # musicnn's embedding: the first of the pair
-# The default's models on short excerpts (`--model fast`): three windows of EXCERPT_SECONDS, bf16
-# where the CPU has it; its own selection (SELECTION) was cross-validated in docs/models.md.
-EXCERPT_TAGGER = "musicnn+mn04-3s"
-EXCERPT_SECONDS = 3.0
-# Taggers whose row stores its models' own genre scores (the lone-tag rule reads them).
-COMBINED_TAGGERS = (DEFAULT_TAGGER, EXCERPT_TAGGER)
 # The tag-model pairs that make one tagger: name -> models (the first one embeds).
 ENSEMBLES = {MUSICNN_TAGGER: MUSICNN_MODELS, "vgg": ("MSD_vgg", "MTT_vgg")}
 # Which genres a tagger's scores make worth writing, unless --max-genres / --min-confidence say:
 # (at most, absolute floor, floor relative to the top score). Cross-validated in docs/models.md.
-SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6), EXCERPT_TAGGER: (2, 0.05, 0.6)}
+SELECTION = {DEFAULT_TAGGER: (2, 0.05, 0.6)}
 DEFAULT_SELECTION = (3, 0.15, 0.35)
 # What a tagger can read (models/inputs.py makes it). mel / mfcc / stems are 187-frame patches at
 # 16 kHz (audio/features.py); waveform is the mono analysis windows at the spec's rate; embeddings

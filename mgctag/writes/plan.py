@@ -11,8 +11,7 @@ from mgctag.genres import Planning, decide_genres, default_map, planning_tree
 from mgctag.library.db import Library
 from mgctag.library.rows import StoredPrediction, Track
 from mgctag.models import catalog
-from mgctag.models.names import COMBINED_TAGGERS
-from mgctag.options import TagOptions
+from mgctag.options import DEFAULT_TAGGER, TagOptions
 from mgctag.writes.vocabulary import LIBRARY_WEIGHT, LibraryVocabulary
 
 
@@ -94,9 +93,9 @@ def genres_from(
 
 
 def model_genres(pred: StoredPrediction) -> list[dict[str, float]]:
-    """A combined tagger's models' own genre scores (MSD, MTT, mn04) as its row stores them;
+    """The default tagger's models' own genre scores (MSD, MTT, mn04) as its row stores them;
     none for any other tagger, or a row analysed before they were stored."""
-    if pred.model not in COMBINED_TAGGERS or not pred.tags:
+    if pred.model != DEFAULT_TAGGER or not pred.tags:
         return []
     return [dict(s) for s in pred.tags.values() if isinstance(s, dict)]
 
