@@ -637,25 +637,28 @@ def decide_genres(
     )
 
 
-def _lone_gap(
+def _lone_gaps(
     genre: str,
     score: float,
     per_model: Sequence[Mapping[str, float]],
     backed: set[str],
     tree: GenreTree,
     lone: LoneRule,
-) -> float:
-    """How far whether `drop_lone` keeps one genre is from changing: its score against its need,
-    and the models' totals for it against the support (the nearest one to it)."""
+) -> tuple[float, float]:
+    """How far whether `drop_lone` keeps one genre is from changing: (its combined score against
+    its need, the nearest model total for it against the support); a gap that cannot change the
+    outcome on its own is infinite."""
     node = tree.place(genre)
     if node is None:
-        return float("inf")
+        return float("inf"), float("inf")
     need = lone.needs(node)
     totals = [tree_scores(m, tree, "max").get(node, 0.0) for m in per_model]
-    backing = min(abs(t - lone.support) for t in totals)
-    if node not in backed:
-        return min(abs(score - need), backing) if score < need else abs(score - need)
-    return backing if score < need else max(abs(score - need), backing)
+    own, backing, inf = abs(score - need), min(abs(t - lone.support) for t in totals), float("inf")
+    if node not in backed:  # kept by its need alone; both changing it would write or drop it
+        return (own, inf) if score >= need else (own, backing)
+    if score < need:  # kept for its backing alone
+        return inf, backing
+    return (own, inf) if own >= backing else (inf, backing)  # kept either way: the surer one
 
 
 # --- how far a decision is from changing (the guarded bfloat16 rule, models/audioset.py) ------
@@ -680,24 +683,39 @@ def selection_margin(
     return min(gaps, default=float("inf"))
 
 
-def decision_margin(
+@dataclass(frozen=True)
+class DecisionGaps:
+    """How far `decide_genres`' choice is from changing, split by what moves: `scores`, the
+    smallest gap of a comparison between the combined scores (or one of them and a threshold
+    that follows them); `models`, the smallest gap of one model's own total to the lone-tag
+    support. Moving every combined score by less than half of `scores` and every model's score by
+    less than `models` cannot change what is written."""
+
+    scores: float
+    models: float
+
+    @property
+    def least(self) -> float:
+        return min(self.scores, self.models)
+
+
+def decision_gaps(
     scores: Mapping[str, float], plan: Planning, *, per_model: Sequence[Mapping[str, float]] = ()
-) -> float:
-    """How far `decide_genres`' choice (no vocabulary, the shipped `max` aggregation) is from
-    changing: the smallest gap of any comparison it makes — each model's score for a genre to
-    the lone-tag support, a lone genre's score to its need, the roots' choice
-    (`selection_margin`), and each step down to a leaf (the best child to the share of its
-    parent it needs, and to the next child). With `max`, a total moves no more than the scores
-    under it, so moving every score, the models' own included, by less than half of this
-    cannot change what is written."""
+) -> DecisionGaps:
+    """The gaps of every comparison `decide_genres` makes (no vocabulary, the shipped `max`
+    aggregation): each lone genre's score to its need and the models' totals for it to the
+    support, the roots' choice (`selection_margin`), and each step down to a leaf (the best child
+    to the share of its parent it needs and, where it descends, to the next child). With `max`, a
+    total moves no more than the scores under it."""
     tree, depth, lone = plan.tree, plan.depth, plan.lone
     max_genres, min_confidence = plan.max_genres, plan.min_confidence
     relative_floor = plan.relative_floor
-    gaps = [float("inf")]
+    gaps, model_gaps = [float("inf")], [float("inf")]
+    lone_gaps: list[tuple[float, float, float]] = []  # (score, its own gap, its backing gap)
     if per_model and lone is not None:
         backed = backed_genres(per_model, tree, lone.support)
-        gaps += [_lone_gap(g, s, per_model, backed, tree, lone)
-                 for g, s in scores.items() if s >= min_confidence]  # fmt: skip
+        lone_gaps = [(s, *_lone_gaps(g, s, per_model, backed, tree, lone))
+                     for g, s in scores.items() if s >= min_confidence]  # fmt: skip
         scores = drop_lone(scores, backed, tree, lone)
     total = tree_scores(scores, tree, "max")
     roots = {g: s for g, s in total.items() if tree.parents.get(g) is None}
@@ -705,16 +723,36 @@ def decision_margin(
     chosen = select_genres(
         roots, max_genres=max_genres, min_confidence=min_confidence, relative_floor=relative_floor
     )
+    # the lowest bar a genre must clear to be written or to change a choice: the roots' floor,
+    # or the share of a chosen parent a child needs to be written below it
+    lowest = max(min_confidence, relative_floor * max(roots.values(), default=0.0))
     for node, _ in chosen if depth != "parent" else []:
         while kids := sorted((total[c] for c in tree.children.get(node, ()) if c in total),
                              reverse=True):  # fmt: skip
             need = max(min_confidence, DESCEND_SHARE * total[node])
+            lowest = min(lowest, need)
             gaps.append(abs(kids[0] - need))
+            if kids[0] < need:  # not descending: which child is best does not matter
+                break
             if len(kids) > 1:
                 gaps.append(kids[0] - kids[1])
-            if kids[0] < need:
-                break
             node = max(
                 (c for c in tree.children.get(node, ()) if c in total), key=total.__getitem__
             )
-    return min(gaps)
+    for score, own, backing in lone_gaps:
+        # whether a genre is dropped as lone matters only once it could clear the lowest bar:
+        # below it, that distance is a gap too (the surer of the two ways of staying unchanged)
+        below = lowest - score
+        if below > 0 and below >= min(own, backing):
+            own, backing = below, float("inf")
+        gaps.append(own)
+        model_gaps.append(backing)
+    return DecisionGaps(min(gaps), min(model_gaps))
+
+
+def decision_margin(
+    scores: Mapping[str, float], plan: Planning, *, per_model: Sequence[Mapping[str, float]] = ()
+) -> float:
+    """The smallest of `decision_gaps`: moving every score, the models' own included, by less
+    than half of it cannot change what is written."""
+    return decision_gaps(scores, plan, per_model=per_model).least

@@ -136,6 +136,55 @@ def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(d
         assert written(moved(scores), [moved(m) for m in per_model]) == written(scores, per_model)
 
 
+@pytest.mark.parametrize("depth", ["parent", "leaf", "both"])
+def test_the_two_gaps_bound_what_each_kind_of_score_may_move(depth: str) -> None:
+    """The guard reads `decision_gaps` split by what moves: the combined scores by less than half
+    of `scores` (their thresholds follow them, at most 1.6x) and each model's own scores by less
+    than `models` together never change what planning writes."""
+    from mgctag.genres import GenreTree, LoneRule, decision_gaps
+
+    rng = random.Random(2912)
+    tree = GenreTree.of_map(default_map())
+    genres = ["Rock", "Indie", "Alternative", "Grunge", "Electronic", "Techno", "House",
+              "Ambient", "Indian", "Carnatic", "Bollywood", "Pop", "Jazz", "Metal"]  # fmt: skip
+    lone = LoneRule(0.1, 0.05, {"Indian": 0.3, "Jazz": 0.15, "Pop": 0.0})
+    plan = Planning(tree, depth, 2, 0.05, 0.6, lone)
+    for _ in range(1500):
+        scores = {g: rng.random() ** 3 for g in rng.sample(genres, 8)}
+        per_model = [{g: rng.random() ** 2 for g in rng.sample(genres, 6)} for _ in range(3)]
+        gaps = decision_gaps(scores, plan, per_model=per_model)
+        step, model_step = 0.49 * gaps.scores / 1.6, 0.99 * gaps.models
+
+        def moved(d: dict[str, float], step: float) -> dict[str, float]:
+            return {g: s + rng.uniform(-step, step) for g, s in d.items()}
+
+        before = decide_genres(scores, plan, per_model=per_model)
+        after = decide_genres(
+            moved(scores, step), plan, per_model=[moved(m, model_step) for m in per_model]
+        )
+        assert [g for g, _ in after] == [g for g, _ in before]
+
+
+def test_gaps_leave_out_comparisons_that_decide_nothing() -> None:
+    """Two children far below the share of their parent that either needs are not a near
+    decision however close they are to each other; nor is a lone genre far below what anything
+    written needs, however near a model is to backing it. (Counting them made 62 % of the Debian
+    corpus 'borderline' and kept bf16 off: docs/benchmarks.md, issue 29.)"""
+    from mgctag.genres import GenreTree, LoneRule, decision_gaps
+
+    tree = GenreTree.of_map(default_map())
+    plan = Planning(tree, "leaf", 2, 0.05, 0.6, LoneRule(0.1, 0.0, {"Indian": 0.3}))
+    siblings = {"Electronic": 0.5, "Techno": 0.1, "House": 0.1001}
+    assert decision_gaps(siblings, plan).scores == pytest.approx(0.1499)
+    descending = {"Electronic": 0.5, "Techno": 0.3, "House": 0.3001}  # here the order decides
+    assert decision_gaps(descending, plan).scores == pytest.approx(0.0001)
+    models = [{"Electronic": 0.5, "Indian": 0.1001}, {"Electronic": 0.4}, {"Electronic": 0.6}]
+    far = {"Electronic": 0.5, "Indian": 0.06}  # lone, dropped; below the 0.3 any genre needs
+    assert decision_gaps(far, plan, per_model=models).models == float("inf")
+    near = {"Electronic": 0.4, "Indian": 0.25}  # above the 0.24 floor: written if backed
+    assert decision_gaps(near, plan, per_model=models).models == pytest.approx(0.0001)
+
+
 def test_bf16_stops_once_too_many_recent_tracks_were_borderline() -> None:
     """Each borderline track costs a bf16 and a float32 pass: past the break-even share of
     recent tracks, float32 alone is cheaper; too few tracks seen decide nothing."""

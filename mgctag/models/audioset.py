@@ -25,10 +25,11 @@ import torch
 from mgctag.audio.features import efficientat_mel
 from mgctag.content import ContentDecision, ContentGate, decide
 from mgctag.genres import (
+    DecisionGaps,
     GenreMap,
     Planning,
     average_known,
-    decision_margin,
+    decision_gaps,
     default_scores,
     mean_tag_probs,
     selection_margin,
@@ -48,6 +49,9 @@ WAVEFORM = f"waveform@{AUDIOSET_RATE}"
 # fast as musicnn alone. The musicnn row it stores is marked approximate (`Prediction`), so a later
 # `--model musicnn` analyses again rather than write bf16 genres (docs/benchmarks.md,
 # tools/bench/compare_precision.py). Off on CPUs without native bfloat16, where it would be slower.
+# The margin is read against both of `genres.decision_gaps`: bf16 moved a combined genre score by
+# at most 0.0048 and one model's own genre score by at most 0.0096 on 158 real tracks, so 0.012
+# is 2.5x the first (a gap between two scores needs twice the drift) and 1.25x the second.
 BF16_MUSICNN = native_bf16()
 BF16_MARGIN = 0.012
 BF16_GUARD_MUSICNN = False  # also guard the stored musicnn row's own written genres
@@ -197,7 +201,8 @@ class CombinedTagger:
     def _borderline(self, rows: list[Prediction]) -> bool:
         """Whether bfloat16's drift could change the genres written from musicnn's row or ours."""
         musicnn, _, combined = rows
-        if planned_margin(combined) < BF16_MARGIN:
+        gaps = planned_gaps(combined)
+        if gaps.scores < BF16_MARGIN or gaps.models < BF16_MARGIN:
             return True
         return (
             BF16_GUARD_MUSICNN and choice_margin(dict(musicnn.genres), musicnn.model) < BF16_MARGIN
@@ -272,11 +277,11 @@ def choice_margin(scores: Mapping[str, float], name: str) -> float:
     return selection_margin(scores, *builtin_selection(name))
 
 
-def planned_margin(row: Prediction) -> float:
+def planned_gaps(row: Prediction) -> DecisionGaps:
     """How far the genres planning writes from the default's row by default (tree, depth,
-    lone-tag rule: `genres.decision_margin`) are from changing."""
+    lone-tag rule: `genres.decision_gaps`) are from changing."""
     plan = Planning.shipped(builtin_selection(row.model))
-    return decision_margin(dict(row.genres), plan, per_model=list(row.tags.values()))
+    return decision_gaps(dict(row.genres), plan, per_model=list(row.tags.values()))
 
 
 def patch_rows(patches_per_window: np.ndarray, windows: Sequence[int]) -> np.ndarray:
