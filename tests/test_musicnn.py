@@ -111,6 +111,38 @@ def test_drum_loop_is_drums_or_beat_in_mtt():
 
 
 @pytest.mark.slow
+def test_pair_side_by_side_equals_one_after_the_other(ref):
+    """With two or more torch threads the pair runs each network in its own worker thread with
+    half of them (issue 29); the rows are the ones a single thread gets running them in turn, in
+    float32 and under bf16 autocast (thread-local, so each worker enters it), and the caller's
+    own thread count is left alone."""
+    import torch
+
+    from mgctag.models import tagger as tagger_module
+
+    x = patches(ref["lets_go_fishin__logmel"])
+    pair = tagger_module.EnsembleTagger()
+    before = torch.get_num_threads()
+    try:
+        for bf16 in (False, True):
+            pair.bf16 = bf16
+            torch.set_num_threads(1)
+            in_turn = pair(x)
+            assert bf16 or pair._workers is None  # one thread: nothing side by side
+            torch.set_num_threads(2)
+            side = pair(x)
+            assert pair._workers is not None and torch.get_num_threads() == 2
+            for name, (probs, emb) in in_turn.items():
+                np.testing.assert_allclose(side[name][0], probs, atol=1e-5)
+                np.testing.assert_allclose(side[name][1], emb, atol=1e-5)
+        pair.bf16 = False
+        float32 = pair(x)
+        moved = max(np.abs(float32[n][0] - side[n][0]).max() for n in side)
+        assert moved > 1e-5  # the workers did run under autocast
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_pair_in_chunks_equals_one_pass(ref, monkeypatch):
     """On a CPU the pair runs CHUNK_PATCHES patches at a time (page faults, cache), in one
     torch thread or several; the rows are the same as one pass over all of them."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
 import numpy as np
@@ -71,31 +72,59 @@ class EnsembleTagger:
             self.labels[model_name] = list(card.labels)
         self.embedding_model = models[0]
         self.bf16 = False
+        self._workers: ThreadPoolExecutor | None = None  # `_side_by_side`, made when first used
 
-    @torch.inference_mode()
     def __call__(self, patches: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings.
 
-        At most CHUNK_PATCHES patches go through a network at once: musicnn's timbral
-        convolution makes a (patches, 204, 187, 59) float32 tensor before pooling (0.54 GB for 60
-        patches), which glibc maps afresh and the kernel zeroes on every pass; 12 patches' 108 MB
-        are reused from the heap and stay in cache. Only on a CPU: a GPU wants large batches.
-        (Issue 29, quiet 2-core machine, 88 corpus tracks: 12 patches on both threads 61.0 s,
-        3 patches on one thread 71.2 s, unchunked on both 62.4 s with 100 MB more peak memory.)
+        On a CPU with two or more torch threads, the models run side by side, each in its own
+        worker thread with half the threads (`_side_by_side`): two OpenMP teams on 12-patch
+        chunks spend much of their time waiting for each other, one model a core does not
+        (docs/benchmarks.md, issue 29). Same numbers either way.
         """
         x = torch.from_numpy(patches).to(self.device)
+        if x.device.type == "cpu" and len(self.models) > 1 and torch.get_num_threads() > 1:
+            return self._side_by_side(x)
+        return {name: self._run(module, x) for name, module in self.models.items()}
+
+    def _run(
+        self, module: torch.nn.Module, x: torch.Tensor, threads: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One network over the patches: (probabilities, embeddings).
+
+        At most CHUNK_PATCHES patches go through it at once on a CPU: musicnn's timbral
+        convolution makes a (patches, 204, 187, 59) float32 tensor before pooling (0.54 GB for 60
+        patches), which glibc maps afresh and the kernel zeroes on every pass; 12 patches' 108 MB
+        are reused from the heap and stay in cache. A GPU wants large batches. (Issue 29, quiet
+        2-core machine, 88 corpus tracks: 12 patches on both threads 61.0 s, 3 patches on one
+        thread 71.2 s, unchunked on both 62.4 s with 100 MB more peak memory.) `threads`: this
+        thread's torch threads (a worker's own; 0 leaves them). Inference mode and autocast are
+        per thread, so they are entered here.
+        """
+        if threads:
+            torch.set_num_threads(threads)
         size = CHUNK_PATCHES if x.device.type == "cpu" else max(len(x), 1)
-        parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {m: [] for m in self.models}
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        got = []
+        with (
+            torch.inference_mode(),
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16),
+        ):
             for chunk in torch.split(x, size) if len(x) else (x,):
-                for model_name, module in self.models.items():
-                    logits, emb = module(chunk)
-                    probs = torch.sigmoid(logits.float())
-                    parts[model_name].append((probs.cpu().numpy(), emb.float().cpu().numpy()))
-        return {
-            name: (np.concatenate([p for p, _ in got]), np.concatenate([e for _, e in got]))
-            for name, got in parts.items()
+                logits, emb = module(chunk)
+                probs = torch.sigmoid(logits.float())
+                got.append((probs.cpu().numpy(), emb.float().cpu().numpy()))
+        return np.concatenate([p for p, _ in got]), np.concatenate([e for _, e in got])
+
+    def _side_by_side(self, x: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each model in its own worker thread with an even share of torch's threads."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(len(self.models), thread_name_prefix="mgctag-nn")
+        share = max(1, torch.get_num_threads() // len(self.models))
+        futures = {
+            name: self._workers.submit(self._run, module, x, share)
+            for name, module in self.models.items()
         }
+        return {name: future.result() for name, future in futures.items()}
 
     @torch.inference_mode()
     def embed(self, patches: np.ndarray) -> np.ndarray:
