@@ -40,8 +40,9 @@ def native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-#: Patches per forward pass of a musicnn network (see `EnsembleTagger.__call__`).
-CHUNK_PATCHES = 12
+#: Patches per forward pass of a musicnn network and torch thread, in float32 (twice as many
+#: under bf16): see `EnsembleTagger._run`.
+CHUNK_PATCHES = 3
 
 
 class EnsembleTagger:
@@ -92,18 +93,22 @@ class EnsembleTagger:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One network over the patches: (probabilities, embeddings).
 
-        At most CHUNK_PATCHES patches go through it at once on a CPU: musicnn's timbral
-        convolution makes a (patches, 204, 187, 59) float32 tensor before pooling (0.54 GB for 60
-        patches), which glibc maps afresh and the kernel zeroes on every pass; 12 patches' 108 MB
-        are reused from the heap and stay in cache. A GPU wants large batches. (Issue 29, quiet
-        2-core machine, 88 corpus tracks: 12 patches on both threads 61.0 s, 3 patches on one
-        thread 71.2 s, unchunked on both 62.4 s with 100 MB more peak memory.) `threads`: this
-        thread's torch threads (a worker's own; 0 leaves them). Inference mode and autocast are
-        per thread, so they are entered here.
+        On a CPU it takes CHUNK_PATCHES patches a thread at once (twice as many under bf16):
+        musicnn's timbral convolution makes a (patches, 204, 187, 59) tensor before pooling,
+        9 MB a float32 patch, and glibc maps every block over 32 MB afresh, which the kernel
+        zeroes page by page on each pass; 3 float32 (or 6 bf16) patches stay under that, are
+        reused from the heap and stay in cache. A GPU wants large batches. (Issue 29, one thread
+        a network, 36 patches: 3 float32 patches 65-66 CPU ms a patch against 82-86 for 12, and
+        6 bf16 patches 38 against 41-42; docs/benchmarks.md.) `threads`: this thread's torch
+        threads (a worker's own; 0 leaves them). Inference mode and autocast are per thread, so
+        they are entered here.
         """
         if threads:
             torch.set_num_threads(threads)
-        size = CHUNK_PATCHES if x.device.type == "cpu" else max(len(x), 1)
+        if x.device.type == "cpu":
+            size = CHUNK_PATCHES * torch.get_num_threads() * (2 if self.bf16 else 1)
+        else:
+            size = max(len(x), 1)
         got = []
         with (
             torch.inference_mode(),
