@@ -111,6 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.margin is not None:
         audioset.BF16_MARGIN = args.margin
+    reduced = "simulated int8" if args.int8_sim else "bf16"
     tagger = CombinedTagger()
     plan = InputPlan((tagger.inputs,))
     n = changed = rerun = escaped = 0
@@ -136,9 +137,8 @@ def main() -> None:
                 changed += 1
                 escaped += not borderline
                 print(f"CHANGED {path.name}: float32 {planned(rows[False])} "
-                      f"bf16 {planned(rows[True])}; guard re-runs it: {borderline}")  # fmt: skip
+                      f"{reduced} {planned(rows[True])}; guard re-runs it: {borderline}")  # fmt: skip
     combined, per_model = (np.array(m) for m in zip(*moves, strict=True))
-    reduced = "simulated int8" if args.int8_sim else "bf16"
     print(f"{n} tracks; planned genres changed by raw {reduced}: {changed}/{n}")
     print(f"largest drift: combined score {combined.max():.4f} (p95 "
           f"{np.percentile(combined, 95):.4f}), a model's own score {per_model.max():.4f} "
