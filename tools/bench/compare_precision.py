@@ -136,8 +136,8 @@ def main() -> None:
             if planned(rows[False]) != planned(rows[True]):
                 changed += 1
                 escaped += not borderline
-                print(f"CHANGED {path.name}: float32 {planned(rows[False])} "
-                      f"{reduced} {planned(rows[True])}; guard re-runs it: {borderline}")  # fmt: skip
+                was, now = planned(rows[False]), planned(rows[True])
+                print(f"CHANGED {path.name}: float32 {was} {reduced} {now}; re-run: {borderline}")
     combined, per_model = (np.array(m) for m in zip(*moves, strict=True))
     print(f"{n} tracks; planned genres changed by raw {reduced}: {changed}/{n}")
     print(f"largest drift: combined score {combined.max():.4f} (p95 "
