@@ -120,8 +120,11 @@ def real_clip(
     return np.ascontiguousarray(y[: int(seconds * sr)].T), sr
 
 
-def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
-    """Encode (channels, n) float32 audio to `dest` in the format its extension names."""
+def encode(
+    y: np.ndarray, sr: int, dest: Path, ext: str | None = None, bit_rate: int | None = None
+) -> Path:
+    """Encode (channels, n) float32 audio to `dest` in the format its extension names (lossy
+    codecs at `bit_rate`, else 128 kb/s)."""
     ext = ext or ("alac.m4a" if dest.name.endswith(".alac.m4a") else dest.suffix.lstrip("."))
     spec = FORMATS[ext]
     if spec is None:  # in blocks: one long sf.write of Vorbis crashes libsndfile 1.2.2
@@ -135,7 +138,7 @@ def encode(y: np.ndarray, sr: int, dest: Path, ext: str | None = None) -> Path:
         stream = out.add_stream(codec, rate=48000 if codec == "libopus" else sr, layout=layout)
         assert isinstance(stream, av.AudioStream)  # FORMATS names audio codecs only
         ctx = stream.codec_context
-        ctx.bit_rate = ctx.bit_rate or 128_000
+        ctx.bit_rate = bit_rate or ctx.bit_rate or 128_000
         formats = ctx.codec.audio_formats
         assert formats  # an audio encoder lists the sample formats it takes
         resampler = av.AudioResampler(format=formats[0].name, layout=layout, rate=ctx.rate)

@@ -29,13 +29,14 @@ import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "audio"
+from tests.media import encode  # the tests' helper: a benchmark and a test make the same files
+from tools.paths import AUDIO
+
 CORPUS = Path("/work/data/corpus")
 SR = 44100
 EXCERPT_S = 60.0
@@ -78,12 +79,12 @@ def sources(corpus_every: int = 2, musdb_every: int = 2) -> list[Source]:
         for row in rows[::corpus_every]:
             pkg, rel = row[0], row[1]
             out.append(Source(f"corpus-{Path(rel).stem}", CORPUS / rel, f"corpus:{pkg}"))
-    previews = sorted((SHARED / "musdb18-7s" / "train").glob("*.stem.mp4"))
+    previews = sorted((AUDIO / "musdb18-7s" / "train").glob("*.stem.mp4"))
     for path in previews[::musdb_every]:
         artist = path.name.split(" - ")[0]
         out.append(Source(f"musdb-{_slug(path.stem)}", path, f"musdb:{artist}"))
     for rel in _SHARED_MUSIC:
-        path = SHARED / rel
+        path = AUDIO / rel
         if path.exists():
             out.append(Source(f"shared-{_slug(rel)}", path, f"shared:{rel.split('/')[0]}"))
     return out
@@ -105,30 +106,6 @@ def excerpt(src: Source) -> np.ndarray:
     y = load(src.path, SR, offset=start, duration=EXCERPT_S, mono=False, stream=src.stream)
     y = np.atleast_2d(y)
     return np.vstack([y, y]) if y.shape[0] == 1 else y[:2]
-
-
-def encode(y: np.ndarray, dest: Path, codec: str, bit_rate: int | None = None) -> Path:
-    """(2, n) float32 at 44.1 kHz to `dest` with FFmpeg's encoder `codec` (PyAV)."""
-    import av
-
-    container = {"libmp3lame": "mp3", "libopus": "ogg", "flac": "flac"}[codec]
-    rate = 48000 if codec == "libopus" else SR
-    with av.open(str(dest), "w", format=container) as out:
-        stream: Any = out.add_stream(codec, rate=rate, layout="stereo")
-        if bit_rate:
-            stream.codec_context.bit_rate = bit_rate
-        fmt = stream.codec_context.codec.audio_formats[0].name
-        resampler = av.AudioResampler(format=fmt, layout="stereo", rate=rate)
-        for start in range(0, y.shape[1], 4096):
-            block = np.ascontiguousarray(y[:, start : start + 4096], dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = SR, start, Fraction(1, SR)
-            for f in resampler.resample(frame):
-                out.mux(stream.encode(f))
-        for f in resampler.resample(None):
-            out.mux(stream.encode(f))
-        out.mux(stream.encode(None))
-    return dest
 
 
 def _shelf(y: np.ndarray, freq: float, gain_db: float, high: bool) -> np.ndarray:
@@ -183,11 +160,11 @@ def make(out: Path) -> int:
         except Exception as exc:  # a damaged source file: say so, go on
             print(f"{src.path}: skipped ({exc})", flush=True)
             continue
-        encode(y, folder / "original.flac", "flac")
-        encode(y, folder / "mp3.mp3", "libmp3lame", 96_000)
-        encode(y, folder / "opus.opus", "libopus", 64_000)
-        encode(eq_variant(y), folder / "eq.flac", "flac")
-        encode(edit_variant(y), folder / "edit.flac", "flac")
+        encode(y, SR, folder / "original.flac")
+        encode(y, SR, folder / "mp3.mp3", bit_rate=96_000)
+        encode(y, SR, folder / "opus.opus", bit_rate=64_000)
+        encode(eq_variant(y), SR, folder / "eq.flac")
+        encode(edit_variant(y), SR, folder / "edit.flac")
         made += 1
         print(f"{src.key}: {y.shape[1] / SR:.0f} s", flush=True)
     (out / "sources.json").write_text(
