@@ -165,10 +165,10 @@ def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_pat
     whole = recordings.Decoded.of(y16)
     monkeypatch.setattr(recordings, "CHUNK_S", 2.5)
     chunked = recordings.decode_file(path)
-    assert chunked.mfcc.shape == whole.mfcc.shape and len(chunked.db) == len(whole.db)
+    assert chunked.feats.shape == whole.feats.shape and len(chunked.db) == len(whole.db)
     assert abs(chunked.duration - whole.duration) < 1e-3
     in_memory = segments.chunked_mfcc(y16, block_s=2.5)  # dB floors per block, as streamed
-    close = np.isclose(chunked.mfcc, in_memory, rtol=1e-3, atol=0.5).all(axis=1)
+    close = np.isclose(chunked.feats, in_memory, rtol=1e-3, atol=0.5).all(axis=1)
     assert close.mean() > 0.97  # only frames at the four chunk joins may differ
     assert np.abs(chunked.db - whole.db).max() < 0.5
     assert np.abs(chunked.peaks - whole.peaks).max() < 0.02
