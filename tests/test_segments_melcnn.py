@@ -93,3 +93,26 @@ def test_safetensors_round_trip(tmp_path) -> None:
     with torch.inference_mode():
         assert torch.equal(net(x)[0], back(x)[0])
     assert card2.arch_args == {"n_classes": 3, "n_mels": N_MELS, "width": 4}
+
+
+def test_the_bundled_option_streams_a_file_as_it_decides_it_whole(tmp_path, monkeypatch) -> None:
+    """`segments --model segmenter_melcnn` decodes a file a chunk at a time into float16 log-mel
+    frames; its decisions are those of the whole recording in memory (float32), up to the
+    frames at the chunk joins."""
+    import soundfile as sf
+
+    from mgctag.segments import recordings
+    from mgctag.segments.detector import Segmenter
+
+    seg = Segmenter("segmenter_melcnn")
+    assert seg.card.preprocessing["features"] == "mgctag.segments.detector.telephone_mel"
+    assert len(seg.mean) == len(seg.std) == N_MELS and seg.store_dtype == np.float16
+    y = decode.load(SPEECH, SR, duration=12.0)
+    path = tmp_path / "speech.wav"
+    sf.write(path, y, SR)
+    whole = seg.segment(y)
+    monkeypatch.setattr(recordings, "CHUNK_S", 2.5)
+    timeline, decoded = recordings.segment_file(path, seg)
+    assert decoded.feats.dtype == np.float16 and decoded.feats.shape[1] == N_MELS
+    assert (timeline.labels == whole.labels).mean() > 0.97
+    assert timeline.content() == whole.content() == "speech"

@@ -29,7 +29,7 @@ from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
 from mgctag.errors import MgctagError
 from mgctag.models.melcnn import MelCnn
 from mgctag.models.swishnet import SwishNet
-from mgctag.options import MIN_SEGMENT_S
+from mgctag.options import DEFAULT_SEGMENTER, MIN_SEGMENT_S
 
 CLASSES = ("speech", "music", "noise")
 SILENCE = "silence"
@@ -39,7 +39,7 @@ FPS = SR / HOP  # 62.5 frames per second
 N_MFCC = 20
 N_MELS = 40  # the telephone-band mel bands of both inputs (MFCC: their DCT)
 TELEPHONE_SR = 8000
-DEFAULT_MODEL = "segmenter_swishnet"
+DEFAULT_MODEL = DEFAULT_SEGMENTER
 SILENCE_DB = -50.0  # frame RMS below this (dBFS) is silence, as audio.segment's floor
 MIN_SILENCE_S = 0.3  # shorter pauses stay part of what surrounds them
 CONTENT_OF = {"speech": SPEECH, "music": MUSIC, "noise": OTHER}
@@ -350,8 +350,9 @@ def swishnet_frame_logits(
 
 
 #: Output frames (each TIME_STRIDE input frames) per pass of the mel-CNN over a long recording:
-#: 4.4 min, as BLOCK_FRAMES; its first layer holds width x 4 x block x 40 floats (~40 MB).
-MEL_BLOCK = BLOCK_FRAMES // MelCnn.TIME_STRIDE
+#: 65 s; its first layer's maps hold width x 4 x block x 40 floats (~10 MB each; blocks of
+#: 4.4 min, as SwishNet's, took 547 MB for a 3-hour file, over issue 27's 500).
+MEL_BLOCK = 1024
 
 
 @torch.inference_mode()

@@ -6,7 +6,8 @@ the clips per class MGCTAG_SEG_CLIPS (default 3000; the bundled detector: 20000)
     python -m tools.experiments.train_segmenter prepare               # MFCC + silence per stream
     python -m tools.experiments.train_segmenter swishnet --width 1 --context 1 [--distill]
     python -m tools.experiments.train_segmenter baselines             # GMM and FNN
-    python -m tools.experiments.train_segmenter bundle NAME --median 1.0  # one model to weights/
+    python -m tools.experiments.train_segmenter melcnn --width 16 --context 1 --distill --augment
+    python -m tools.experiments.train_segmenter bundle NAME --median 1.0 [--as segmenter_melcnn]
 
 SwishNet variants are saved (safetensors + card) under DATA/models/; the epoch with the best
 validation clip accuracy is kept. One thread by default (the machine is shared).
@@ -30,6 +31,7 @@ from mgctag.models.cards import ModelCard
 from mgctag.models.melcnn import MelCnn
 from mgctag.models.registry import save_model
 from mgctag.models.swishnet import SwishNet
+from mgctag.options import SEGMENTERS
 from mgctag.segments.detector import (
     CLASSES,
     FPS,
@@ -257,19 +259,17 @@ def train_baselines(a: argparse.Namespace) -> None:
 
 
 def bundle(a: argparse.Namespace) -> None:
-    """Copy a trained model to weights/segmenter_swishnet.* with the chosen median filter."""
+    """Copy a trained model to weights/AS.* (a `segments --model` name of `options.SEGMENTERS`)
+    with the chosen median filter."""
     src = DATA / "models" / f"{a.name}.json"
     card = json.loads(src.read_text())
-    card["name"] = "segmenter_swishnet"
+    card["name"] = a.as_name
     card["preprocessing"]["median_seconds"] = a.median
-    card["preprocessing"]["input"] = "mfcc_frames"  # a detector, not a genre tagger
     card["source"]["trained_as"] = a.name
     if a.metrics:
         card["metrics"] = json.loads(Path(a.metrics).read_text())
-    shutil.copy(
-        DATA / "models" / f"{a.name}.safetensors", WEIGHTS / "segmenter_swishnet.safetensors"
-    )
-    (WEIGHTS / "segmenter_swishnet.json").write_text(json.dumps(card, indent=2) + "\n")
+    shutil.copy(DATA / "models" / f"{a.name}.safetensors", WEIGHTS / f"{a.as_name}.safetensors")
+    (WEIGHTS / f"{a.as_name}.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
 def detector_parser(s: argparse.ArgumentParser) -> None:
@@ -303,6 +303,7 @@ def main() -> None:
     u.add_argument("name")
     u.add_argument("--median", type=float, default=1.0)
     u.add_argument("--metrics")
+    u.add_argument("--as", dest="as_name", choices=SEGMENTERS, default="segmenter_swishnet")
     a = ap.parse_args()
     (DATA / "models").mkdir(parents=True, exist_ok=True)
     if a.cmd == "prepare":
