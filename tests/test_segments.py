@@ -241,9 +241,9 @@ def test_stored_intervals_show_in_info(tmp_path) -> None:
     assert res.code == 0, res.output
     assert json.loads(res.stdout)[0]["stored"] is True
     info = cli("info", path, "--db", db)
-    assert "segmenter_swishnet" in info.stdout and "speech" in info.stdout, info.output
+    assert DEFAULT_SEGMENTER in info.stdout and "speech" in info.stdout, info.output
     data = json.loads(cli("info", path, "--db", db, "--json").stdout)
-    windows = data["predictions"]["segmenter_swishnet"]["windows"]
+    windows = data["predictions"][DEFAULT_SEGMENTER]["windows"]
     assert {w["content"] for w in windows} >= {"speech", "music"}
 
 
@@ -261,7 +261,7 @@ def test_scan_lists_the_stored_speech_recordings(tmp_path) -> None:
     listed = {Path(r["path"]).name: r for r in json.loads(res.stdout)["not_music"]}
     assert set(listed) == {"talk.wav"}, listed
     assert listed["talk.wav"]["content"] == "speech"
-    assert listed["talk.wav"]["model"] == "segmenter_swishnet"
+    assert listed["talk.wav"]["model"] == DEFAULT_SEGMENTER
     text = cli("scan", folder, "--db", db).stdout
     assert "talk.wav" in text and "waltz.wav" not in text
 
