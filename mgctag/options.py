@@ -29,6 +29,11 @@ SEPARATORS = ("auto", "demucs", "cascade", "hpss")  # the names get_separator ta
 # `segments --min-segment`: a stretch shorter than this (seconds) joins a neighbour, so a talk is
 # a few rows, not hundreds of flickers (the CLI's default and the detector's).
 MIN_SEGMENT_S = 1.0
+# `segments --model`: the bundled speech / music / noise detectors (weights/NAME.*; how each was
+# trained and scored: docs/segments.md); the first is the default. Any other model card of a
+# detector (a name or a .safetensors file) is accepted too.
+SEGMENTERS = ("segmenter_swishnet", "segmenter_melcnn")
+DEFAULT_SEGMENTER = SEGMENTERS[0]
 GenreDepth = Literal["parent", "leaf", "both"]
 GENRE_DEPTHS: tuple[GenreDepth, ...] = ("parent", "leaf", "both")
 

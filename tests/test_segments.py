@@ -22,6 +22,7 @@ from mgctag.content import ContentGate
 from mgctag.models.cards import ModelCard
 from mgctag.models.registry import load_model, save_model
 from mgctag.models.swishnet import SwishNet
+from mgctag.options import DEFAULT_SEGMENTER, SEGMENTERS
 from mgctag.segments.detector import (
     CLASSES,
     FPS,
@@ -240,9 +241,9 @@ def test_stored_intervals_show_in_info(tmp_path) -> None:
     assert res.code == 0, res.output
     assert json.loads(res.stdout)[0]["stored"] is True
     info = cli("info", path, "--db", db)
-    assert "segmenter_swishnet" in info.stdout and "speech" in info.stdout, info.output
+    assert DEFAULT_SEGMENTER in info.stdout and "speech" in info.stdout, info.output
     data = json.loads(cli("info", path, "--db", db, "--json").stdout)
-    windows = data["predictions"]["segmenter_swishnet"]["windows"]
+    windows = data["predictions"][DEFAULT_SEGMENTER]["windows"]
     assert {w["content"] for w in windows} >= {"speech", "music"}
 
 
@@ -260,7 +261,7 @@ def test_scan_lists_the_stored_speech_recordings(tmp_path) -> None:
     listed = {Path(r["path"]).name: r for r in json.loads(res.stdout)["not_music"]}
     assert set(listed) == {"talk.wav"}, listed
     assert listed["talk.wav"]["content"] == "speech"
-    assert listed["talk.wav"]["model"] == "segmenter_swishnet"
+    assert listed["talk.wav"]["model"] == DEFAULT_SEGMENTER
     text = cli("scan", folder, "--db", db).stdout
     assert "talk.wav" in text and "waltz.wav" not in text
 
@@ -284,39 +285,61 @@ def _majority(rec: dict) -> str:
     return max(time, key=lambda c: time[c]) if time else "silence"
 
 
+class HeldOutRecords:
+    """`mgctag segments --json --model M` over every held-out clip at once, once per detector:
+    (class, record) per clip."""
+
+    def __init__(self, folder: Path) -> None:
+        self.files = _copies(folder, list(HELD_OUT))
+        self.records: dict[str, list[tuple[str, dict]]] = {}
+
+    def __call__(self, model: str = DEFAULT_SEGMENTER) -> list[tuple[str, dict]]:
+        if model not in self.records:
+            res = cli("segments", *self.files, "--json", "--model", model)
+            assert res.code == 0, res.output
+            recs = json.loads(res.stdout)
+            self.records[model] = [
+                (HELD_OUT[src], rec) for src, rec in zip(HELD_OUT, recs, strict=True)
+            ]
+        return self.records[model]
+
+
 @pytest.fixture(scope="module")
-def held_out_records(tmp_path_factory) -> list[tuple[str, dict]]:
-    """`mgctag segments --json` over every held-out clip at once: (class, record)."""
-    folder = tmp_path_factory.mktemp("held_out")
-    files = _copies(folder, list(HELD_OUT))
-    res = cli("segments", *files, "--json")
-    assert res.code == 0, res.output
-    records = json.loads(res.stdout)
-    return [(HELD_OUT[src], rec) for src, rec in zip(HELD_OUT, records, strict=True)]
+def held_out_records(tmp_path_factory) -> HeldOutRecords:
+    return HeldOutRecords(tmp_path_factory.mktemp("held_out"))
 
 
-# What the bundled detector still gets wrong on these (docs/segments.md, "Left to do"): strict,
-# so a detector that gets them right fails here until the mark is removed.
+# What each bundled detector still gets wrong on these (docs/segments.md): strict, so a detector
+# that gets them right fails here until the mark is removed.
 MISSED = {
-    "sorohanro_-_solo-trumpet-06.hq": "a lone trumpet between pauses is called noise",
-    "thunder": "thunder is called music",
+    "segmenter_swishnet": {
+        "sorohanro_-_solo-trumpet-06.hq": "a lone trumpet between pauses is called noise",
+        "thunder": "thunder is called music",
+    },
+    "segmenter_melcnn": {
+        "sorohanro_-_solo-trumpet-06.hq": "a lone trumpet between pauses is called noise",
+        "armygeddon_1": "distorted metal guitars are called noise (6 of tests/data's 10 metal)",
+    },
 }
 
 
 @pytest.mark.parametrize(
-    "index",
+    ("model", "index"),
     [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=MISSED[p.stem]))
-        if p.stem in MISSED
-        else k
+        pytest.param(m, k, marks=pytest.mark.xfail(strict=True, reason=MISSED[m][p.stem]))
+        if p.stem in MISSED[m]
+        else (m, k)
+        for m in SEGMENTERS
         for k, p in enumerate(HELD_OUT)
     ],
-    ids=[p.stem for p in HELD_OUT],
+    ids=[f"{m}-{p.stem}" for m in SEGMENTERS for p in HELD_OUT],
 )
-def test_real_held_out_clips_are_classified_through_the_cli(held_out_records, index) -> None:
+def test_real_held_out_clips_are_classified_through_the_cli(
+    held_out_records, model: str, index: int
+) -> None:
     """Real speech (read, dialogue, spoken digits), music and outdoor noise, none of it from a
     training source: the clip's main class is right, and only music counts as music."""
-    cls, rec = held_out_records[index]
+    cls, rec = held_out_records(model)[index]
     assert _majority(rec) == cls, rec["shares"]
     assert (rec["content"] == "music") == (cls == "music"), rec
 
@@ -324,7 +347,7 @@ def test_real_held_out_clips_are_classified_through_the_cli(held_out_records, in
 def test_merged_rows_never_overlap_and_cover_the_file(held_out_records) -> None:
     """Rows follow each other from 0 to the end; none is shorter than the default minimum
     (1 s) unless the recording is."""
-    for _, rec in held_out_records:
+    for _, rec in held_out_records():
         ivs = rec["intervals"]
         assert ivs[0]["start"] == 0 and ivs[-1]["end"] == pytest.approx(rec["duration"], abs=0.02)
         for a, b in zip(ivs, ivs[1:], strict=False):
@@ -354,10 +377,11 @@ def test_speech_over_a_music_bed_is_speech(tmp_path) -> None:
     bed = bed * (np.sqrt(np.mean(voice**2)) / np.sqrt(np.mean(bed**2))) * 10 ** (-12 / 20)
     path = tmp_path / "voice_over_music.wav"
     sf.write(path, (voice + bed) / max(1.0, float(np.abs(voice + bed).max()) / 0.99), SR)
-    res = cli("segments", path, "--json")
-    assert res.code == 0, res.output
-    (rec,) = json.loads(res.stdout)
-    assert _majority(rec) == "speech", rec["shares"]
+    for model in SEGMENTERS:
+        res = cli("segments", path, "--json", "--model", model)
+        assert res.code == 0, res.output
+        (rec,) = json.loads(res.stdout)
+        assert _majority(rec) == "speech", (model, rec["shares"])
 
 
 def test_a_bad_file_is_one_line_and_the_others_finish(tmp_path) -> None:

@@ -109,13 +109,18 @@ def mfcc(
     What ``librosa.feature.mfcc`` gives with the same n_fft / hop / n_mels (centred Hann frames,
     Slaney mel, dB with an 80 dB floor below the loudest bin, ortho DCT-II), computed without
     importing librosa (see the module's docstring)."""
+    coeffs = scipy.fft.dct(mel_db(y, sr, n_mels, hop), type=2, norm="ortho", axis=0)[:n_mfcc]
+    return np.ascontiguousarray(coeffs.T, dtype=np.float32)
+
+
+def mel_db(y: np.ndarray, sr: int = SR, n_mels: int = 40, hop: int = HOP) -> np.ndarray:
+    """(n_mels, frames) float64 power mel in dB (n_fft 512, Slaney mel, 80 dB floor below the
+    loudest bin): what `mfcc` takes the DCT of, and what a mel-CNN detector reads whole."""
     y = check_mono(y)
     power = np.abs(_stft(y, N_FFT, hop)) ** 2
     mel = slaney_mel_banks(sr, N_FFT, n_mels) @ power
     db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    db = np.maximum(db, db.max() - 80.0)
-    coeffs = scipy.fft.dct(db, type=2, norm="ortho", axis=0)[:n_mfcc]
-    return np.ascontiguousarray(coeffs.T, dtype=np.float32)
+    return np.maximum(db, db.max() - 80.0)
 
 
 def _stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

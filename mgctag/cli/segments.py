@@ -10,7 +10,7 @@ import typer
 from mgctag.cli.common import DbOption, interruptible, open_library, require_existing
 from mgctag.cli.output import out, print_failures, print_json, print_table, shown
 from mgctag.errors import reason_of
-from mgctag.options import MIN_SEGMENT_S
+from mgctag.options import DEFAULT_SEGMENTER, MIN_SEGMENT_S, SEGMENTERS
 
 NOT_STORED = "not in the library, so its intervals were not stored (`mgctag scan` it first)"
 
@@ -25,8 +25,11 @@ def segments(
         ),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="Detector weights: a name or a .safetensors file.")
-    ] = "segmenter_swishnet",
+        str,
+        typer.Option(
+            help=f"Detector: {' or '.join(SEGMENTERS)} (bundled), or a .safetensors file."
+        ),
+    ] = DEFAULT_SEGMENTER,
     store: Annotated[
         bool,
         typer.Option("--store", help="Keep the intervals of library tracks (`info` shows them)."),

@@ -34,6 +34,7 @@ from mgctag.models.crnn import Cnn1d, Cnn2d, Crnn
 from mgctag.models.ecapa import EcapaTdnn
 from mgctag.models.efficientat import EfficientAT
 from mgctag.models.head import GenreHead
+from mgctag.models.melcnn import MelCnn
 from mgctag.models.mobilenet import MobileNetV2
 from mgctag.models.musicnn import Musicnn, Vgg
 from mgctag.models.stemcnn import StemCnn
@@ -52,6 +53,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "crnn": Crnn,
     "mobilenetv2": MobileNetV2,
     "efficientat": EfficientAT,
+    "melcnn": MelCnn,
 }
 
 # The networks `mgctag train --arch` retrains from audio, with the input each declares (INPUT).

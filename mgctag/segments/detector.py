@@ -15,7 +15,7 @@ count AudioSet's singing / rapping classes as music (`mgctag.content`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -27,8 +27,9 @@ from scipy.ndimage import median_filter as _median
 from mgctag.audio import features
 from mgctag.content import MUSIC, OTHER, SPEECH, ContentGate
 from mgctag.errors import MgctagError
+from mgctag.models.melcnn import MelCnn
 from mgctag.models.swishnet import SwishNet
-from mgctag.options import MIN_SEGMENT_S
+from mgctag.options import DEFAULT_SEGMENTER, MIN_SEGMENT_S
 
 CLASSES = ("speech", "music", "noise")
 SILENCE = "silence"
@@ -36,8 +37,9 @@ SR = features.SR
 HOP = features.HOP
 FPS = SR / HOP  # 62.5 frames per second
 N_MFCC = 20
+N_MELS = 40  # the telephone-band mel bands of both inputs (MFCC: their DCT)
 TELEPHONE_SR = 8000
-DEFAULT_MODEL = "segmenter_swishnet"
+DEFAULT_MODEL = DEFAULT_SEGMENTER
 SILENCE_DB = -50.0  # frame RMS below this (dBFS) is silence, as audio.segment's floor
 MIN_SILENCE_S = 0.3  # shorter pauses stay part of what surrounds them
 CONTENT_OF = {"speech": SPEECH, "music": MUSIC, "noise": OTHER}
@@ -96,25 +98,44 @@ def mfcc(y: np.ndarray) -> np.ndarray:
     it learns from is 8 kHz telephone audio: given the full band it learned "wideband means not
     speech" and called held-out wideband speech music.
     """
+    return features.mfcc(_telephone(y), TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
+
+
+def telephone_mel(y: np.ndarray) -> np.ndarray:
+    """The mel-CNN detector's input: (frames, 40) log-mel (dB) of the telephone band, the
+    spectrum `mfcc` takes its DCT of (same frames, same 80 dB floor)."""
+    db = features.mel_db(_telephone(y), TELEPHONE_SR, N_MELS, HOP // 2)
+    return np.ascontiguousarray(db.T, dtype=np.float32)
+
+
+def _telephone(y: np.ndarray) -> np.ndarray:
     from mgctag.audio.decode import convert
 
-    y8 = convert(features.check_mono(y), SR, TELEPHONE_SR)
-    return features.mfcc(y8, TELEPHONE_SR, n_mfcc=N_MFCC, hop=HOP // 2)
+    return convert(features.check_mono(y), SR, TELEPHONE_SR)
 
 
-def chunked_mfcc(y: np.ndarray, block_s: float = 600.0) -> np.ndarray:
-    """`mfcc` of a long recording block by block (each with 4 frames of context on both sides,
-    dropped), so memory stays bounded; the same frames as one call, up to resampler edges."""
+FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "mgctag.segments.detector.mfcc": mfcc,
+    "mgctag.segments.detector.telephone_mel": telephone_mel,
+}  # a card's `preprocessing.features` -> the function
+
+
+def chunked_mfcc(
+    y: np.ndarray, block_s: float = 600.0, feats: Callable[[np.ndarray], np.ndarray] = mfcc
+) -> np.ndarray:
+    """`mfcc` (or `feats`) of a long recording block by block (each with 4 frames of context on
+    both sides, dropped), so memory stays bounded; the same frames as one call, up to resampler
+    edges."""
     y = np.asarray(y, np.float32)
     total = 1 + len(y) // HOP
     step = int(block_s * SR) // HOP * HOP
     if len(y) <= step:
-        return mfcc(y)
+        return feats(y)
     pad = 4 * HOP
     parts = []
     for s0 in range(0, len(y), step):
         lo = max(0, s0 - pad)
-        piece = mfcc(y[lo : s0 + step + pad])
+        piece = feats(y[lo : s0 + step + pad])
         first = (s0 - lo) // HOP
         count = min(step // HOP, total - s0 // HOP)
         parts.append(piece[first : first + count])
@@ -328,11 +349,51 @@ def swishnet_frame_logits(
     return np.concatenate(out)
 
 
+#: Output frames (each TIME_STRIDE input frames) per pass of the mel-CNN over a long recording:
+#: 65 s; its first layer's maps hold width x 4 x block x 40 floats (~10 MB each; blocks of
+#: 4.4 min, as SwishNet's, took 547 MB for a 3-hour file, over issue 27's 500).
+MEL_BLOCK = 1024
+
+
+@torch.inference_mode()
+def melcnn_frame_logits(
+    model: MelCnn,
+    x: np.ndarray,
+    context: int,
+    block: int = MEL_BLOCK,
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """(T, 3) logits of each frame's centred `context`-frame window over the log-mel input
+    (T, n_mels): the convolutions, the window mean of the output frames (TIME_STRIDE input frames
+    each), the classifier; each output frame's logits repeated over its input frames.
+
+    Long inputs go `block` output frames at a time, each with the input its windows depend on
+    (the window's reach plus the network's RECEPTIVE frames on both sides), so memory is bounded
+    by a block; `scale` (mean, std) standardises each block as it goes."""
+    s, t = model.TIME_STRIDE, len(x)
+    n = -(-t // s)  # output frames: the last group is completed by repeating the last frame
+    ctx = max(1, round(context / s))
+    half, reach = ctx // 2, -(-model.RECEPTIVE // s)
+    out = []
+    for a in range(0, max(n, 1), block):
+        b = min(n, a + block)
+        lo, hi = max(0, a - half - reach), min(n, b + ctx + reach)
+        raw = x[lo * s : hi * s]
+        if len(raw) < (hi - lo) * s:  # the recording's last group
+            raw = np.concatenate([raw, np.repeat(raw[-1:], (hi - lo) * s - len(raw), axis=0)])
+        raw = raw if scale is None else (raw - scale[0]) / scale[1]
+        piece = torch.from_numpy(np.ascontiguousarray(raw, np.float32))[None]
+        feats = model.frame_features(piece)[0].T.numpy()  # (hi - lo, C)
+        emb = context_mean(feats, ctx, lo, n)[a - lo : b - lo]
+        out.append(model.classifier(torch.from_numpy(emb)).numpy())
+    return np.repeat(np.concatenate(out), s, axis=0)[:t]
+
+
 class DecodedFrames(Protocol):
     """What the detector needs of a decoded recording (`recordings.Decoded`)."""
 
     @property
-    def mfcc(self) -> np.ndarray: ...  # (frames, N_MFCC), not standardised
+    def feats(self) -> np.ndarray: ...  # (frames, MFCC or mel bands), not standardised
 
     @property
     def db(self) -> np.ndarray: ...  # (frames,) RMS level in dBFS
@@ -342,7 +403,8 @@ class DecodedFrames(Protocol):
 
 
 class Segmenter:
-    """The bundled speech / music / noise detector: a SwishNet with its card's settings."""
+    """A speech / music / noise detector with its card's settings: a SwishNet on MFCCs (the
+    bundled one) or the mel-CNN on log-mel frames."""
 
     def __init__(
         self,
@@ -353,10 +415,14 @@ class Segmenter:
         from mgctag.models.registry import load_model
 
         model, self.card = load_model(name, device=device)
-        if not isinstance(model, SwishNet):
-            raise MgctagError(f"{name}: not a SwishNet detector ({self.card.arch})")
+        if not isinstance(model, (SwishNet, MelCnn)):
+            raise MgctagError(f"{name}: not a speech / music / noise detector ({self.card.arch})")
         self.model = model
         pre = self.card.preprocessing
+        self.features = FEATURES[pre.get("features", "mgctag.segments.detector.mfcc")]
+        # what a long recording's frames are kept as: 40 mel bands of hours in float16 take
+        # the memory of the 20 MFCCs in float32 (the bound of issue 27)
+        self.store_dtype = np.float16 if isinstance(model, MelCnn) else np.float32
         self.mean = np.asarray(pre["standardize"]["mean"], np.float32)
         self.std = np.asarray(pre["standardize"]["std"], np.float32)
         self.context = round(float(pre.get("context_seconds", 1.0)) * FPS)
@@ -366,21 +432,25 @@ class Segmenter:
         self.voiced_smoothing = bool(pre.get("voiced_smoothing", False))
 
     def inputs(self, y: np.ndarray) -> np.ndarray:
-        """Standardised MFCCs (frames, 20), computed in 10-minute blocks for long recordings."""
-        return self.standardise(chunked_mfcc(y))
+        """Standardised input frames (MFCCs or log-mel), computed in 10-minute blocks for long
+        recordings."""
+        return self.standardise(chunked_mfcc(y, feats=self.features))
 
     def standardise(self, m: np.ndarray) -> np.ndarray:
         return (m - self.mean) / self.std
 
     def frame_probs(self, y: np.ndarray) -> np.ndarray:
         """(frames, 3) unsmoothed class probabilities of 16 kHz mono audio."""
-        return self.mfcc_probs(self.inputs(y))
+        return self.input_probs(self.inputs(y))
 
-    def mfcc_probs(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
-        """(frames, 3) unsmoothed class probabilities of standardised MFCC frames (`raw`: not
+    def input_probs(self, x: np.ndarray, raw: bool = False) -> np.ndarray:
+        """(frames, 3) unsmoothed class probabilities of standardised input frames (`raw`: not
         yet standardised; done block by block)."""
         scale = (self.mean, self.std) if raw else None
-        logits = swishnet_frame_logits(self.model, x, self.context, scale=scale)
+        if isinstance(self.model, MelCnn):
+            logits = melcnn_frame_logits(self.model, x, self.context, scale=scale)
+        else:
+            logits = swishnet_frame_logits(self.model, x, self.context, scale=scale)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @torch.inference_mode()
@@ -402,7 +472,7 @@ class Segmenter:
 
     def segment_decoded(self, d: DecodedFrames) -> Timeline:
         """The timeline of a recording decoded by `recordings.decode_file`."""
-        probs = self.mfcc_probs(d.mfcc, raw=True)
+        probs = self.input_probs(d.feats, raw=True)
         return decide(
             probs, d.db, d.duration, self.median, self.floor, self.min_frames, self.voiced_smoothing
         )

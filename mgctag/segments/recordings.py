@@ -3,6 +3,7 @@ the samples), the JSON record and PNG strip of a timeline, and keeping it in the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,23 +21,25 @@ from mgctag.segments.detector import (
     mfcc,
 )
 
+Features = Callable[[np.ndarray], np.ndarray]  # 16 kHz mono -> (frames, width)
 CHUNK_S = 60.0  # seconds of audio decoded at a time: tens of MB of working memory, not hundreds
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """What segmenting keeps of a recording instead of its samples: the detector's MFCC frames,
-    each frame's level and peak (for the drawing). Three hours take ~60 MB, not gigabytes."""
+    """What segmenting keeps of a recording instead of its samples: the detector's input frames
+    (MFCCs or log-mel), each frame's level and peak (for the drawing). Three hours take ~60 MB,
+    not gigabytes."""
 
-    mfcc: np.ndarray  # (frames, N_MFCC), not standardised
+    feats: np.ndarray  # (frames, MFCCs or mel bands), not standardised
     db: np.ndarray  # (frames,) RMS level in dBFS, as frame_db
     peaks: np.ndarray  # (frames,) peak |y| over each frame's HOP samples
     duration: float  # seconds of audio decoded
 
     @classmethod
-    def of(cls, y: np.ndarray) -> Decoded:
+    def of(cls, y: np.ndarray, feats: Features = mfcc) -> Decoded:
         """16 kHz mono audio already in memory."""
-        m = chunked_mfcc(y)
+        m = chunked_mfcc(y, feats=feats)
         return cls(m, frame_db(y, len(m)), frame_peaks(y, len(m)), len(y) / SR)
 
 
@@ -51,19 +54,21 @@ def frame_peaks(y: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def decode_file(path: str | Path) -> Decoded:
-    """A recording's MFCC frames, levels and peaks, decoded CHUNK_S at a time at 16 kHz mono, so
-    memory is bounded by one chunk whatever the length (each chunk decoded with 4 frames of
-    context on both sides, dropped: the same frames as a whole-file pass, up to resampler
-    edges). DecodeError for what cannot be read."""
+def decode_file(
+    path: str | Path, feats: Features = mfcc, dtype: type[np.floating] = np.float32
+) -> Decoded:
+    """A recording's MFCC frames (or `feats`, kept as `dtype`), levels and peaks, decoded
+    CHUNK_S at a time at 16 kHz mono, so memory is bounded by one chunk whatever the length
+    (each chunk decoded with 4 frames of context on both sides, dropped: the same frames as a
+    whole-file pass, up to resampler edges). DecodeError for what cannot be read."""
     from mgctag.audio import decode
 
     duration = decode.probe(path).duration
     if not duration or duration <= CHUNK_S:
-        return Decoded.of(decode.load(path, SR))
+        return Decoded.of(decode.load(path, SR), feats)
     step = int(CHUNK_S * SR) // HOP * HOP
     pad = 4 * HOP
-    out = _Frames(int(duration * SR) // HOP + 2)
+    out = _Frames(int(duration * SR) // HOP + 2, dtype)
     s0 = 0
     while True:
         lo = max(0, s0 - pad)
@@ -73,7 +78,7 @@ def decode_file(path: str | Path) -> Decoded:
         last = len(piece) < want  # the file ends inside this chunk
         count = 1 + (lo + len(piece)) // HOP - s0 // HOP if last else step // HOP
         if count > 0 and len(piece):
-            m = mfcc(piece)[first : first + count]
+            m = feats(piece)[first : first + count]
             out.add(
                 m, frame_db(piece, first + len(m))[first:], frame_peaks(piece[s0 - lo :], len(m))
             )
@@ -88,32 +93,37 @@ class _Frames:
     """Per-frame arrays filled chunk by chunk into buffers sized from the header's duration
     (grown if the file is longer), so the hours are never held twice by a concatenation."""
 
-    def __init__(self, frames: int) -> None:
-        self.mfcc = np.empty((frames, N_MFCC), np.float32)
+    def __init__(self, frames: int, dtype: type[np.floating]) -> None:
+        self.feats: np.ndarray | None = None  # (frames, width) once the first chunk says width
+        self.dtype, self.size = dtype, frames
         self.db = np.empty(frames, np.float32)
         self.peaks = np.empty(frames, np.float32)
         self.n = 0
 
     def add(self, m: np.ndarray, db: np.ndarray, peaks: np.ndarray) -> None:
         k = len(m)
+        if self.feats is None:
+            self.feats = np.empty((self.size, m.shape[1]), self.dtype)
         if self.n + k > len(self.db):
             grow = max(k, len(self.db) // 4)
-            self.mfcc = np.concatenate([self.mfcc, np.empty((grow, N_MFCC), np.float32)])
+            extra = np.empty((grow, m.shape[1]), self.dtype)
+            self.feats = np.concatenate([self.feats, extra])
             self.db = np.concatenate([self.db, np.empty(grow, np.float32)])
             self.peaks = np.concatenate([self.peaks, np.empty(grow, np.float32)])
-        self.mfcc[self.n : self.n + k] = m
+        self.feats[self.n : self.n + k] = m
         self.db[self.n : self.n + k] = db
         self.peaks[self.n : self.n + k] = peaks
         self.n += k
 
     def decoded(self, duration: float) -> Decoded:
         n = self.n
-        return Decoded(self.mfcc[:n], self.db[:n], self.peaks[:n], duration)
+        feats = self.feats if self.feats is not None else np.empty((0, N_MFCC), np.float32)
+        return Decoded(feats[:n], self.db[:n], self.peaks[:n], duration)
 
 
 def segment_file(path: str | Path, segmenter: Segmenter) -> tuple[Timeline, Decoded]:
     """Decode a whole file in chunks and segment it."""
-    decoded = decode_file(path)
+    decoded = decode_file(path, segmenter.features, segmenter.store_dtype)
     return segmenter.segment_decoded(decoded), decoded
 
 

@@ -100,10 +100,13 @@ def train_clips(
     seed: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
     augment: DistillConfig | None = None,
+    gain: tuple[float, np.ndarray] | None = None,
 ) -> list[float]:
     """Adam on the weighted soft/hard loss (alpha = 0: hard labels only); class-balanced batches
     by weighting; returns the mean loss per epoch. `augment` (the students' "frames" mode: tempo
-    and mixup of MFCC clips and their teacher targets) varies each batch."""
+    and mixup of MFCC clips and their teacher targets) varies each batch; `gain` (dB, the
+    standardised change of each feature per dB) shifts each clip's level by up to that many dB,
+    for features in dB such as the mel-CNN's log-mel."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -122,6 +125,9 @@ def train_clips(
         for b in range(0, len(order), batch):
             idx = torch.from_numpy(order[b : b + batch])
             xb, tb, yb = x_all[idx], t_all[idx], y_all[idx]
+            if gain is not None:
+                db = torch.empty(len(idx), 1, 1).uniform_(-gain[0], gain[0], generator=gen)
+                xb = xb + db * torch.from_numpy(gain[1].astype(np.float32))
             if augment is not None:
                 xb, tb, yb = augment_batch(xb, tb, yb, augment, gen)
             logits, _ = model(xb)

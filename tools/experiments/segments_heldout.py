@@ -86,7 +86,7 @@ def ensemble_fn(spec: str) -> LabelFn:
     def run(wav: Path) -> tuple[np.ndarray, float]:
         t0 = time.process_time()
         d = decode_file(wav)
-        probs = np.mean([s.mfcc_probs(d.mfcc, raw=True) for s in segs], axis=0)
+        probs = np.mean([s.input_probs(d.feats, raw=True) for s in segs], axis=0)
         timeline = decide(
             probs, d.db, d.duration, first.median, first.floor, first.min_frames,
             first.voiced_smoothing,
