@@ -5,6 +5,7 @@
     python -m tools.bench.scale first --db /work/data/scale/store-1m.db   # one fresh `similar`
     python -m tools.bench.scale threshold --sizes 10000 30000 100000 --dir /work/data/scale
     python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
+    python -m tools.bench.scale layout --db /work/data/scale/store-1m.db  # an index built before
 
 `store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
 tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
@@ -167,10 +168,18 @@ def exact_truth(path: Path, queries: int, seed: int = 1) -> dict[str, Any]:
     return result
 
 
-def queries_in_process(path: Path, seeds: list[int], method: str) -> dict[str, Any]:
-    """What a fresh process pays: first `similar_tracks`, then the rest (run in a subprocess)."""
+def queries_in_process(
+    path: Path, seeds: list[int], method: str, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a fresh process pays: first `similar_tracks`, then the rest (run in a subprocess).
+    `settings`: values for module constants: ann's EXPANSION_SEARCH and INDEX_ADVICE, and
+    vectorfile's PREFETCH (0 turns it off)."""
+    from mgctag.search import ann, vectorfile
     from mgctag.search.similar import similar_tracks
 
+    for name, value in (settings or {}).items():
+        setattr(vectorfile if name == "PREFETCH" else ann, name, value)
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     lib = Library(path)
     opened = time.perf_counter() - t0
@@ -195,6 +204,7 @@ def queries_in_process(path: Path, seeds: list[int], method: str) -> dict[str, A
         "p95_ms": rest[int(0.95 * (len(rest) - 1))],
         "folded_p50_ms": statistics.median(x * 1000 for x in folded[1:]),
         "peak_rss_mb": _peak_rss_mb(),
+        "load": [load_before, os.getloadavg()],
         "answers": answers,
     }
 
@@ -256,6 +266,37 @@ def evict(path: Path) -> None:
                 os.close(fd)
 
 
+def cached_mb(path: Path) -> dict[str, float]:
+    """MB of each of the store's files in the page cache (util-linux `fincore`): after a cold
+    run, what it read, read-ahead included."""
+    out = {}
+    for f in sorted(path.parent.glob(path.name + "*")):
+        proc = subprocess.run(
+            ["fincore", "-b", "-n", "-o", "RES", str(f)], capture_output=True, text=True
+        )
+        if proc.returncode == 0 and proc.stdout.split():
+            out[f.name[len(path.name) :] or "db"] = int(proc.stdout.split()[0]) / 1e6
+    return out
+
+
+def lay_out(path: Path) -> dict[str, Any]:
+    """Lay out an existing index as `ann.build` now does (usearch's compaction), in place: the
+    same graph in another order, so a store's index need not be rebuilt to compare the two."""
+    from mgctag.search import ann
+
+    t0 = time.perf_counter()
+    with Library(path) as lib:
+        opened = ann.open_index(lib, DEFAULT_TAGGER, "mix", build_missing=False)
+        if opened is None:
+            raise SystemExit(f"{path}: no index to lay out")
+        loaded = ann._restore(opened.path)
+        ann._lay_out(loaded)
+        opened.index, opened.viewed, opened.mapping = loaded, False, None
+        ann.save(opened)
+    ann.forget()
+    return {"lay_out_s": time.perf_counter() - t0, "load": os.getloadavg()}
+
+
 def warm(path: Path) -> float:
     """Read the store and its index once, so their pages are in the page cache (the steady
     state of a machine with the RAM to hold them: 8 GB here at a million tracks); seconds."""
@@ -314,10 +355,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["cli"] += [cli_first_answer(path, s, "--all-versions") for s in seeds[4:6]]
     print(json.dumps(out["cli"]), flush=True)
     evict(path)  # the first queries below start from a cold cache too, then all from a warm one
+    settings = {"EXPANSION_SEARCH": args.ef, "INDEX_ADVICE": args.advice, "PREFETCH": args.prefetch}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    out["settings"] = settings
     code = (
         "import json, sys; from tools.bench.scale import queries_in_process;"
         f" print(json.dumps(queries_in_process(__import__('pathlib').Path({str(path)!r}),"
-        f" {seeds!r}, {args.method!r})))"
+        f" {seeds!r}, {args.method!r}, {settings!r})))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
@@ -325,6 +369,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     recall = [len(set(got["answers"][str(s)]) & set(truth["truth"][s])) / 10 for s in seeds]
     out["in_process"] = {k: v for k, v in got.items() if k != "answers"}
+    out["read_by_cold_run_mb"] = cached_mb(path)
     out["warm_read_s"] = warm(path)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
@@ -428,7 +473,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert")
+    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert", "layout")
     ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
@@ -440,6 +485,9 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=REAL, help="library of real embeddings")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--method", choices=("ann", "exact"), default="ann")
+    ap.add_argument("--ef", type=int, default=None, help="measure: expansion_search")
+    ap.add_argument("--advice", default=None, help="measure: INDEX_ADVICE (MADV_RANDOM, ...)")
+    ap.add_argument("--prefetch", type=int, default=None, help="measure: vectorfile.PREFETCH")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     ap.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args()
@@ -455,6 +503,8 @@ def main() -> None:
         result = measure(args)
     elif args.step == "convert":
         result = convert(args)
+    elif args.step == "layout":
+        result = lay_out(args.db)
     elif args.step == "first":
         with Library(args.db) as lib:
             (seed,) = lib.db.conn.execute("SELECT max(id) / 2 FROM tracks").fetchone()
