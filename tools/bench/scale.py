@@ -6,6 +6,7 @@
     python -m tools.bench.scale threshold --sizes 10000 30000 100000 --dir /work/data/scale
     python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
     python -m tools.bench.scale layout --db /work/data/scale/store-1m.db  # an index built before
+    python -m tools.bench.scale cold --db /work/data/scale/store-1m.db  # where the time goes
 
 `store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
 tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
@@ -206,6 +207,56 @@ def queries_in_process(
         "peak_rss_mb": _peak_rss_mb(),
         "load": [load_before, os.getloadavg()],
         "answers": answers,
+    }
+
+
+def breakdown(
+    path: Path, queries: int, settings: dict[str, Any], cold: bool = True
+) -> dict[str, Any]:
+    """Where a query's time goes (run in a fresh process: `--cold`/`--warm` steps): the graph
+    search (`Ann.search`), the vector file's rows (`VectorFile.get`) and SQLite's track rows
+    (`Library.tracks_by_ids`) of each of `queries` `similar_tracks`, after evicting the store's
+    files (`cold`) or with them as the last run left them. Medians over all but the first."""
+    from mgctag.search import ann, vectorfile
+    from mgctag.search.similar import similar_tracks
+
+    for name, value in settings.items():
+        setattr(vectorfile if name == "PREFETCH" else ann, name, value)
+    spent = {"graph": 0.0, "vectors": 0.0, "sqlite": 0.0}
+
+    def timed(part: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[part] += time.perf_counter() - t
+
+        return wrapper
+
+    ann.Ann.search = timed("graph", ann.Ann.search)  # type: ignore[method-assign]
+    vectorfile.VectorFile.get = timed("vectors", vectorfile.VectorFile.get)  # type: ignore[method-assign]
+    Library.tracks_by_ids = timed("sqlite", Library.tracks_by_ids)  # type: ignore[method-assign]
+    seeds = exact_truth(path, queries)["seeds"]
+    if cold:
+        evict(path)
+    load = os.getloadavg()
+    rows = []
+    with Library(path) as lib:
+        for seed in seeds:
+            spent.update(dict.fromkeys(spent, 0.0))
+            t = time.perf_counter()
+            similar_tracks(lib, [seed], model=DEFAULT_TAGGER, k=10, all_versions=True)
+            rows.append({"total": time.perf_counter() - t, **spent})
+    ms = {k: [r[k] * 1000 for r in rows] for k in rows[0]}
+    return {
+        "cold": cold,
+        "settings": settings,
+        "code": ann.__file__,
+        "first_ms": {k: round(v[0], 2) for k, v in ms.items()},
+        "median_ms": {k: round(statistics.median(v[1:]), 2) for k, v in ms.items()},
+        "p95_total_ms": round(sorted(ms["total"][1:])[int(0.95 * (len(rows) - 2))], 2),
+        "load": [load, os.getloadavg()],
     }
 
 
@@ -473,7 +524,8 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert", "layout")
+    steps = ["store", "name", "measure", "sweep", "first", "threshold", "convert", "layout"]
+    steps += ["cold", "warm"]
     ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
@@ -505,6 +557,11 @@ def main() -> None:
         result = convert(args)
     elif args.step == "layout":
         result = lay_out(args.db)
+    elif args.step in ("cold", "warm"):
+        settings = {"EXPANSION_SEARCH": args.ef, "INDEX_ADVICE": args.advice}
+        settings |= {"PREFETCH": args.prefetch}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        result = breakdown(args.db, args.queries, settings, cold=args.step == "cold")
     elif args.step == "first":
         with Library(args.db) as lib:
             (seed,) = lib.db.conn.execute("SELECT max(id) / 2 FROM tracks").fetchone()
