@@ -7,6 +7,7 @@
     python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
     python -m tools.bench.scale layout --db /work/data/scale/store-1m.db  # an index built before
     python -m tools.bench.scale cold --db /work/data/scale/store-1m.db  # where the time goes
+    python -m tools.bench.scale pages --db /work/data/scale/store-1m.db --queries 20 --efs 128 64
 
 `store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
 tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
@@ -258,6 +259,55 @@ def breakdown(
         "p95_total_ms": round(sorted(ms["total"][1:])[int(0.95 * (len(rows) - 2))], 2),
         "load": [load, os.getloadavg()],
     }
+
+
+def pages_touched(path: Path, index_file: Path, queries: int, ef: int) -> dict[str, Any]:
+    """Distinct pages of the index file one graph search reads, each from a cold cache: the
+    file mapped with MADV_RANDOM (no read-ahead: a page read is a page the search touched),
+    unmapped and evicted before each of `queries` seeds' searches (41 neighbours, as `similar`
+    asks), counted by `fincore`. `index_file` may be a copy laid out another way."""
+    import mmap
+
+    from usearch.index import Index
+
+    seeds = exact_truth(path, 300)["seeds"][:queries]
+    with open(index_file, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    index: Any = Index.restore(memoryview(mapped), view=True)
+    index.expansion_search = ef
+    vectors = np.memmap(f"{ann_path(path)}.f16", "<f2", mode="r").reshape(-1, index.ndim)
+    counts = []
+    for seed in seeds:
+        q = vectors[seed].astype(np.float32)
+        mapped.madvise(mmap.MADV_DONTNEED)
+        fd = os.open(index_file, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        before = _resident_pages(index_file)
+        index.search(q / np.linalg.norm(q), 41, threads=1)
+        counts.append(_resident_pages(index_file) - before)
+    del index
+    return {
+        "index": str(index_file),
+        "ef": ef,
+        "pages_median": statistics.median(counts),
+        "pages_mean": statistics.mean(counts),
+        "file_pages": index_file.stat().st_size // mmap.PAGESIZE,
+        "load": os.getloadavg(),
+    }
+
+
+def _resident_pages(path: Path) -> int:
+    out = subprocess.run(["fincore", "-b", "-n", "-o", "RES", str(path)], capture_output=True)
+    return int(out.stdout.split()[0]) // 4096
+
+
+def ann_path(path: Path) -> Path:
+    """The default tagger's index file of the store at `path`."""
+    from mgctag.search import ann
+
+    return ann.index_path(path, DEFAULT_TAGGER, "mix")
 
 
 def _peak_rss_mb() -> float:
@@ -525,7 +575,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     steps = ["store", "name", "measure", "sweep", "first", "threshold", "convert", "layout"]
-    steps += ["cold", "warm"]
+    steps += ["cold", "warm", "pages"]
     ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
@@ -540,6 +590,7 @@ def main() -> None:
     ap.add_argument("--ef", type=int, default=None, help="measure: expansion_search")
     ap.add_argument("--advice", default=None, help="measure: INDEX_ADVICE (MADV_RANDOM, ...)")
     ap.add_argument("--prefetch", type=int, default=None, help="measure: vectorfile.PREFETCH")
+    ap.add_argument("--index", type=Path, default=None, help="pages: this index file instead")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     ap.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args()
@@ -557,6 +608,9 @@ def main() -> None:
         result = convert(args)
     elif args.step == "layout":
         result = lay_out(args.db)
+    elif args.step == "pages":
+        index_file = args.index or ann_path(args.db)
+        result = [pages_touched(args.db, index_file, args.queries, ef) for ef in args.efs]
     elif args.step in ("cold", "warm"):
         settings = {"EXPANSION_SEARCH": args.ef, "INDEX_ADVICE": args.advice}
         settings |= {"PREFETCH": args.prefetch}
