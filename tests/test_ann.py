@@ -332,6 +332,21 @@ def test_queries_rescore_from_the_vector_file(lib: Library) -> None:
     assert int(exact[0]["id"]) not in _ids(moved)
 
 
+def test_prefetching_rows_reads_the_same_rows(lib: Library, monkeypatch) -> None:
+    """The kernel is asked for a query's rows before they are read (MADV_WILLNEED): every row,
+    the file's last included (its page ends past the file), reads the same with and without."""
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and index.vectors is not None
+    ids = list(range(len(index.vectors.matrix) + 2))  # past the end: not held
+    with_prefetch = index.vectors.get(ids)
+    monkeypatch.setattr(vectorfile, "PREFETCH", 0)
+    without = index.vectors.get(ids)
+    assert index.vectors.path.stat().st_size % 4096  # the last row's page ends past the file
+    assert np.array_equal(with_prefetch[0], without[0]) and with_prefetch[2] == without[2]
+    assert np.array_equal(with_prefetch[1], without[1])
+    assert len(without[0]) == len(index)
+
+
 def test_vector_file_follows_changes_and_its_own_generation(
     lib: Library, window_vectors: np.ndarray, tmp_path: Path
 ) -> None:
