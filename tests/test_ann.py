@@ -180,6 +180,13 @@ def test_many_changes_rebuild_instead_of_patching(lib: Library) -> None:
     index = ann.open_index(lib, MODEL, "mix", say=said.append)
     assert index is not None and len(index) == lib.ok_embedding_count(MODEL, "mix")
     assert len(said) == 1 and "rebuilding" in said[0], said
+    # the process goes on with the rebuilt index (memory-mapped from its new file) and follows
+    # the library's next change in place
+    kept = int(lib.db.conn.execute("SELECT max(id) FROM tracks WHERE status = 'ok'").fetchone()[0])
+    _both(lib, kept)
+    lib.save_analysis(kept, MODEL, "none", {}, [], {"mix": np.ones(index.info.dim, np.float32)})
+    _both(lib, kept)
+    assert len(said) == 1
 
 
 def _rebuilt_with_one_line(lib: Library, words: str) -> None:

@@ -346,7 +346,8 @@ def _update(lib: IndexStore, ann: Ann, say: Say) -> None:
     if worn:
         say(f"similarity index: {changed} tracks changed since it was built; rebuilding it")
         rebuilt = build(lib, ann.info.model, ann.info.stem, ann.path)
-        ann.index, ann.info, ann.viewed = rebuilt.index, rebuilt.info, False
+        ann.index, ann.info, ann.viewed = rebuilt.index, rebuilt.info, rebuilt.viewed
+        ann.mapping = rebuilt.mapping  # after the index that points into it
         ann.vectors = rebuilt.vectors
         return
     if ann.viewed:  # a memory-mapped index cannot change: load it
