@@ -225,8 +225,11 @@ def _lay_out(index: Any) -> None:
     from a cold page cache touches fewer pages of the file (measured in docs/scale.md).
 
     usearch 2.26 leaves the index it compacted in memory unsafe to change (an `add` after it
-    corrupted the heap here), so `build` saves it and continues from the file."""
-    index._compiled.compact(0)
+    corrupted the heap here), so `build` saves it and continues from the file. A usearch
+    without it (a private member) builds as before: the order only changes speed."""
+    compact = getattr(getattr(index, "_compiled", None), "compact", None)
+    if compact is not None:
+        compact(0)
 
 
 def save(ann: Ann) -> None:
