@@ -88,6 +88,36 @@ def test_index_agrees_with_exact_search(lib: Library) -> None:
     assert path.is_file() and info["count"] == len(index) and info["generation"] == lib.generation()
 
 
+def _levels_in_file_order(path: Path) -> np.ndarray:
+    """Each node's HNSW level, in the order the nodes are stored in usearch's file (its format:
+    the int8 vectors as rows x cols after two uint32, a 64-byte head, a 40-byte graph header of
+    five uint64 starting with the node count, then one int16 level a node)."""
+    raw = path.read_bytes()
+    rows, cols = np.frombuffer(raw[:8], "<u4").astype(int)
+    at = 8 + rows * cols + 64
+    count = int(np.frombuffer(raw[at : at + 8], "<u8")[0])
+    return np.frombuffer(raw[at + 40 : at + 40 + 2 * count], "<i2")
+
+
+def test_built_index_is_laid_out_for_locality(lib: Library) -> None:
+    """`build` stores the upper layers' nodes first (then each node beside the upper-layer node
+    it descends to): a search from a cold cache reads fewer pages. Same answers, and the index
+    keeps following changes after it (usearch's compaction left an index unsafe to change in
+    memory: `build` continues from the file)."""
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and index.viewed
+    levels = _levels_in_file_order(index.path)
+    assert len(levels) == len(index) and levels.max() > 0
+    assert np.all(np.diff(levels) <= 0)  # inserted in track order, levels would be random
+    for seed in (1, 100, 1000):
+        _both(lib, seed)
+    lib.save_analysis(3, MODEL, "none", {}, [], {"mix": np.ones(index.info.dim, np.float32)})
+    lib.db.conn.execute("DELETE FROM tracks WHERE id = 4")
+    for seed in (3, 100):
+        _both(lib, seed)
+    assert not ann.open_index(lib, MODEL, "mix").index.contains(4)
+
+
 def test_index_follows_new_removed_and_deleted_tracks(
     lib: Library, window_vectors: np.ndarray
 ) -> None:
@@ -150,6 +180,13 @@ def test_many_changes_rebuild_instead_of_patching(lib: Library) -> None:
     index = ann.open_index(lib, MODEL, "mix", say=said.append)
     assert index is not None and len(index) == lib.ok_embedding_count(MODEL, "mix")
     assert len(said) == 1 and "rebuilding" in said[0], said
+    # the process goes on with the rebuilt index (memory-mapped from its new file) and follows
+    # the library's next change in place
+    kept = int(lib.db.conn.execute("SELECT max(id) FROM tracks WHERE status = 'ok'").fetchone()[0])
+    _both(lib, kept)
+    lib.save_analysis(kept, MODEL, "none", {}, [], {"mix": np.ones(index.info.dim, np.float32)})
+    _both(lib, kept)
+    assert len(said) == 1
 
 
 def _rebuilt_with_one_line(lib: Library, words: str) -> None:
@@ -300,6 +337,21 @@ def test_queries_rescore_from_the_vector_file(lib: Library) -> None:
     index.vectors.matrix[int(exact[0]["id"])] *= -1
     moved = similar_tracks(lib, [seed], model=MODEL, k=3, method="ann", all_versions=True)
     assert int(exact[0]["id"]) not in _ids(moved)
+
+
+def test_prefetching_rows_reads_the_same_rows(lib: Library, monkeypatch) -> None:
+    """The kernel is asked for a query's rows before they are read (MADV_WILLNEED): every row,
+    the file's last included (its page ends past the file), reads the same with and without."""
+    index = ann.open_index(lib, MODEL, "mix")
+    assert index is not None and index.vectors is not None
+    ids = list(range(len(index.vectors.matrix) + 2))  # past the end: not held
+    with_prefetch = index.vectors.get(ids)
+    monkeypatch.setattr(vectorfile, "PREFETCH", 0)
+    without = index.vectors.get(ids)
+    assert index.vectors.path.stat().st_size % 4096  # the last row's page ends past the file
+    assert np.array_equal(with_prefetch[0], without[0]) and with_prefetch[2] == without[2]
+    assert np.array_equal(with_prefetch[1], without[1])
+    assert len(without[0]) == len(index)
 
 
 def test_vector_file_follows_changes_and_its_own_generation(

@@ -5,6 +5,9 @@
     python -m tools.bench.scale first --db /work/data/scale/store-1m.db   # one fresh `similar`
     python -m tools.bench.scale threshold --sizes 10000 30000 100000 --dir /work/data/scale
     python -m tools.bench.scale convert --tracks 1000000 --db /work/data/scale/v5-1m.db
+    python -m tools.bench.scale layout --db /work/data/scale/store-1m.db  # an index built before
+    python -m tools.bench.scale cold --db /work/data/scale/store-1m.db  # where the time goes
+    python -m tools.bench.scale pages --db /work/data/scale/store-1m.db --queries 20 --efs 128 64
 
 `store`: tools.bench.store's synthetic library (each track gets exactly the rows the default
 tagger stores; `--api-tracks` tracks go through `Library.save_analysis`, the rest are SQL copies of
@@ -167,10 +170,18 @@ def exact_truth(path: Path, queries: int, seed: int = 1) -> dict[str, Any]:
     return result
 
 
-def queries_in_process(path: Path, seeds: list[int], method: str) -> dict[str, Any]:
-    """What a fresh process pays: first `similar_tracks`, then the rest (run in a subprocess)."""
+def queries_in_process(
+    path: Path, seeds: list[int], method: str, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a fresh process pays: first `similar_tracks`, then the rest (run in a subprocess).
+    `settings`: values for module constants: ann's EXPANSION_SEARCH and INDEX_ADVICE, and
+    vectorfile's PREFETCH (0 turns it off)."""
+    from mgctag.search import ann, vectorfile
     from mgctag.search.similar import similar_tracks
 
+    for name, value in (settings or {}).items():
+        setattr(vectorfile if name == "PREFETCH" else ann, name, value)
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     lib = Library(path)
     opened = time.perf_counter() - t0
@@ -195,8 +206,108 @@ def queries_in_process(path: Path, seeds: list[int], method: str) -> dict[str, A
         "p95_ms": rest[int(0.95 * (len(rest) - 1))],
         "folded_p50_ms": statistics.median(x * 1000 for x in folded[1:]),
         "peak_rss_mb": _peak_rss_mb(),
+        "load": [load_before, os.getloadavg()],
         "answers": answers,
     }
+
+
+def breakdown(
+    path: Path, queries: int, settings: dict[str, Any], cold: bool = True
+) -> dict[str, Any]:
+    """Where a query's time goes (run in a fresh process: `--cold`/`--warm` steps): the graph
+    search (`Ann.search`), the vector file's rows (`VectorFile.get`) and SQLite's track rows
+    (`Library.tracks_by_ids`) of each of `queries` `similar_tracks`, after evicting the store's
+    files (`cold`) or with them as the last run left them. Medians over all but the first."""
+    from mgctag.search import ann, vectorfile
+    from mgctag.search.similar import similar_tracks
+
+    for name, value in settings.items():
+        setattr(vectorfile if name == "PREFETCH" else ann, name, value)
+    spent = {"graph": 0.0, "vectors": 0.0, "sqlite": 0.0}
+
+    def timed(part: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[part] += time.perf_counter() - t
+
+        return wrapper
+
+    ann.Ann.search = timed("graph", ann.Ann.search)  # type: ignore[method-assign]
+    vectorfile.VectorFile.get = timed("vectors", vectorfile.VectorFile.get)  # type: ignore[method-assign]
+    Library.tracks_by_ids = timed("sqlite", Library.tracks_by_ids)  # type: ignore[method-assign]
+    seeds = exact_truth(path, queries)["seeds"]
+    if cold:
+        evict(path)
+    load = os.getloadavg()
+    rows = []
+    with Library(path) as lib:
+        for seed in seeds:
+            spent.update(dict.fromkeys(spent, 0.0))
+            t = time.perf_counter()
+            similar_tracks(lib, [seed], model=DEFAULT_TAGGER, k=10, all_versions=True)
+            rows.append({"total": time.perf_counter() - t, **spent})
+    ms = {k: [r[k] * 1000 for r in rows] for k in rows[0]}
+    return {
+        "cold": cold,
+        "settings": settings,
+        "code": ann.__file__,
+        "first_ms": {k: round(v[0], 2) for k, v in ms.items()},
+        "median_ms": {k: round(statistics.median(v[1:]), 2) for k, v in ms.items()},
+        "p95_total_ms": round(sorted(ms["total"][1:])[int(0.95 * (len(rows) - 2))], 2),
+        "load": [load, os.getloadavg()],
+    }
+
+
+def pages_touched(path: Path, index_file: Path, queries: int, ef: int) -> dict[str, Any]:
+    """Distinct pages of the index file one graph search reads, each from a cold cache: the
+    file mapped with MADV_RANDOM (no read-ahead: a page read is a page the search touched),
+    unmapped and evicted before each of `queries` seeds' searches (41 neighbours, as `similar`
+    asks), counted by `fincore`. `index_file` may be a copy laid out another way."""
+    import mmap
+
+    from usearch.index import Index
+
+    seeds = exact_truth(path, 300)["seeds"][:queries]
+    with open(index_file, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    index: Any = Index.restore(memoryview(mapped), view=True)
+    index.expansion_search = ef
+    vectors = np.memmap(f"{ann_path(path)}.f16", "<f2", mode="r").reshape(-1, index.ndim)
+    counts = []
+    for seed in seeds:
+        q = vectors[seed].astype(np.float32)
+        mapped.madvise(mmap.MADV_DONTNEED)
+        fd = os.open(index_file, os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+        before = _resident_pages(index_file)
+        index.search(q / np.linalg.norm(q), 41, threads=1)
+        counts.append(_resident_pages(index_file) - before)
+    del index
+    return {
+        "index": str(index_file),
+        "ef": ef,
+        "pages_median": statistics.median(counts),
+        "pages_mean": statistics.mean(counts),
+        "file_pages": index_file.stat().st_size // mmap.PAGESIZE,
+        "load": os.getloadavg(),
+    }
+
+
+def _resident_pages(path: Path) -> int:
+    out = subprocess.run(["fincore", "-b", "-n", "-o", "RES", str(path)], capture_output=True)
+    return int(out.stdout.split()[0]) // 4096
+
+
+def ann_path(path: Path) -> Path:
+    """The default tagger's index file of the store at `path`."""
+    from mgctag.search import ann
+
+    return ann.index_path(path, DEFAULT_TAGGER, "mix")
 
 
 def _peak_rss_mb() -> float:
@@ -254,6 +365,37 @@ def evict(path: Path) -> None:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
+
+
+def cached_mb(path: Path) -> dict[str, float]:
+    """MB of each of the store's files in the page cache (util-linux `fincore`): after a cold
+    run, what it read, read-ahead included."""
+    out = {}
+    for f in sorted(path.parent.glob(path.name + "*")):
+        proc = subprocess.run(
+            ["fincore", "-b", "-n", "-o", "RES", str(f)], capture_output=True, text=True
+        )
+        if proc.returncode == 0 and proc.stdout.split():
+            out[f.name[len(path.name) :] or "db"] = int(proc.stdout.split()[0]) / 1e6
+    return out
+
+
+def lay_out(path: Path) -> dict[str, Any]:
+    """Lay out an existing index as `ann.build` now does (usearch's compaction), in place: the
+    same graph in another order, so a store's index need not be rebuilt to compare the two."""
+    from mgctag.search import ann
+
+    t0 = time.perf_counter()
+    with Library(path) as lib:
+        opened = ann.open_index(lib, DEFAULT_TAGGER, "mix", build_missing=False)
+        if opened is None:
+            raise SystemExit(f"{path}: no index to lay out")
+        loaded = ann._restore(opened.path)
+        ann._lay_out(loaded)
+        opened.index, opened.viewed, opened.mapping = loaded, False, None
+        ann.save(opened)
+    ann.forget()
+    return {"lay_out_s": time.perf_counter() - t0, "load": os.getloadavg()}
 
 
 def warm(path: Path) -> float:
@@ -314,10 +456,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     out["cli"] += [cli_first_answer(path, s, "--all-versions") for s in seeds[4:6]]
     print(json.dumps(out["cli"]), flush=True)
     evict(path)  # the first queries below start from a cold cache too, then all from a warm one
+    settings = {"EXPANSION_SEARCH": args.ef, "INDEX_ADVICE": args.advice, "PREFETCH": args.prefetch}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    out["settings"] = settings
     code = (
         "import json, sys; from tools.bench.scale import queries_in_process;"
         f" print(json.dumps(queries_in_process(__import__('pathlib').Path({str(path)!r}),"
-        f" {seeds!r}, {args.method!r})))"
+        f" {seeds!r}, {args.method!r}, {settings!r})))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
@@ -325,6 +470,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     recall = [len(set(got["answers"][str(s)]) & set(truth["truth"][s])) / 10 for s in seeds]
     out["in_process"] = {k: v for k, v in got.items() if k != "answers"}
+    out["read_by_cold_run_mb"] = cached_mb(path)
     out["warm_read_s"] = warm(path)
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path.cwd()
@@ -428,7 +574,8 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    steps = ("store", "name", "measure", "sweep", "first", "threshold", "convert")
+    steps = ["store", "name", "measure", "sweep", "first", "threshold", "convert", "layout"]
+    steps += ["cold", "warm", "pages"]
     ap.add_argument("step", choices=steps)
     ap.add_argument("--efs", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--candidates", type=int, nargs="+", default=[40, 100])
@@ -440,6 +587,10 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=REAL, help="library of real embeddings")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--method", choices=("ann", "exact"), default="ann")
+    ap.add_argument("--ef", type=int, default=None, help="measure: expansion_search")
+    ap.add_argument("--advice", default=None, help="measure: INDEX_ADVICE (MADV_RANDOM, ...)")
+    ap.add_argument("--prefetch", type=int, default=None, help="measure: vectorfile.PREFETCH")
+    ap.add_argument("--index", type=Path, default=None, help="pages: this index file instead")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     ap.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args()
@@ -455,6 +606,16 @@ def main() -> None:
         result = measure(args)
     elif args.step == "convert":
         result = convert(args)
+    elif args.step == "layout":
+        result = lay_out(args.db)
+    elif args.step == "pages":
+        index_file = args.index or ann_path(args.db)
+        result = [pages_touched(args.db, index_file, args.queries, ef) for ef in args.efs]
+    elif args.step in ("cold", "warm"):
+        settings = {"EXPANSION_SEARCH": args.ef, "INDEX_ADVICE": args.advice}
+        settings |= {"PREFETCH": args.prefetch}
+        settings = {k: v for k, v in settings.items() if v is not None}
+        result = breakdown(args.db, args.queries, settings, cold=args.step == "cold")
     elif args.step == "first":
         with Library(args.db) as lib:
             (seed,) = lib.db.conn.execute("SELECT max(id) / 2 FROM tracks").fetchone()
