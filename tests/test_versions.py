@@ -17,6 +17,7 @@ import mutagen
 import numpy as np
 import pytest
 from conftest import cli
+from media import encode
 
 from mgctag import pipeline
 from mgctag.audio.decode import load
@@ -26,7 +27,7 @@ from mgctag.options import DEFAULT_TAGGER, TagOptions
 from mgctag.search import playlist as pl
 from mgctag.search import versions
 from mgctag.search.similar import duplicates, similar_tracks
-from tools.bench.dupes import SR, edit_variant, encode, eq_variant
+from tools.bench.dupes import SR, edit_variant, eq_variant
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +77,9 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         y = load(media.MUSIC / f"{name}.ogg", SR, mono=False)
         y = np.vstack([y, y]) if y.ndim == 1 or y.shape[0] == 1 else y
         stem = Path(name).name
-        encode(y, music / f"{stem}-mp3.mp3", "libmp3lame", 96_000)
-        encode(eq_variant(y), music / f"{stem}-eq.flac", "flac")
-        encode(edit_variant(y), music / f"{stem}-edit.flac", "flac")
+        encode(y, SR, music / f"{stem}-mp3.mp3", bit_rate=96_000)
+        encode(eq_variant(y), SR, music / f"{stem}-eq.flac")
+        encode(edit_variant(y), SR, music / f"{stem}-edit.flac")
     remaster = music / "love_theme_remastered.ogg"
     shutil.copy(music / "love_theme_1.ogg", remaster)
     _tag(remaster, names["classical/love_theme_1"][0], "Love Theme (Remastered 2011)")
