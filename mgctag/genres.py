@@ -592,7 +592,7 @@ def blend_neighbours(
 class Planning:
     """Everything besides the scores that decides what is written: the tree and the depth
     written at, a tagger's count and floors, the lone-tag rule. One value, so the planning rule
-    and its margin (`decide_genres`, `decision_margin`) always read the same settings."""
+    and its margin (`decide_genres`, `decision_gaps`) always read the same settings."""
 
     tree: GenreTree
     depth: str
@@ -748,11 +748,3 @@ def decision_gaps(
         gaps.append(own)
         model_gaps.append(backing)
     return DecisionGaps(min(gaps), min(model_gaps))
-
-
-def decision_margin(
-    scores: Mapping[str, float], plan: Planning, *, per_model: Sequence[Mapping[str, float]] = ()
-) -> float:
-    """The smallest of `decision_gaps`: moving every score, the models' own included, by less
-    than half of it cannot change what is written."""
-    return decision_gaps(scores, plan, per_model=per_model).least

@@ -112,7 +112,7 @@ def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(d
     """The default's written genres go through the tree and the lone-tag rule (issue 29): the
     margin the bfloat16 guard reads covers every comparison they make, the models' own scores
     included."""
-    from mgctag.genres import GenreTree, LoneRule, Planning, decide_genres, decision_margin
+    from mgctag.genres import GenreTree, LoneRule, Planning, decide_genres, decision_gaps
 
     rng = random.Random(29)
     tree = GenreTree.of_map(default_map())
@@ -127,7 +127,7 @@ def test_moves_under_half_the_planned_margin_never_change_what_planning_writes(d
     for _ in range(1500):
         scores = {g: rng.random() ** 3 for g in rng.sample(genres, 8)}
         per_model = [{g: rng.random() ** 2 for g in rng.sample(genres, 6)} for _ in range(3)]
-        margin = decision_margin(scores, plan, per_model=per_model)
+        margin = decision_gaps(scores, plan, per_model=per_model).least
         step = 0.49 * margin / 1.6
 
         def moved(d: dict[str, float], step: float = step) -> dict[str, float]:
