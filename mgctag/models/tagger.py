@@ -40,8 +40,7 @@ def native_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-#: Patches per forward pass of a musicnn network and torch thread, in float32 (twice as many
-#: under bf16): see `EnsembleTagger._run`.
+#: Patches per forward pass of a musicnn network and torch thread: see `EnsembleTagger._run`.
 CHUNK_PATCHES = 3
 
 
@@ -79,9 +78,9 @@ class EnsembleTagger:
         """(n, 187, 96) log-mel patches → per model: tag probabilities, embeddings.
 
         On a CPU with two or more torch threads, the models run side by side, each in its own
-        worker thread with half the threads (`_side_by_side`): two OpenMP teams on 12-patch
-        chunks spend much of their time waiting for each other, one model a core does not
-        (docs/benchmarks.md, issue 29). Same numbers either way.
+        worker thread with half the threads (`_side_by_side`): two OpenMP threads on one small
+        chunk spend much of their time waiting for each other, one network a core does not
+        (a third less wall time, docs/benchmarks.md, issue 29). Same numbers either way.
         """
         x = torch.from_numpy(patches).to(self.device)
         if x.device.type == "cpu" and len(self.models) > 1 and torch.get_num_threads() > 1:
@@ -93,22 +92,19 @@ class EnsembleTagger:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One network over the patches: (probabilities, embeddings).
 
-        On a CPU it takes CHUNK_PATCHES patches a thread at once (twice as many under bf16):
-        musicnn's timbral convolution makes a (patches, 204, 187, 59) tensor before pooling,
-        9 MB a float32 patch, and glibc maps every block over 32 MB afresh, which the kernel
-        zeroes page by page on each pass; 3 float32 (or 6 bf16) patches stay under that, are
-        reused from the heap and stay in cache. A GPU wants large batches. (Issue 29, one thread
-        a network, 36 patches: 3 float32 patches 65-66 CPU ms a patch against 82-86 for 12, and
-        6 bf16 patches 38 against 41-42; docs/benchmarks.md.) `threads`: this thread's torch
-        threads (a worker's own; 0 leaves them). Inference mode and autocast are per thread, so
-        they are entered here.
+        On a CPU it takes CHUNK_PATCHES patches a thread at once: musicnn's timbral convolution
+        makes a (patches, 204, 187, 59) tensor before pooling, 9 MB a float32 patch, and glibc
+        maps every block over 32 MB afresh, which the kernel zeroes page by page on each pass;
+        3 patches stay under that, are reused from the heap and stay in cache. A GPU wants large
+        batches. (Issue 29, quiet, side by side, 36 patches: 3 patches a thread 33.5 ms wall a
+        patch against 42.9 for 12 in float32, 20.8 against 23.6 in bf16; docs/benchmarks.md.)
+        `threads`: this thread's torch threads (a worker's own; 0 leaves them). Inference mode
+        and autocast are per thread, so they are entered here.
         """
         if threads:
             torch.set_num_threads(threads)
-        if x.device.type == "cpu":
-            size = CHUNK_PATCHES * torch.get_num_threads() * (2 if self.bf16 else 1)
-        else:
-            size = max(len(x), 1)
+        on_cpu = x.device.type == "cpu"
+        size = CHUNK_PATCHES * torch.get_num_threads() if on_cpu else max(len(x), 1)
         got = []
         with (
             torch.inference_mode(),
