@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,7 +134,12 @@ SOURCES: tuple[Source, ...] = (
     Source("asterisk-core-sounds-fr-wav", "speech", "train", r"/sounds/"),  # Canadian French
     Source("asterisk-core-sounds-it-wav", "speech", "train", r"/sounds/"),  # not the test's voice
     Source("asterisk-core-sounds-ru-wav", "speech", "val", r"/sounds/"),  # continuous sentences
+    # --- distorted guitars (rock / metal), found by mn04's Heavy metal / Rock music scores ------
+    Source("openarena-088-data", "music", "train", r"/pk3/music/OA\d+\.ogg$"),  # jute gyte
+    Source("hedgewars-data", "music", "train", r"/Music/(Castle|Rock)\.ogg$"),  # its noise: train
 )
+# Music used whole, not as a 60 s excerpt: the few distorted-guitar tracks Debian has.
+WHOLE_TRACKS = ("openarena-088-data", "hedgewars-data")
 # Fifth build: the third build's noise (tools.data.fetch_segment_noise DEST: 0 A.D.'s weather,
 # water, fauna and steps, city, crafts, engines), one split per package; not the packages the
 # fourth build already uses.
@@ -184,6 +190,7 @@ def fetch(root: Path, only: Iterable[str] = ()) -> None:
         dest = pkgs / pkg
         if not dest.exists():
             subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True)
+            unpack_pk3_music(dest)
         copyright = dest / "usr" / "share" / "doc" / pkg / "copyright"
         if copyright.exists():
             shutil.copy(copyright, lic / f"{pkg}.copyright")
@@ -193,6 +200,16 @@ def fetch(root: Path, only: Iterable[str] = ()) -> None:
         versions[pkg] = out.stdout.strip()
         print(pkg, versions[pkg], flush=True)
     versions_file.write_text(json.dumps(versions, indent=1, sort_keys=True))
+
+
+def unpack_pk3_music(dest: Path) -> None:
+    """Quake-engine games (OpenArena) keep their music in zip archives (.pk3): its `music/`
+    files go to dest/pk3/music/."""
+    for pk3 in sorted(dest.rglob("*.pk3")):
+        with zipfile.ZipFile(pk3) as z:
+            for name in z.namelist():
+                if name.startswith("music/") and re.search(AUDIO, name, re.I):
+                    z.extract(name, dest / "pk3")
 
 
 def package_rows(root: Path) -> list[Row]:
@@ -260,8 +277,9 @@ def trim(y: np.ndarray, top_db: float = 40.0) -> np.ndarray:
 
 
 def load(row: Row) -> np.ndarray:
-    """16 kHz mono float32; music a 60 s excerpt from 20 s in (long tracks)."""
-    if row.cls == "music":
+    """16 kHz mono float32; music a 60 s excerpt from 20 s in (long tracks), except
+    WHOLE_TRACKS."""
+    if row.cls == "music" and row.origin not in WHOLE_TRACKS:
         info = decode.probe(row.path)
         offset = 20.0 if (info.duration or 0) > MUSIC_EXCERPT_S + 40 else 0.0
         return decode.load(row.path, SR, offset=offset, duration=MUSIC_EXCERPT_S)
