@@ -9,6 +9,7 @@ share no package, and so no speaker, with the training set. Steps:
     python -m tools.data.segments_corpus build --root /work/data/segsrc --out /work/data/segdata5
     python -m tools.data.segments_corpus teacher --out /work/data/segdata5   # mn04's targets
     python -m tools.data.segments_corpus heldout --out /work/data/segdata5   # test files
+    python -m tools.data.segments_corpus scores --paths TRACK...   # mn04's rock / metal scores
 
 `build` writes, per split and class, one stream of the files end to end (16 kHz int16, the
 format `tools.experiments.train_segmenter` reads) and `files.json` (each file's package,
@@ -30,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +44,7 @@ from mgctag.segments.detector import CLASSES, SR
 from tools import paths
 
 ROOT = Path("/work/data/segsrc")
-OUT = Path("/work/data/segdata5")
+OUT = Path("/work/data/segdata6")  # sixth build (segdata5: commit 9fbe09d's builder)
 SHARED = paths.SHARED
 RESERVED = (
     "tuxpaint-stamps-default",
@@ -133,7 +135,12 @@ SOURCES: tuple[Source, ...] = (
     Source("asterisk-core-sounds-fr-wav", "speech", "train", r"/sounds/"),  # Canadian French
     Source("asterisk-core-sounds-it-wav", "speech", "train", r"/sounds/"),  # not the test's voice
     Source("asterisk-core-sounds-ru-wav", "speech", "val", r"/sounds/"),  # continuous sentences
+    # --- distorted guitars (rock / metal), found by mn04's Heavy metal / Rock music scores ------
+    Source("openarena-088-data", "music", "train", r"/pk3/music/OA\d+\.ogg$"),  # jute gyte
+    Source("hedgewars-data", "music", "train", r"/Music/(Castle|Rock)\.ogg$"),  # its noise: train
 )
+# Music used whole, not as a 60 s excerpt: the few distorted-guitar tracks Debian has.
+WHOLE_TRACKS = ("openarena-088-data", "hedgewars-data")
 # Fifth build: the third build's noise (tools.data.fetch_segment_noise DEST: 0 A.D.'s weather,
 # water, fauna and steps, city, crafts, engines), one split per package; not the packages the
 # fourth build already uses.
@@ -184,6 +191,7 @@ def fetch(root: Path, only: Iterable[str] = ()) -> None:
         dest = pkgs / pkg
         if not dest.exists():
             subprocess.run(["dpkg", "-x", str(deb), str(dest)], check=True)
+            unpack_pk3_music(dest)
         copyright = dest / "usr" / "share" / "doc" / pkg / "copyright"
         if copyright.exists():
             shutil.copy(copyright, lic / f"{pkg}.copyright")
@@ -193,6 +201,16 @@ def fetch(root: Path, only: Iterable[str] = ()) -> None:
         versions[pkg] = out.stdout.strip()
         print(pkg, versions[pkg], flush=True)
     versions_file.write_text(json.dumps(versions, indent=1, sort_keys=True))
+
+
+def unpack_pk3_music(dest: Path) -> None:
+    """Quake-engine games (OpenArena) keep their music in zip archives (.pk3): its `music/`
+    files go to dest/pk3/music/."""
+    for pk3 in sorted(dest.rglob("*.pk3")):
+        with zipfile.ZipFile(pk3) as z:
+            for name in z.namelist():
+                if name.startswith("music/") and re.search(AUDIO, name, re.I):
+                    z.extract(name, dest / "pk3")
 
 
 def package_rows(root: Path) -> list[Row]:
@@ -260,8 +278,9 @@ def trim(y: np.ndarray, top_db: float = 40.0) -> np.ndarray:
 
 
 def load(row: Row) -> np.ndarray:
-    """16 kHz mono float32; music a 60 s excerpt from 20 s in (long tracks)."""
-    if row.cls == "music":
+    """16 kHz mono float32; music a 60 s excerpt from 20 s in (long tracks), except
+    WHOLE_TRACKS."""
+    if row.cls == "music" and row.origin not in WHOLE_TRACKS:
         info = decode.probe(row.path)
         offset = 20.0 if (info.duration or 0) > MUSIC_EXCERPT_S + 40 else 0.0
         return decode.load(row.path, SR, offset=offset, duration=MUSIC_EXCERPT_S)
@@ -392,6 +411,35 @@ def teacher(out: Path, threads: int = 1) -> None:
             print(split, cls, len(starts), flush=True)
 
 
+ROCK_LABELS = ("Heavy metal", "Rock music", "Distortion", "Electric guitar")
+
+
+def audioset_scores(tracks: Iterable[Path], labels: Iterable[str] = ROCK_LABELS) -> None:
+    """mn04's probability of each label per track, the mean of three 10 s windows at 25, 50 and
+    75 % of it: how the distorted-guitar music was found among candidate packages' tracks."""
+    import torch
+
+    from mgctag.models.audioset import AudiosetNet
+
+    torch.set_num_threads(1)
+    net = AudiosetNet()
+    names = list(labels)
+    idx = [net.labels.index(n) for n in names]
+    print(" ".join(names), "seconds path")
+    for path in tracks:
+        try:
+            seconds = decode.probe(path).duration or 0.0
+            windows = [
+                decode.load(path, 32000, offset=max(0.0, seconds * f - 5), duration=10.0)
+                for f in (0.25, 0.5, 0.75)
+            ]
+        except (decode.DecodeError, OSError, ValueError) as exc:
+            print(f"skip {path}: {exc}", file=sys.stderr)
+            continue
+        probs = net([w for w in windows if len(w) >= 32000] or windows)[0].mean(0)
+        print(" ".join(f"{probs[i]:.2f}" for i in idx), f"{seconds:.0f}", path, flush=True)
+
+
 # --- held-out evaluation files -----------------------------------------------------------------
 
 BROADCAST_KINDS = ("speech", "music", "noise", "speech_over_music", "silence")
@@ -506,13 +554,14 @@ def heldout(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("step", choices=["fetch", "sources", "build", "teacher", "heldout"])
+    ap.add_argument("step", choices=["fetch", "sources", "build", "teacher", "heldout", "scores"])
     ap.add_argument("--root", type=Path, default=ROOT, help="downloaded packages (fetch)")
     ap.add_argument("--out", type=Path, default=OUT, help="streams and held-out files")
     ap.add_argument("--packages", nargs="*", default=[])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--files", type=int, default=40)
     ap.add_argument("--split", choices=["test", "val"], default="test")
+    ap.add_argument("--paths", nargs="*", type=Path, default=[], help="tracks (scores)")
     a = ap.parse_args()
     if a.step == "fetch":
         fetch(a.root, a.packages)
@@ -527,6 +576,8 @@ def main() -> None:
         build(a.root, a.out)
     elif a.step == "teacher":
         teacher(a.out, a.threads)
+    elif a.step == "scores":
+        audioset_scores(a.paths)
     else:
         heldout(a.out, a.files, split=a.split)
 

@@ -6,6 +6,10 @@ none of the training data came from; `tools.data.segments_corpus heldout` draws 
         [--peer ina.json] --out heldout.json
     python -m tools.experiments.segments_heldout table heldout.json
     python -m tools.experiments.segments_heldout compare heldout.json A B   # paired, by file
+    python -m tools.experiments.segments_heldout genres --model MODEL@4 ...  # tests/data's music
+
+`genres` is a sanity check, not a held-out measure: tests/data's genre excerpts (10 of them
+distorted metal), each excerpt's content by the gate's rule; never used to choose.
 
 Broadcast files: every 10 ms frame whose plan class is not silence and whose own level is above
 the detector's silence floor (-50 dBFS; pauses inside speech are not scored) is scored; a frame
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mgctag.segments.detector import CLASSES, FPS, SILENCE_DB, SR, frame_db
+from tools import paths
 
 GRID = 100  # frames per second of the scoring grid (10 ms)
 INA = {"speech": "speech", "music": "music", "noise": "noise", "noEnergy": "silence"}
@@ -322,6 +327,33 @@ def compare(a: argparse.Namespace) -> None:
         print(f"{key}: {100 * point:+.2f} points (95 %: {100 * lo:+.2f} to {100 * hi:+.2f})")
 
 
+def genres(a: argparse.Namespace) -> None:
+    """Each detector on tests/data's genre excerpts: how many it calls music (the recording's
+    content), metal apart, and the excerpts it does not call music with their music share."""
+    import torch
+
+    from mgctag.segments.recordings import segment_file
+
+    torch.set_num_threads(1)
+    files = sorted(a.folder.glob("*/*.ogg"))
+    for spec in a.model:
+        seg = segmenter(spec)
+        missed = []
+        for f in files:
+            timeline, _ = segment_file(f, seg)
+            content = timeline.content()
+            if content != "music":
+                share = timeline.shares()["music"]
+                missed.append(f"{f.parent.name}/{f.name} {content} (music {share:.2f})")
+        metal = [f for f in files if f.parent.name == "metal"]
+        metal_right = len(metal) - sum(m.startswith("metal/") for m in missed)
+        print(
+            f"{Path(spec).name}: music {len(files) - len(missed)}/{len(files)}, "
+            f"metal {metal_right}/{len(metal)}; not music: {', '.join(missed) or '-'}",
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -339,8 +371,11 @@ def main() -> None:
     c.add_argument("results", type=Path)
     c.add_argument("a")
     c.add_argument("b")
+    g = sub.add_parser("genres", help="sanity check on tests/data's genre excerpts")
+    g.add_argument("--model", nargs="+", required=True)
+    g.add_argument("--folder", type=Path, default=paths.REPO / "tests" / "data" / "music")
     a = ap.parse_args()
-    {"score": score, "table": table, "compare": compare}[a.cmd](a)
+    {"score": score, "table": table, "compare": compare, "genres": genres}[a.cmd](a)
 
 
 if __name__ == "__main__":
