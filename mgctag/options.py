@@ -32,7 +32,7 @@ MIN_SEGMENT_S = 1.0
 # `segments --model`: the bundled speech / music / noise detectors (weights/NAME.*; how each was
 # trained and scored: docs/segments.md); the first is the default. Any other model card of a
 # detector (a name or a .safetensors file) is accepted too.
-SEGMENTERS = ("segmenter_swishnet", "segmenter_melcnn")
+SEGMENTERS = ("segmenter_melcnn", "segmenter_swishnet")
 DEFAULT_SEGMENTER = SEGMENTERS[0]
 GenreDepth = Literal["parent", "leaf", "both"]
 GENRE_DEPTHS: tuple[GenreDepth, ...] = ("parent", "leaf", "both")

@@ -44,7 +44,7 @@ from mgctag.segments.detector import CLASSES, SR
 from tools import paths
 
 ROOT = Path("/work/data/segsrc")
-OUT = Path("/work/data/segdata6")  # sixth build (segdata5: commit 9fbe09d's builder)
+OUT = Path("/work/data/segdata7")  # seventh build (segdata6: commit 54bfb49's builder)
 SHARED = paths.SHARED
 RESERVED = (
     "tuxpaint-stamps-default",
@@ -137,7 +137,9 @@ SOURCES: tuple[Source, ...] = (
     Source("asterisk-core-sounds-ru-wav", "speech", "val", r"/sounds/"),  # continuous sentences
     # --- distorted guitars (rock / metal), found by mn04's Heavy metal / Rock music scores ------
     Source("openarena-088-data", "music", "train", r"/pk3/music/OA\d+\.ogg$"),  # jute gyte
-    Source("hedgewars-data", "music", "train", r"/Music/(Castle|Rock)\.ogg$"),  # its noise: train
+    # seventh build: hedgewars-data is a validation package (its rock and its noise), so that
+    # validation hears distorted guitars; OpenArena's stay in training
+    Source("hedgewars-data", "music", "val", r"/Music/(Castle|Rock)\.ogg$"),
 )
 # Music used whole, not as a 60 s excerpt: the few distorted-guitar tracks Debian has.
 WHOLE_TRACKS = ("openarena-088-data", "hedgewars-data")
@@ -145,7 +147,8 @@ WHOLE_TRACKS = ("openarena-088-data", "hedgewars-data")
 # water, fauna and steps, city, crafts, engines), one split per package; not the packages the
 # fourth build already uses.
 NOISE3 = Path("/work/data/noise")
-NOISE3_SPLIT = {"lincity-ng-data": "val", "widelands-data": "val"}  # else train
+# seventh build: hedgewars-data's noise to validation with its music (split by package)
+NOISE3_SPLIT = {"lincity-ng-data": "val", "widelands-data": "val", "hedgewars-data": "val"}
 NOISE3_SKIP = ("sound-theme-freedesktop",)
 
 # ../shared recordings: (glob under SHARED/audio, class, split)
