@@ -173,7 +173,7 @@ def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_pat
     assert close.mean() > 0.97  # only frames at the four chunk joins may differ
     assert np.abs(chunked.db - whole.db).max() < 0.5
     assert np.abs(chunked.peaks - whole.peaks).max() < 0.02
-    detector = segments.Segmenter()
+    detector = segments.Segmenter("segmenter_swishnet")  # the detector that reads MFCCs
     a, b = detector.segment_decoded(chunked), detector.segment_decoded(whole)
     assert (a.labels == b.labels).mean() > 0.97 and a.content() == b.content()
 
@@ -359,7 +359,7 @@ def test_segmenter_network_in_blocks_gives_the_logits_of_one_pass(tmp_path):
     from mgctag.segments import detector as segments
 
     y, sr = real_clip(seconds=12.0)
-    detector = segments.Segmenter()
+    detector = segments.Segmenter("segmenter_swishnet")  # the mel-CNN's: test_segments_melcnn.py
     x = detector.inputs(decode.convert(y, sr, segments.SR))
     one = segments.swishnet_frame_logits(detector.model, x, detector.context, block=len(x))
     blocks = segments.swishnet_frame_logits(detector.model, x, detector.context, block=100)
