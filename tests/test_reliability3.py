@@ -154,7 +154,7 @@ def test_csv_guards_formulas_behind_whitespace(tmp_path):
 
 def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_path, monkeypatch):
     """`decode_file` keeps MFCC frames, levels and peaks, never the whole recording: decoded
-    chunk by chunk, it gives the frames `chunked_mfcc` computes from the whole recording in
+    chunk by chunk, it gives the frames `chunked_features` computes from the whole recording in
     memory (as segments did before), up to resampler edges at the chunk joins."""
     from mgctag.segments import detector as segments
     from mgctag.segments import recordings
@@ -168,7 +168,7 @@ def test_segments_decodes_long_recordings_in_chunks_with_the_same_frames(tmp_pat
     chunked = recordings.decode_file(path)
     assert chunked.feats.shape == whole.feats.shape and len(chunked.db) == len(whole.db)
     assert abs(chunked.duration - whole.duration) < 1e-3
-    in_memory = segments.chunked_mfcc(y16, block_s=2.5)  # dB floors per block, as streamed
+    in_memory = segments.chunked_features(y16, block_s=2.5)  # dB floors per block, as streamed
     close = np.isclose(chunked.feats, in_memory, rtol=1e-3, atol=0.5).all(axis=1)
     assert close.mean() > 0.97  # only frames at the four chunk joins may differ
     assert np.abs(chunked.db - whole.db).max() < 0.5

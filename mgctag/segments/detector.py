@@ -120,12 +120,12 @@ FEATURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }  # a card's `preprocessing.features` -> the function
 
 
-def chunked_mfcc(
+def chunked_features(
     y: np.ndarray, block_s: float = 600.0, feats: Callable[[np.ndarray], np.ndarray] = mfcc
 ) -> np.ndarray:
-    """`mfcc` (or `feats`) of a long recording block by block (each with 4 frames of context on
-    both sides, dropped), so memory stays bounded; the same frames as one call, up to resampler
-    edges."""
+    """A detector's input frames (`feats`: `mfcc` or `telephone_mel`) of a long recording block
+    by block (each with 4 frames of context on both sides, dropped), so memory stays bounded; the
+    same frames as one call, up to resampler edges."""
     y = np.asarray(y, np.float32)
     total = 1 + len(y) // HOP
     step = int(block_s * SR) // HOP * HOP
@@ -403,8 +403,8 @@ class DecodedFrames(Protocol):
 
 
 class Segmenter:
-    """A speech / music / noise detector with its card's settings: a SwishNet on MFCCs (the
-    bundled one) or the mel-CNN on log-mel frames."""
+    """A speech / music / noise detector with its card's settings: the mel-CNN on log-mel
+    frames (the default) or a SwishNet on MFCCs; the card names the input (`FEATURES`)."""
 
     def __init__(
         self,
@@ -434,7 +434,7 @@ class Segmenter:
     def inputs(self, y: np.ndarray) -> np.ndarray:
         """Standardised input frames (MFCCs or log-mel), computed in 10-minute blocks for long
         recordings."""
-        return self.standardise(chunked_mfcc(y, feats=self.features))
+        return self.standardise(chunked_features(y, feats=self.features))
 
     def standardise(self, m: np.ndarray) -> np.ndarray:
         return (m - self.mean) / self.std

@@ -16,7 +16,7 @@ from mgctag.segments.detector import (
     SR,
     Segmenter,
     Timeline,
-    chunked_mfcc,
+    chunked_features,
     frame_db,
     mfcc,
 )
@@ -39,7 +39,7 @@ class Decoded:
     @classmethod
     def of(cls, y: np.ndarray, feats: Features = mfcc) -> Decoded:
         """16 kHz mono audio already in memory."""
-        m = chunked_mfcc(y, feats=feats)
+        m = chunked_features(y, feats=feats)
         return cls(m, frame_db(y, len(m)), frame_peaks(y, len(m)), len(y) / SR)
 
 

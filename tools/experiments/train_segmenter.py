@@ -38,7 +38,7 @@ from mgctag.segments.detector import (
     N_MELS,
     N_MFCC,
     SILENCE_DB,
-    chunked_mfcc,
+    chunked_features,
     frame_db,
     mfcc,
     silent_frames,
@@ -66,7 +66,7 @@ def stream(split: str, cls: str, kind: str = "mfcc") -> dict[str, np.ndarray]:
         mel = DATA / f"{split}_{cls}.mel.npy"
         if not mel.exists():
             y = np.load(DATA / f"{split}_{cls}.npy").astype(np.float32) / 32767
-            np.save(mel, chunked_mfcc(y, feats=telephone_mel)[: len(d["mfcc"])])
+            np.save(mel, chunked_features(y, feats=telephone_mel)[: len(d["mfcc"])])
         d["mfcc"] = np.load(mel)
     t = DATA / f"{split}_{cls}.teacher.npy"
     d["teacher"] = np.load(t) if t.exists() else None
