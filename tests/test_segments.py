@@ -32,6 +32,7 @@ from mgctag.segments.detector import (
     frame_db,
     mfcc,
     runs,
+    silence_floor,
     silent_frames,
     swishnet_frame_logits,
     teacher_probs,
@@ -114,6 +115,31 @@ def test_intervals_from_labels_and_silence_by_energy() -> None:
     y = np.concatenate([np.zeros(SR, np.float32), 0.3 * np.ones(SR, np.float32)])
     quiet = silent_frames(frame_db(y))
     assert quiet[: int(0.9 * FPS)].all() and not quiet[int(1.1 * FPS) :].any()
+
+
+def test_a_quiet_recording_lowers_its_silence_floor_a_loud_one_does_not() -> None:
+    """-50 dBFS for a recording at ordinary level; 30 dB under a quiet one's loud level, but
+    never under -70 dBFS (digital silence and hiss stay silence)."""
+    rng = np.random.default_rng(0)
+    loud = np.concatenate([0.3 * rng.standard_normal(SR), 1e-4 * rng.standard_normal(SR)])
+    assert silence_floor(frame_db(loud.astype(np.float32))) == -50.0
+    quiet = 10 ** (-55 / 20) * rng.standard_normal(2 * SR).astype(np.float32)
+    assert silence_floor(frame_db(quiet)) == pytest.approx(-70.0)
+    assert silence_floor(frame_db(quiet * 10 ** (15 / 20))) == pytest.approx(-70.0, abs=0.5)
+    assert silence_floor(frame_db(quiet * 10 ** (25 / 20))) == pytest.approx(-60.0, abs=0.5)
+    assert not silent_frames(frame_db(quiet), silence_floor(frame_db(quiet))).any()
+
+
+def test_quiet_wind_is_noise_not_silence(tmp_path) -> None:
+    """A real wind recording played back 35 dB down (about -55 dBFS, where a field recording or a
+    game's ambience loop sits) is still wind: noise, not silence."""
+    y = _load(SOUNDS / "wind.ogg", 10.0)
+    y = y * 10 ** (-55 / 20) / np.sqrt(np.mean(y**2))
+    sf.write(tmp_path / "quiet_wind.wav", y, SR)
+    res = cli("segments", tmp_path / "quiet_wind.wav", "--json")
+    assert res.code == 0, res.output
+    (rec,) = json.loads(res.stdout)
+    assert rec["shares"]["silence"] < 0.5 and _majority(rec) == "noise", rec["shares"]
 
 
 def test_teacher_targets_are_distributions_with_music_first() -> None:

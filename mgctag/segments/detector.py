@@ -42,6 +42,8 @@ TELEPHONE_SR = 8000
 DEFAULT_MODEL = DEFAULT_SEGMENTER
 SILENCE_DB = -50.0  # frame RMS below this (dBFS) is silence, as audio.segment's floor
 MIN_SILENCE_S = 0.3  # shorter pauses stay part of what surrounds them
+HEADROOM_DB = 30.0  # a quiet recording's silence: this far under its loud level (95th percentile)
+QUIET_FLOOR_DB = -70.0  # ... but never a floor lower than this
 CONTENT_OF = {"speech": SPEECH, "music": MUSIC, "noise": OTHER}
 
 
@@ -168,6 +170,16 @@ def silent_frames(
         if quiet[start] and end - start >= min_len:
             out[start:end] = True
     return out
+
+
+def silence_floor(db: np.ndarray, floor: float = SILENCE_DB) -> float:
+    """The level under which a recording's frames are silence: `floor` at an ordinary level,
+    lower for a quiet recording (`HEADROOM_DB` under its loud level, down to `QUIET_FLOOR_DB`),
+    so that wind or a river recorded at -55 dBFS is noise to classify, not silence."""
+    if not len(db):
+        return floor
+    loud = float(np.percentile(db, 95))
+    return min(floor, max(QUIET_FLOOR_DB, loud - HEADROOM_DB))
 
 
 def teacher_probs(audioset: np.ndarray, gate: ContentGate) -> np.ndarray:
@@ -299,7 +311,8 @@ def decide(
     merged into a neighbour → intervals. `voiced_smoothing`: the median filter runs over the
     non-silent frames only, so a lone word between pauses is smoothed with its neighbouring
     words, not with the silence around it."""
-    silent = silent_frames(db[: len(probs)], floor)
+    db = db[: len(probs)]
+    silent = silent_frames(db, silence_floor(db, floor))
     if voiced_smoothing and (~silent).any():
         p = probs.copy()
         p[~silent] = smooth(probs[~silent], median_frames)
