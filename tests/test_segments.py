@@ -30,6 +30,7 @@ from mgctag.segments.detector import (
     Segmenter,
     context_mean,
     frame_db,
+    merge_short,
     mfcc,
     runs,
     silence_floor,
@@ -140,6 +141,24 @@ def test_quiet_wind_is_noise_not_silence(tmp_path) -> None:
     assert res.code == 0, res.output
     (rec,) = json.loads(res.stdout)
     assert rec["shares"]["silence"] < 0.5 and _majority(rec) == "noise", rec["shares"]
+
+
+def test_a_lone_short_sound_between_silences_keeps_its_class() -> None:
+    """A 0.2 s sound in silence grows to the minimum row instead of vanishing into silence; a
+    short run between two sounds still joins the likelier of them."""
+    labels = np.array([-1] * 40 + [2] * 12 + [-1] * 200)
+    probs = np.tile(np.array([0.1, 0.1, 0.8], np.float32), (len(labels), 1))
+    out = merge_short(labels, probs, 62)
+    assert runs(out) == [(0, 62), (62, 252)] and out[0] == 2 and out[-1] == -1
+    labels = np.array([-1] * 100 + [0] * 12 + [-1] * 100)
+    out = merge_short(labels, probs, 62)
+    assert 0 in out and all(b - a >= 62 for a, b in runs(out)), runs(out)
+    labels = np.array([0] * 100 + [2] * 10 + [1] * 100)
+    probs = np.zeros((210, 3), np.float32)
+    probs[:, 1] = 0.6
+    probs[:, 0] = 0.3
+    out = merge_short(labels, probs, 62)
+    assert (out[:100] == 0).all() and (out[100:] == 1).all()
 
 
 def test_teacher_targets_are_distributions_with_music_first() -> None:

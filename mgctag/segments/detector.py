@@ -245,8 +245,9 @@ def to_intervals(labels: np.ndarray, probs: np.ndarray, duration: float) -> list
 def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.ndarray:
     """Labels with every run shorter than `min_frames` given to a neighbour, shortest first, so
     a 6-minute talk is a few rows instead of hundreds of flickers. A short run joins the
-    neighbour whose class the run's own frames find likelier (silence counts as 0); runs of the
-    same label that meet are joined. The result has no run under `min_frames` unless the whole
+    neighbour whose class the run's own frames find likelier (silence counts as 0), except a
+    sound with silence on both sides, which grows into that silence instead; runs of the same
+    label that meet are joined. The result has no run under `min_frames` unless the whole
     recording is shorter."""
     import heapq
 
@@ -285,8 +286,26 @@ def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.nd
         p, n = prev[i], nxt[i]
         if p < 0 and n < 0:
             break
-        target = p if n < 0 or (p >= 0 and likelihood(i, p) >= likelihood(i, n)) else n
-        absorb(target, i)
+        beside = [j for j in (p, n) if j >= 0]
+        if lab[i] >= 0 and all(lab[j] < 0 for j in beside):
+            # a lone sound between silences (a step, a bark, one word) keeps its class: it takes
+            # in a silence that is shorter than what it lacks, or else that many frames of the
+            # longer silence beside it, rather than vanishing into silence
+            need = min_frames - length
+            target, gone = i, min(beside, key=lambda j: end[j] - start[j])
+            if end[gone] - start[gone] > need:
+                j = max(beside, key=lambda j: end[j] - start[j])
+                if j == n:
+                    end[i], start[j] = end[i] + need, start[j] + need
+                else:
+                    start[i], end[j] = start[i] - need, end[j] - need
+                for k in (i, j):
+                    heapq.heappush(heap, (end[k] - start[k], start[k], k))
+                continue
+        else:
+            target = p if n < 0 or (p >= 0 and likelihood(i, p) >= likelihood(i, n)) else n
+            gone = i
+        absorb(target, gone)
         for other in (prev[target], nxt[target]):
             if other >= 0 and lab[other] == lab[target]:
                 absorb(target, other)

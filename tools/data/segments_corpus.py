@@ -519,6 +519,11 @@ def broadcast_file(
     return y, plan
 
 
+def silent_prompt(row: dict) -> bool:
+    """Asterisk's `silence/` prompts hold no speech: not a clip of any class (eighth build)."""
+    return "/silence/" in row["path"]
+
+
 def heldout(
     out: Path, files: int = 40, clips_per_class: int = 100, seed: int = 27, split: str = "test"
 ) -> None:
@@ -541,7 +546,7 @@ def heldout(
     meta = [m for m in json.loads((out / "files.json").read_text()) if m["split"] == split]
     labels = {}
     for cls in CLASSES:
-        mine = [m for m in meta if m["cls"] == cls and m["n"] >= SR // 2]
+        mine = [m for m in meta if m["cls"] == cls and m["n"] >= SR // 2 and not silent_prompt(m)]
         by_origin: dict[str, list[dict]] = {}
         for m in mine:
             by_origin.setdefault(m["origin"], []).append(m)
