@@ -546,12 +546,13 @@ def heldout(
     meta = [m for m in json.loads((out / "files.json").read_text()) if m["split"] == split]
     labels = {}
     for cls in CLASSES:
-        mine = [m for m in meta if m["cls"] == cls and m["n"] >= SR // 2 and not silent_prompt(m)]
+        mine = [m for m in meta if m["cls"] == cls and m["n"] >= SR // 2]
         by_origin: dict[str, list[dict]] = {}
         for m in mine:
             by_origin.setdefault(m["origin"], []).append(m)
-        for group in by_origin.values():
-            rng.shuffle(group)
+        for origin, group in by_origin.items():
+            rng.shuffle(group)  # then the silent prompts out: every other draw stays the same
+            by_origin[origin] = [m for m in group if not silent_prompt(m)]
         chosen: list[dict] = []
         while len(chosen) < clips_per_class and any(by_origin.values()):
             for group in by_origin.values():  # round robin over the packages
