@@ -65,6 +65,10 @@ def _mel(c: Clip, share: float = 0.5) -> bool:
     return float(c["voiced"]) > 0 and float(c["music"]) >= share
 
 
+def _both(c: Clip, share: float = 0.5) -> bool:
+    return _mn04(c) and _mel(c, share)
+
+
 def _mean(c: Clip, w: float, t: float) -> bool:
     return w * float(c["m"]) + (1 - w) * float(c["music"]) >= t
 
@@ -114,13 +118,11 @@ def families() -> dict[str, list[tuple[str, Rule]]]:
         "mn04 (tag's gate)": [("m>=0.2", _mn04)],
         "melcnn": [("music share>=0.5", _mel)],
         "either says music": [("or", lambda c: _mn04(c) or _mel(c))],
-        "both say music": [("and", lambda c: _mn04(c) and _mel(c))],
+        "both say music": [("and", _both)],
         "weighted mean": [
             (f"w={w} t={t}", partial(_mean, w=w, t=t)) for w, t in itertools.product(grid, grid)
         ],
-        "mn04 and melcnn share": [
-            (f"m>=0.2, share>={t}", lambda c, t=t: _mn04(c) and _mel(c, t)) for t in grid
-        ],
+        "mn04 and melcnn share": [(f"m>=0.2, share>={t}", partial(_both, share=t)) for t in grid],
         "mn04 floor": [(f"m>={t}", partial(_mn04, floor=t)) for t in grid],
     }
 
