@@ -89,14 +89,13 @@ def library(paths: list[Path], out: Path) -> None:
         try:
             windows = segment.plan_windows(decode.probe(path).duration)
             audio = decode.load_windows(path, 32000, windows)
-            audio16 = decode.load_windows(path, SR, windows)
         except decode.DecodeError as exc:
             print(f"skip {path}: {exc.reason}")
             continue
         m, s = gate.scores(net(audio)[0])
         rows[str(path)] = []
-        for k, y16 in enumerate(audio16):
-            t = seg.segment(y16)
+        for k, y in enumerate(audio):
+            t = seg.segment(decode.convert(y, 32000, SR))
             voiced = t.labels[t.labels >= 0]
             share = float((voiced == 1).mean()) if len(voiced) else 0.0
             rows[str(path)].append(
