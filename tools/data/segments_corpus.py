@@ -140,6 +140,11 @@ SOURCES: tuple[Source, ...] = (
     # seventh build: hedgewars-data is a validation package (its rock and its noise), so that
     # validation hears distorted guitars; OpenArena's stay in training
     Source("hedgewars-data", "music", "val", r"/Music/(Castle|Rock)\.ogg$"),
+    # tenth build: Wesnoth's units' cries when hit and dying (humans, orcs, trolls, wolves...):
+    # cries and grunts are noise, not speech (AudioSet's Human sounds), and training had few.
+    # Not its spells and weapons (the ninth build took all 300 sounds: its tonal spells cost
+    # real songs; docs/segments.md)
+    Source("wesnoth-1.16-data", "noise", "train", r"/sounds/[^/]*-(die|hit)(-\d+)?\.(ogg|wav)$"),
 )
 # Music used whole, not as a 60 s excerpt: the few distorted-guitar tracks Debian has.
 WHOLE_TRACKS = ("openarena-088-data", "hedgewars-data")
