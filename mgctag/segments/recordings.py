@@ -58,7 +58,7 @@ def frame_peaks(y: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-MMAP_THRESHOLD = 4 << 20  # bytes: blocks this large are mapped, and unmapped when freed
+MMAP_THRESHOLD = 16 << 20  # bytes: blocks this large are mapped, and unmapped when freed
 
 
 @functools.cache
@@ -68,8 +68,8 @@ def fixed_mmap_threshold() -> None:
     glibc maps a large block and unmaps it when freed, but raises its threshold each time one is
     freed, so hours decoded a chunk at a time end up on the heap, where freed chunks stay
     resident: `segments` of a 3-hour file peaked anywhere from 408 to 546 MB from run to run.
-    With a fixed 4 MB threshold it peaked at 394-420 MB, for ~10 % more wall time
-    (docs/segments.md). Elsewhere (not glibc) nothing changes."""
+    With the threshold fixed at 16 MB it peaked at 422-444 MB, at the same speed (4 MB: 405-417
+    MB, but 30 % more CPU on a 3-minute file; docs/segments.md). Elsewhere nothing changes."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
