@@ -185,6 +185,8 @@ def train_detector(a: argparse.Namespace) -> None:
     train = clips("train", a.context, mean, std, kind=kind)
     val = clips("val", a.context, mean, std, kind=kind)
     model: SwishNet | MelCnn
+    if a.seed:  # seed 0 is the bundled detectors' runs: their initial weights came unseeded
+        torch.manual_seed(a.seed)
     if kind == "mel":
         model = MelCnn(n_classes=3, n_mels=N_MELS, width=a.width)
         name = f"seg_mel{a.width}_{'kd' if a.distill else 'hard'}_{a.context:g}s"
@@ -192,6 +194,7 @@ def train_detector(a: argparse.Namespace) -> None:
     else:
         model = SwishNet(n_classes=3, n_mfcc=N_MFCC, width=a.width)
         name = model_name(a.width, a.context, a.distill, a.augment)
+    name += f"_s{a.seed}" if a.seed else ""
     best: dict[str, Any] = {"acc": -1.0}
     t0 = time.time()
     alpha = a.alpha if a.distill else 0.0
@@ -224,6 +227,7 @@ def train_detector(a: argparse.Namespace) -> None:
         T=a.T,
         alpha=alpha,
         lr=a.lr,
+        seed=a.seed,
         on_epoch=on_epoch,
         augment=aug,
         gain=gain,
@@ -285,6 +289,9 @@ def detector_parser(s: argparse.ArgumentParser) -> None:
     s.add_argument("--threads", type=int, default=1)
     s.add_argument(
         "--keep-epochs", action="store_true", help="save each epoch as NAME_eK (choose on val)"
+    )
+    s.add_argument(
+        "--seed", type=int, default=0, help="another run of the same recipe (names get _sN)"
     )
 
 
