@@ -263,6 +263,9 @@ def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.nd
     heap = [(end[i] - start[i], start[i], i) for i in range(len(bounds))]
     heapq.heapify(heap)
 
+    def span(run: int) -> int:
+        return end[run] - start[run]
+
     def likelihood(run: int, neighbour: int) -> float:
         k = lab[neighbour]
         return -1.0 if k < 0 else float(probs[start[run] : end[run], k].mean())
@@ -292,9 +295,9 @@ def merge_short(labels: np.ndarray, probs: np.ndarray, min_frames: int) -> np.nd
             # in a silence that is shorter than what it lacks, or else that many frames of the
             # longer silence beside it, rather than vanishing into silence
             need = min_frames - length
-            target, gone = i, min(beside, key=lambda j: end[j] - start[j])
-            if end[gone] - start[gone] > need:
-                j = max(beside, key=lambda j: end[j] - start[j])
+            target, gone = i, min(beside, key=span)
+            if span(gone) > need:
+                j = max(beside, key=span)  # the longer silence gives up `need` of its frames
                 if j == n:
                     end[i], start[j] = end[i] + need, start[j] + need
                 else:

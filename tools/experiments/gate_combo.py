@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mgctag.content import MUSIC, MUSIC_FLOOR, MUSIC_SHARE, OTHER, track_class
+
 Clip = dict[str, float | str]
 Rule = Callable[[Clip], bool]  # True: the clip is music (tagged)
 
@@ -32,7 +34,7 @@ Rule = Callable[[Clip], bool]  # True: the clip is music (tagged)
 def features(data: Path, split: str, out: Path) -> None:
     from mgctag.audio import decode
     from mgctag.genres import default_map
-    from mgctag.models.audioset import AudiosetNet
+    from mgctag.models.audioset import AUDIOSET_RATE, AudiosetNet
     from mgctag.segments.detector import CLASSES, Segmenter
     from mgctag.segments.recordings import segment_file
 
@@ -46,8 +48,8 @@ def features(data: Path, split: str, out: Path) -> None:
     rows: dict[str, Clip] = {}
     for name, info in sorted(labels.items()):
         wav = held / "clips" / f"{name}.wav"
-        y = decode.load(wav, 32000)
-        m, s = gate.scores(net([y[:320000]])[0])
+        y = decode.load(wav, AUDIOSET_RATE, duration=10.0)  # a clip is one 10 s window
+        m, s = gate.scores(net([y])[0])
         timeline = segment_file(wav, seg)[0]
         voiced = timeline.labels[timeline.labels >= 0]
         share = np.bincount(voiced, minlength=3) / max(1, len(voiced))
@@ -57,11 +59,11 @@ def features(data: Path, split: str, out: Path) -> None:
     out.write_text(json.dumps(rows, indent=0))
 
 
-def _mn04(c: Clip, floor: float = 0.2) -> bool:
+def _mn04(c: Clip, floor: float = MUSIC_FLOOR) -> bool:
     return float(c["m"]) >= floor
 
 
-def _mel(c: Clip, share: float = 0.5) -> bool:
+def _mel(c: Clip, share: float = MUSIC_SHARE) -> bool:
     return float(c["voiced"]) > 0 and float(c["music"]) >= share
 
 
@@ -78,7 +80,7 @@ def library(paths: list[Path], out: Path) -> None:
     mn04 evidence and detector share, to see how much music each rule would leave untagged."""
     from mgctag.audio import decode, segment
     from mgctag.genres import default_map
-    from mgctag.models.audioset import AudiosetNet
+    from mgctag.models.audioset import AUDIOSET_RATE, AudiosetNet
     from mgctag.segments.detector import SR, Segmenter
 
     net = AudiosetNet()
@@ -88,14 +90,14 @@ def library(paths: list[Path], out: Path) -> None:
     for path in paths:
         try:
             windows = segment.plan_windows(decode.probe(path).duration)
-            audio = decode.load_windows(path, 32000, windows)
+            audio = decode.load_windows(path, AUDIOSET_RATE, windows)
         except decode.DecodeError as exc:
             print(f"skip {path}: {exc.reason}")
             continue
         m, s = gate.scores(net(audio)[0])
         rows[str(path)] = []
         for k, y in enumerate(audio):
-            t = seg.segment(decode.convert(y, 32000, SR))
+            t = seg.segment(decode.convert(y, AUDIOSET_RATE, SR))
             voiced = t.labels[t.labels >= 0]
             share = float((voiced == 1).mean()) if len(voiced) else 0.0
             rows[str(path)].append(
@@ -105,8 +107,13 @@ def library(paths: list[Path], out: Path) -> None:
 
 
 def music_kept(tracks: dict[str, list[Clip]], rule: Rule) -> tuple[float, list[str]]:
-    """Share of tracks `tag` would call music under `rule` (half of their windows), and the rest."""
-    lost = [p for p, ws in tracks.items() if sum(rule(w) for w in ws) < 0.5 * len(ws) - 1e-9]
+    """Share of tracks `tag` would call music under `rule` (`content.track_class` over their
+    windows), and the rest."""
+    lost = [
+        p
+        for p, ws in tracks.items()
+        if track_class([MUSIC if rule(w) else OTHER for w in ws]) != MUSIC
+    ]
     return 1 - len(lost) / max(1, len(tracks)), lost
 
 
@@ -114,8 +121,8 @@ def families() -> dict[str, list[tuple[str, Rule]]]:
     """Each rule family with its parameter grid."""
     grid = [float(v) for v in np.round(np.arange(0.05, 1.0, 0.05), 2)]
     return {
-        "mn04 (tag's gate)": [("m>=0.2", _mn04)],
-        "melcnn": [("music share>=0.5", _mel)],
+        "mn04 (tag's gate)": [(f"m>={MUSIC_FLOOR}", _mn04)],
+        "melcnn": [(f"music share>={MUSIC_SHARE}", _mel)],
         "either says music": [("or", lambda c: _mn04(c) or _mel(c))],
         "both say music": [("and", _both)],
         "weighted mean": [
